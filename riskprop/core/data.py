@@ -1,0 +1,397 @@
+"""Reading and validating one bank's input files.
+
+A bank's directory holds ``accounts.csv`` (``id,risk_score``) and ``transactions.csv``
+(``id_source,bank_source,id_destination,bank_destination,amount[,period]``). The files are
+read with pyarrow's multi-threaded CSV reader; every check is vectorised. When a check fails,
+the offending row is mapped back to its physical line so that the error names
+``file:line`` and the problem. Nothing is written by this module.
+
+Representation (see ``BankData``): accounts are positions ``0..n-1`` of the bank; the ids of
+other banks' accounts are kept once per bank in ``foreign_ids`` and transactions refer to
+accounts by ``(bank code, position)`` where the bank code indexes ``banks``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from riskprop.errors import InputError
+
+ACCOUNT_COLUMNS = ("id", "risk_score")
+TRANSACTION_COLUMNS = ("id_source", "bank_source", "id_destination", "bank_destination", "amount")
+PERIOD_COLUMN = "period"
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class BankData:
+    """One bank's validated view of the world.
+
+    Invariants: ``len(account_ids) == len(initial)``; ``initial`` lies in [0, 1]; for each
+    transaction row ``i``, ``src_bank[i] == own`` or ``dst_bank[i] == own`` where ``own =
+    banks.index(name)``; an endpoint of the own bank indexes ``account_ids``, an endpoint of
+    bank ``b`` indexes ``foreign_ids[banks[b]]``. Self-loops are already removed.
+    """
+
+    name: str
+    banks: tuple[str, ...]
+    account_ids: tuple[str, ...]
+    initial: FloatArray
+    foreign_ids: dict[str, tuple[str, ...]]
+    src_bank: IntArray
+    src: IntArray
+    dst_bank: IntArray
+    dst: IntArray
+    amount: FloatArray
+    period: IntArray
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def own(self) -> int:
+        """Code of this bank in ``banks``."""
+        return self.banks.index(self.name)
+
+    @property
+    def n_accounts(self) -> int:
+        return len(self.account_ids)
+
+    def periods(self) -> list[int]:
+        """Sorted distinct periods of this bank's transactions."""
+        return [int(p) for p in np.unique(self.period)]
+
+
+def load_bank(directory: Path, name: str, banks: Sequence[str]) -> BankData:
+    """Load ``directory/accounts.csv`` and ``directory/transactions.csv`` of bank ``name``.
+
+    ``banks`` lists every bank a transaction may name (the data set's directories or the
+    run's parties); it must contain ``name``.
+    """
+    if name not in banks:
+        raise InputError(f"bank {name!r} is not one of the known banks {', '.join(banks)}")
+    accounts_path = directory / "accounts.csv"
+    transactions_path = directory / "transactions.csv"
+    for path in (accounts_path, transactions_path):
+        if not path.is_file():
+            raise InputError(f"{path}: file not found")
+    ids, scores = _read_accounts(accounts_path)
+    return _read_transactions(transactions_path, name, tuple(banks), ids, scores)
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def _read_accounts(path: Path) -> tuple[pa.Array, FloatArray]:
+    _check_header(path, ACCOUNT_COLUMNS, optional=None)
+    table = _read_table(path, {"id": pa.string(), "risk_score": pa.float64()})
+    ids = table.column("id").combine_chunks()
+    scores = table.column("risk_score").to_numpy()
+    problems: list[tuple[int, str]] = []
+    _first(problems, pc.equal(pc.utf8_length(ids), 0), "empty id")
+    bad = np.isnan(scores) | (scores < 0.0) | (scores > 1.0)
+    if bad.any():
+        row = int(np.argmax(bad))
+        problems.append((row, f"risk_score {float(scores[row])!r} is outside [0, 1]"))
+    dup = _first_duplicate(ids)
+    if dup is not None:
+        problems.append((dup, f"duplicate account id {ids[dup].as_py()!r}"))
+    _raise_first(path, problems)
+    return ids, scores.astype(np.float64, copy=True)
+
+
+# ----------------------------------------------------------------------- transactions
+
+
+def _read_transactions(
+    path: Path, name: str, banks: tuple[str, ...], ids: pa.Array, scores: FloatArray
+) -> BankData:
+    has_period = _check_header(path, TRANSACTION_COLUMNS, optional=PERIOD_COLUMN)
+    types: dict[str, pa.DataType] = {
+        "id_source": pa.string(),
+        "bank_source": pa.string(),
+        "id_destination": pa.string(),
+        "bank_destination": pa.string(),
+        "amount": pa.float64(),
+    }
+    if has_period:
+        types[PERIOD_COLUMN] = pa.int64()
+    table = _read_table(path, types)
+    n_rows = table.num_rows
+    amount = table.column("amount").to_numpy()
+    period = (
+        table.column(PERIOD_COLUMN).to_numpy().astype(np.int64)
+        if has_period
+        else np.zeros(n_rows, dtype=np.int64)
+    )
+    src_id = table.column("id_source").combine_chunks()
+    dst_id = table.column("id_destination").combine_chunks()
+    src_bank = _bank_codes(table.column("bank_source"), banks)
+    dst_bank = _bank_codes(table.column("bank_destination"), banks)
+    own = banks.index(name)
+
+    problems: list[tuple[int, str]] = []
+    for column, codes in (("bank_source", src_bank), ("bank_destination", dst_bank)):
+        if (codes < 0).any():
+            row = int(np.argmax(codes < 0))
+            value = table.column(column)[row].as_py()
+            problems.append(
+                (row, f"{column} {value!r} is not a bank of this data set ({', '.join(banks)})")
+            )
+    _first(problems, pc.equal(pc.utf8_length(src_id), 0), "empty id_source")
+    _first(problems, pc.equal(pc.utf8_length(dst_id), 0), "empty id_destination")
+    bad_amount = ~np.isfinite(amount) | (amount < 0.0)
+    if bad_amount.any():
+        row = int(np.argmax(bad_amount))
+        problems.append((row, f"amount {float(amount[row])!r} is not a non-negative number"))
+    if (period < 0).any():
+        row = int(np.argmax(period < 0))
+        problems.append((row, f"period {int(period[row])} is negative"))
+    foreign = (src_bank != own) & (dst_bank != own) & (src_bank >= 0) & (dst_bank >= 0)
+    if foreign.any():
+        row = int(np.argmax(foreign))
+        problems.append((row, f"transaction touches no account of bank {name!r}"))
+    _raise_first(path, problems)
+
+    self_loop = (src_bank == dst_bank) & np.asarray(
+        pc.equal(src_id, dst_id).to_numpy(zero_copy_only=False), dtype=bool
+    )
+    keep = ~self_loop
+    n_loops = int(self_loop.sum())
+    if n_loops:
+        mask = pa.array(keep)
+        src_id, dst_id = src_id.filter(mask), dst_id.filter(mask)
+        src_bank, dst_bank = src_bank[keep], dst_bank[keep]
+        amount, period = amount[keep], period[keep]
+
+    # Own accounts that occur only in the transactions join the account table at risk 0.
+    own_refs = pa.chunked_array(
+        [src_id.filter(pa.array(src_bank == own)), dst_id.filter(pa.array(dst_bank == own))],
+        type=pa.string(),
+    )
+    unknown = pc.unique(own_refs.filter(pc.invert(pc.is_in(own_refs, value_set=ids))))
+    n_implicit = len(unknown)
+    all_ids = pa.concat_arrays([ids, unknown.combine_chunks() if n_implicit else unknown])
+    initial = np.concatenate([scores, np.zeros(n_implicit)])
+
+    src = np.empty(len(src_bank), dtype=np.int64)
+    dst = np.empty(len(dst_bank), dtype=np.int64)
+    foreign_ids: dict[str, tuple[str, ...]] = {}
+    for code, bank in enumerate(banks):
+        s_mask, d_mask = src_bank == code, dst_bank == code
+        refs_s, refs_d = src_id.filter(pa.array(s_mask)), dst_id.filter(pa.array(d_mask))
+        if code == own:
+            table_ids = all_ids
+        else:
+            table_ids = pc.unique(pa.chunked_array([refs_s, refs_d], type=pa.string()))
+            if isinstance(table_ids, pa.ChunkedArray):
+                table_ids = table_ids.combine_chunks()
+            foreign_ids[bank] = tuple(table_ids.to_pylist())
+        src[s_mask] = pc.index_in(refs_s, value_set=table_ids).to_numpy(zero_copy_only=False)
+        dst[d_mask] = pc.index_in(refs_d, value_set=table_ids).to_numpy(zero_copy_only=False)
+
+    warnings = []
+    if n_implicit:
+        warnings.append(
+            f"{path}: {n_implicit} account(s) of bank {name!r} occur in transactions but not in "
+            "accounts.csv; they start at risk 0"
+        )
+    if n_loops:
+        warnings.append(f"{path}: {n_loops} self-loop transaction(s) ignored")
+    return BankData(
+        name=name,
+        banks=banks,
+        account_ids=tuple(all_ids.to_pylist()),
+        initial=initial,
+        foreign_ids=foreign_ids,
+        src_bank=src_bank,
+        src=src,
+        dst_bank=dst_bank,
+        dst=dst,
+        amount=amount.astype(np.float64, copy=False),
+        period=period,
+        warnings=tuple(warnings),
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_header(path: Path, required: Sequence[str], optional: str | None) -> bool:
+    """Check the header line; return whether the optional last column is present."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        try:
+            header = next(csv.reader(handle), None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}:1: unreadable header ({exc})") from None
+    if header is None:
+        raise InputError(f"{path}: file is empty (expected header {','.join(required)})")
+    header = [column.strip() for column in header]
+    allowed = [*required, optional] if optional else list(required)
+    missing = [column for column in required if column not in header]
+    extra = [column for column in header if column not in allowed]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(missing)}")
+        if extra:
+            parts.append(f"unexpected column(s) {', '.join(extra)}")
+        raise InputError(f"{path}:1: {'; '.join(parts)} (expected {','.join(allowed)})")
+    if header not in (list(required), allowed):
+        raise InputError(f"{path}:1: columns must be in the order {','.join(allowed)}")
+    return optional is not None and header == allowed
+
+
+def _read_table(path: Path, types: dict[str, pa.DataType]) -> pa.Table:
+    names = list(types)
+    try:
+        return pa_csv.read_csv(
+            path,
+            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pa_csv.ParseOptions(ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types,
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise _diagnose(path, types) or InputError(f"{path}: cannot parse ({exc})") from None
+
+
+def _diagnose(path: Path, types: dict[str, pa.DataType]) -> InputError | None:
+    """Find the first malformed line of a file the fast reader refused."""
+    names = list(types)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            for row in reader:
+                if not row:
+                    continue
+                where = f"{path}:{reader.line_num}"
+                if len(row) != len(names):
+                    return InputError(
+                        f"{where}: expected {len(names)} fields ({','.join(names)}), "
+                        f"got {len(row)}"
+                    )
+                for column, value in zip(names, row, strict=True):
+                    kind = types[column]
+                    if kind == pa.float64() and not _is_float(value):
+                        return InputError(f"{where}: {column} {value!r} is not a number")
+                    if kind == pa.int64() and not _is_int(value):
+                        return InputError(f"{where}: {column} {value!r} is not an integer")
+    except UnicodeDecodeError as exc:
+        return InputError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})")
+    except csv.Error as exc:
+        return InputError(f"{path}: malformed CSV ({exc})")
+    return None
+
+
+def _is_float(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return value.strip() != ""
+
+
+def _is_int(value: str) -> bool:
+    try:
+        int(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _bank_codes(column: pa.ChunkedArray, banks: tuple[str, ...]) -> IntArray:
+    """Bank names to codes into ``banks``; -1 for a name that is not a known bank."""
+    codes = pc.index_in(column, value_set=pa.array(banks, type=pa.string()))
+    return np.asarray(pc.fill_null(codes, -1).to_numpy(), dtype=np.int64)
+
+
+def _first(problems: list[tuple[int, str]], mask: Any, message: str) -> None:
+    found = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+    if found.any():
+        problems.append((int(np.argmax(found)), message))
+
+
+def _first_duplicate(ids: pa.Array) -> int | None:
+    """Row of the first id that already occurred on an earlier row, if any."""
+    codes = pc.dictionary_encode(ids).indices.to_numpy()
+    _, first_rows = np.unique(codes, return_index=True)
+    if len(first_rows) == len(codes):
+        return None
+    repeated = np.arange(len(codes)) != first_rows[codes]
+    return int(np.argmax(repeated))
+
+
+def _raise_first(path: Path, problems: Iterable[tuple[int, str]]) -> None:
+    ordered = sorted(problems)
+    if ordered:
+        row, message = ordered[0]
+        raise InputError(f"{path}:{_line_of_row(path, row)}: {message}")
+
+
+def _line_of_row(path: Path, row: int) -> int:
+    """Physical line of data row ``row`` (0-based, header excluded), skipping blank lines."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        seen = -1
+        for record in reader:
+            if record:
+                seen += 1
+                if seen == row:
+                    return reader.line_num
+    return row + 2
+
+
+
+# --------------------------------------------------------------------------- data set
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Every bank of a data set directory, each loaded from its own files only."""
+
+    root: Path
+    banks: tuple[BankData, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(bank.name for bank in self.banks)
+
+    def periods(self) -> list[int]:
+        """Sorted union of the periods that occur in any bank's transactions."""
+        found: set[int] = set()
+        for bank in self.banks:
+            found.update(bank.periods())
+        return sorted(found) or [0]
+
+
+def bank_directories(root: Path) -> list[str]:
+    """Names of the bank sub-directories of a data set (hidden ones skipped), sorted."""
+    if not root.is_dir():
+        raise InputError(f"{root}: data set directory not found")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise InputError(f"{root}: no bank sub-directories (expected <bank>/accounts.csv)")
+    return names
+
+
+def load_dataset(root: Path) -> Dataset:
+    """Load every bank of the data set at ``root`` (one sub-directory per bank)."""
+    names = bank_directories(root)
+    return Dataset(root=root, banks=tuple(load_bank(root / n, n, names) for n in names))

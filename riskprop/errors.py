@@ -1,0 +1,17 @@
+"""Error types: each carries a one-line message a user can act on."""
+
+
+class RiskpropError(Exception):
+    """Base class of every error riskprop reports to a user."""
+
+
+class InputError(RiskpropError):
+    """Bad input data: the message names the file, the line and the problem."""
+
+
+class ConfigError(RiskpropError):
+    """Bad configuration or parameters: the message names the key or option."""
+
+
+class ProtocolError(RiskpropError):
+    """A protocol run cannot continue (mismatch between parties, bad message, peer abort)."""

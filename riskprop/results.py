@@ -1,0 +1,59 @@
+"""Writing result files atomically: a reader sees the old file or the complete new one."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from riskprop.core.data import FloatArray
+
+
+def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_score(value: float) -> str:
+    """Shortest decimal that reads back as the same float64 (full precision)."""
+    return repr(float(value))
+
+
+def scores_csv(header: Sequence[str], rows: Iterable[Sequence[str]], scores: FloatArray) -> str:
+    """CSV text: ``header`` then each key row followed by its score."""
+    lines = [",".join(header)]
+    lines.extend(
+        ",".join([*key, format_score(s)]) for key, s in zip(rows, scores.tolist(), strict=True)
+    )
+    return "\n".join(lines) + "\n"
+
+
+def global_scores_csv(
+    banks: Sequence[str], account_ids: Sequence[Sequence[str]], scores: FloatArray
+) -> str:
+    """``bank,id,risk_score`` for every account of every bank, banks in order."""
+    keys = [(bank, acc) for bank, ids in zip(banks, account_ids, strict=True) for acc in ids]
+    return scores_csv(("bank", "id", "risk_score"), keys, np.asarray(scores))
+
+
+def write_or_print(text: str, out: Path | None) -> None:
+    """Write atomically to ``out``, or to standard output when ``out`` is None."""
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(out, text)
