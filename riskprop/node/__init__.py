@@ -1,0 +1,1 @@
+"""Drivers that run protocol sessions over transports."""

@@ -1,0 +1,1 @@
+"""Sans-I/O protocol sessions: take messages in, return messages to send."""
