@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from riskprop import __version__
+from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS
 from riskprop.errors import RiskpropError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,17 +50,84 @@ def cli(verbose: int) -> None:
 @click.argument("data", type=click.Path(path_type=Path))
 @schedule_options
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Output CSV (default stdout).")
-def simulate(data: Path, iterations: int, delta_a: float, delta_b: float, out: Path | None) -> None:
-    """Propagate over every bank of DATA in one process (plaintext reference).
+@click.option(
+    "--secure", is_flag=True,
+    help="Run the encrypted multi-party protocol (all banks in this process) instead.",
+)
+@click.option(
+    "--key-bits", type=int, default=2048, show_default=True,
+    help="With --secure and no --keys: modulus size of a freshly dealt key.",
+)
+@click.option(
+    "--keys", type=click.Path(path_type=Path),
+    help="With --secure: directory of key share files from `riskprop keygen`.",
+)
+@click.option(
+    "--precision-bits", type=int, default=DEFAULT_FRACTION_BITS, show_default=True,
+    help="With --secure: fractional bits of the fixed-point encoding per iteration.",
+)
+def simulate(
+    data: Path,
+    iterations: int,
+    delta_a: float,
+    delta_b: float,
+    out: Path | None,
+    secure: bool,
+    key_bits: int,
+    keys: Path | None,
+    precision_bits: int,
+) -> None:
+    """Propagate over every bank of DATA in one process.
 
     Writes CSV `bank,id,risk_score` for every account of every bank, at full float precision.
+    With --secure the banks run the encrypted protocol over an in-memory transport and the
+    output has the same form, so it can be compared with the plaintext run.
     """
-    from riskprop.simulate import simulate_plaintext
+    from riskprop.simulate import simulate_plaintext, simulate_secure
 
-    result = simulate_plaintext(data, iterations=iterations, delta_a=delta_a, delta_b=delta_b)
+    if secure:
+        if key_bits < 2048 and keys is None:
+            log.warning("--key-bits %d is below the production size 2048: for tests only", key_bits)
+        result = simulate_secure(
+            data, iterations=iterations, delta_a=delta_a, delta_b=delta_b,
+            key_bits=key_bits, keys=keys, precision_bits=precision_bits,
+        )
+        log.info("largest difference from the plaintext engine: %.3g", result.max_difference)
+    else:
+        result = simulate_plaintext(data, iterations=iterations, delta_a=delta_a, delta_b=delta_b)
     for warning in result.warnings:
         log.warning("%s", warning)
     result.write(out)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--parties", required=True, help="Comma-separated party names, e.g. alice,bob,charlie."
+)
+@click.option(
+    "--threshold", "-t", type=int, default=None,
+    help="t: any t+1 parties decrypt, no t can (default: largest t with n >= 2t+1, at least 1).",
+)
+@click.option("--bits", type=int, default=2048, show_default=True, help="Modulus size in bits.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True,
+    help="Directory for public.json and <party>.share.json (mode 0600).",
+)
+def keygen(parties: str, threshold: int | None, bits: int, out: Path) -> None:
+    """Generate a threshold Paillier key with a trusted dealer (this process).
+
+    Writes one share file per party and the public key. Whoever runs this sees every share:
+    use it for tests and demos.
+    """
+    from riskprop.core.threshold import default_threshold
+    from riskprop.keys import dealer_keygen
+
+    names = [p.strip() for p in parties.split(",") if p.strip()]
+    if bits < 2048:
+        log.warning("--bits %d is below the production size 2048: for tests only", bits)
+    t = default_threshold(len(names)) if threshold is None else threshold
+    for path in dealer_keygen(out, names, t, bits):
+        click.echo(f"wrote {path}")
 
 
 @cli.command(context_settings=CONTEXT)

@@ -1,0 +1,120 @@
+"""Key-share files: one JSON file per party (mode 0600) and one public-key file.
+
+The format is the same whether a trusted dealer or the distributed key generation made the
+key, so runs do not care which. Integers are hexadecimal strings. A share file holds the public
+data too, so a node needs only its own file.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import phe
+
+from riskprop.core.paillier import PublicKey
+from riskprop.core.threshold import KeyShare, ThresholdKey, deal
+from riskprop.errors import ConfigError
+from riskprop.results import atomic_write_text
+
+FORMAT = "riskprop-threshold-paillier/1"
+PUBLIC_FILE = "public.json"
+
+
+def share_file(directory: Path, party: str) -> Path:
+    return directory / f"{party}.share.json"
+
+
+def _public_fields(key: ThresholdKey) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "fingerprint": key.public.fingerprint(),
+        "parties": list(key.parties),
+        "threshold": key.threshold,
+        "n": format(key.public.n, "x"),
+        "theta": format(key.theta, "x"),
+    }
+
+
+def write_keys(directory: Path, shares: Sequence[KeyShare]) -> list[Path]:
+    """Write ``public.json`` and one ``<party>.share.json`` (0600) per share."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = shares[0].key
+    written = []
+    for share in shares:
+        fields = _public_fields(share.key) | {"party": share.party, "share": format(share.secret, "x")}
+        path = share_file(directory, share.party)
+        atomic_write_text(path, json.dumps(fields, indent=1) + "\n", mode=0o600)
+        written.append(path)
+    public = directory / PUBLIC_FILE
+    atomic_write_text(public, json.dumps(_public_fields(key), indent=1) + "\n")
+    return [public, *written]
+
+
+def dealer_keygen(
+    directory: Path, parties: Sequence[str], threshold: int, bits: int
+) -> list[Path]:
+    """Trusted-dealer key generation: N = p q from phe, shares as in ``core.threshold.deal``."""
+    if bits < 128 or bits % 8:
+        raise ConfigError(f"--bits must be a multiple of 8 and at least 128 (got {bits})")
+    _, private = phe.generate_paillier_keypair(n_length=bits)
+    return write_keys(directory, deal(private.p, private.q, parties, threshold))
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not a key file ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not a {FORMAT} key file")
+    return data
+
+
+def _key_from(path: Path, data: dict[str, Any]) -> ThresholdKey:
+    try:
+        key = ThresholdKey(
+            public=PublicKey(int(data["n"], 16)),
+            parties=tuple(str(p) for p in data["parties"]),
+            threshold=int(data["threshold"]),
+            theta=int(data["theta"], 16),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: malformed key file ({type(exc).__name__}: {exc})") from None
+    if key.public.fingerprint() != data.get("fingerprint"):
+        raise ConfigError(f"{path}: fingerprint does not match the modulus")
+    return key
+
+
+def load_public(path: Path) -> ThresholdKey:
+    """Read a ``public.json`` file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: key file not found")
+    return _key_from(path, _parse(path, path.read_text(encoding="utf-8")))
+
+
+def load_share(path: Path, party: str | None = None) -> KeyShare:
+    """Read a share file; refuse one that group or others may read, or of another party."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: key share file not found")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: key share is accessible by group/others (mode {mode:04o}); "
+            f"run: chmod 600 {path}"
+        )
+    data = _parse(path, path.read_text(encoding="utf-8"))
+    key = _key_from(path, data)
+    owner = str(data.get("party", ""))
+    if owner not in key.parties:
+        raise ConfigError(f"{path}: share names party {owner!r}, not one of the key's parties")
+    if party is not None and owner != party:
+        raise ConfigError(f"{path}: share belongs to {owner!r}, not {party!r}")
+    try:
+        secret = int(data["share"], 16)
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{path}: malformed share value") from None
+    return KeyShare(key, owner, secret)

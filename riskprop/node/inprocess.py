@@ -1,0 +1,94 @@
+"""Every party of a run in one process over the in-memory transport (tests, secure simulate)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from riskprop.core.data import BankData, FloatArray
+from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS
+from riskprop.core.paillier import NoiseSource
+from riskprop.core.threshold import KeyShare, ThresholdKey
+from riskprop.node.driver import drive
+from riskprop.node.transport import InMemoryNetwork, Tap
+from riskprop.protocol.messages import RunDescriptor
+from riskprop.protocol.session import RunSession, SessionStats
+
+
+@dataclass(frozen=True, eq=False)
+class PartyOutcome:
+    """What one bank learnt and spent."""
+
+    name: str
+    account_ids: tuple[str, ...]
+    scores: FloatArray
+    stats: SessionStats
+    bytes_sent: int
+
+
+def make_descriptor(
+    key: ThresholdKey,
+    *,
+    iterations: int,
+    delta_a: float,
+    delta_b: float,
+    periods: Sequence[int],
+    precision_bits: int = DEFAULT_FRACTION_BITS,
+    run_id: str | None = None,
+) -> RunDescriptor:
+    return RunDescriptor(
+        run_id=run_id or secrets.token_hex(8),
+        parties=key.parties,
+        threshold=key.threshold,
+        key_fingerprint=key.public.fingerprint(),
+        iterations=iterations,
+        delta_a=delta_a,
+        delta_b=delta_b,
+        periods=tuple(periods),
+        precision_bits=precision_bits,
+    )
+
+
+async def run_parties(
+    descriptor: RunDescriptor,
+    banks: Sequence[BankData],
+    shares: Mapping[str, KeyShare],
+    *,
+    tap: Tap | None = None,
+    noise: Callable[[str], NoiseSource] | None = None,
+    idle_timeout: float = 600.0,
+) -> dict[str, PartyOutcome]:
+    """Run one session per bank concurrently; every bank must have a share."""
+    public = next(iter(shares.values())).key.public
+    network = InMemoryNetwork(descriptor.parties, public.ciphertext_bytes, tap=tap)
+    sessions = {
+        b.name: RunSession(descriptor, b, shares[b.name], noise(b.name) if noise else None)
+        for b in banks
+    }
+    transports = {name: network.endpoint(name) for name in sessions}
+    await asyncio.gather(
+        *(drive(s, transports[n], idle_timeout=idle_timeout) for n, s in sessions.items())
+    )
+    outcomes = {}
+    for name, session in sessions.items():
+        assert session.result is not None  # a finished session has its result
+        outcomes[name] = PartyOutcome(
+            name,
+            session.bank.account_ids,
+            session.result,
+            session.stats,
+            transports[name].bytes_sent,
+        )
+    return outcomes
+
+
+def run_in_process(
+    descriptor: RunDescriptor,
+    banks: Sequence[BankData],
+    shares: Mapping[str, KeyShare],
+    **options: object,
+) -> dict[str, PartyOutcome]:
+    """Synchronous wrapper of ``run_parties``."""
+    return asyncio.run(run_parties(descriptor, banks, shares, **options))  # type: ignore[arg-type]

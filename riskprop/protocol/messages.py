@@ -1,0 +1,277 @@
+"""Typed protocol messages and their binary wire format.
+
+Every message has a header (protocol version, run id, sender, recipient, kind, period index,
+iteration, sequence number) and a body of one of the frozen body types below. On the wire::
+
+    b"RPM1" | u32 header length | header (UTF-8 JSON) | body
+
+where the body of a value-carrying kind is ``count`` big-endian integers of ``width`` bytes
+each (``count`` and ``width`` are header fields), and the body of ``Hello`` and ``Abort`` is
+empty (their few fields travel in the header). No pickle, no per-account strings after the
+handshake.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from gmpy2 import mpz
+
+from riskprop.errors import ProtocolError
+
+MAGIC = b"RPM1"
+PROTOCOL_VERSION = 1
+#: Largest header accepted when decoding (the Hello header holds the rosters).
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunDescriptor:
+    """What every party of a run must agree on before any ciphertext is made."""
+
+    run_id: str
+    parties: tuple[str, ...]
+    threshold: int
+    key_fingerprint: str
+    iterations: int
+    delta_a: float
+    delta_b: float
+    periods: tuple[int, ...]
+    precision_bits: int
+    protocol_version: int = PROTOCOL_VERSION
+
+    @property
+    def total_iterations(self) -> int:
+        return self.iterations * len(self.periods)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "parties": list(self.parties),
+            "threshold": self.threshold,
+            "key_fingerprint": self.key_fingerprint,
+            "iterations": self.iterations,
+            "delta_a": self.delta_a,
+            "delta_b": self.delta_b,
+            "periods": list(self.periods),
+            "precision_bits": self.precision_bits,
+            "protocol_version": self.protocol_version,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunDescriptor:
+        try:
+            return cls(
+                run_id=_str(data["run_id"]),
+                parties=tuple(_str(p) for p in data["parties"]),
+                threshold=_int(data["threshold"]),
+                key_fingerprint=_str(data["key_fingerprint"]),
+                iterations=_int(data["iterations"]),
+                delta_a=_float(data["delta_a"]),
+                delta_b=_float(data["delta_b"]),
+                periods=tuple(_int(p) for p in data["periods"]),
+                precision_bits=_int(data["precision_bits"]),
+                protocol_version=_int(data["protocol_version"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed run descriptor ({type(exc).__name__}: {exc})") from None
+
+    def first_difference(self, other: RunDescriptor) -> str | None:
+        """Name of the first field in which the two descriptors differ."""
+        mine, theirs = self.to_json(), other.to_json()
+        for name in ("protocol_version", *mine):
+            if mine[name] != theirs[name]:
+                return name
+        return None
+
+
+# ------------------------------------------------------------------------------ bodies
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Handshake: the descriptor, how many accounts the sender will have decrypted, and for
+    every period the ids of the sender's accounts whose scores it sends to the recipient."""
+
+    descriptor: RunDescriptor
+    n_accounts: int
+    rosters: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Re-randomised ciphertexts of the sender's roster accounts for (period, iteration)."""
+
+    values: tuple[mpz, ...]
+
+
+@dataclass(frozen=True)
+class DecryptRequest:
+    """Ciphertexts the sender asks the recipient to partially decrypt."""
+
+    values: tuple[mpz, ...]
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The recipient's partial decryptions, in request order."""
+
+    values: tuple[mpz, ...]
+
+
+@dataclass(frozen=True)
+class Done:
+    """The sender has its result and needs nothing more from anyone."""
+
+
+@dataclass(frozen=True)
+class Abort:
+    """The sender stopped the run; ``reason`` is one line for operators."""
+
+    reason: str
+
+
+Body = Hello | Scores | DecryptRequest | Partial | Done | Abort
+KINDS: dict[str, type[Any]] = {
+    "hello": Hello,
+    "scores": Scores,
+    "decrypt_request": DecryptRequest,
+    "partial": Partial,
+    "done": Done,
+    "abort": Abort,
+}
+KIND_OF = {cls: name for name, cls in KINDS.items()}
+VALUE_KINDS = (Scores, DecryptRequest, Partial)
+
+
+@dataclass(frozen=True)
+class Message:
+    """A body with its routing header. ``period`` is the index into the run's periods."""
+
+    run_id: str
+    sender: str
+    recipient: str
+    body: Body
+    period: int = 0
+    iteration: int = 0
+    seq: int = 0
+    version: int = field(default=PROTOCOL_VERSION)
+
+    @property
+    def kind(self) -> str:
+        return KIND_OF[type(self.body)]
+
+
+# ------------------------------------------------------------------------------- codec
+
+
+def encode(message: Message, width: int) -> bytes:
+    """Serialise; ``width`` is the byte width of one value (the ciphertext size)."""
+    header: dict[str, Any] = {
+        "version": message.version,
+        "run_id": message.run_id,
+        "sender": message.sender,
+        "recipient": message.recipient,
+        "kind": message.kind,
+        "period": message.period,
+        "iteration": message.iteration,
+        "seq": message.seq,
+    }
+    body = message.body
+    payload = b""
+    if isinstance(body, VALUE_KINDS):
+        header["count"] = len(body.values)
+        header["width"] = width
+        payload = b"".join(int(v).to_bytes(width, "big") for v in body.values)
+    elif isinstance(body, Hello):
+        header["descriptor"] = body.descriptor.to_json()
+        header["n_accounts"] = body.n_accounts
+        header["rosters"] = [list(r) for r in body.rosters]
+    elif isinstance(body, Abort):
+        header["reason"] = body.reason
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    return MAGIC + struct.pack(">I", len(raw)) + raw + payload
+
+
+def decode(data: bytes, max_width: int | None = None) -> Message:
+    """Parse bytes made by ``encode``; any malformation raises ``ProtocolError``."""
+    if len(data) < 8 or data[:4] != MAGIC:
+        raise ProtocolError("not a riskprop message (bad magic)")
+    (length,) = struct.unpack(">I", data[4:8])
+    if length > MAX_HEADER_BYTES or 8 + length > len(data):
+        raise ProtocolError("truncated or oversized message header")
+    try:
+        header = json.loads(data[8 : 8 + length])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ProtocolError("message header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("message header is not an object")
+    payload = data[8 + length :]
+    try:
+        kind = KINDS[_str(header["kind"])]
+        body: Body
+        if kind in VALUE_KINDS:
+            count, width = _int(header["count"]), _int(header["width"])
+            if count < 0 or width <= 0 or (max_width is not None and width > max_width):
+                raise ProtocolError("bad value count or width")
+            if len(payload) != count * width:
+                raise ProtocolError(f"body is {len(payload)} bytes, expected {count * width}")
+            values = tuple(
+                mpz(int.from_bytes(payload[i : i + width], "big"))
+                for i in range(0, count * width, width)
+            )
+            body = kind(values)
+        elif payload:
+            raise ProtocolError(f"unexpected body on a {header['kind']} message")
+        elif kind is Hello:
+            rosters = header["rosters"]
+            if not isinstance(rosters, list):
+                raise ProtocolError("rosters must be a list")
+            body = Hello(
+                descriptor=RunDescriptor.from_json(header["descriptor"]),
+                n_accounts=_int(header["n_accounts"]),
+                rosters=tuple(tuple(_str(i) for i in _list(r)) for r in rosters),
+            )
+        elif kind is Abort:
+            body = Abort(_str(header["reason"]))
+        else:
+            body = Done()
+        return Message(
+            run_id=_str(header["run_id"]),
+            sender=_str(header["sender"]),
+            recipient=_str(header["recipient"]),
+            body=body,
+            period=_int(header["period"]),
+            iteration=_int(header["iteration"]),
+            seq=_int(header["seq"]),
+            version=_int(header["version"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"malformed message header ({type(exc).__name__}: {exc})") from None
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value

@@ -1,0 +1,430 @@
+"""One bank's side of a secure propagation run, as a sans-I/O state machine.
+
+Theory of operation. The driver calls ``start()`` once and ``receive(message)`` for every
+message addressed to this bank; both return the messages to send. Phases:
+
+``handshake``
+    Send every peer a ``Hello``: the run descriptor, the number of own accounts, and per period
+    the ids of own accounts that (in this bank's view) send money to that peer -- the roster
+    whose ciphertexts it will send. When every peer's ``Hello`` is in and every descriptor
+    equals ours, build each period's incoming matrix over ``[own accounts | peers' rosters]``
+    (dropping sources a peer does not list), refuse parameters that would overflow, and encrypt
+    the own initial scores.
+``iterating``
+    Step ``(p, k)`` for each period index ``p`` and ``k = 1..T``: send each peer whose roster is
+    non-empty the re-randomised ciphertexts of that roster; once the ciphertexts of every peer
+    that sends to us in period ``p`` are in, compute ``R'(x) = c_self R(x) + sum c(s,x) R(s)``
+    homomorphically (``core.fixedpoint``, ``core.paillier.linear_step``).
+``decrypting``
+    Pack the final ciphertexts (several scores per plaintext), re-randomise them and ask the
+    next ``t`` available parties (ring order) for partial decryptions; combine them with our
+    own. A helper answers only the bank that asked, at most once per run and for at most as
+    many ciphertexts as that bank's announced accounts need.
+``finishing``
+    Tell every peer ``Done``; stop when every peer still up has said ``Done`` too, so no one
+    leaves while a peer may still need a partial decryption from it.
+
+Messages may arrive in any order; those for a later step wait in an inbox. Any mismatch or
+malformed message raises ``ProtocolError``; the driver then sends ``Abort`` to every peer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+from gmpy2 import mpz
+
+from riskprop.core.data import BankData, FloatArray
+from riskprop.core.fixedpoint import FixedPoint
+from riskprop.core.graph import IncomingCSR, period_views, resolve_view
+from riskprop.core.paillier import (
+    FreshNoise,
+    NoiseSource,
+    encrypt,
+    linear_step,
+    pack,
+    rerandomize,
+    unpack,
+)
+from riskprop.core.schedule import DeltaSchedule
+from riskprop.core.threshold import KeyShare, combine, partial_decrypt
+from riskprop.errors import ConfigError, ProtocolError
+from riskprop.protocol.messages import (
+    Abort,
+    Body,
+    DecryptRequest,
+    Done,
+    Hello,
+    Message,
+    Partial,
+    RunDescriptor,
+    Scores,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Phase(Enum):
+    HANDSHAKE = "handshake"
+    ITERATING = "iterating"
+    DECRYPTING = "decrypting"
+    FINISHING = "finishing"
+    DONE = "done"
+
+
+@dataclass
+class SessionStats:
+    """Seconds spent per phase and ciphertexts sent, for logs and benchmarks."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    ciphertexts_sent: dict[str, int] = field(default_factory=dict)
+
+    def add(self, phase: str, seconds: float = 0.0, sent: int = 0) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+        self.ciphertexts_sent[phase] = self.ciphertexts_sent.get(phase, 0) + sent
+
+
+class RunSession:
+    """A bank's state machine for one run (see the module doc)."""
+
+    def __init__(
+        self,
+        descriptor: RunDescriptor,
+        bank: BankData,
+        share: KeyShare,
+        noise: NoiseSource | None = None,
+    ) -> None:
+        self.descriptor = descriptor
+        self.name = bank.name
+        self.bank = bank
+        self.share = share
+        key = share.key
+        self.public = key.public
+        _check_setup(descriptor, bank, share)
+        self.peers = tuple(p for p in descriptor.parties if p != self.name)
+        self.schedule = DeltaSchedule(descriptor.delta_a, descriptor.delta_b)
+        self.fixed = FixedPoint(descriptor.precision_bits)
+        self.fixed.check_fits(descriptor.iterations, len(descriptor.periods), self.public.bits)
+        self.slot_bits = self.fixed.slot_bits(descriptor.total_iterations)
+        self.slots = self.fixed.slots_per_plaintext(descriptor.total_iterations, self.public.bits)
+        self.noise = noise if noise is not None else FreshNoise(self.public)
+        self.views = period_views(bank, self.peers, descriptor.periods)
+        self.stats = SessionStats()
+
+        self.phase = Phase.HANDSHAKE
+        self._seq: dict[str, int] = dict.fromkeys(self.peers, 0)
+        self._hellos: dict[str, Hello] = {}
+        self._inbox: dict[tuple[int, int, str], tuple[mpz, ...]] = {}
+        self._incoming: list[tuple[IncomingCSR, FloatArray]] = []
+        self._expected: list[tuple[str, ...]] = []
+        self._state: list[mpz] = []
+        self._step = (0, 1)
+        self._unavailable: set[str] = set()
+        # decryption, as requester
+        self._packed: tuple[mpz, ...] = ()
+        self._asked: list[str] = []
+        self._partials: dict[str, tuple[mpz, ...]] = {}
+        # decryption, as helper
+        self._waiting_requests: dict[str, DecryptRequest] = {}
+        self._served: set[str] = set()
+        self._done_from: set[str] = set()
+        self.result: FloatArray | None = None
+
+    # ------------------------------------------------------------------ driver API
+
+    @property
+    def done(self) -> bool:
+        return self.phase is Phase.DONE
+
+    def start(self) -> list[Message]:
+        """The handshake messages."""
+        started = time.perf_counter()
+        out = []
+        for peer in self.peers:
+            rosters = tuple(
+                tuple(self.bank.account_ids[i] for i in view.outgoing[peer].tolist())
+                for view in self.views
+            )
+            out.append(self._message(peer, Hello(self.descriptor, self.bank.n_accounts, rosters)))
+        self.stats.add("handshake", time.perf_counter() - started)
+        return out + self._advance()
+
+    def receive(self, message: Message) -> list[Message]:
+        """Take one inbound message; return what to send."""
+        self._check_envelope(message)
+        sender, body = message.sender, message.body
+        out: list[Message] = []
+        if isinstance(body, Hello):
+            self._on_hello(sender, body)
+        elif isinstance(body, Scores):
+            key = (message.period, message.iteration, sender)
+            if key not in self._inbox:
+                self._inbox[key] = body.values
+        elif isinstance(body, DecryptRequest):
+            if sender in self._served or sender in self._waiting_requests:
+                out.append(self._message(sender, Abort("a second decryption round was refused")))
+                log.warning("refused a second decryption round requested by %s", sender)
+            else:
+                self._waiting_requests[sender] = body
+        elif isinstance(body, Partial):
+            self._on_partial(sender, body)
+        elif isinstance(body, Done):
+            self._done_from.add(sender)
+        elif isinstance(body, Abort):
+            raise ProtocolError(f"{sender} aborted the run: {body.reason}")
+        return out + self._advance()
+
+    def peer_unavailable(self, peer: str) -> list[Message]:
+        """The driver could not reach ``peer``: re-route decryption or give up."""
+        if peer in self._unavailable or peer not in self.peers:
+            return []
+        self._unavailable.add(peer)
+        if self.phase in (Phase.HANDSHAKE, Phase.ITERATING):
+            raise ProtocolError(f"peer {peer} is unavailable during {self.phase.value}")
+        out: list[Message] = []
+        if self.phase is Phase.DECRYPTING and peer in self._asked and peer not in self._partials:
+            out.extend(self._ask_helpers())
+        return out + self._advance()
+
+    def waiting_for(self) -> str:
+        """What the session waits for, for timeout messages."""
+        if self.phase is Phase.HANDSHAKE:
+            missing = [p for p in self.peers if p not in self._hellos]
+            return f"handshake from {', '.join(missing)}"
+        if self.phase is Phase.ITERATING:
+            p, k = self._step
+            missing = [q for q in self._expected[p] if (p, k, q) not in self._inbox]
+            return f"period {self.descriptor.periods[p]} iteration {k} scores from {', '.join(missing)}"
+        if self.phase is Phase.DECRYPTING:
+            missing = [q for q in self._asked if q not in self._partials]
+            return f"partial decryptions from {', '.join(missing)}"
+        missing = [q for q in self.peers if q not in self._done_from | self._unavailable]
+        return f"completion of {', '.join(missing)}"
+
+    # -------------------------------------------------------------------- handlers
+
+    def _check_envelope(self, message: Message) -> None:
+        if message.run_id != self.descriptor.run_id:
+            raise ProtocolError(f"message from {message.sender} belongs to another run")
+        if message.recipient != self.name or message.sender not in self.peers:
+            raise ProtocolError(
+                f"misrouted message {message.sender!r} -> {message.recipient!r} at {self.name}"
+            )
+
+    def _on_hello(self, sender: str, hello: Hello) -> None:
+        field_name = self.descriptor.first_difference(hello.descriptor)
+        if field_name is not None:
+            ours = self.descriptor.to_json()[field_name]
+            theirs = hello.descriptor.to_json()[field_name]
+            raise ProtocolError(
+                f"run descriptor mismatch with {sender}: {field_name} is {theirs!r} there, "
+                f"{ours!r} here"
+            )
+        if len(hello.rosters) != len(self.descriptor.periods):
+            raise ProtocolError(f"{sender} sent rosters for {len(hello.rosters)} periods")
+        previous = self._hellos.get(sender)
+        if previous is not None and previous != hello:
+            raise ProtocolError(f"{sender} sent two different handshakes")
+        self._hellos[sender] = hello
+
+    def _on_partial(self, sender: str, partial: Partial) -> None:
+        if self.phase is not Phase.DECRYPTING or sender not in self._asked:
+            raise ProtocolError(f"unsolicited partial decryption from {sender}")
+        if len(partial.values) != len(self._packed):
+            raise ProtocolError(f"{sender} sent {len(partial.values)} partial decryptions")
+        self._partials.setdefault(sender, partial.values)
+
+    # --------------------------------------------------------------------- progress
+
+    def _advance(self) -> list[Message]:
+        out = self._serve_requests()
+        while True:
+            if self.phase is Phase.HANDSHAKE and len(self._hellos) == len(self.peers):
+                self._setup()
+                out += self._begin_step()
+            elif self.phase is Phase.ITERATING and self._inputs_ready():
+                self._iterate()
+                out += self._begin_step()
+            elif self.phase is Phase.DECRYPTING and len(self._partials) > self.share.key.threshold:
+                self._finish_decryption()
+                out += [self._message(p, Done()) for p in self._live_peers()]
+                self.phase = Phase.FINISHING
+            elif self.phase is Phase.FINISHING and set(self._live_peers()) <= self._done_from:
+                self.phase = Phase.DONE
+            else:
+                return out + self._serve_requests()
+
+    def _setup(self) -> None:
+        started = time.perf_counter()
+        n = self.bank.n_accounts
+        for index, view in enumerate(self.views):
+            rosters = {q: self._hellos[q].rosters[index] for q in self.peers}
+            csr = resolve_view(view, n, self.bank.foreign_ids, rosters, self.peers)
+            self._incoming.append((csr, csr.weights()))
+            self._expected.append(tuple(q for q in self.peers if rosters[q]))
+        self.stats.add("handshake", time.perf_counter() - started)
+        started = time.perf_counter()
+        self._state = encrypt(self.public, self.fixed.encode_scores(self.bank.initial), self.noise)
+        self.stats.add("encrypt", time.perf_counter() - started)
+        self.phase = Phase.ITERATING
+        log.info("%s: handshake complete, %d own accounts encrypted", self.name, n)
+
+    def _begin_step(self) -> list[Message]:
+        """Send the current state for step ``self._step``, or start decrypting after the last."""
+        if self.descriptor.iterations == 0 or self._step[0] >= len(self.views):
+            return self._start_decryption()
+        p, k = self._step
+        started = time.perf_counter()
+        out, sent = [], 0
+        for peer in self.peers:
+            positions = self.views[p].outgoing[peer].tolist()
+            if positions:
+                values = rerandomize(self.public, [self._state[i] for i in positions], self.noise)
+                out.append(self._message(peer, Scores(tuple(values)), period=p, iteration=k))
+                sent += len(values)
+        self.stats.add(f"period {p} iteration {k}", time.perf_counter() - started, sent)
+        return out
+
+    def _inputs_ready(self) -> bool:
+        p, k = self._step
+        return all((p, k, q) in self._inbox for q in self._expected[p])
+
+    def _iterate(self) -> None:
+        p, k = self._step
+        started = time.perf_counter()
+        csr, weights = self._incoming[p]
+        imported: list[mpz] = []
+        for peer in self.peers:
+            roster = self._hellos[peer].rosters[p]
+            if not roster:
+                continue
+            values = self._inbox.pop((p, k, peer))
+            if len(values) != len(roster):
+                raise ProtocolError(
+                    f"{peer} sent {len(values)} scores for period index {p} iteration {k}, "
+                    f"its roster has {len(roster)}"
+                )
+            imported.extend(values)
+        bases = self._state + imported
+        if len(bases) != csr.n_cols:
+            raise ProtocolError("imported scores do not match the rosters")  # invariant
+        c_self, coefs = self.fixed.coefficients(self.schedule.delta(k), weights)
+        self._state = linear_step(
+            self.public, bases, csr.n_rows, c_self, csr.indptr, csr.indices, coefs
+        )
+        self.stats.add(f"period {p} iteration {k}", time.perf_counter() - started)
+        log.info(
+            "%s: period %s iteration %d/%d done",
+            self.name, self.descriptor.periods[p], k, self.descriptor.iterations,
+        )
+        self._step = (p, k + 1) if k < self.descriptor.iterations else (p + 1, 1)
+
+    # ------------------------------------------------------------------- decryption
+
+    def _start_decryption(self) -> list[Message]:
+        started = time.perf_counter()
+        packed = pack(self.public, self._state, self.slot_bits, self.slots)
+        self._packed = tuple(rerandomize(self.public, packed, self.noise))
+        self._partials = {self.name: tuple(partial_decrypt(self.share, self._packed))}
+        self.phase = Phase.DECRYPTING
+        out = self._ask_helpers()
+        self.stats.add("decrypt", time.perf_counter() - started, len(self._packed) * len(out))
+        return out
+
+    def _ask_helpers(self) -> list[Message]:
+        """Ask more parties (ring order after us) until ``t`` helpers are asked and alive."""
+        parties = self.descriptor.parties
+        me = parties.index(self.name)
+        ring = [parties[(me + i) % len(parties)] for i in range(1, len(parties))]
+        alive_asked = [q for q in self._asked if q not in self._unavailable]
+        out = []
+        for peer in ring:
+            if len(alive_asked) >= self.share.key.threshold:
+                break
+            if peer in self._asked or peer in self._unavailable:
+                continue
+            self._asked.append(peer)
+            alive_asked.append(peer)
+            out.append(self._message(peer, DecryptRequest(self._packed)))
+        if len(alive_asked) < self.share.key.threshold:
+            raise ProtocolError(
+                f"cannot decrypt: {self.share.key.threshold + 1} parties are needed but only "
+                f"{len(alive_asked) + 1} are available"
+            )
+        return out
+
+    def _finish_decryption(self) -> None:
+        started = time.perf_counter()
+        plain = combine(self.share.key, self._partials)
+        values = unpack(plain, self.slot_bits, self.slots, self.bank.n_accounts)
+        self.result = self.fixed.decode(values, self.descriptor.total_iterations)
+        self.stats.add("decrypt", time.perf_counter() - started)
+        log.info("%s: decrypted %d own scores", self.name, len(values))
+
+    def _serve_requests(self) -> list[Message]:
+        out = []
+        for requester in list(self._waiting_requests):
+            hello = self._hellos.get(requester)
+            if hello is None:
+                continue  # its handshake is still on the way
+            request = self._waiting_requests.pop(requester)
+            self._served.add(requester)
+            quota = math.ceil(hello.n_accounts / self.slots) if self.slots else 0
+            if len(request.values) > quota:
+                out.append(self._message(requester, Abort("decryption request over quota")))
+                log.warning("refused %s: %d ciphertexts over quota %d", requester,
+                            len(request.values), quota)
+                continue
+            started = time.perf_counter()
+            partial = tuple(partial_decrypt(self.share, request.values))
+            out.append(self._message(requester, Partial(partial)))
+            self.stats.add("decrypt", time.perf_counter() - started, len(partial))
+        return out
+
+    # ---------------------------------------------------------------------- helpers
+
+    def _live_peers(self) -> list[str]:
+        return [p for p in self.peers if p not in self._unavailable]
+
+    def _message(self, peer: str, body: Body, *, period: int = 0, iteration: int = 0) -> Message:
+        self._seq[peer] += 1
+        return Message(
+            run_id=self.descriptor.run_id,
+            sender=self.name,
+            recipient=peer,
+            body=body,
+            period=period,
+            iteration=iteration,
+            seq=self._seq[peer],
+        )
+
+
+def _check_setup(descriptor: RunDescriptor, bank: BankData, share: KeyShare) -> None:
+    key = share.key
+    if bank.name not in descriptor.parties:
+        raise ConfigError(f"bank {bank.name!r} is not a party of the run")
+    if share.party != bank.name:
+        raise ConfigError(f"key share belongs to {share.party!r}, not {bank.name!r}")
+    if key.parties != descriptor.parties:
+        raise ConfigError(
+            f"the key's parties ({', '.join(key.parties)}) differ from the run's "
+            f"({', '.join(descriptor.parties)})"
+        )
+    if key.public.fingerprint() != descriptor.key_fingerprint or key.threshold != descriptor.threshold:
+        raise ConfigError("the key share does not belong to the run's key")
+    if set(bank.banks) != set(descriptor.parties):
+        raise ConfigError(
+            f"bank {bank.name!r} was loaded with banks {', '.join(bank.banks)}, "
+            f"the run's parties are {', '.join(descriptor.parties)}"
+        )
+    unknown = sorted(set(bank.periods()) - set(descriptor.periods))
+    if unknown:
+        raise ConfigError(
+            f"bank {bank.name!r} has transactions in period(s) {unknown} that are not among "
+            f"the run's periods {list(descriptor.periods)}"
+        )
+
