@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 async def drive(session: RunSession, transport: Transport, *, idle_timeout: float = 600.0) -> None:
     """Pump messages between ``session`` and ``transport`` until the session is done.
 
-    ``idle_timeout`` bounds the wait for any single message. On a protocol error every peer
-    is told (best effort) and the error propagates.
+    ``idle_timeout`` bounds the wait for any single message; a decryption helper that stays
+    silent that long is replaced by another party. On a protocol error every peer is told (best
+    effort) and the error propagates.
     """
     try:
         await _send_all(session, transport, session.start())
@@ -27,6 +28,12 @@ async def drive(session: RunSession, transport: Transport, *, idle_timeout: floa
             try:
                 message = await asyncio.wait_for(transport.receive(), idle_timeout)
             except TimeoutError:
+                overdue = session.overdue_helpers()
+                if overdue:  # a silent decryption helper: ask another party instead
+                    for peer in overdue:
+                        log.warning("%s: %s did not answer; asking another party", session.name, peer)
+                        await _send_all(session, transport, session.peer_unavailable(peer))
+                    continue
                 raise ProtocolError(
                     f"{session.name}: no message for {idle_timeout:g} s while waiting for "
                     f"{session.waiting_for()}"

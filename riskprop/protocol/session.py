@@ -190,6 +190,12 @@ class RunSession:
             out.extend(self._ask_helpers())
         return out + self._advance()
 
+    def overdue_helpers(self) -> list[str]:
+        """Helpers asked for partial decryptions that have not answered (for time-outs)."""
+        if self.phase is not Phase.DECRYPTING:
+            return []
+        return [q for q in self._asked if q not in self._partials and q not in self._unavailable]
+
     def waiting_for(self) -> str:
         """What the session waits for, for timeout messages."""
         if self.phase is Phase.HANDSHAKE:
