@@ -22,15 +22,26 @@ log = logging.getLogger("riskprop")
 def schedule_options(func: F) -> F:
     """The propagation parameters shared by every command that propagates."""
     func = click.option(
-        "--delta-b", "delta_b", type=float, default=0.0, show_default=True,
+        "--delta-b",
+        "delta_b",
+        type=float,
+        default=0.0,
+        show_default=True,
         help="Decay exponent b of delta_k = a / k**b (0: constant delta).",
     )(func)
     func = click.option(
-        "--delta", "delta_a", type=float, default=0.5, show_default=True,
+        "--delta",
+        "delta_a",
+        type=float,
+        default=0.5,
+        show_default=True,
         help="Delta a in (0, 1): how strongly incoming risk pulls a score.",
     )(func)
     func = click.option(
-        "--iterations", "-T", type=click.IntRange(min=0), required=True,
+        "--iterations",
+        "-T",
+        type=click.IntRange(min=0),
+        required=True,
         help="Iterations per period.",
     )(func)
     return func
@@ -51,19 +62,27 @@ def cli(verbose: int) -> None:
 @schedule_options
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Output CSV (default stdout).")
 @click.option(
-    "--secure", is_flag=True,
+    "--secure",
+    is_flag=True,
     help="Run the encrypted multi-party protocol (all banks in this process) instead.",
 )
 @click.option(
-    "--key-bits", type=int, default=2048, show_default=True,
+    "--key-bits",
+    type=int,
+    default=2048,
+    show_default=True,
     help="With --secure and no --keys: modulus size of a freshly dealt key.",
 )
 @click.option(
-    "--keys", type=click.Path(path_type=Path),
+    "--keys",
+    type=click.Path(path_type=Path),
     help="With --secure: directory of key share files from `riskprop keygen`.",
 )
 @click.option(
-    "--precision-bits", type=int, default=DEFAULT_FRACTION_BITS, show_default=True,
+    "--precision-bits",
+    type=int,
+    default=DEFAULT_FRACTION_BITS,
+    show_default=True,
     help="With --secure: fractional bits of the fixed-point encoding per iteration.",
 )
 def simulate(
@@ -89,8 +108,13 @@ def simulate(
         if key_bits < 2048 and keys is None:
             log.warning("--key-bits %d is below the production size 2048: for tests only", key_bits)
         result = simulate_secure(
-            data, iterations=iterations, delta_a=delta_a, delta_b=delta_b,
-            key_bits=key_bits, keys=keys, precision_bits=precision_bits,
+            data,
+            iterations=iterations,
+            delta_a=delta_a,
+            delta_b=delta_b,
+            key_bits=key_bits,
+            keys=keys,
+            precision_bits=precision_bits,
         )
         log.info("largest difference from the plaintext engine: %.3g", result.max_difference)
     else:
@@ -105,12 +129,17 @@ def simulate(
     "--parties", required=True, help="Comma-separated party names, e.g. alice,bob,charlie."
 )
 @click.option(
-    "--threshold", "-t", type=int, default=None,
+    "--threshold",
+    "-t",
+    type=int,
+    default=None,
     help="t: any t+1 parties decrypt, no t can (default: largest t with n >= 2t+1, at least 1).",
 )
 @click.option("--bits", type=int, default=2048, show_default=True, help="Modulus size in bits.")
 @click.option(
-    "--out", type=click.Path(path_type=Path), required=True,
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
     help="Directory for public.json and <party>.share.json (mode 0600).",
 )
 def keygen(parties: str, threshold: int | None, bits: int, out: Path) -> None:
@@ -135,7 +164,9 @@ def keygen(parties: str, threshold: int | None, bits: int, out: Path) -> None:
 @click.option("--accounts", type=int, required=True, help="Number of accounts over all banks.")
 @click.option("--edges", type=int, required=True, help="Number of transactions.")
 @click.option(
-    "--banks", default="alice,bob,charlie", show_default=True,
+    "--banks",
+    default="alice,bob,charlie",
+    show_default=True,
     help="Comma-separated bank names (one sub-directory each).",
 )
 @click.option("--periods", type=int, default=1, show_default=True, help="Number of periods.")
@@ -159,13 +190,18 @@ def generate(out: Path, accounts: int, edges: int, banks: str, periods: int, see
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--data", type=click.Path(path_type=Path), help="Data set (default: generated sample).")
+@click.option(
+    "--data", type=click.Path(path_type=Path), help="Data set (default: generated sample)."
+)
 @click.option("--iterations", "-T", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--delta", "delta_a", type=float, default=0.5, show_default=True, help="Delta a.")
 @click.option("--delta-b", "delta_b", type=float, default=0.0, show_default=True, help="Delta b.")
 @click.option("--key-bits", type=int, default=2048, show_default=True, help="Modulus size.")
 @click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("out/demo"), show_default=True,
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("out/demo"),
+    show_default=True,
     help="Results go to OUT/<bank>/risk_scores.csv.",
 )
 @click.option("--parties", type=int, default=3, show_default=True, help="Banks in the sample.")
@@ -188,15 +224,22 @@ def demo(
     if key_bits < 2048:
         log.warning("--key-bits %d is below the production size 2048: for tests only", key_bits)
     report = run_demo(
-        data=data, iterations=iterations, delta_a=delta_a, delta_b=delta_b,
-        key_bits=key_bits, out=out, parties=parties,
+        data=data,
+        iterations=iterations,
+        delta_a=delta_a,
+        delta_b=delta_b,
+        key_bits=key_bits,
+        out=out,
+        parties=parties,
     )
     click.echo(
         f"riskprop demo: {len(report.outcomes)} banks, {report.key_bits}-bit threshold Paillier "
         f"key, {iterations} iteration(s), data {report.data}"
     )
     click.echo(report.table())
-    click.echo(f"secure run took {report.seconds:.1f} s; results in {report.out}/<bank>/risk_scores.csv")
+    click.echo(
+        f"secure run took {report.seconds:.1f} s; results in {report.out}/<bank>/risk_scores.csv"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,7 +45,10 @@ def write_keys(directory: Path, shares: Sequence[KeyShare]) -> list[Path]:
     key = shares[0].key
     written = []
     for share in shares:
-        fields = _public_fields(share.key) | {"party": share.party, "share": format(share.secret, "x")}
+        fields = _public_fields(share.key) | {
+            "party": share.party,
+            "share": format(share.secret, "x"),
+        }
         path = share_file(directory, share.party)
         atomic_write_text(path, json.dumps(fields, indent=1) + "\n", mode=0o600)
         written.append(path)
@@ -54,9 +57,7 @@ def write_keys(directory: Path, shares: Sequence[KeyShare]) -> list[Path]:
     return [public, *written]
 
 
-def dealer_keygen(
-    directory: Path, parties: Sequence[str], threshold: int, bits: int
-) -> list[Path]:
+def dealer_keygen(directory: Path, parties: Sequence[str], threshold: int, bits: int) -> list[Path]:
     """Trusted-dealer key generation: N = p q from phe, shares as in ``core.threshold.deal``."""
     if bits < 128 or bits % 8:
         raise ConfigError(f"--bits must be a multiple of 8 and at least 128 (got {bits})")

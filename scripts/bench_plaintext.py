@@ -105,18 +105,23 @@ def main() -> None:
         print(f"generating {args.accounts} accounts, {args.edges} transactions into {data} ...")
         generate_dataset(data, accounts=args.accounts, edges=args.edges, seed=1)
 
-    engine = [run(["--worker", "engine", "--data", str(data), "--iterations", str(args.iterations)])
-              for _ in range(args.runs)]
+    engine = [
+        run(["--worker", "engine", "--data", str(data), "--iterations", str(args.iterations)])
+        for _ in range(args.runs)
+    ]
     readers = {}
     for reader in ("pyarrow", "pandas"):
         try:
-            readers[reader] = [run(["--worker", reader, "--data", str(data)])["read_s"]
-                               for _ in range(args.runs)]
+            readers[reader] = [
+                run(["--worker", reader, "--data", str(data)])["read_s"] for _ in range(args.runs)
+            ]
         except subprocess.CalledProcessError:
             print(f"({reader} reader not available; skipped)")
     first = engine[0]
-    print(f"data set: {int(first['accounts']):,} accounts, {int(first['edges']):,} counted edges, "
-          f"{args.runs} runs, each in a fresh process")
+    print(
+        f"data set: {int(first['accounts']):,} accounts, {int(first['edges']):,} counted edges, "
+        f"{args.runs} runs, each in a fresh process"
+    )
     print(summary("load (validate + index)", [r["load_s"] for r in engine], "s"))
     print(summary("build graph", [r["build_s"] for r in engine], "s"))
     print(summary("one iteration", [r["iteration_s"] for r in engine], "s"))

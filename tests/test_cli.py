@@ -34,7 +34,9 @@ def test_short_help_flag(name: str) -> None:
     assert "Usage:" in result.output
 
 
-def test_error_is_one_line_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_error_is_one_line_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["simulate", str(tmp_path / "missing"), "-T", "1"])
     assert exit_info.value.code == 1

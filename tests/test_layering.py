@@ -9,8 +9,16 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "riskprop"
 FORBIDDEN = {
-    "core": {"asyncio", "aiohttp", "click", "yaml", "logging", "riskprop.protocol", "riskprop.node",
-             "riskprop.cli"},
+    "core": {
+        "asyncio",
+        "aiohttp",
+        "click",
+        "yaml",
+        "logging",
+        "riskprop.protocol",
+        "riskprop.node",
+        "riskprop.cli",
+    },
     "protocol": {"asyncio", "aiohttp", "click", "yaml", "socket", "riskprop.node", "riskprop.cli"},
 }
 

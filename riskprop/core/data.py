@@ -163,42 +163,53 @@ def _read_transactions(
         problems.append((row, f"transaction touches no account of bank {name!r}"))
     _raise_first(path, problems)
 
-    self_loop = (src_bank == dst_bank) & np.asarray(
-        pc.equal(src_id, dst_id).to_numpy(zero_copy_only=False), dtype=bool
-    )
-    keep = ~self_loop
+    # One dictionary for both id columns: string hashing happens once per row, everything
+    # after it is integer gathers over the distinct ids.
+    n_rows = len(src_bank)
+    encoded = pc.dictionary_encode(pa.concat_arrays([src_id, dst_id]))
+    dictionary = encoded.dictionary
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    src_code, dst_code = codes[:n_rows], codes[n_rows:]
+
+    self_loop = (src_bank == dst_bank) & (src_code == dst_code)
     n_loops = int(self_loop.sum())
     if n_loops:
-        mask = pa.array(keep)
-        src_id, dst_id = src_id.filter(mask), dst_id.filter(mask)
+        keep = ~self_loop
+        src_code, dst_code = src_code[keep], dst_code[keep]
         src_bank, dst_bank = src_bank[keep], dst_bank[keep]
         amount, period = amount[keep], period[keep]
 
-    # Own accounts that occur only in the transactions join the account table at risk 0.
-    own_refs = pa.chunked_array(
-        [src_id.filter(pa.array(src_bank == own)), dst_id.filter(pa.array(dst_bank == own))],
-        type=pa.string(),
-    )
-    unknown = pc.unique(own_refs.filter(pc.invert(pc.is_in(own_refs, value_set=ids))))
-    n_implicit = len(unknown)
-    all_ids = pa.concat_arrays([ids, unknown.combine_chunks() if n_implicit else unknown])
+    def used_by(code: int) -> npt.NDArray[np.bool_]:
+        used = np.zeros(len(dictionary), dtype=bool)
+        used[src_code[src_bank == code]] = True
+        used[dst_code[dst_bank == code]] = True
+        return used
+
+    # Own accounts that occur only in the transactions join the account table at risk 0,
+    # in order of first appearance (id_source column first).
+    own_pos = pc.fill_null(pc.index_in(dictionary, value_set=ids), -1).to_numpy()
+    own_pos = np.asarray(own_pos, dtype=np.int64)
+    implicit = np.flatnonzero(used_by(own) & (own_pos < 0))
+    n_implicit = len(implicit)
+    own_pos[implicit] = len(ids) + np.arange(n_implicit)
+    all_ids = pa.concat_arrays([ids, dictionary.take(pa.array(implicit, type=pa.int64()))])
     initial = np.concatenate([scores, np.zeros(n_implicit)])
 
     src = np.empty(len(src_bank), dtype=np.int64)
     dst = np.empty(len(dst_bank), dtype=np.int64)
     foreign_ids: dict[str, tuple[str, ...]] = {}
     for code, bank in enumerate(banks):
-        s_mask, d_mask = src_bank == code, dst_bank == code
-        refs_s, refs_d = src_id.filter(pa.array(s_mask)), dst_id.filter(pa.array(d_mask))
         if code == own:
-            table_ids = all_ids
+            position = own_pos
         else:
-            table_ids = pc.unique(pa.chunked_array([refs_s, refs_d], type=pa.string()))
-            if isinstance(table_ids, pa.ChunkedArray):
-                table_ids = table_ids.combine_chunks()
-            foreign_ids[bank] = tuple(table_ids.to_pylist())
-        src[s_mask] = pc.index_in(refs_s, value_set=table_ids).to_numpy(zero_copy_only=False)
-        dst[d_mask] = pc.index_in(refs_d, value_set=table_ids).to_numpy(zero_copy_only=False)
+            entries = np.flatnonzero(used_by(code))
+            table = dictionary.take(pa.array(entries, type=pa.int64()))
+            foreign_ids[bank] = tuple(table.to_pylist())
+            position = np.full(len(dictionary), -1, dtype=np.int64)
+            position[entries] = np.arange(len(entries))
+        s_mask, d_mask = src_bank == code, dst_bank == code
+        src[s_mask] = position[src_code[s_mask]]
+        dst[d_mask] = position[dst_code[d_mask]]
 
     warnings = []
     if n_implicit:
@@ -283,8 +294,7 @@ def _diagnose(path: Path, types: dict[str, pa.DataType]) -> InputError | None:
                 where = f"{path}:{reader.line_num}"
                 if len(row) != len(names):
                     return InputError(
-                        f"{where}: expected {len(names)} fields ({','.join(names)}), "
-                        f"got {len(row)}"
+                        f"{where}: expected {len(names)} fields ({','.join(names)}), got {len(row)}"
                     )
                 for column, value in zip(names, row, strict=True):
                     kind = types[column]
@@ -356,7 +366,6 @@ def _line_of_row(path: Path, row: int) -> int:
                 if seen == row:
                     return reader.line_num
     return row + 2
-
 
 
 # --------------------------------------------------------------------------- data set

@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from riskprop.core.data import BankData, Dataset, FloatArray, IntArray
 
@@ -70,7 +73,8 @@ class IncomingCSR:
 
     def row_totals(self) -> FloatArray:
         """Sum of incoming amounts per row."""
-        return np.bincount(self.rows(), weights=self.amount, minlength=self.n_rows)
+        totals = np.bincount(self.rows(), weights=self.amount, minlength=self.n_rows)
+        return np.asarray(totals, dtype=np.float64)
 
     def weights(self) -> FloatArray:
         """``amount / row_total``; every non-empty row sums to 1, a row whose amounts are all
@@ -102,7 +106,7 @@ def build_global(dataset: Dataset) -> GlobalGraph:
     n_banks = len(banks)
     offsets = np.zeros(n_banks + 1, dtype=np.int64)
     np.cumsum([b.n_accounts for b in dataset.banks], out=offsets[1:])
-    positions = [{acc: i for i, acc in enumerate(b.account_ids)} for b in dataset.banks]
+    id_tables = [pa.array(b.account_ids, type=pa.string()) for b in dataset.banks]
     periods = dataset.periods()
     n_periods = len(periods)
 
@@ -115,11 +119,7 @@ def build_global(dataset: Dataset) -> GlobalGraph:
             if code == owner.own:
                 out[mask] = offsets[code] + idx[mask]
             else:
-                known = positions[code]
-                lookup = np.array(
-                    [known.get(acc, -1) for acc in owner.foreign_ids[bank]], dtype=np.int64
-                )
-                local = lookup[idx[mask]]
+                local = index_in(owner.foreign_ids[bank], id_tables[code])[idx[mask]]
                 out[mask] = np.where(local >= 0, offsets[code] + local, -1)
         return out
 
@@ -133,7 +133,7 @@ def build_global(dataset: Dataset) -> GlobalGraph:
         p_idx.append(np.searchsorted(periods, bank.period).astype(np.int64))
 
     # What every bank lists as sent to another bank, per period.
-    listed = np.unique(
+    listed = KeySet(
         np.concatenate(
             [
                 listing_key(s[m], b.dst_bank[m], p[m])
@@ -141,7 +141,8 @@ def build_global(dataset: Dataset) -> GlobalGraph:
                 for m in [(b.src_bank == b.own) & (b.dst_bank != b.own)]
             ]
             or [np.zeros(0, dtype=np.int64)]
-        )
+        ),
+        universe=int(offsets[-1]) * n_banks * n_periods,
     )
 
     edges_dst, edges_src, edges_amt, edges_period = [], [], [], []
@@ -150,7 +151,7 @@ def build_global(dataset: Dataset) -> GlobalGraph:
         own_source = bank.src_bank == bank.own
         cross = incoming & ~own_source & (s >= 0)
         key = listing_key(np.maximum(s, 0), np.full(len(s), bank.own), p)
-        ok = (incoming & own_source) | (cross & np.isin(key, listed))
+        ok = (incoming & own_source) | (cross & listed.contains(key))
         edges_dst.append(d[ok])
         edges_src.append(s[ok])
         edges_amt.append(bank.amount[ok])
@@ -172,6 +173,31 @@ def build_global(dataset: Dataset) -> GlobalGraph:
         periods=tuple(periods),
         incoming=tuple(incoming_by_period),
     )
+
+
+def index_in(values: Sequence[str], table: pa.Array) -> IntArray:
+    """Position of each value in ``table`` (-1 where absent), hashed by pyarrow."""
+    found = pc.index_in(pa.array(values, type=pa.string()), value_set=table)
+    return np.asarray(pc.fill_null(found, -1).to_numpy(), dtype=np.int64)
+
+
+class KeySet:
+    """Membership of non-negative integer keys: a bitmap when the key range is small enough
+    (one byte per possible key, at most 256 MiB), else sorted search."""
+
+    BITMAP_LIMIT = 1 << 28
+
+    def __init__(self, keys: IntArray, universe: int) -> None:
+        self._bitmap: npt.NDArray[np.bool_] | None = None
+        if universe <= self.BITMAP_LIMIT:
+            self._bitmap = np.zeros(universe, dtype=bool)
+            self._bitmap[keys] = True
+        self._sorted = np.unique(keys) if self._bitmap is None else keys
+
+    def contains(self, keys: IntArray) -> npt.NDArray[np.bool_]:
+        if self._bitmap is not None:
+            return self._bitmap[keys]
+        return np.isin(keys, self._sorted)
 
 
 # ----------------------------------------------------------------------- bank views
@@ -241,15 +267,17 @@ def resolve_view(
         roster = rosters.get(peer, ())
         dst, fsrc, amt = view.foreign[peer]
         if len(dst):
-            where = {acc: i for i, acc in enumerate(roster)}
-            lookup = np.array([where.get(acc, -1) for acc in foreign_ids[peer]], dtype=np.int64)
-            col = lookup[fsrc]
+            col = index_in(foreign_ids[peer], pa.array(roster, type=pa.string()))[fsrc]
             ok = col >= 0
             dsts.append(dst[ok])
             srcs.append(col[ok] + offset)
             amts.append(amt[ok])
         offset += len(roster)
     return IncomingCSR.from_edges(
-        np.concatenate(dsts), np.concatenate(srcs), np.concatenate(amts), n_accounts, offset,
+        np.concatenate(dsts),
+        np.concatenate(srcs),
+        np.concatenate(amts),
+        n_accounts,
+        offset,
         merge=True,
     )

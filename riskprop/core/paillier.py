@@ -140,10 +140,11 @@ def unpack(plaintexts: Sequence[int], slot_bits: int, slots: int, count: int) ->
     """Inverse of ``pack`` on decrypted values: the first ``count`` slot values."""
     mask = (1 << slot_bits) - 1
     values: list[int] = []
-    for p in plaintexts:
+    for plaintext in plaintexts:
+        rest = plaintext
         for _ in range(slots):
-            values.append(p & mask)
-            p >>= slot_bits
+            values.append(rest & mask)
+            rest >>= slot_bits
     return values[:count]
 
 

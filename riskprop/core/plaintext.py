@@ -2,7 +2,8 @@
 
 Per period (in order; scores carry over) and iteration ``k = 1..T`` with ``d = delta_k``::
 
-    r_k(x) = (1 - d) r_{k-1}(x) + d * sum_s w(s, x) r_{k-1}(s),   w(s, x) = amt(s, x) / sum_s amt(s, x)
+    r_k(x) = (1 - d) r_{k-1}(x) + d * sum_s w(s, x) r_{k-1}(s)
+    w(s, x) = amt(s, x) / sum_s amt(s, x)
 
 where the sums run over the counted incoming edges of ``x`` (see ``riskprop.core.graph``) and
 the weighted term is 0 when ``x`` has none. Each iteration is one gather, one multiply and one

@@ -30,7 +30,7 @@ class DeltaSchedule:
         """``delta_k`` for the 1-based iteration ``k``."""
         if k < 1:
             raise ValueError(f"iteration numbers start at 1 (got {k})")
-        return self.a / float(k) ** self.b
+        return float(self.a / float(k) ** self.b)
 
     def deltas(self, iterations: int) -> list[float]:
         return [self.delta(k) for k in range(1, iterations + 1)]

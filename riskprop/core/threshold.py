@@ -7,7 +7,7 @@ mod N) N`` because ``r**(N lambda) = 1 mod N**2``.
 Sharing: party ``i = 1..n`` holds ``s_i = f(i)`` for an integer polynomial ``f`` of degree
 ``t`` with ``f(0) = d``. With ``Delta = n!`` the Lagrange coefficients ``l_i = Delta *
 prod_{j in S, j != i} j / (j - i)`` are integers for any set ``S`` of ``t + 1`` parties and
-``sum_i l_i s_i = Delta d``. So (Shoup's trick, as in Damgård–Jurik's threshold Paillier)::
+``sum_i l_i s_i = Delta d``. So (Shoup's trick, as in Damgård-Jurik's threshold Paillier)::
 
     partial_i = c**s_i mod N**2
     prod_i partial_i**l_i = c**(Delta d) = 1 + (m Delta theta mod N) N
@@ -37,7 +37,7 @@ DEFAULT_STATISTICAL_SECURITY = 128
 
 @dataclass(frozen=True)
 class ThresholdKey:
-    """Public part of a threshold key: ``N``, the parties (index = position + 1), ``t``, ``theta``."""
+    """Public part of a threshold key: ``N``, parties (index = position + 1), ``t``, ``theta``."""
 
     public: PublicKey
     parties: tuple[str, ...]
@@ -108,9 +108,7 @@ def deal(
     key = ThresholdKey(PublicKey(n), parties, threshold, theta=d % n)
     bound = 1 << (d.bit_length() + threshold + statistical_security)
     coefficients = [d] + [secrets.randbelow(bound) for _ in range(threshold)]
-    return [
-        KeyShare(key, party, _evaluate(coefficients, i + 1)) for i, party in enumerate(parties)
-    ]
+    return [KeyShare(key, party, _evaluate(coefficients, i + 1)) for i, party in enumerate(parties)]
 
 
 def _evaluate(coefficients: Sequence[int], x: int) -> int:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterable
 
 from riskprop.errors import ProtocolError
-from riskprop.node.transport import PeerUnavailable, Transport
+from riskprop.node.transport import PeerUnavailableError, Transport
 from riskprop.protocol.messages import Abort, Message
 from riskprop.protocol.session import RunSession
 
@@ -31,7 +31,9 @@ async def drive(session: RunSession, transport: Transport, *, idle_timeout: floa
                 overdue = session.overdue_helpers()
                 if overdue:  # a silent decryption helper: ask another party instead
                     for peer in overdue:
-                        log.warning("%s: %s did not answer; asking another party", session.name, peer)
+                        log.warning(
+                            "%s: %s did not answer; asking another party", session.name, peer
+                        )
                         await _send_all(session, transport, session.peer_unavailable(peer))
                     continue
                 raise ProtocolError(
@@ -50,7 +52,7 @@ async def _send_all(session: RunSession, transport: Transport, messages: Iterabl
         message = pending.pop(0)
         try:
             await transport.send(message)
-        except PeerUnavailable as exc:
+        except PeerUnavailableError as exc:
             log.warning("%s: %s", session.name, exc)
             pending.extend(session.peer_unavailable(exc.peer))
 
@@ -58,5 +60,5 @@ async def _send_all(session: RunSession, transport: Transport, messages: Iterabl
 async def _abort_peers(session: RunSession, transport: Transport, reason: str) -> None:
     for peer in session.peers:
         message = Message(session.descriptor.run_id, session.name, peer, Abort(reason[:500]))
-        with contextlib.suppress(PeerUnavailable, OSError):
+        with contextlib.suppress(PeerUnavailableError, OSError):
             await transport.send(message)

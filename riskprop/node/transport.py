@@ -14,7 +14,7 @@ from typing import Protocol
 from riskprop.protocol.messages import Message, decode, encode
 
 
-class PeerUnavailable(Exception):
+class PeerUnavailableError(Exception):
     """A message could not be delivered to ``peer``."""
 
     def __init__(self, peer: str) -> None:
@@ -29,7 +29,7 @@ class Transport(Protocol):
     bytes_sent: int
 
     async def send(self, message: Message) -> None:
-        """Deliver ``message`` to ``message.recipient``; raise PeerUnavailable if it cannot."""
+        """Deliver ``message`` to ``message.recipient``; raise PeerUnavailableError if it cannot."""
 
     async def receive(self) -> Message:
         """The next message addressed to this party."""
@@ -51,12 +51,12 @@ class InMemoryNetwork:
         return InMemoryTransport(self, name)
 
     def take_down(self, name: str) -> None:
-        """From now on, messages to ``name`` fail with PeerUnavailable."""
+        """From now on, messages to ``name`` fail with PeerUnavailableError."""
         self.down.add(name)
 
     async def deliver(self, message: Message) -> int:
         if message.recipient in self.down or message.recipient not in self._queues:
-            raise PeerUnavailable(message.recipient)
+            raise PeerUnavailableError(message.recipient)
         data = encode(message, self.width)
         if self.tap is not None:
             self.tap(message, data)

@@ -204,7 +204,8 @@ class RunSession:
         if self.phase is Phase.ITERATING:
             p, k = self._step
             missing = [q for q in self._expected[p] if (p, k, q) not in self._inbox]
-            return f"period {self.descriptor.periods[p]} iteration {k} scores from {', '.join(missing)}"
+            period = self.descriptor.periods[p]
+            return f"period {period} iteration {k} scores from {', '.join(missing)}"
         if self.phase is Phase.DECRYPTING:
             missing = [q for q in self._asked if q not in self._partials]
             return f"partial decryptions from {', '.join(missing)}"
@@ -325,7 +326,10 @@ class RunSession:
         self.stats.add(f"period {p} iteration {k}", time.perf_counter() - started)
         log.info(
             "%s: period %s iteration %d/%d done",
-            self.name, self.descriptor.periods[p], k, self.descriptor.iterations,
+            self.name,
+            self.descriptor.periods[p],
+            k,
+            self.descriptor.iterations,
         )
         self._step = (p, k + 1) if k < self.descriptor.iterations else (p + 1, 1)
 
@@ -382,8 +386,12 @@ class RunSession:
             quota = math.ceil(hello.n_accounts / self.slots) if self.slots else 0
             if len(request.values) > quota:
                 out.append(self._message(requester, Abort("decryption request over quota")))
-                log.warning("refused %s: %d ciphertexts over quota %d", requester,
-                            len(request.values), quota)
+                log.warning(
+                    "refused %s: %d ciphertexts over quota %d",
+                    requester,
+                    len(request.values),
+                    quota,
+                )
                 continue
             started = time.perf_counter()
             partial = tuple(partial_decrypt(self.share, request.values))
@@ -420,7 +428,10 @@ def _check_setup(descriptor: RunDescriptor, bank: BankData, share: KeyShare) -> 
             f"the key's parties ({', '.join(key.parties)}) differ from the run's "
             f"({', '.join(descriptor.parties)})"
         )
-    if key.public.fingerprint() != descriptor.key_fingerprint or key.threshold != descriptor.threshold:
+    if (
+        key.public.fingerprint() != descriptor.key_fingerprint
+        or key.threshold != descriptor.threshold
+    ):
         raise ConfigError("the key share does not belong to the run's key")
     if set(bank.banks) != set(descriptor.parties):
         raise ConfigError(
@@ -433,4 +444,3 @@ def _check_setup(descriptor: RunDescriptor, bank: BankData, share: KeyShare) -> 
             f"bank {bank.name!r} has transactions in period(s) {unknown} that are not among "
             f"the run's periods {list(descriptor.periods)}"
         )
-
