@@ -239,8 +239,10 @@ class RunSession:
         self._hellos[sender] = hello
 
     def _on_partial(self, sender: str, partial: Partial) -> None:
-        if self.phase is not Phase.DECRYPTING or sender not in self._asked:
+        if sender not in self._asked:
             raise ProtocolError(f"unsolicited partial decryption from {sender}")
+        if self.phase is not Phase.DECRYPTING:
+            return  # a slow helper answering after another one stood in for it
         if len(partial.values) != len(self._packed):
             raise ProtocolError(f"{sender} sent {len(partial.values)} partial decryptions")
         self._partials.setdefault(sender, partial.values)
@@ -258,7 +260,8 @@ class RunSession:
                 out += self._begin_step()
             elif self.phase is Phase.DECRYPTING and len(self._partials) > self.share.key.threshold:
                 self._finish_decryption()
-                out += [self._message(p, Done()) for p in self._live_peers()]
+                # Every peer, even one we stopped waiting for: it may be slow, not gone.
+                out += [self._message(p, Done()) for p in self.peers]
                 self.phase = Phase.FINISHING
             elif self.phase is Phase.FINISHING and set(self._live_peers()) <= self._done_from:
                 self.phase = Phase.DONE
