@@ -205,8 +205,10 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
         raise ProtocolError("truncated or oversized message header")
     try:
         header = json.loads(data[8 : 8 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ProtocolError("message header is not JSON") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        raise ProtocolError(
+            "message header is not JSON (or nested or numeric beyond limits)"
+        ) from None
     if not isinstance(header, dict):
         raise ProtocolError("message header is not an object")
     payload = data[8 + length :]

@@ -190,11 +190,17 @@ class RunSession:
             out.extend(self._ask_helpers())
         return out + self._advance()
 
-    def overdue_helpers(self) -> list[str]:
-        """Helpers asked for partial decryptions that have not answered (for time-outs)."""
-        if self.phase is not Phase.DECRYPTING:
-            return []
-        return [q for q in self._asked if q not in self._partials and q not in self._unavailable]
+    def overdue_peers(self) -> list[str]:
+        """Peers a time-out may give up on without failing the run: decryption helpers that
+        have not answered (another party stands in), and, once we have our result, peers
+        that have not said ``Done``."""
+        if self.phase is Phase.DECRYPTING:
+            return [
+                q for q in self._asked if q not in self._partials and q not in self._unavailable
+            ]
+        if self.phase is Phase.FINISHING:
+            return [q for q in self.peers if q not in self._done_from | self._unavailable]
+        return []
 
     def waiting_for(self) -> str:
         """What the session waits for, for timeout messages."""
