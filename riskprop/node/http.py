@@ -1,0 +1,225 @@
+"""The HTTPS transport: an aiohttp server for inbound messages, a client for outbound ones.
+
+Inbound (``POST /riskprop/v1/messages``, body = one encoded message):
+
+1. Mutual TLS: the TLS layer already refused clients without a certificate signed by the CA.
+   The peer's identity is its certificate's common name; anything but a peer of the network
+   (or a certificate that differs from a pinned one) gets 403 *before the body is read*.
+2. A declared body over the limit gets 413, again before reading.
+3. The body must decode (400), come from the certificate's owner (403), be addressed to this
+   node (400) and belong to this run (409).
+4. Each (sender, sequence number) is delivered once; a retried duplicate gets 200 and is
+   dropped. Out-of-order arrivals are fine: the session keeps early messages until needed.
+
+Outbound: messages to one peer go in order; a failed attempt (peer not up yet, connection
+reset, time-out, 5xx) is retried with exponential backoff until ``connect_timeout`` has passed,
+after which ``PeerUnavailableError`` names the peer. A 4xx answer is final (ProtocolError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from riskprop.errors import ProtocolError
+from riskprop.node.transport import PeerUnavailableError
+from riskprop.protocol.messages import Message, Scores, decode, encode
+from riskprop.tls import certificate_fingerprint, peer_name
+
+log = logging.getLogger(__name__)
+
+PATH = "/riskprop/v1/messages"
+SENDER_HEADER = "X-Riskprop-Sender"  # identity in --insecure mode only
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Everything the transport needs, independent of how it was configured."""
+
+    name: str
+    run_id: str
+    peers: Mapping[str, str]  # peer name -> base URL
+    host: str
+    port: int
+    width: int  # byte width of one ciphertext
+    server_ssl: ssl.SSLContext | None
+    client_ssl: ssl.SSLContext | None
+    pinned: Mapping[str, str]  # peer name -> sha256 of its certificate (optional pins)
+    max_body_bytes: int = 256 * 2**20
+    connect_timeout: float = 60.0
+    request_timeout: float = 60.0
+
+    @property
+    def insecure(self) -> bool:
+        return self.server_ssl is None
+
+
+class HttpTransport:
+    """One node's HTTPS endpoint and client (see the module doc)."""
+
+    def __init__(self, settings: HttpSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.bytes_sent = 0
+        self.bytes_by_phase: dict[str, int] = defaultdict(int)
+        self.rejected = 0
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._seen: set[tuple[str, int]] = set()
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._runner: web.AppRunner | None = None
+        self._client: aiohttp.ClientSession | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app.router.add_post(PATH, self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            self.settings.host,
+            self.settings.port,
+            ssl_context=self.settings.server_ssl,
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ProtocolError(
+                f"cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror})"
+            ) from None
+        connector = aiohttp.TCPConnector(ssl=self.settings.client_ssl or False, limit_per_host=4)
+        self._client = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> HttpTransport:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------------- inbound
+
+    async def receive(self) -> Message:
+        return await self._inbox.get()
+
+    def _identify(self, request: web.Request) -> str | None:
+        if self.settings.insecure:
+            return request.headers.get(SENDER_HEADER)
+        transport = request.transport
+        if transport is None:
+            return None
+        name = peer_name(transport.get_extra_info("peercert"))
+        pin = self.settings.pinned.get(name or "")
+        if pin is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+            if der is None or certificate_fingerprint(der) != pin:
+                return None
+        return name
+
+    def _reject(self, status: int, reason: str, peer: str | None) -> web.Response:
+        self.rejected += 1
+        log.warning("%s: rejected a request from %s: %d %s", self.name, peer or "?", status, reason)
+        return web.Response(status=status, text=reason)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        peer = self._identify(request)
+        if peer is None or peer not in self.settings.peers:
+            return self._reject(403, "not a peer of this network", peer)
+        length = request.content_length
+        if length is not None and length > self.settings.max_body_bytes:
+            return self._reject(413, f"body over {self.settings.max_body_bytes} bytes", peer)
+        try:
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(413, f"body over {self.settings.max_body_bytes} bytes", peer)
+        try:
+            message = decode(data, max_width=self.settings.width)
+        except ProtocolError as exc:
+            return self._reject(400, str(exc), peer)
+        if message.sender != peer:
+            return self._reject(403, f"message claims sender {message.sender!r}", peer)
+        if message.recipient != self.name:
+            return self._reject(400, f"message is for {message.recipient!r}", peer)
+        if message.run_id != self.settings.run_id:
+            return self._reject(409, "message of another run", peer)
+        key = (message.sender, message.seq)
+        if message.seq and key in self._seen:
+            return web.Response(status=200, text="duplicate")
+        self._seen.add(key)
+        await self._inbox.put(message)
+        return web.Response(status=200, text="ok")
+
+    # --------------------------------------------------------------------- outbound
+
+    async def send(self, message: Message) -> None:
+        peer = message.recipient
+        if peer not in self.settings.peers or self._client is None:
+            raise PeerUnavailableError(peer)
+        data = encode(message, self.settings.width)
+        url = self.settings.peers[peer].rstrip("/") + PATH
+        headers = {"Content-Type": "application/octet-stream", SENDER_HEADER: self.name}
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settings.connect_timeout
+        delay = 0.1
+        async with self._locks[peer]:
+            while True:
+                try:
+                    async with self._client.post(url, data=data, headers=headers) as response:
+                        if response.status < 300:
+                            break
+                        text = (await response.text())[:200]
+                        if response.status < 500:
+                            raise ProtocolError(
+                                f"{peer} rejected a {message.kind} message: "
+                                f"{response.status} {text}"
+                            )
+                        failure = f"HTTP {response.status}"
+                except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
+                    failure = f"{type(exc).__name__}: {exc}"
+                if loop.time() + delay > give_up:
+                    log.error(
+                        "%s: giving up on %s after %.0f s (%s)",
+                        self.name,
+                        peer,
+                        self.settings.connect_timeout,
+                        failure,
+                    )
+                    raise PeerUnavailableError(peer)
+                log.debug("%s: %s not reachable yet (%s); retrying", self.name, peer, failure)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self.bytes_sent += len(data)
+        phase = (
+            f"period {message.period} iteration {message.iteration}"
+            if isinstance(message.body, Scores)
+            else message.kind
+        )
+        self.bytes_by_phase[phase] += len(data)
+        if isinstance(message.body, Scores):
+            log.info(
+                "%s: sent %s scores to %s (%d ciphertexts, %d bytes)",
+                self.name,
+                phase,
+                peer,
+                len(message.body.values),
+                len(data),
+            )

@@ -1,0 +1,170 @@
+"""Run one bank's node: configuration in, ``risk_scores.csv`` out.
+
+Order of work, so that a bad setting fails before anything is sent: load the key share
+(permissions checked), load and validate the bank's data against the network's parties, build
+the session (parameters and overflow checked), then open the HTTPS endpoint and run the
+protocol within the run deadline. Results are written atomically only after the run succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from riskprop.config import PlayerConfig
+from riskprop.core.data import load_bank
+from riskprop.core.schedule import DeltaSchedule
+from riskprop.errors import ConfigError, ProtocolError
+from riskprop.keys import load_share
+from riskprop.node.driver import drive
+from riskprop.node.http import HttpSettings, HttpTransport
+from riskprop.protocol.messages import RunDescriptor
+from riskprop.protocol.session import RunSession
+from riskprop.results import atomic_write_text, scores_csv
+from riskprop.tls import certificate_fingerprint, client_context, server_context
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "risk_scores.csv"
+REPORT_FILE = "run-report.json"
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """What a finished node did: no scores, only sizes and times."""
+
+    player: str
+    run_id: str
+    accounts: int
+    results: Path
+    seconds: dict[str, float]
+    bytes_by_phase: dict[str, int]
+    bytes_sent: int
+    wall_seconds: float
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "player": self.player,
+            "run_id": self.run_id,
+            "accounts": self.accounts,
+            "results": str(self.results),
+            "seconds": self.seconds,
+            "bytes_by_phase": self.bytes_by_phase,
+            "bytes_sent": self.bytes_sent,
+            "wall_seconds": self.wall_seconds,
+        }
+
+
+def prepare_session(config: PlayerConfig) -> RunSession:
+    """Everything that can fail locally, before any network traffic."""
+    share = load_share(config.key_share, config.player)
+    key = share.key
+    if set(key.parties) != set(config.network.names):
+        raise ConfigError(
+            f"{config.network.path}: parties ({', '.join(config.network.names)}) differ from the "
+            f"key's ({', '.join(key.parties)}) in {config.key_share}"
+        )
+    schedule = DeltaSchedule(config.run.delta, config.run.delta_b)
+    bank = load_bank(config.data, config.player, key.parties)
+    for warning in bank.warnings:
+        log.warning("%s", warning)
+    descriptor = RunDescriptor(
+        run_id=config.run.run_id,
+        parties=key.parties,
+        threshold=key.threshold,
+        key_fingerprint=key.public.fingerprint(),
+        iterations=config.run.iterations,
+        delta_a=schedule.a,
+        delta_b=schedule.b,
+        periods=config.run.periods,
+        precision_bits=config.run.precision_bits,
+    )
+    return RunSession(descriptor, bank, share)
+
+
+def http_settings(config: PlayerConfig, width: int) -> HttpSettings:
+    """Transport settings: TLS contexts from the certificate files, pins, limits."""
+    server_ssl = client_ssl = None
+    if not config.insecure:
+        if config.tls_certificate is None or config.tls_key is None or config.network.ca is None:
+            raise ConfigError(f"{config.path}: tls certificate, key and network ca are required")
+        server_ssl = server_context(config.tls_certificate, config.tls_key, config.network.ca)
+        client_ssl = client_context(config.tls_certificate, config.tls_key, config.network.ca)
+    else:
+        log.warning("%s: --insecure: plain HTTP, peers are not authenticated", config.player)
+    return HttpSettings(
+        name=config.player,
+        run_id=config.run.run_id,
+        peers={p.name: p.url for p in config.network.parties if p.name != config.player},
+        host=config.listen_host,
+        port=config.listen_port,
+        width=width,
+        server_ssl=server_ssl,
+        client_ssl=client_ssl,
+        pinned={
+            p.name: certificate_fingerprint(p.certificate)
+            for p in config.network.parties
+            if p.certificate is not None
+        },
+        max_body_bytes=config.max_body_bytes,
+        connect_timeout=config.timeouts.connect,
+        request_timeout=config.timeouts.request,
+    )
+
+
+async def run_node(config: PlayerConfig) -> NodeReport:
+    """Run this bank's side of the protocol and write its results."""
+    started = time.perf_counter()
+    session = prepare_session(config)
+    settings = http_settings(config, session.public.ciphertext_bytes)
+    log.info(
+        "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d",
+        config.player,
+        config.run.run_id,
+        session.bank.n_accounts,
+        config.run.iterations,
+        len(config.run.periods),
+        config.listen_host,
+        config.listen_port,
+    )
+    async with HttpTransport(settings) as transport:
+        try:
+            await asyncio.wait_for(
+                drive(session, transport, idle_timeout=config.timeouts.idle, offload=True),
+                config.timeouts.deadline,
+            )
+        except TimeoutError:
+            raise ProtocolError(
+                f"run deadline of {config.timeouts.deadline:g} s passed while waiting for "
+                f"{session.waiting_for()}"
+            ) from None
+    assert session.result is not None  # a finished session has its result
+    write_started = time.perf_counter()
+    results = config.output / RESULTS_FILE
+    text = scores_csv(
+        ("id", "risk_score"), [(i,) for i in session.bank.account_ids], session.result
+    )
+    atomic_write_text(results, text)
+    session.stats.add("write", time.perf_counter() - write_started)
+    report = NodeReport(
+        player=config.player,
+        run_id=config.run.run_id,
+        accounts=session.bank.n_accounts,
+        results=results,
+        seconds=dict(session.stats.seconds),
+        bytes_by_phase=dict(transport.bytes_by_phase),
+        bytes_sent=transport.bytes_sent,
+        wall_seconds=time.perf_counter() - started,
+        warnings=session.bank.warnings,
+    )
+    atomic_write_text(config.output / REPORT_FILE, json.dumps(report.to_json(), indent=1) + "\n")
+    return report
+
+
+def run_node_sync(config: PlayerConfig) -> NodeReport:
+    return asyncio.run(run_node(config))
