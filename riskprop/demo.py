@@ -115,6 +115,7 @@ def write_configs(
     out: Path,
     parties: Sequence[str],
     run: dict[str, object],
+    timeouts: dict[str, float] | None = None,
 ) -> None:
     """A network file and one player file per party, on fresh loopback ports."""
     ports = free_ports(len(parties))
@@ -137,7 +138,7 @@ def write_configs(
             "listen": {"host": "127.0.0.1", "port": port},
             "tls": {"certificate": str(certs / f"{name}.pem"), "key": str(certs / f"{name}.key")},
             "run": run,
-            "timeouts": {"connect": 60, "request": 120, "idle": 600, "deadline": 3600},
+            "timeouts": timeouts or {"connect": 60, "request": 120, "idle": 600, "deadline": 3600},
         }
         atomic_write_text(directory / f"{name}.yaml", yaml.safe_dump(player, sort_keys=False))
 
