@@ -188,15 +188,15 @@ def test_network_file_errors(
 
 
 def test_missing_and_malformed_files(configs: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="dave.yaml: configuration file not found"):
+    with pytest.raises(ConfigError, match=r"dave\.yaml: configuration file not found"):
         load_player_config(configs, "dave")
     with pytest.raises(ConfigError, match="configuration directory not found"):
         load_player_config(tmp_path / "nowhere", "alice")
     (configs / "alice.yaml").write_text("player: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"alice.yaml: not valid YAML at line \d"):
+    with pytest.raises(ConfigError, match=r"alice\.yaml: not valid YAML at line \d"):
         load_player_config(configs, "alice")
     (configs / "alice.yaml").write_text("- just\n- a list\n")
-    with pytest.raises(ConfigError, match="alice.yaml: top level: expected a mapping"):
+    with pytest.raises(ConfigError, match=r"alice\.yaml: top level: expected a mapping"):
         load_player_config(configs, "alice")
 
 
