@@ -16,8 +16,6 @@ a hidden temporary file in its final directory and then renamed over the target
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from riskprop.errors import ConfigError
+from riskprop.results import atomic_path
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -116,27 +115,18 @@ def write_csv_atomic(
     ``batch(start, stop)`` returns the columns (in ``header`` order, castable to string) of rows
     ``start..stop-1``; it is called for consecutive slices of at most ``BATCH_ROWS`` rows.
     """
-    # Like tempfile.mkstemp, but with the usual permissions (0o666 less the umask).
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    tmp_name = str(tmp)
-    try:
-        with pa.OSFile(tmp_name, "wb") as sink:
-            sink.write((",".join(header) + "\n").encode())
-            writer: pa_csv.CSVWriter | None = None
-            for start in range(0, n_rows, BATCH_ROWS):
-                stop = min(start + BATCH_ROWS, n_rows)
-                columns = batch(start, stop)
-                record = pa.record_batch(list(columns), names=list(header))
-                if writer is None:
-                    writer = pa_csv.CSVWriter(sink, record.schema, write_options=_WRITE_OPTIONS)
-                writer.write_batch(record)
-            if writer is not None:
-                writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink:
+        sink.write((",".join(header) + "\n").encode())
+        writer: pa_csv.CSVWriter | None = None
+        for start in range(0, n_rows, BATCH_ROWS):
+            stop = min(start + BATCH_ROWS, n_rows)
+            columns = batch(start, stop)
+            record = pa.record_batch(list(columns), names=list(header))
+            if writer is None:
+                writer = pa_csv.CSVWriter(sink, record.schema, write_options=_WRITE_OPTIONS)
+            writer.write_batch(record)
+        if writer is not None:
+            writer.close()
 
 
 def write_layout(
