@@ -50,6 +50,10 @@ class InMemoryNetwork:
     def endpoint(self, name: str) -> InMemoryTransport:
         return InMemoryTransport(self, name)
 
+    def clear_inbox(self, name: str) -> None:
+        """Drop what waits for ``name``, as a crash of its process would."""
+        self._queues[name] = asyncio.Queue()
+
     def take_down(self, name: str) -> None:
         """From now on, messages to ``name`` fail with PeerUnavailableError."""
         self.down.add(name)

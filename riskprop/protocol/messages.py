@@ -134,8 +134,14 @@ class Abort:
     reason: str
 
 
-Body = Hello | Scores | DecryptRequest | Partial | Done | Abort
+@dataclass(frozen=True)
+class Rejoin:
+    """The sender (re)started: please send it again everything you sent it in this run."""
+
+
+Body = Hello | Scores | DecryptRequest | Partial | Done | Abort | Rejoin
 KINDS: dict[str, type[Any]] = {
+    "rejoin": Rejoin,
     "hello": Hello,
     "scores": Scores,
     "decrypt_request": DecryptRequest,
@@ -240,7 +246,7 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
         elif kind is Abort:
             body = Abort(_str(header["reason"]))
         else:
-            body = Done()
+            body = kind()
         return Message(
             run_id=_str(header["run_id"]),
             sender=_str(header["sender"]),

@@ -53,6 +53,7 @@ from riskprop.core.paillier import (
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.core.threshold import KeyShare, combine, partial_decrypt
 from riskprop.errors import ConfigError, ProtocolError
+from riskprop.protocol.checkpoint import SessionSnapshot, request_digest
 from riskprop.protocol.messages import (
     Abort,
     Body,
@@ -130,9 +131,11 @@ class RunSession:
         self._partials: dict[str, tuple[mpz, ...]] = {}
         # decryption, as helper
         self._waiting_requests: dict[str, DecryptRequest] = {}
-        self._served: set[str] = set()
+        self._served: dict[str, str] = {}  # requester -> digest of the request served
         self._done_from: set[str] = set()
         self.result: FloatArray | None = None
+        #: Counts the points after which a checkpoint may be taken (see ``snapshot``).
+        self.safe_points = 0
 
     # ------------------------------------------------------------------ driver API
 
@@ -161,15 +164,10 @@ class RunSession:
         if isinstance(body, Hello):
             self._on_hello(sender, body)
         elif isinstance(body, Scores):
-            key = (message.period, message.iteration, sender)
-            if key not in self._inbox:
-                self._inbox[key] = body.values
+            if not self._is_past(message.period, message.iteration):  # else a replay
+                self._inbox.setdefault((message.period, message.iteration, sender), body.values)
         elif isinstance(body, DecryptRequest):
-            if sender in self._served or sender in self._waiting_requests:
-                out.append(self._message(sender, Abort("a second decryption round was refused")))
-                log.warning("refused a second decryption round requested by %s", sender)
-            else:
-                self._waiting_requests[sender] = body
+            out += self._on_decrypt_request(sender, body)
         elif isinstance(body, Partial):
             self._on_partial(sender, body)
         elif isinstance(body, Done):
@@ -218,6 +216,61 @@ class RunSession:
         missing = [q for q in self.peers if q not in self._done_from | self._unavailable]
         return f"completion of {', '.join(missing)}"
 
+    # ------------------------------------------------------------------ checkpoints
+
+    @property
+    def can_snapshot(self) -> bool:
+        """A snapshot holds ciphertexts only, so not once the result is decrypted."""
+        return self.phase in (Phase.ITERATING, Phase.DECRYPTING)
+
+    def snapshot(self) -> SessionSnapshot:
+        """This session's position and ciphertexts (never plaintext scores)."""
+        if not self.can_snapshot:
+            raise ValueError(f"no snapshot in phase {self.phase.value}")
+        return SessionSnapshot(
+            descriptor=self.descriptor,
+            party=self.name,
+            phase=self.phase.value,
+            step=self._step,
+            seq=dict(self._seq),
+            hellos={q: (h.n_accounts, h.rosters) for q, h in self._hellos.items()},
+            served=dict(self._served),
+            state=tuple(self._state) if self.phase is Phase.ITERATING else (),
+            packed=self._packed,
+            asked=tuple(self._asked),
+        )
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: SessionSnapshot,
+        bank: BankData,
+        share: KeyShare,
+        noise: NoiseSource | None = None,
+    ) -> RunSession:
+        """A session that continues from ``snapshot`` (made by the same bank for this run)."""
+        session = cls(snapshot.descriptor, bank, share, noise)
+        if snapshot.party != bank.name:
+            raise ConfigError(f"checkpoint belongs to {snapshot.party!r}, not {bank.name!r}")
+        session._hellos = {
+            q: Hello(snapshot.descriptor, n, rosters) for q, (n, rosters) in snapshot.hellos.items()
+        }
+        if set(session._hellos) != set(session.peers):
+            raise ConfigError("checkpoint lacks a peer's handshake")
+        session._build_incoming()
+        session._seq.update(snapshot.seq)
+        session._served = dict(snapshot.served)
+        session._step = snapshot.step
+        session.phase = Phase(snapshot.phase)
+        if session.phase is Phase.ITERATING:
+            session._state = list(snapshot.state)
+        else:
+            session._packed = snapshot.packed
+            session._asked = list(snapshot.asked)
+            session._partials = {bank.name: tuple(partial_decrypt(share, snapshot.packed))}
+        session.safe_points = 1
+        return session
+
     # -------------------------------------------------------------------- handlers
 
     def _check_envelope(self, message: Message) -> None:
@@ -243,6 +296,33 @@ class RunSession:
         if previous is not None and previous != hello:
             raise ProtocolError(f"{sender} sent two different handshakes")
         self._hellos[sender] = hello
+
+    def _is_past(self, period: int, iteration: int) -> bool:
+        """Whether scores for this step are no longer needed (a replay after a restart)."""
+        if self.phase is Phase.HANDSHAKE:
+            return False
+        if self.phase is Phase.ITERATING:
+            return (period, iteration) < self._step
+        return True
+
+    def _on_decrypt_request(self, sender: str, request: DecryptRequest) -> list[Message]:
+        """Queue a first request; serve an identical replay again; refuse a different one."""
+        digest = request_digest(request.values)
+        waiting = self._waiting_requests.get(sender)
+        earlier = self._served.get(sender) or (
+            request_digest(waiting.values) if waiting is not None else None
+        )
+        if earlier is None:
+            self._waiting_requests[sender] = request
+            return []
+        if earlier != digest:
+            log.warning("refused a second decryption round requested by %s", sender)
+            return [self._message(sender, Abort("a second decryption round was refused"))]
+        if sender in self._served:  # the requester restarted and asks for the same again
+            return [
+                self._message(sender, Partial(tuple(partial_decrypt(self.share, request.values))))
+            ]
+        return []
 
     def _on_partial(self, sender: str, partial: Partial) -> None:
         if sender not in self._asked:
@@ -274,7 +354,8 @@ class RunSession:
             else:
                 return out + self._serve_requests()
 
-    def _setup(self) -> None:
+    def _build_incoming(self) -> None:
+        """Each period's incoming matrix over ``[own | peers' rosters]`` (needs every Hello)."""
         started = time.perf_counter()
         n = self.bank.n_accounts
         for index, view in enumerate(self.views):
@@ -283,11 +364,17 @@ class RunSession:
             self._incoming.append((csr, csr.weights()))
             self._expected.append(tuple(q for q in self.peers if rosters[q]))
         self.stats.add("handshake", time.perf_counter() - started)
+
+    def _setup(self) -> None:
+        self._build_incoming()
         started = time.perf_counter()
         self._state = encrypt(self.public, self.fixed.encode_scores(self.bank.initial), self.noise)
         self.stats.add("encrypt", time.perf_counter() - started)
         self.phase = Phase.ITERATING
-        log.info("%s: handshake complete, %d own accounts encrypted", self.name, n)
+        self.safe_points += 1
+        log.info(
+            "%s: handshake complete, %d own accounts encrypted", self.name, self.bank.n_accounts
+        )
 
     def _begin_step(self) -> list[Message]:
         """Send the current state for step ``self._step``, or start decrypting after the last."""
@@ -341,6 +428,7 @@ class RunSession:
             self.descriptor.iterations,
         )
         self._step = (p, k + 1) if k < self.descriptor.iterations else (p + 1, 1)
+        self.safe_points += 1
 
     # ------------------------------------------------------------------- decryption
 
@@ -350,6 +438,7 @@ class RunSession:
         self._packed = tuple(rerandomize(self.public, packed, self.noise))
         self._partials = {self.name: tuple(partial_decrypt(self.share, self._packed))}
         self.phase = Phase.DECRYPTING
+        self.safe_points += 1
         out = self._ask_helpers()
         self.stats.add("decrypt", time.perf_counter() - started, len(self._packed) * len(out))
         return out
@@ -391,7 +480,7 @@ class RunSession:
             if hello is None:
                 continue  # its handshake is still on the way
             request = self._waiting_requests.pop(requester)
-            self._served.add(requester)
+            self._served[requester] = request_digest(request.values)
             quota = math.ceil(hello.n_accounts / self.slots) if self.slots else 0
             if len(request.values) > quota:
                 out.append(self._message(requester, Abort("decryption request over quota")))

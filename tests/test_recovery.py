@@ -1,0 +1,171 @@
+"""Crash recovery in one process: a bank killed at any safe point resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import phe
+import pytest
+
+from riskprop.core.data import Dataset, load_dataset
+from riskprop.core.threshold import KeyShare, deal
+from riskprop.node.driver import drive
+from riskprop.node.inprocess import make_descriptor
+from riskprop.node.journal import FileJournal, MemoryJournal
+from riskprop.node.transport import InMemoryNetwork
+from riskprop.protocol.checkpoint import decode_checkpoint, encode_checkpoint
+from riskprop.protocol.messages import RunDescriptor
+from riskprop.protocol.session import RunSession
+from riskprop.simulate import simulate_plaintext
+from riskprop.synthetic import generate_dataset
+
+ITERATIONS = 2
+PERIODS = 2
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset, dict[str, KeyShare]]:
+    root = tmp_path_factory.mktemp("recovery")
+    generate_dataset(root, accounts=60, edges=200, periods=PERIODS, seed=3)
+    dataset = load_dataset(root)
+    _, private = phe.generate_paillier_keypair(n_length=512)
+    shares = {s.party: s for s in deal(private.p, private.q, dataset.names, 1)}
+    return root, dataset, shares
+
+
+def descriptor_for(dataset: Dataset, shares: dict[str, KeyShare]) -> RunDescriptor:
+    key = next(iter(shares.values())).key
+    return make_descriptor(
+        key,
+        iterations=ITERATIONS,
+        delta_a=0.5,
+        delta_b=0.3,
+        periods=dataset.periods(),
+        run_id="recovery",
+    )
+
+
+async def run(
+    dataset: Dataset,
+    shares: dict[str, KeyShare],
+    descriptor: RunDescriptor,
+    victim: str | None = None,
+    crash_at: int = 0,
+) -> dict[str, np.ndarray]:
+    parties = dataset.names
+    public = shares[parties[0]].key.public
+    network = InMemoryNetwork(parties, public.ciphertext_bytes)
+    journals = {name: MemoryJournal() for name in parties}
+    sessions = {b.name: RunSession(descriptor, b, shares[b.name]) for b in dataset.banks}
+
+    def start(name: str, session: RunSession, pending: list | None = None) -> asyncio.Task[None]:  # type: ignore[type-arg]
+        return asyncio.create_task(
+            drive(
+                session,
+                network.endpoint(name),
+                idle_timeout=20,
+                journal=journals[name],
+                resume_with=pending,
+            )
+        )
+
+    tasks = {name: start(name, s) for name, s in sessions.items()}
+    if victim is not None:
+        while sessions[victim].safe_points < crash_at and not tasks[victim].done():
+            await asyncio.sleep(0)
+        assert not tasks[victim].done(), "the victim finished before the crash point"
+        tasks[victim].cancel()  # the process dies: inbox and memory are gone
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[victim]
+        network.clear_inbox(victim)
+        bank = next(b for b in dataset.banks if b.name == victim)
+        checkpoint = journals[victim].checkpoint
+        if checkpoint is None:
+            sessions[victim] = RunSession(descriptor, bank, shares[victim])
+            tasks[victim] = start(victim, sessions[victim])
+        else:
+            snapshot, pending = decode_checkpoint(checkpoint, "memory")
+            sessions[victim] = RunSession.restore(snapshot, bank, shares[victim])
+            tasks[victim] = start(victim, sessions[victim], pending)
+    await asyncio.wait_for(asyncio.gather(*tasks.values()), 60)
+    results = {}
+    for name, session in sessions.items():
+        assert session.result is not None
+        results[name] = session.result
+    return results
+
+
+def test_uninterrupted_run_matches_plaintext(
+    setup: tuple[Path, Dataset, dict[str, KeyShare]],
+) -> None:
+    root, dataset, shares = setup
+    results = asyncio.run(run(dataset, shares, descriptor_for(dataset, shares)))
+    reference = simulate_plaintext(root, iterations=ITERATIONS, delta_a=0.5, delta_b=0.3)
+    assert (
+        np.max(np.abs(np.concatenate([results[n] for n in dataset.names]) - reference.scores))
+        < 1e-9
+    )
+
+
+@pytest.mark.parametrize("victim", ["alice", "bob", "charlie"])
+@pytest.mark.parametrize("crash_at", range(PERIODS * ITERATIONS + 2))
+def test_crash_at_any_safe_point_gives_identical_scores(
+    setup: tuple[Path, Dataset, dict[str, KeyShare]], victim: str, crash_at: int
+) -> None:
+    _, dataset, shares = setup
+    descriptor = descriptor_for(dataset, shares)
+    expected = asyncio.run(run(dataset, shares, descriptor))
+    found = asyncio.run(run(dataset, shares, descriptor, victim, crash_at))
+    for name in dataset.names:
+        assert np.array_equal(found[name], expected[name]), name  # bit for bit
+
+
+def test_checkpoint_round_trip_and_file_journal(
+    setup: tuple[Path, Dataset, dict[str, KeyShare]], tmp_path: Path
+) -> None:
+    _, dataset, shares = setup
+    descriptor = descriptor_for(dataset, shares)
+    journal = MemoryJournal()
+    asyncio.run(run_and_keep(dataset, shares, descriptor, journal))
+    assert journal.checkpoint is not None
+    snapshot, pending = decode_checkpoint(journal.checkpoint, "memory")
+    assert snapshot.descriptor == descriptor and snapshot.party == "alice"
+    width = shares["alice"].key.public.ciphertext_bytes
+    assert encode_checkpoint(snapshot, pending, width) == journal.checkpoint
+    # no plaintext score is in a checkpoint: only ciphertexts (units mod N) and public data
+    n = shares["alice"].key.public.n
+    assert all(int(c) >= n for c in (*snapshot.state, *snapshot.packed))
+    files = FileJournal(tmp_path / "journal", width)
+    files.save_checkpoint(journal.checkpoint)
+    for peer in ("bob", "charlie"):
+        for message in journal.sent_to(peer):
+            files.record(message)
+    files.close()
+    reopened = FileJournal(tmp_path / "journal", width)
+    assert reopened.load_checkpoint() == journal.checkpoint
+    assert reopened.sent_to("bob") == journal.sent_to("bob")
+    assert (tmp_path / "journal" / "checkpoint.bin").stat().st_mode & 0o077 == 0
+    # a record cut short by a crash is dropped on reopening
+    reopened.close()
+    with (tmp_path / "journal" / "outbox.log").open("ab") as handle:
+        handle.write(b"\x00\x00\x10\x00partial")
+    again = FileJournal(tmp_path / "journal", width)
+    assert again.sent_to("charlie") == journal.sent_to("charlie")
+    again.discard()
+    assert not (tmp_path / "journal").exists()
+
+
+async def run_and_keep(
+    dataset: Dataset, shares: dict[str, KeyShare], descriptor: RunDescriptor, journal: MemoryJournal
+) -> None:
+    """A run in which alice keeps her journal (to inspect her last checkpoint)."""
+    network = InMemoryNetwork(dataset.names, shares["alice"].key.public.ciphertext_bytes)
+    sessions = [RunSession(descriptor, b, shares[b.name]) for b in dataset.banks]
+    await asyncio.gather(
+        *(
+            drive(s, network.endpoint(s.name), journal=journal if s.name == "alice" else None)
+            for s in sessions
+        )
+    )
