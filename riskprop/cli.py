@@ -100,6 +100,16 @@ def node_options(func: F) -> F:
             is_flag=True,
             help="Plain HTTP without authentication, for local experiments only.",
         ),
+        click.option(
+            "--fresh",
+            is_flag=True,
+            help="Discard this run's checkpoint and start over (default: resume).",
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Resume from this run's checkpoint when there is one (the default).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -110,6 +120,8 @@ def run_node_command(
     player: str | None,
     config_dir: Path,
     insecure: bool,
+    fresh: bool,
+    resume: bool,
     **overrides: Any,
 ) -> None:
     """Load the player's configuration, run its node, print where the results are."""
@@ -119,7 +131,9 @@ def run_node_command(
     from riskprop.node.runner import run_node_sync
 
     config = load_player_config(config_dir, player, overrides=overrides, insecure=insecure)
-    report = run_node_sync(config)
+    if fresh and resume:
+        raise click.UsageError("--fresh and --resume exclude each other")
+    report = run_node_sync(config, fresh=fresh)
     click.echo(
         f"{player}: run {report.run_id} complete in {report.wall_seconds:.1f} s; "
         f"results in {report.results}"

@@ -3,142 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import ssl
 import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 import pytest
 import yaml
+from nodes import assert_matches_plaintext, make_network, wait_all
 
 from riskprop.config import load_player_config
-from riskprop.core.threshold import default_threshold
-from riskprop.demo import write_configs
-from riskprop.keys import dealer_keygen
 from riskprop.node.http import PATH
-from riskprop.simulate import simulate_plaintext
-from riskprop.synthetic import generate_dataset
 from riskprop.tls import client_context, make_ca, make_node_certificate
-
-ITERATIONS = 2
-
-
-@dataclass
-class Network:
-    root: Path
-    parties: list[str]
-    configs: Path
-    certs: Path
-    data: Path
-    out: Path
-
-    def url(self, party: str) -> str:
-        network = yaml.safe_load((self.configs / "network.yaml").read_text())
-        return next(p["url"] for p in network["parties"] if p["name"] == party)
-
-    def start(self, party: str) -> subprocess.Popen[bytes]:
-        log = (self.root / f"{party}.log").open("wb")
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "riskprop",
-                "run",
-                "--player",
-                party,
-                "--config",
-                str(self.configs),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self, party: str) -> str:
-        return (self.root / f"{party}.log").read_text(errors="replace")
-
-    def scores(self) -> dict[tuple[str, str], float]:
-        found = {}
-        for party in self.parties:
-            with (self.out / party / "risk_scores.csv").open() as handle:
-                for row in csv.DictReader(handle):
-                    found[party, row["id"]] = float(row["risk_score"])
-        return found
-
-
-def make_network(
-    root: Path, parties: Sequence[str], *, timeouts: dict[str, float] | None = None
-) -> Network:
-    certs, keys, data = root / "certs", root / "keys", root / "data"
-    ca_cert, ca_key = make_ca(certs)
-    for name in parties:
-        make_node_certificate(certs, name, ca_cert=ca_cert, ca_key=ca_key)
-    dealer_keygen(keys, parties, default_threshold(len(parties)), 512)
-    generate_dataset(
-        data, accounts=40 * len(parties), edges=120 * len(parties), banks=parties, seed=7
-    )
-    run = {
-        "run_id": "test-run",
-        "iterations": ITERATIONS,
-        "delta": 0.5,
-        "delta_b": 0.0,
-        "periods": [0],
-    }
-    write_configs(
-        root / "configs",
-        data=data,
-        keys=keys,
-        certs=certs,
-        out=root / "out",
-        parties=parties,
-        run=run,
-        timeouts=timeouts,
-    )
-    return Network(root, list(parties), root / "configs", certs, data, root / "out")
-
-
-def wait_all(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    codes = []
-    for process in processes:
-        try:
-            codes.append(process.wait(max(0.1, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            codes.append(process.wait())
-    return codes
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def assert_matches_plaintext(network: Network) -> None:
-    reference = simulate_plaintext(network.data, iterations=ITERATIONS)
-    expected = {
-        (bank, acc): score
-        for bank, ids, scores in zip(
-            reference.banks,
-            reference.account_ids,
-            np.split(reference.scores, np.cumsum([len(i) for i in reference.account_ids])[:-1]),
-            strict=True,
-        )
-        for acc, score in zip(ids, scores.tolist(), strict=True)
-    }
-    found = network.scores()
-    assert found.keys() == expected.keys()
-    assert max(abs(found[k] - expected[k]) for k in expected) < 1e-9
 
 
 @pytest.mark.parametrize("parties", [["alice", "bob", "charlie"], ["a1", "b2", "c3", "d4", "e5"]])

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from riskprop.errors import ProtocolError, RiskpropError
 from riskprop.node.journal import Journal
@@ -101,6 +101,8 @@ class _Driver:
 
     async def next_message(self, timeout: float, stop: asyncio.Event | None) -> Message | None:
         """The next message, or None after ``timeout``; raises ``StoppedError`` when asked to."""
+        if stop is not None and stop.is_set():
+            self.stopped()
         receive = asyncio.ensure_future(self.transport.receive())
         waiters: set[asyncio.Future[object]] = {receive}  # type: ignore[arg-type]
         stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
@@ -113,11 +115,14 @@ class _Driver:
             return receive.result()
         receive.cancel()
         if stopper is not None and stopper in done:
-            raise StoppedError(
-                f"{self.session.name}: stopped on request during "
-                f"{self.session.phase.value}; the same command resumes the run"
-            )
+            self.stopped()
         return None
+
+    def stopped(self) -> NoReturn:
+        raise StoppedError(
+            f"{self.session.name}: stopped on request during {self.session.phase.value}; "
+            "the same command resumes the run"
+        )
 
     async def checkpoint_then_send(self, messages: list[Message]) -> None:
         """Checkpoint at a new safe point (the messages included), then send them."""

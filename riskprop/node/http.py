@@ -54,6 +54,8 @@ class HttpSettings:
     pinned: Mapping[str, str]  # peer name -> sha256 of its certificate (optional pins)
     max_body_bytes: int = 256 * 2**20
     connect_timeout: float = 60.0
+    #: Once a peer was reached, how long to keep trying it (it may be restarting).
+    reconnect_timeout: float = 600.0
     request_timeout: float = 60.0
 
     @property
@@ -73,6 +75,7 @@ class HttpTransport:
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._seen: set[tuple[str, int]] = set()
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._reached: set[str] = set()
         self._runner: web.AppRunner | None = None
         self._client: aiohttp.ClientSession | None = None
 
@@ -161,6 +164,7 @@ class HttpTransport:
             return self._reject(400, f"message is for {message.recipient!r}", peer)
         if message.run_id != self.settings.run_id:
             return self._reject(409, "message of another run", peer)
+        self._reached.add(peer)
         key = (message.sender, message.seq)
         if message.seq and key in self._seen:
             return web.Response(status=200, text="duplicate")
@@ -178,7 +182,12 @@ class HttpTransport:
         url = self.settings.peers[peer].rstrip("/") + PATH
         headers = {"Content-Type": "application/octet-stream", SENDER_HEADER: self.name}
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.settings.connect_timeout
+        window = (
+            self.settings.reconnect_timeout
+            if peer in self._reached
+            else self.settings.connect_timeout
+        )
+        give_up = loop.time() + window
         delay = 0.1
         async with self._locks[peer]:
             while True:
@@ -200,13 +209,14 @@ class HttpTransport:
                         "%s: giving up on %s after %.0f s (%s)",
                         self.name,
                         peer,
-                        self.settings.connect_timeout,
+                        window,
                         failure,
                     )
                     raise PeerUnavailableError(peer)
                 log.debug("%s: %s not reachable yet (%s); retrying", self.name, peer, failure)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+        self._reached.add(peer)
         self.bytes_sent += len(data)
         phase = (
             f"period {message.period} iteration {message.iteration}"

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from riskprop.config import PlayerConfig
 from riskprop.core.data import load_bank
@@ -22,7 +24,9 @@ from riskprop.errors import ConfigError, ProtocolError
 from riskprop.keys import load_share
 from riskprop.node.driver import drive
 from riskprop.node.http import HttpSettings, HttpTransport
-from riskprop.protocol.messages import RunDescriptor
+from riskprop.node.journal import FileJournal
+from riskprop.protocol.checkpoint import decode_checkpoint
+from riskprop.protocol.messages import Message, RunDescriptor
 from riskprop.protocol.session import RunSession
 from riskprop.results import atomic_write_text, scores_csv
 from riskprop.tls import certificate_fingerprint, client_context, server_context
@@ -46,6 +50,19 @@ class NodeReport:
     bytes_sent: int
     wall_seconds: float
     warnings: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeReport:
+        return cls(
+            player=str(data["player"]),
+            run_id=str(data["run_id"]),
+            accounts=int(data["accounts"]),
+            results=Path(data["results"]),
+            seconds={str(k): float(v) for k, v in data["seconds"].items()},
+            bytes_by_phase={str(k): int(v) for k, v in data["bytes_by_phase"].items()},
+            bytes_sent=int(data["bytes_sent"]),
+            wall_seconds=float(data["wall_seconds"]),
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -113,36 +130,111 @@ def http_settings(config: PlayerConfig, width: int) -> HttpSettings:
         },
         max_body_bytes=config.max_body_bytes,
         connect_timeout=config.timeouts.connect,
+        reconnect_timeout=max(config.timeouts.connect, config.timeouts.idle),
         request_timeout=config.timeouts.request,
     )
 
 
-async def run_node(config: PlayerConfig) -> NodeReport:
-    """Run this bank's side of the protocol and write its results."""
+def previous_run(output: Path) -> str | None:
+    """Run id of the results already in ``output``, if any."""
+    report = output / REPORT_FILE
+    if not (output / RESULTS_FILE).is_file() or not report.is_file():
+        return None
+    try:
+        return str(json.loads(report.read_text())["run_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def set_aside_stale_results(output: Path) -> None:
+    """Results of another run must not look like this run's: rename them."""
+    earlier = previous_run(output) or "unknown"
+    for name in (RESULTS_FILE, REPORT_FILE):
+        path = output / name
+        if path.is_file():
+            target = output / f"{name}.{earlier}.previous"
+            path.replace(target)
+            log.warning("moved %s of an earlier run to %s", path, target)
+
+
+def resume_session(
+    session: RunSession, journal: FileJournal
+) -> tuple[RunSession, list[Message] | None]:
+    """The session restored from the journal's checkpoint, or as it is when there is none."""
+    data = journal.load_checkpoint()
+    if data is None:
+        return session, None
+    where = str(journal.checkpoint_path)
+    snapshot, pending = decode_checkpoint(data, where)
+    difference = session.descriptor.first_difference(snapshot.descriptor)
+    if difference is not None:
+        raise ConfigError(
+            f"{where}: the checkpoint's {difference} differs from the configuration; "
+            "start with --fresh to discard it"
+        )
+    restored = RunSession.restore(snapshot, session.bank, session.share)
+    log.info("%s: resuming from the checkpoint (%s)", session.name, snapshot.phase)
+    return restored, pending
+
+
+async def run_node(
+    config: PlayerConfig, *, fresh: bool = False, stop: asyncio.Event | None = None
+) -> NodeReport:
+    """Run this bank's side of the protocol and write its results.
+
+    A checkpoint of the same run in OUT/.riskprop/<run_id>/ is resumed unless ``fresh``.
+    Setting ``stop`` (the CLI does on SIGTERM) ends the node at the next message boundary;
+    its checkpoint stays for the next start.
+    """
     started = time.perf_counter()
     session = prepare_session(config)
-    settings = http_settings(config, session.public.ciphertext_bytes)
+    run_id = config.run.run_id
+    width = session.public.ciphertext_bytes
+    journal_dir = config.output / ".riskprop" / run_id
+    if previous_run(config.output) == run_id and not fresh:
+        # Restarted after it had finished (e.g. killed on its way out): nothing to do.
+        FileJournal(journal_dir, width).discard()
+        log.info("%s: run %s was already complete (--fresh runs it again)", config.player, run_id)
+        return NodeReport.from_json(json.loads((config.output / REPORT_FILE).read_text()))
+    if fresh:
+        FileJournal(journal_dir, width).discard()
+    journal = FileJournal(journal_dir, width)
+    session, resume_with = resume_session(session, journal)
+    if resume_with is None:
+        set_aside_stale_results(config.output)
+    settings = http_settings(config, width)
     log.info(
         "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d",
         config.player,
-        config.run.run_id,
+        run_id,
         session.bank.n_accounts,
         config.run.iterations,
         len(config.run.periods),
         config.listen_host,
         config.listen_port,
     )
-    async with HttpTransport(settings) as transport:
-        try:
-            await asyncio.wait_for(
-                drive(session, transport, idle_timeout=config.timeouts.idle, offload=True),
-                config.timeouts.deadline,
-            )
-        except TimeoutError:
-            raise ProtocolError(
-                f"run deadline of {config.timeouts.deadline:g} s passed while waiting for "
-                f"{session.waiting_for()}"
-            ) from None
+    try:
+        async with HttpTransport(settings) as transport:
+            try:
+                await asyncio.wait_for(
+                    drive(
+                        session,
+                        transport,
+                        idle_timeout=config.timeouts.idle,
+                        offload=True,
+                        journal=journal,
+                        resume_with=resume_with,
+                        stop=stop,
+                    ),
+                    config.timeouts.deadline,
+                )
+            except TimeoutError:
+                raise ProtocolError(
+                    f"run deadline of {config.timeouts.deadline:g} s passed while waiting for "
+                    f"{session.waiting_for()}"
+                ) from None
+    finally:
+        journal.close()
     assert session.result is not None  # a finished session has its result
     write_started = time.perf_counter()
     results = config.output / RESULTS_FILE
@@ -153,7 +245,7 @@ async def run_node(config: PlayerConfig) -> NodeReport:
     session.stats.add("write", time.perf_counter() - write_started)
     report = NodeReport(
         player=config.player,
-        run_id=config.run.run_id,
+        run_id=run_id,
         accounts=session.bank.n_accounts,
         results=results,
         seconds=dict(session.stats.seconds),
@@ -163,8 +255,18 @@ async def run_node(config: PlayerConfig) -> NodeReport:
         warnings=session.bank.warnings,
     )
     atomic_write_text(config.output / REPORT_FILE, json.dumps(report.to_json(), indent=1) + "\n")
+    journal.discard()  # the run is complete: nothing left to resume
     return report
 
 
-def run_node_sync(config: PlayerConfig) -> NodeReport:
-    return asyncio.run(run_node(config))
+def run_node_sync(config: PlayerConfig, *, fresh: bool = False) -> NodeReport:
+    """Run the node; SIGTERM and SIGINT stop it cleanly at the next message boundary."""
+
+    async def main() -> NodeReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        return await run_node(config, fresh=fresh, stop=stop)
+
+    return asyncio.run(main())

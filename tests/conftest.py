@@ -1,0 +1,40 @@
+"""Shared fixtures: ``dataset`` writes a data set from Python literals under ``tmp_path``."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+# test modules import the plain helpers as ``helpers``, whatever pytest's import mode
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import BankSpec, WriteDataset, write_dataset
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> WriteDataset:
+    """``dataset({"alice": (accounts, transactions), ...})`` writes a fresh data set under
+    ``tmp_path`` (a new directory per call) and returns its root."""
+    counter = itertools.count()
+
+    def write(banks: Mapping[str, BankSpec]) -> Path:
+        return write_dataset(tmp_path / f"data{next(counter)}", banks)
+
+    return write
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Node processes a test starts; any still running at the end are killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
