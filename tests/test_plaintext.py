@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 
-import pytest
 from helpers import BankSpec, WriteDataset, field, write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -330,11 +329,6 @@ def test_implicit_accounts_and_self_loops(dataset: WriteDataset) -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: implicit accounts are ordered by first appearance of the id string in ANY "
-    "role (e.g. as another bank's account), not by first appearance as an account of the bank",
-)
 def test_implicit_order_ignores_other_banks_ids(dataset: WriteDataset) -> None:
     # bob's file: row 1 names alice's account "z"; bob's own implicit accounts are y (row 2)
     # and then z (row 3), both as sources, so the order is b1, y, z.
@@ -353,10 +347,6 @@ def test_implicit_order_ignores_other_banks_ids(dataset: WriteDataset) -> None:
     assert result.account_ids[1] == ("b1", "y", "z")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an ignored self-loop row still decides the order of implicit accounts",
-)
 def test_implicit_order_ignores_self_loops(dataset: WriteDataset) -> None:
     # Row 1 (n1 -> n1) is ignored; the first row that counts is n2 -> n1, so n2 comes first
     # (as the source, and also as the first account seen in that row).
@@ -487,8 +477,8 @@ def reference(
 
 BANK_POOL = ("alice", "bob", "charlie", "dave", "Eve")
 ID_POOL = ("x1", "x2", "a", "b", "c", "d", "e")  # shared between banks on purpose
-# Implicit ids are bank-specific so that their order is unambiguous here (see the xfail test
-# test_implicit_order_ignores_other_banks_ids for ids shared with other banks).
+# Implicit ids are bank-specific here; test_implicit_order_ignores_other_banks_ids covers ids
+# that other banks use too.
 IMPLICIT_POOL = ("new1", "new2")
 
 risk_scores = st.one_of(
@@ -552,15 +542,7 @@ def check_against_reference(
         result = simulate_plaintext(root, iterations=iterations, delta_a=a, delta_b=b)
     order, expected, counts = reference(banks, iterations, a, b)
     got = scores_of(result)
-    if any(parse_row(row)[0] == parse_row(row)[1] for _, rows in banks.values() for row in rows):
-        # ignored self-loops still sway the order of implicit accounts (xfail test below)
-        for bank, ids in zip(result.banks, result.account_ids, strict=True):
-            assert list(ids) == [i for b, i in order if b == bank] or (
-                ids[: len(banks[bank][0])] == tuple(i for i, _ in banks[bank][0])
-                and sorted(ids) == sorted(i for b, i in order if b == bank)
-            )
-    else:
-        assert order_of(result) == order
+    assert order_of(result) == order
     assert set(got) == set(expected)
     for key, value in expected.items():
         assert abs(got[key] - value) <= TOL, (key, got[key], value)

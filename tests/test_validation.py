@@ -190,11 +190,6 @@ def test_first_bad_row_is_reported(tmp_path: Path) -> None:
     assert_names(load_error(root), root / "bob" / "transactions.csv", 3, "empty id_source")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: values Python's float()/int() accept but pyarrow does not ('1_0', '+1', "
-    "integers beyond int64) give 'cannot parse (...)' without a line number",
-)
 @pytest.mark.parametrize(
     "row",
     ["b1,bob,b2,bob,1_000,0", "b1,bob,b2,bob,1,+1", "b1,bob,b2,bob,1,99999999999999999999"],
@@ -218,7 +213,6 @@ def test_header_only_files_are_valid(tmp_path: Path) -> None:
     assert load_dataset(root).banks[1].account_ids == ("b1", "b2")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a header-only file without a final newline is refused")
 @pytest.mark.parametrize("which", ["accounts", "transactions"])
 def test_header_only_file_without_final_newline_is_valid(tmp_path: Path, which: str) -> None:
     if which == "accounts":

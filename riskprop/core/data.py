@@ -185,11 +185,15 @@ def _read_transactions(
         used[dst_code[dst_bank == code]] = True
         return used
 
-    # Own accounts that occur only in the transactions join the account table at risk 0,
-    # in order of first appearance (id_source column first).
+    # Own accounts that occur only in the transactions join the account table at risk 0, in
+    # order of first appearance as this bank's account: the id_source column, then
+    # id_destination (self-loops, already dropped, do not count).
     own_pos = pc.fill_null(pc.index_in(dictionary, value_set=ids), -1).to_numpy()
     own_pos = np.asarray(own_pos, dtype=np.int64)
-    implicit = np.flatnonzero(used_by(own) & (own_pos < 0))
+    own_refs = np.concatenate([src_code[src_bank == own], dst_code[dst_bank == own]])
+    referenced, first_seen = np.unique(own_refs, return_index=True)
+    unknown = own_pos[referenced] < 0
+    implicit = referenced[unknown][np.argsort(first_seen[unknown], kind="stable")]
     n_implicit = len(implicit)
     own_pos[implicit] = len(ids) + np.arange(n_implicit)
     all_ids = pa.concat_arrays([ids, dictionary.take(pa.array(implicit, type=pa.int64()))])
@@ -263,8 +267,20 @@ def _check_header(path: Path, required: Sequence[str], optional: str | None) -> 
     return optional is not None and header == allowed
 
 
+def _has_rows(path: Path) -> bool:
+    """Whether anything but blank lines follows the header line."""
+    with path.open("rb") as handle:
+        handle.readline()
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
+
+
 def _read_table(path: Path, types: dict[str, pa.DataType]) -> pa.Table:
     names = list(types)
+    if not _has_rows(path):  # pyarrow cannot skip a header that has no line ending
+        return pa.table({name: pa.array([], type=kind) for name, kind in types.items()})
     try:
         return pa_csv.read_csv(
             path,
@@ -298,9 +314,9 @@ def _diagnose(path: Path, types: dict[str, pa.DataType]) -> InputError | None:
                     )
                 for column, value in zip(names, row, strict=True):
                     kind = types[column]
-                    if kind == pa.float64() and not _is_float(value):
+                    if kind == pa.float64() and not _parses(value, kind):
                         return InputError(f"{where}: {column} {value!r} is not a number")
-                    if kind == pa.int64() and not _is_int(value):
+                    if kind == pa.int64() and not _parses(value, kind):
                         return InputError(f"{where}: {column} {value!r} is not an integer")
     except UnicodeDecodeError as exc:
         return InputError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})")
@@ -309,18 +325,12 @@ def _diagnose(path: Path, types: dict[str, pa.DataType]) -> InputError | None:
     return None
 
 
-def _is_float(value: str) -> bool:
+def _parses(value: str, kind: pa.DataType) -> bool:
+    """Whether the CSV reader accepts ``value`` as ``kind`` (its parser, surrounding blanks
+    trimmed as the reader does), so a diagnosis never disagrees with the fast path."""
     try:
-        float(value)
-    except ValueError:
-        return False
-    return value.strip() != ""
-
-
-def _is_int(value: str) -> bool:
-    try:
-        int(value)
-    except ValueError:
+        pc.cast(pa.array([value.strip()], type=pa.string()), kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
     return True
 
