@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -145,3 +148,85 @@ def assert_matches_plaintext(network: Network) -> None:
     found = network.scores()
     assert found.keys() == expected.keys()
     assert max(abs(found[k] - expected[k]) for k in expected) < 1e-9
+
+
+class FaultyLinks:
+    """A TCP proxy in front of every node that delays and loses traffic, on loopback.
+
+    There is no netem here, so loss is modelled where TCP makes it visible: each forwarded
+    chunk waits ``latency`` seconds; with probability ``loss`` it waits a retransmission
+    time-out more (what a lost segment costs a TCP stream); and with probability ``reset``
+    a connection is cut mid-stream, which the nodes' retries and de-duplication must absorb.
+    """
+
+    def __init__(self, latency: float, loss: float, reset: float, seed: int) -> None:
+        self.latency, self.loss, self.reset = latency, loss, reset
+        self.rng = random.Random(seed)
+        self.chunks = self.lost = self.resets = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.servers: list[asyncio.AbstractServer] = []
+
+    def front(self, target_port: int) -> int:
+        """Start a proxy to 127.0.0.1:target_port; return the proxy's port."""
+
+        async def start() -> int:
+            server = await asyncio.start_server(
+                lambda r, w: self._connection(r, w, target_port), "127.0.0.1", 0
+            )
+            self.servers.append(server)
+            return int(server.sockets[0].getsockname()[1])
+
+        return asyncio.run_coroutine_threadsafe(start(), self.loop).result()
+
+    async def _connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
+    ) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            writer.close()
+            return
+        cut = self.rng.random() < self.reset
+        await asyncio.gather(
+            self._pipe(reader, up_writer, cut),
+            self._pipe(up_reader, writer, False),
+            return_exceptions=True,
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cut: bool
+    ) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                self.chunks += 1
+                delay = self.latency
+                if self.rng.random() < self.loss:
+                    self.lost += 1
+                    delay += 0.6  # a retransmission time-out
+                await asyncio.sleep(delay)
+                if cut and self.rng.random() < 0.5:
+                    self.resets += 1
+                    writer.transport.abort()
+                    return
+                writer.write(chunk)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        for server in self.servers:
+            self.loop.call_soon_threadsafe(server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def route_through(network: Network, links: FaultyLinks) -> None:
+    """Point every party's URL in the network file at a faulty link to its node."""
+    path = network.configs / "network.yaml"
+    data = yaml.safe_load(path.read_text())
+    for party in data["parties"]:
+        port = int(party["url"].rsplit(":", 1)[1])
+        party["url"] = f"https://127.0.0.1:{links.front(port)}"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from nodes import Network, assert_matches_plaintext, make_network, wait_all
+from nodes import (
+    FaultyLinks,
+    Network,
+    assert_matches_plaintext,
+    make_network,
+    route_through,
+    wait_all,
+)
 
 KILLS = 20  # SIGKILL-and-restart points over all trials
 PATIENT = {"connect": 30, "request": 30, "idle": 60, "deadline": 300}
@@ -121,3 +128,24 @@ def test_partition_longer_than_the_timeouts_fails_everyone_then_resumes(
     restarted = [run.start(p) for p in run.parties]
     assert wait_all(restarted, 120) == [0, 0, 0], {p: run.log(p)[-1500:] for p in run.parties}
     assert run.results_text() == expected
+
+
+def test_latency_and_loss_on_every_link(
+    base: tuple[Network, dict[str, str]], tmp_path: Path
+) -> None:
+    network, expected = base
+    run = network.another_run(tmp_path / "run", PATIENT)
+    links = FaultyLinks(latency=0.2, loss=0.05, reset=0.5, seed=7)
+    try:
+        route_through(run, links)
+        processes = [run.start(p) for p in run.parties]
+        codes = wait_all(processes, 300)
+    finally:
+        links.close()
+    assert codes == [0, 0, 0], {p: run.log(p)[-1500:] for p in run.parties}
+    assert run.results_text() == expected
+    assert links.chunks > 50 and links.lost > 0 and links.resets > 0
+    print(
+        f"faulty links: {links.chunks} chunks delayed 200 ms, {links.lost} lost (+0.6 s), "
+        f"{links.resets} connections cut; results lost: 0"
+    )
