@@ -7,7 +7,7 @@ Inbound (``POST /riskprop/v1/messages``, body = one encoded message):
    (or a certificate that differs from a pinned one) gets 403 *before the body is read*.
 2. A declared body over the limit gets 413, again before reading.
 3. The body must decode (400), come from the certificate's owner (403), be addressed to this
-   node (400) and belong to this run (409).
+   node (400), belong to this run (409) and carry values in (0, N^2) only (400).
 4. Each (sender, sequence number) is delivered once; a retried duplicate gets 200 and is
    dropped. Out-of-order arrivals are fine: the session keeps early messages until needed.
 
@@ -49,6 +49,7 @@ class HttpSettings:
     host: str
     port: int
     width: int  # byte width of one ciphertext
+    nsquare: int  # N^2: every value on the wire lies in (0, N^2)
     server_ssl: ssl.SSLContext | None
     client_ssl: ssl.SSLContext | None
     pinned: Mapping[str, str]  # peer name -> sha256 of its certificate (optional pins)
@@ -164,6 +165,9 @@ class HttpTransport:
             return self._reject(400, f"message is for {message.recipient!r}", peer)
         if message.run_id != self.settings.run_id:
             return self._reject(409, "message of another run", peer)
+        values = getattr(message.body, "values", ())
+        if any(not 0 < v < self.settings.nsquare for v in values):
+            return self._reject(400, "a value outside (0, N^2)", peer)
         self._reached.add(peer)
         key = (message.sender, message.seq)
         if message.seq and key in self._seen:

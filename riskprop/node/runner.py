@@ -104,7 +104,7 @@ def prepare_session(config: PlayerConfig) -> RunSession:
     return RunSession(descriptor, bank, share)
 
 
-def http_settings(config: PlayerConfig, width: int) -> HttpSettings:
+def http_settings(config: PlayerConfig, width: int, nsquare: int) -> HttpSettings:
     """Transport settings: TLS contexts from the certificate files, pins, limits."""
     server_ssl = client_ssl = None
     if not config.insecure:
@@ -121,6 +121,7 @@ def http_settings(config: PlayerConfig, width: int) -> HttpSettings:
         host=config.listen_host,
         port=config.listen_port,
         width=width,
+        nsquare=nsquare,
         server_ssl=server_ssl,
         client_ssl=client_ssl,
         pinned={
@@ -202,7 +203,7 @@ async def run_node(
     session, resume_with = resume_session(session, journal)
     if resume_with is None:
         set_aside_stale_results(config.output)
-    settings = http_settings(config, width)
+    settings = http_settings(config, width, session.public.nsquare)
     log.info(
         "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d",
         config.player,

@@ -218,6 +218,8 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
     if not isinstance(header, dict):
         raise ProtocolError("message header is not an object")
     payload = data[8 + length :]
+    if header.get("version") != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {header.get('version')!r}")
     try:
         kind = KINDS[_str(header["kind"])]
         body: Body

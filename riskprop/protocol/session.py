@@ -280,6 +280,10 @@ class RunSession:
             raise ProtocolError(
                 f"misrouted message {message.sender!r} -> {message.recipient!r} at {self.name}"
             )
+        values = getattr(message.body, "values", ())
+        n2 = self.public.nsquare
+        if any(not 0 < v < n2 for v in values):
+            raise ProtocolError(f"{message.sender} sent a value outside (0, N^2) in {message.kind}")
 
     def _on_hello(self, sender: str, hello: Hello) -> None:
         field_name = self.descriptor.first_difference(hello.descriptor)
