@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 
 
@@ -23,9 +24,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class TerminalHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines on a terminal, with one status line kept below them (see ``show_progress``)."""
+
+    status = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream.write("\r\033[K")
+        super().emit(record)
+        self.redraw()
+
+    def redraw(self) -> None:
+        self.stream.write("\r\033[K" + self.status)
+        self.stream.flush()
+
+
+def show_progress(text: str) -> None:
+    """Show ``text`` as the status line when logging goes to a terminal; else do nothing."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, TerminalHandler):
+            handler.status = text
+            handler.redraw()
+
+
 def configure(level: int, fmt: str = "text") -> None:
-    """Send riskprop's log records to stderr in ``fmt`` ("text" or "json")."""
-    handler = logging.StreamHandler()
+    """Send riskprop's log records to stderr in ``fmt`` ("text" or "json"); on a terminal the
+    text format keeps a progress line under the log."""
+    handler: logging.Handler
+    if fmt == "text" and sys.stderr.isatty():
+        handler = TerminalHandler()
+    else:
+        handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

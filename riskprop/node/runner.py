@@ -22,6 +22,7 @@ from riskprop.core.data import load_bank
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.errors import ConfigError, ProtocolError
 from riskprop.keys import load_share
+from riskprop.logsetup import show_progress
 from riskprop.node.driver import drive
 from riskprop.node.http import HttpSettings, HttpTransport
 from riskprop.node.journal import FileJournal
@@ -214,6 +215,7 @@ async def run_node(
         config.listen_host,
         config.listen_port,
     )
+    ticker = asyncio.create_task(_progress(session))
     try:
         async with HttpTransport(settings) as transport:
             try:
@@ -235,6 +237,8 @@ async def run_node(
                     f"{session.waiting_for()}"
                 ) from None
     finally:
+        ticker.cancel()
+        show_progress("")
         journal.close()
     assert session.result is not None  # a finished session has its result
     write_started = time.perf_counter()
@@ -258,6 +262,13 @@ async def run_node(
     atomic_write_text(config.output / REPORT_FILE, json.dumps(report.to_json(), indent=1) + "\n")
     journal.discard()  # the run is complete: nothing left to resume
     return report
+
+
+async def _progress(session: RunSession) -> None:
+    """Keep the terminal's status line current (a no-op when not on a terminal)."""
+    while True:
+        show_progress(session.progress())
+        await asyncio.sleep(0.5)
 
 
 def run_node_sync(config: PlayerConfig, *, fresh: bool = False) -> NodeReport:

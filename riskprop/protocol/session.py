@@ -200,6 +200,17 @@ class RunSession:
             return [q for q in self.peers if q not in self._done_from | self._unavailable]
         return []
 
+    def progress(self) -> str:
+        """One line on where the run stands, for a terminal's status line."""
+        if self.phase is Phase.ITERATING:
+            p, k = self._step
+            done = p * self.descriptor.iterations + k - 1
+            return (
+                f"{self.name}: iteration {done + 1}/{self.descriptor.total_iterations} "
+                f"(period {self.descriptor.periods[p]})"
+            )
+        return f"{self.name}: {self.phase.value}"
+
     def waiting_for(self) -> str:
         """What the session waits for, for timeout messages."""
         if self.phase is Phase.HANDSHAKE:
