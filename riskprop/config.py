@@ -18,6 +18,7 @@ import yaml
 
 from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS, MAX_FRACTION_BITS
 from riskprop.errors import ConfigError
+from riskprop.jsontypes import expect_int, expect_number, expect_str, kind
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -94,7 +95,7 @@ class _Section:
         self.file, self.prefix = file, prefix
         if not isinstance(data, dict):
             where = prefix.rstrip(".") or "top level"
-            raise ConfigError(f"{file}: {where}: expected a mapping, got {_kind(data)}")
+            raise ConfigError(f"{file}: {where}: expected a mapping, got {kind(data)}")
         self.data: dict[str, Any] = data
 
     def error(self, key: str, problem: str) -> ConfigError:
@@ -132,30 +133,12 @@ class _Section:
         return path
 
 
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
 def _string(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise TypeError(f"expected a non-empty string, got {_kind(value)}")
-    return value
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {_kind(value)} {value!r}")
-    return value
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {_kind(value)} {value!r}")
-    return float(value)
+    return expect_str(value, non_empty=True)
 
 
 def _positive(value: Any) -> float:
-    number = _number(value)
+    number = expect_number(value)
     if number <= 0:
         raise ValueError(f"must be > 0 (got {number:g})")
     return number
@@ -167,8 +150,8 @@ def _periods(value: Any) -> tuple[int, ...]:
             raise ValueError(f"a period count must be >= 1 (got {value})")
         return tuple(range(value))
     if not isinstance(value, list) or not value:
-        raise TypeError(f"expected a non-empty list of periods or a count, got {_kind(value)}")
-    periods = [_int(p) for p in value]
+        raise TypeError(f"expected a non-empty list of periods or a count, got {kind(value)}")
+    periods = [expect_int(p) for p in value]
     if any(p < 0 for p in periods) or len(set(periods)) != len(periods):
         raise ValueError("periods must be distinct integers >= 0")
     return tuple(sorted(periods))
@@ -270,7 +253,7 @@ def load_player_config(
     listen = top.section("listen")
     listen.only("host", "port")
     host = str(given.get("host") or listen.get("host", _string, "127.0.0.1"))
-    port = int(given["port"]) if "port" in given else listen.get("port", _int)  # type: ignore[call-overload]
+    port = expect_int(given["port"]) if "port" in given else listen.get("port", expect_int)
     if not 1 <= port <= 65535:
         raise listen.error("port", f"must lie in 1..65535 (got {port})")
 
@@ -322,11 +305,11 @@ def _run_settings(run: _Section, given: Mapping[str, object]) -> RunSettings:
         run.data["iterations"] = given["iterations"]
     settings = RunSettings(
         run_id=run.get("run_id", _string),
-        iterations=run.get("iterations", _int),
-        delta=run.get("delta", _number, 0.5),
-        delta_b=run.get("delta_b", _number, 0.0),
+        iterations=run.get("iterations", expect_int),
+        delta=run.get("delta", expect_number, 0.5),
+        delta_b=run.get("delta_b", expect_number, 0.0),
         periods=run.get("periods", _periods, (0,)),
-        precision_bits=run.get("precision_bits", _int, DEFAULT_FRACTION_BITS),
+        precision_bits=run.get("precision_bits", expect_int, DEFAULT_FRACTION_BITS),
     )
     if not RUN_ID.fullmatch(settings.run_id):
         raise run.error("run_id", f"{settings.run_id!r} must match [A-Za-z0-9._-]{{1,64}}")

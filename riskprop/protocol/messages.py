@@ -21,6 +21,10 @@ from typing import Any
 from gmpy2 import mpz
 
 from riskprop.errors import ProtocolError
+from riskprop.jsontypes import expect_int as _int
+from riskprop.jsontypes import expect_list as _list
+from riskprop.jsontypes import expect_number as _float
+from riskprop.jsontypes import expect_str as _str
 
 MAGIC = b"RPM1"
 PROTOCOL_VERSION = 1
@@ -261,27 +265,3 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed message header ({type(exc).__name__}: {exc})") from None
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {type(value).__name__}")
-    return value
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {type(value).__name__}")
-    return float(value)
-
-
-def _list(value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise TypeError(f"expected a list, got {type(value).__name__}")
-    return value
