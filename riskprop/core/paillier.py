@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -147,8 +147,3 @@ def unpack(plaintexts: Sequence[int], slot_bits: int, slots: int, count: int) ->
             rest >>= slot_bits
     return values[:count]
 
-
-def chunks(values: Sequence[mpz], size: int) -> Iterator[Sequence[mpz]]:
-    """Consecutive slices of at most ``size`` values."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
