@@ -36,7 +36,7 @@ from riskprop.protocol.messages import (
 )
 from riskprop.tls import client_context
 
-FUZZ_CASES = 1500
+FUZZ_CASES = 3000
 JUNK = b"\xff" * 128  # one value of a 512-bit key's ciphertext width (128 bytes), >= N^2
 PATIENT = {"connect": 60, "request": 30, "idle": 120, "deadline": 300}
 

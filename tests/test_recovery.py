@@ -169,3 +169,22 @@ async def run_and_keep(
             for s in sessions
         )
     )
+
+
+def test_results_of_another_run_are_set_aside(tmp_path: Path) -> None:
+    from riskprop.node.runner import (
+        REPORT_FILE,
+        RESULTS_FILE,
+        previous_run,
+        set_aside_stale_results,
+    )
+
+    out = tmp_path / "out"
+    out.mkdir()
+    assert previous_run(out) is None
+    (out / RESULTS_FILE).write_text("id,risk_score\na,0.5\n")
+    (out / REPORT_FILE).write_text('{"run_id": "march"}')
+    assert previous_run(out) == "march"
+    set_aside_stale_results(out)
+    assert not (out / RESULTS_FILE).exists() and not (out / REPORT_FILE).exists()
+    assert (out / f"{RESULTS_FILE}.march.previous").read_text() == "id,risk_score\na,0.5\n"
