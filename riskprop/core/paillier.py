@@ -146,4 +146,3 @@ def unpack(plaintexts: Sequence[int], slot_bits: int, slots: int, count: int) ->
             values.append(rest & mask)
             rest >>= slot_bits
     return values[:count]
-

@@ -40,6 +40,7 @@ async def drive(
     journal: Journal | None = None,
     resume_with: Sequence[Message] | None = None,
     stop: asyncio.Event | None = None,
+    on_result: Callable[[], None] | None = None,
 ) -> None:
     """Pump messages between ``session`` and ``transport`` until the session is done.
 
@@ -49,10 +50,12 @@ async def drive(
     session's (CPU-heavy) work runs in a worker thread so the event loop keeps serving the
     network meanwhile. With a ``journal`` the driver checkpoints and can replay; a session
     restored from a checkpoint passes that checkpoint's pending messages as ``resume_with``.
-    Setting ``stop`` makes the driver raise ``StoppedError`` at the next message boundary. On a
-    protocol error every peer is told (best effort) and the error propagates.
+    Setting ``stop`` makes the driver raise ``StoppedError`` at the next message boundary.
+    ``on_result`` runs as soon as the session has its result and *before* it tells anyone
+    ``Done``: once peers may leave, the result must already be safe. On a protocol error every
+    peer is told (best effort) and the error propagates.
     """
-    driver = _Driver(session, transport, journal, offload)
+    driver = _Driver(session, transport, journal, offload, on_result)
     try:
         # Ask every peer to replay what it sent us: after a crash our inbox is gone.
         await driver.send_all(
@@ -86,12 +89,18 @@ async def drive(
 
 class _Driver:
     def __init__(
-        self, session: RunSession, transport: Transport, journal: Journal | None, offload: bool
+        self,
+        session: RunSession,
+        transport: Transport,
+        journal: Journal | None,
+        offload: bool,
+        on_result: Callable[[], None] | None,
     ) -> None:
         self.session = session
         self.transport = transport
         self.journal = journal
         self.offload = offload
+        self.on_result = on_result
         self.checkpointed = 0
 
     async def call(self, method: Callable[[T], list[Message]], argument: T) -> list[Message]:
@@ -137,6 +146,9 @@ class _Driver:
             data = await asyncio.to_thread(encode_checkpoint, snapshot, messages, width)
             self.journal.save_checkpoint(data)
             self.checkpointed = session.safe_points
+        if self.on_result is not None and session.result is not None:
+            self.on_result()  # before the Done among ``messages`` lets peers leave
+            self.on_result = None
         await self.send_all(messages)
 
     async def send_all(self, messages: Iterable[Message]) -> None:

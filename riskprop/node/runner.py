@@ -9,11 +9,12 @@ protocol within the run deadline. Results are written atomically only after the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from riskprop.logsetup import show_progress
 from riskprop.node.driver import drive
 from riskprop.node.http import HttpSettings, HttpTransport
 from riskprop.node.journal import FileJournal
+from riskprop.node.transport import PeerUnavailableError
 from riskprop.protocol.checkpoint import decode_checkpoint
-from riskprop.protocol.messages import Message, RunDescriptor
+from riskprop.protocol.messages import Done, Message, RunDescriptor
 from riskprop.protocol.session import RunSession
 from riskprop.results import atomic_write_text, scores_csv
 from riskprop.tls import certificate_fingerprint, client_context, server_context
@@ -194,9 +196,11 @@ async def run_node(
     width = session.public.ciphertext_bytes
     journal_dir = config.output / ".riskprop" / run_id
     if previous_run(config.output) == run_id and not fresh:
-        # Restarted after it had finished (e.g. killed on its way out): nothing to do.
+        # Restarted after it had its result (killed on its way out): tell the peers once
+        # more that it is done, in case they never heard, and stop.
         FileJournal(journal_dir, width).discard()
         log.info("%s: run %s was already complete (--fresh runs it again)", config.player, run_id)
+        await announce_done(config, session)
         return NodeReport.from_json(json.loads((config.output / REPORT_FILE).read_text()))
     if fresh:
         FileJournal(journal_dir, width).discard()
@@ -216,8 +220,33 @@ async def run_node(
         config.listen_port,
     )
     ticker = asyncio.create_task(_progress(session))
+    transport = HttpTransport(settings)
+
+    def report() -> NodeReport:
+        return NodeReport(
+            player=config.player,
+            run_id=run_id,
+            accounts=session.bank.n_accounts,
+            results=config.output / RESULTS_FILE,
+            seconds=dict(session.stats.seconds),
+            bytes_by_phase=dict(transport.bytes_by_phase),
+            bytes_sent=transport.bytes_sent,
+            wall_seconds=time.perf_counter() - started,
+            warnings=session.bank.warnings,
+        )
+
+    def write_results() -> None:
+        assert session.result is not None  # called once the result is known
+        write_started = time.perf_counter()
+        text = scores_csv(
+            ("id", "risk_score"), [(i,) for i in session.bank.account_ids], session.result
+        )
+        atomic_write_text(config.output / RESULTS_FILE, text)
+        session.stats.add("write", time.perf_counter() - write_started)
+        write_report(config.output, report())
+
     try:
-        async with HttpTransport(settings) as transport:
+        async with transport:
             try:
                 await asyncio.wait_for(
                     drive(
@@ -228,6 +257,7 @@ async def run_node(
                         journal=journal,
                         resume_with=resume_with,
                         stop=stop,
+                        on_result=write_results,
                     ),
                     config.timeouts.deadline,
                 )
@@ -240,28 +270,28 @@ async def run_node(
         ticker.cancel()
         show_progress("")
         journal.close()
-    assert session.result is not None  # a finished session has its result
-    write_started = time.perf_counter()
-    results = config.output / RESULTS_FILE
-    text = scores_csv(
-        ("id", "risk_score"), [(i,) for i in session.bank.account_ids], session.result
-    )
-    atomic_write_text(results, text)
-    session.stats.add("write", time.perf_counter() - write_started)
-    report = NodeReport(
-        player=config.player,
-        run_id=run_id,
-        accounts=session.bank.n_accounts,
-        results=results,
-        seconds=dict(session.stats.seconds),
-        bytes_by_phase=dict(transport.bytes_by_phase),
-        bytes_sent=transport.bytes_sent,
-        wall_seconds=time.perf_counter() - started,
-        warnings=session.bank.warnings,
-    )
-    atomic_write_text(config.output / REPORT_FILE, json.dumps(report.to_json(), indent=1) + "\n")
+    final = report()
+    write_report(config.output, final)  # with the figures of the whole run
     journal.discard()  # the run is complete: nothing left to resume
-    return report
+    return final
+
+
+async def announce_done(config: PlayerConfig, session: RunSession) -> None:
+    """Best effort: send every peer ``Done`` (sequence 0: never dropped as a duplicate)."""
+    settings = replace(
+        http_settings(config, session.public.ciphertext_bytes, session.public.nsquare),
+        connect_timeout=min(5.0, config.timeouts.connect),
+        reconnect_timeout=min(5.0, config.timeouts.connect),
+    )
+    async with HttpTransport(settings) as transport:
+        for peer in session.peers:
+            message = Message(config.run.run_id, config.player, peer, Done())
+            with contextlib.suppress(PeerUnavailableError, ProtocolError):
+                await transport.send(message)
+
+
+def write_report(output: Path, report: NodeReport) -> None:
+    atomic_write_text(output / REPORT_FILE, json.dumps(report.to_json(), indent=1) + "\n")
 
 
 async def _progress(session: RunSession) -> None:
