@@ -280,8 +280,8 @@ async def announce_done(config: PlayerConfig, session: RunSession) -> None:
     """Best effort: send every peer ``Done`` (sequence 0: never dropped as a duplicate)."""
     settings = replace(
         http_settings(config, session.public.ciphertext_bytes, session.public.nsquare),
-        connect_timeout=min(5.0, config.timeouts.connect),
-        reconnect_timeout=min(5.0, config.timeouts.connect),
+        connect_timeout=min(2.0, config.timeouts.connect),
+        reconnect_timeout=min(2.0, config.timeouts.connect),
     )
     async with HttpTransport(settings) as transport:
         for peer in session.peers:
