@@ -2,16 +2,18 @@
 
 ``<config_dir>/<player>.yaml`` is a bank's own file; it names the shared network file (default
 ``network.yaml`` beside it). Relative paths resolve against the directory of the file that
-holds them. Every problem is one ``ConfigError`` line: ``<file>: <dotted.key>: <problem>``.
+holds them and are stored absolute. Every problem is one ``ConfigError`` line:
+``<file>: <dotted.key>: <problem>``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -22,6 +24,10 @@ from riskprop.jsontypes import expect_int, expect_number, expect_str, kind
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MIN_PRECISION_BITS = 8
+DEFAULT_MAX_BODY_MB = 256
+#: Keys ``load_player_config`` accepts in ``overrides`` (``out`` is an alias of ``output``).
+OVERRIDE_KEYS = ("data", "output", "out", "key_share", "port", "host", "run_id", "iterations")
 T = TypeVar("T")
 
 
@@ -81,7 +87,7 @@ class PlayerConfig:
     tls_key: Path | None
     run: RunSettings
     timeouts: Timeouts = field(default_factory=Timeouts)
-    max_body_bytes: int = 256 * 2**20
+    max_body_bytes: int = DEFAULT_MAX_BODY_MB * 2**20
     insecure: bool = False
 
 
@@ -89,42 +95,54 @@ class PlayerConfig:
 
 
 class _Section:
-    """A mapping from a YAML file with typed, error-naming accessors."""
+    """A mapping from a YAML file with typed accessors whose errors name file and key."""
 
     def __init__(self, file: Path, data: Any, prefix: str = "") -> None:
         self.file, self.prefix = file, prefix
         if not isinstance(data, dict):
             where = prefix.rstrip(".") or "top level"
             raise ConfigError(f"{file}: {where}: expected a mapping, got {kind(data)}")
-        self.data: dict[str, Any] = data
+        self.data: dict[Any, Any] = data
+        #: keys whose value came from an override, not from the file
+        self.overridden: set[str] = set()
 
     def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.file}: {self.prefix}{key}: {problem}")
+        source = " (override)" if key in self.overridden else ""
+        return ConfigError(f"{self.file}: {self.prefix}{key}{source}: {problem}")
 
     def only(self, *allowed: str) -> None:
         for key in self.data:
             if key not in allowed:
                 raise self.error(str(key), f"unknown key (allowed: {', '.join(allowed)})")
 
-    def get(self, key: str, kind: Callable[[Any], T], default: T | None = None) -> T:
-        if key not in self.data or self.data[key] is None:
+    def override(self, key: str, value: object) -> None:
+        self.data[key] = value
+        self.overridden.add(key)
+
+    def given(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def get(self, key: str, convert: Callable[[Any], T], default: T | None = None) -> T:
+        """``convert(value)``; ``default`` when absent, or an error if there is none."""
+        if not self.given(key):
             if default is None:
-                raise self.error(key, "missing")
+                raise self.error(key, "missing required key")
             return default
         try:
-            return kind(self.data[key])
+            return convert(self.data[key])
         except (TypeError, ValueError) as exc:
             raise self.error(key, str(exc)) from None
 
-    def section(self, key: str, required: bool = True) -> _Section:
+    def section(self, key: str, *, required: bool = True) -> _Section:
         if key not in self.data and not required:
             return _Section(self.file, {}, f"{self.prefix}{key}.")
         if key not in self.data:
-            raise self.error(key, "missing")
+            raise self.error(key, "missing required key")
         return _Section(self.file, self.data[key], f"{self.prefix}{key}.")
 
-    def path(self, key: str, *, must_exist: str | None = None) -> Path:
-        value = self.get(key, _string)
+    def path(self, key: str, *, must_exist: Literal["file", "dir"] | None = None) -> Path:
+        """An absolute path; relative ones resolve against the file's directory."""
+        value = Path(self.get(key, _string)).expanduser()
         path = (self.file.parent / value).resolve()
         if must_exist == "file" and not path.is_file():
             raise self.error(key, f"file not found: {path}")
@@ -137,8 +155,15 @@ def _string(value: Any) -> str:
     return expect_str(value, non_empty=True)
 
 
-def _positive(value: Any) -> float:
+def _finite(value: Any) -> float:
     number = expect_number(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {number}")
+    return number
+
+
+def _positive(value: Any) -> float:
+    number = _finite(value)
     if number <= 0:
         raise ValueError(f"must be > 0 (got {number:g})")
     return number
@@ -153,15 +178,34 @@ def _periods(value: Any) -> tuple[int, ...]:
         raise TypeError(f"expected a non-empty list of periods or a count, got {kind(value)}")
     periods = [expect_int(p) for p in value]
     if any(p < 0 for p in periods) or len(set(periods)) != len(periods):
-        raise ValueError("periods must be distinct integers >= 0")
+        raise ValueError(f"periods must be distinct integers >= 0 (got {periods})")
     return tuple(sorted(periods))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe loader that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _load_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file not found")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
@@ -169,31 +213,39 @@ def _load_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML{line}: {problem}") from None
 
 
-def _check_url(section: _Section, key: str, url: str, insecure: bool) -> str:
+def _check_url(section: _Section, key: str, insecure: bool) -> str:
+    url = section.get(key, _string)
     parts = urlsplit(url)
     schemes = ("https", "http") if insecure else ("https",)
     if parts.scheme not in schemes:
-        need = "https:// (or http:// with --insecure)" if not insecure else "http(s)://"
+        need = "http:// or https://" if insecure else "https:// (http:// only with --insecure)"
         raise section.error(key, f"URL {url!r} must start with {need}")
     try:
         port = parts.port
     except ValueError:
-        port = None
+        raise section.error(key, f"URL {url!r}: port must lie in 1..65535") from None
     if not parts.hostname or port is None:
         raise section.error(key, f"URL {url!r} needs a host and a port")
+    if not 1 <= port <= 65535:
+        raise section.error(key, f"URL {url!r}: port must lie in 1..65535")
+    if parts.username is not None or parts.query or parts.fragment:
+        raise section.error(key, f"URL {url!r} must not carry a user, a query or a fragment")
     return url
 
 
 def load_network(path: Path, *, insecure: bool = False) -> NetworkConfig:
-    """Read and validate a network file."""
+    """Read and validate a network file (``ca`` and pinned certificates must exist)."""
+    path = path.resolve()
     top = _Section(path, _load_yaml(path))
     top.only("ca", "parties")
-    ca = None
-    if "ca" in top.data or not insecure:
-        ca = top.path("ca", must_exist="file")
-    raw = top.data.get("parties")
-    if not isinstance(raw, list) or len(raw) < 2:
-        raise top.error("parties", "expected a list of at least two parties")
+    ca: Path | None = None
+    if top.given("ca") or not insecure:
+        ca = top.path("ca", must_exist=None if insecure else "file")
+    raw = top.get("parties", lambda v: v)
+    if not isinstance(raw, list):
+        raise top.error("parties", f"expected a list of parties, got {kind(raw)}")
+    if len(raw) < 2:
+        raise top.error("parties", f"need at least two parties (got {len(raw)})")
     parties: list[Party] = []
     for index, item in enumerate(raw):
         entry = _Section(path, item, f"parties[{index}].")
@@ -203,10 +255,30 @@ def load_network(path: Path, *, insecure: bool = False) -> NetworkConfig:
             raise entry.error("name", f"{name!r} is not a valid party name ([A-Za-z0-9_-]+)")
         if name in {p.name for p in parties}:
             raise entry.error("name", f"duplicate party {name!r}")
-        url = _check_url(entry, "url", entry.get("url", _string), insecure)
-        cert = entry.path("certificate", must_exist="file") if "certificate" in entry.data else None
+        url = _check_url(entry, "url", insecure)
+        cert = entry.path("certificate", must_exist="file") if entry.given("certificate") else None
         parties.append(Party(name, url, cert))
     return NetworkConfig(path, ca, tuple(parties))
+
+
+def _apply_overrides(
+    top: _Section, overrides: Mapping[str, object] | None
+) -> tuple[dict[str, object], set[str]]:
+    """Overrides that were given (not None), checked; path ones written into ``top``."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key, value in given.items():
+        if key not in OVERRIDE_KEYS:
+            raise ConfigError(
+                f"{top.file}: {key}: unknown override (allowed: {', '.join(OVERRIDE_KEYS)})"
+            )
+        if key in ("data", "output", "out", "key_share") and not isinstance(value, str | Path):
+            raise ConfigError(f"{top.file}: {key} (override): expected a path, got {kind(value)}")
+    if "out" in given:
+        given["output"] = given.pop("out")
+    for key in ("data", "output", "key_share"):
+        if key in given:  # relative to the working directory, like any command-line path
+            top.override(key, str(Path(str(given[key])).expanduser().resolve()))
+    return given, {k for k in given if k in ("host", "port")}
 
 
 def load_player_config(
@@ -217,9 +289,11 @@ def load_player_config(
     insecure: bool = False,
 ) -> PlayerConfig:
     """Read ``<config_dir>/<player>.yaml`` and its network file; apply ``overrides``
-    (``data``, ``output``/``out``, ``key_share``, ``host``, ``port``, ``run_id``,
+    (``data``, ``output`` (alias ``out``), ``key_share``, ``host``, ``port``, ``run_id``,
     ``iterations``; None means not given) before checking that files exist."""
     path = (config_dir / f"{player}.yaml").resolve()
+    if not isinstance(player, str) or not NAME.fullmatch(player):
+        raise ConfigError(f"{path}: player: {player!r} is not a valid party name ([A-Za-z0-9_-]+)")
     if not config_dir.is_dir():
         raise ConfigError(f"{config_dir}: configuration directory not found")
     top = _Section(path, _load_yaml(path))
@@ -238,22 +312,14 @@ def load_player_config(
     named = top.get("player", _string)
     if named != player:
         raise top.error("player", f"file is for {named!r}, not {player!r}")
-    network_path = (path.parent / top.get("network", _string, "network.yaml")).resolve()
-    network = load_network(network_path, insecure=insecure)
-    if player not in network.names:
-        raise ConfigError(f"{network_path}: parties: {player!r} is not listed")
+    given, listen_overrides = _apply_overrides(top, overrides)
 
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if "out" in given:
-        given["output"] = given.pop("out")
-    for key in ("data", "output", "key_share"):
-        if key in given:
-            top.data[key] = str(Path(str(given[key])).resolve())
-
-    listen = top.section("listen")
+    listen = top.section("listen", required=False)
     listen.only("host", "port")
-    host = str(given.get("host") or listen.get("host", _string, "127.0.0.1"))
-    port = expect_int(given["port"]) if "port" in given else listen.get("port", expect_int)
+    for key in listen_overrides:
+        listen.override(key, given[key])
+    host = listen.get("host", _string, "127.0.0.1")
+    port = listen.get("port", expect_int)
     if not 1 <= port <= 65535:
         raise listen.error("port", f"must lie in 1..65535 (got {port})")
 
@@ -262,22 +328,22 @@ def load_player_config(
     tls_cert: Path | None = None
     tls_key: Path | None = None
     if not insecure or tls.data:
-        tls_cert = tls.path("certificate", must_exist="file")
-        tls_key = tls.path("key", must_exist="file")
+        must_exist: Literal["file"] | None = None if insecure else "file"
+        tls_cert = tls.path("certificate", must_exist=must_exist)
+        tls_key = tls.path("key", must_exist=must_exist)
 
     run = _run_settings(top.section("run"), given)
-    timeouts_section = top.section("timeouts", required=False)
-    timeouts_section.only("connect", "request", "idle", "deadline")
-    defaults = Timeouts()
-    timeouts = Timeouts(
-        **{
-            name: timeouts_section.get(name, _positive, getattr(defaults, name))
-            for name in ("connect", "request", "idle", "deadline")
-        }
-    )
+    timeouts = _timeouts(top.section("timeouts", required=False))
     limits = top.section("limits", required=False)
     limits.only("max_body_mb")
-    max_mb = limits.get("max_body_mb", _positive, 256.0)
+    max_body_bytes = int(limits.get("max_body_mb", _positive, float(DEFAULT_MAX_BODY_MB)) * 2**20)
+    if max_body_bytes < 1:
+        raise limits.error("max_body_mb", "must allow at least one byte")
+
+    network_path = path.parent / Path(top.get("network", _string, "network.yaml")).expanduser()
+    network = load_network(network_path, insecure=insecure)
+    if player not in network.names:
+        raise ConfigError(f"{network.path}: parties: {player!r} is not listed")
 
     return PlayerConfig(
         path=path,
@@ -292,22 +358,32 @@ def load_player_config(
         tls_key=tls_key,
         run=run,
         timeouts=timeouts,
-        max_body_bytes=int(max_mb * 2**20),
+        max_body_bytes=max_body_bytes,
         insecure=insecure,
+    )
+
+
+def _timeouts(section: _Section) -> Timeouts:
+    section.only("connect", "request", "idle", "deadline")
+    defaults = Timeouts()
+    return Timeouts(
+        connect=section.get("connect", _positive, defaults.connect),
+        request=section.get("request", _positive, defaults.request),
+        idle=section.get("idle", _positive, defaults.idle),
+        deadline=section.get("deadline", _positive, defaults.deadline),
     )
 
 
 def _run_settings(run: _Section, given: Mapping[str, object]) -> RunSettings:
     run.only("run_id", "iterations", "delta", "delta_b", "periods", "precision_bits")
-    if "run_id" in given:
-        run.data["run_id"] = given["run_id"]
-    if "iterations" in given:
-        run.data["iterations"] = given["iterations"]
+    for key in ("run_id", "iterations"):
+        if key in given:
+            run.override(key, given[key])
     settings = RunSettings(
         run_id=run.get("run_id", _string),
         iterations=run.get("iterations", expect_int),
-        delta=run.get("delta", expect_number, 0.5),
-        delta_b=run.get("delta_b", expect_number, 0.0),
+        delta=run.get("delta", _finite, 0.5),
+        delta_b=run.get("delta_b", _finite, 0.0),
         periods=run.get("periods", _periods, (0,)),
         precision_bits=run.get("precision_bits", expect_int, DEFAULT_FRACTION_BITS),
     )
@@ -319,6 +395,10 @@ def _run_settings(run: _Section, given: Mapping[str, object]) -> RunSettings:
         raise run.error("delta", f"must lie strictly between 0 and 1 (got {settings.delta:g})")
     if settings.delta_b < 0.0:
         raise run.error("delta_b", f"must be >= 0 (got {settings.delta_b:g})")
-    if not 8 <= settings.precision_bits <= MAX_FRACTION_BITS:
-        raise run.error("precision_bits", f"must lie in 8..{MAX_FRACTION_BITS}")
+    if not MIN_PRECISION_BITS <= settings.precision_bits <= MAX_FRACTION_BITS:
+        raise run.error(
+            "precision_bits",
+            f"must lie in {MIN_PRECISION_BITS}..{MAX_FRACTION_BITS} "
+            f"(got {settings.precision_bits})",
+        )
     return settings

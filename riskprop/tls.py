@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import re
 import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from riskprop.errors import ConfigError
 from riskprop.results import atomic_write_text
+
+NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -38,17 +41,33 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
 
 
 def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ConfigError(f"days: must be an integer >= 1 (got {days!r})")
     now = datetime.datetime.now(datetime.UTC)
     return now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not cert_sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def make_ca(
     directory: Path, *, common_name: str = "riskprop local CA", days: int = 825
 ) -> tuple[Path, Path]:
     """Self-signed CA: ``directory/ca.pem`` and ``directory/ca.key`` (0600)."""
+    start, end = _validity(days)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    start, end = _validity(days)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -58,20 +77,8 @@ def make_ca(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
@@ -79,6 +86,36 @@ def make_ca(
     _write_key(key_path, key)
     _write_cert(cert_path, cert)
     return cert_path, key_path
+
+
+def _load_ca(ca_cert: Path, ca_key: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    try:
+        issuer = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{ca_cert}: cannot read the CA certificate ({exc})") from None
+    try:
+        issuer_key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{ca_key}: cannot read the CA key ({exc})") from None
+    if not isinstance(issuer_key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"{ca_key}: expected an EC private key")
+    if issuer_key.public_key() != issuer.public_key():
+        raise ConfigError(f"{ca_key}: does not belong to the CA certificate {ca_cert}")
+    return issuer, issuer_key
+
+
+def _alt_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    if isinstance(hosts, str) or not hosts:
+        raise ConfigError(f"hosts: expected a non-empty list of host names (got {hosts!r})")
+    names: list[x509.GeneralName] = []
+    for host in dict.fromkeys(hosts):
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigError(f"hosts: invalid host {host!r}")
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return names
 
 
 def make_node_certificate(
@@ -90,19 +127,14 @@ def make_node_certificate(
     hosts: Sequence[str] = ("127.0.0.1", "localhost"),
     days: int = 825,
 ) -> tuple[Path, Path]:
-    """``directory/<name>.pem`` and ``<name>.key`` (0600), signed by the CA, CN = ``name``."""
-    issuer = x509.load_pem_x509_certificate(ca_cert.read_bytes())
-    issuer_key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
-    if not isinstance(issuer_key, ec.EllipticCurvePrivateKey):
-        raise ConfigError(f"{ca_key}: expected an EC private key")
-    key = ec.generate_private_key(ec.SECP256R1())
-    alt_names: list[x509.GeneralName] = []
-    for host in dict.fromkeys([*hosts, name]):
-        try:
-            alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            alt_names.append(x509.DNSName(host))
+    """``directory/<name>.pem`` and ``<name>.key`` (0600), signed by the CA: CN = ``name``,
+    SANs = ``hosts`` (IP addresses and DNS names), usable as TLS server and client."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ConfigError(f"name: {name!r} is not a valid party name ([A-Za-z0-9_-]+)")
+    alt_names = _alt_names(hosts)
     start, end = _validity(days)
+    issuer, issuer_key = _load_ca(ca_cert, ca_key)
+    key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
@@ -110,13 +142,19 @@ def make_node_certificate(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(end)
+        .not_valid_after(min(end, issuer.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
             ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
         .sign(issuer_key, hashes.SHA256())
@@ -130,27 +168,29 @@ def make_node_certificate(
 
 def _load_chain(context: ssl.SSLContext, cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
     try:
         context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{cert}: cannot load this certificate with key {key} ({exc})") from None
+    try:
         context.load_verify_locations(cafile=str(ca))
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load TLS material {cert}, {key}, {ca}: {exc}") from None
+        raise ConfigError(f"{ca}: cannot load the CA certificate ({exc})") from None
     return context
 
 
 def server_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
-    """TLS server that requires a client certificate signed by ``ca``."""
-    context = _load_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), cert, key, ca)
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    """TLS (>= 1.2) server that requires a client certificate signed by ``ca``."""
+    return _load_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), cert, key, ca)
 
 
 def client_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
-    """TLS client presenting ``cert``, verifying the server and its host name against ``ca``."""
-    context = _load_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), cert, key, ca)
+    """TLS (>= 1.2) client presenting ``cert``, verifying the server and its host name
+    against ``ca``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    return _load_chain(context, cert, key, ca)
 
 
 def peer_name(peercert: Mapping[str, Any] | None) -> str | None:
@@ -166,10 +206,10 @@ def peer_name(peercert: Mapping[str, Any] | None) -> str | None:
 
 def certificate_fingerprint(path_or_der: Path | bytes) -> str:
     """SHA-256 (hex) of a certificate's DER encoding, from a PEM file or DER bytes."""
-    if isinstance(path_or_der, Path):
-        der = x509.load_pem_x509_certificate(path_or_der.read_bytes()).public_bytes(
-            serialization.Encoding.DER
-        )
-    else:
-        der = path_or_der
-    return hashlib.sha256(der).hexdigest()
+    if isinstance(path_or_der, bytes | bytearray | memoryview):
+        return hashlib.sha256(path_or_der).hexdigest()
+    try:
+        cert = x509.load_pem_x509_certificate(Path(path_or_der).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path_or_der}: cannot read the certificate ({exc})") from None
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()

@@ -2,35 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-from riskprop.config import load_player_config
+from riskprop.config import PlayerConfig, Timeouts, load_player_config
 from riskprop.errors import ConfigError
-from riskprop.keys import dealer_keygen
-from riskprop.synthetic import generate_dataset
-from riskprop.tls import make_ca, make_node_certificate
 
 REPO = Path(__file__).resolve().parent.parent
 PARTIES = ("alice", "bob", "charlie")
 
 
+def load_script(name: str) -> ModuleType:
+    """A module of scripts/ (not a package), imported from its file."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of configs/ beside a `local/` made as scripts/setup_local.py makes it."""
+    """A copy of configs/ beside a `local/` made by scripts/setup_local.py (512-bit key)."""
     root = tmp_path_factory.mktemp("repo")
     shutil.copytree(REPO / "configs", root / "configs")
-    certs = root / "local" / "certs"
-    ca = make_ca(certs)
-    for name in PARTIES:
-        make_node_certificate(certs, name, ca_cert=ca[0], ca_key=ca[1])
-    dealer_keygen(root / "local" / "keys", PARTIES, 1, 512)
-    generate_dataset(root / "local" / "data", accounts=30, edges=60, banks=PARTIES)
+    setup = load_script("setup_local")
+    small = ["--key-bits", "512", "--accounts", "30", "--edges", "60"]
+    assert setup.main(["--root", str(root / "local"), *small]) == 0
     return root
 
 
@@ -48,15 +54,50 @@ def edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def failure(configs: Path, player: str = "alice", **kwargs: Any) -> str:
+    """The one-line message of the ConfigError that loading raises."""
+    with pytest.raises(ConfigError) as error:
+        load_player_config(configs, player, **kwargs)
+    text = str(error.value)
+    assert "\n" not in text, text
+    return text
+
+
+# ------------------------------------------------------------------------ happy paths
+
+
 def test_shipped_configs_load(local: Path) -> None:
     for name in PARTIES:
         config = load_player_config(local / "configs", name)
-        assert config.player == name
+        assert isinstance(config, PlayerConfig)
+        assert config.player == name and not config.insecure
+        assert config.path == (local / "configs" / f"{name}.yaml").resolve()
+        assert config.network.path == (local / "configs" / "network.yaml").resolve()
         assert config.network.names == PARTIES
+        assert config.network.ca == (local / "local" / "certs" / "ca.pem").resolve()
+        assert config.network.party("bob").url == "https://127.0.0.1:8442"
         assert config.data == (local / "local" / "data" / name).resolve()
-        assert config.key_share.is_file() and config.tls_certificate is not None
-        assert config.run.iterations == 3 and config.run.periods == (0,)
-        assert config.listen_port == 8441 + PARTIES.index(name)
+        assert config.key_share == (local / "local" / "keys" / f"{name}.share.json").resolve()
+        assert config.output == (local / "local" / "out" / name).resolve()
+        assert config.tls_certificate == (local / "local" / "certs" / f"{name}.pem").resolve()
+        assert config.tls_key == (local / "local" / "certs" / f"{name}.key").resolve()
+        assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8441 + PARTIES.index(name))
+        assert config.run.run_id == "local-demo-1"
+        assert (config.run.iterations, config.run.delta, config.run.delta_b) == (3, 0.5, 0.0)
+        assert config.run.periods == (0,) and config.run.precision_bits == 48
+        assert config.max_body_bytes == 256 * 2**20
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.player = "mallory"  # type: ignore[misc]
+
+
+def test_setup_local_keeps_what_exists(local: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (local / "local" / "keys" / "alice.share.json").read_text()
+    setup = load_script("setup_local")
+    assert setup.main(["--root", str(local / "local"), "--key-bits", "512"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert (local / "local" / "keys" / "alice.share.json").read_text() == before
+    public = yaml.safe_load((local / "local" / "keys" / "public.json").read_text())
+    assert public["threshold"] == 1 and public["parties"] == list(PARTIES)
 
 
 def test_compose_configs_are_consistent() -> None:
@@ -71,25 +112,105 @@ def test_compose_configs_are_consistent() -> None:
     ]
 
 
-def test_overrides_apply(configs: Path, tmp_path: Path) -> None:
+def test_overrides_apply(
+    configs: Path, tmp_path: Path, local: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(local / "local")  # relative override paths are relative to the cwd
     config = load_player_config(
         configs,
         "bob",
         overrides={
             "port": 9000,
+            "host": "0.0.0.0",
             "run_id": "other-1",
-            "out": str(tmp_path),
+            "output": str(tmp_path),
+            "key_share": "keys/bob.share.json",
+            "data": Path("data/bob"),
             "iterations": 5,
-            "data": None,
         },
     )
-    assert config.listen_port == 9000 and config.run.run_id == "other-1"
-    assert config.output == tmp_path.resolve() and config.run.iterations == 5
+    assert (config.listen_host, config.listen_port) == ("0.0.0.0", 9000)
+    assert config.run.run_id == "other-1" and config.run.iterations == 5
+    assert config.output == tmp_path.resolve()
+    assert config.key_share == (local / "local" / "keys" / "bob.share.json").resolve()
+    assert config.data == (local / "local" / "data" / "bob").resolve()
+
+    unchanged = load_player_config(configs, "bob", overrides=dict.fromkeys(("port", "data", "out")))
+    assert unchanged == load_player_config(configs, "bob")
+    assert load_player_config(configs, "bob", overrides={"out": "x"}).output == Path("x").resolve()
+
+
+OVERRIDE_ERRORS = [
+    ({"port": "9000"}, "listen.port (override): expected an integer, got str '9000'"),
+    ({"port": 0}, "listen.port (override): must lie in 1..65535"),
+    ({"host": ""}, "listen.host (override): expected a non-empty string"),
+    ({"iterations": -1}, "run.iterations (override): must be >= 0"),
+    ({"run_id": "a/b"}, "run.run_id (override): 'a/b' must match"),
+    ({"data": "/nowhere/at/all"}, "data (override): directory not found: /nowhere/at/all"),
+    ({"key_share": 3}, "key_share (override): expected a path, got int 3"),
+    ({"colour": "blue"}, "colour: unknown override (allowed: data, output"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), OVERRIDE_ERRORS)
+def test_override_errors(configs: Path, overrides: dict[str, object], message: str) -> None:
+    text = failure(configs, overrides=overrides)
+    assert text.startswith(f"{configs / 'alice.yaml'}: ") and message in text, text
 
 
 def test_periods_as_count(configs: Path) -> None:
     edit(configs / "alice.yaml", lambda d: d["run"].update(periods=3))
     assert load_player_config(configs, "alice").run.periods == (0, 1, 2)
+    edit(configs / "alice.yaml", lambda d: d["run"].update(periods=[4, 0, 2]))
+    assert load_player_config(configs, "alice").run.periods == (0, 2, 4)
+
+
+def test_optional_sections_take_defaults(configs: Path) -> None:
+    def minimal(data: dict[str, Any]) -> None:
+        for key in ("timeouts", "limits", "network"):
+            data.pop(key, None)
+        data["run"] = {"run_id": "r", "iterations": 0}
+        data["listen"] = {"port": 8441}
+
+    edit(configs / "alice.yaml", minimal)
+    config = load_player_config(configs, "alice")
+    assert config.timeouts == Timeouts() == Timeouts(60.0, 60.0, 600.0, 86400.0)
+    assert config.max_body_bytes == 256 * 2**20 and config.listen_host == "127.0.0.1"
+    assert (config.run.delta, config.run.delta_b, config.run.periods) == (0.5, 0.0, (0,))
+    assert config.run.precision_bits == 48
+
+    edit(
+        configs / "alice.yaml", lambda d: d.update(timeouts={"idle": 5}, limits={"max_body_mb": 1})
+    )
+    config = load_player_config(configs, "alice")
+    assert config.timeouts == Timeouts(idle=5.0) and config.max_body_bytes == 2**20
+
+
+def test_relative_paths_resolve_against_their_file(configs: Path, local: Path) -> None:
+    """The network file lives elsewhere: its paths resolve against its own directory."""
+    elsewhere = local / f"net-{configs.name}" / "deep"
+    elsewhere.mkdir(parents=True)
+    network = yaml.safe_load((configs / "network.yaml").read_text())
+    network["ca"] = "../../local/certs/ca.pem"
+    network["parties"][1]["certificate"] = "../../local/certs/bob.pem"
+    (elsewhere / "net.yaml").write_text(yaml.safe_dump(network))
+    (configs / "network.yaml").unlink()
+    edit(
+        configs / "alice.yaml",
+        lambda d: d.update(network=f"../{elsewhere.parent.name}/deep/net.yaml"),
+    )
+    config = load_player_config(configs, "alice")
+    assert config.network.path == (elsewhere / "net.yaml").resolve()
+    assert config.network.ca == (local / "local" / "certs" / "ca.pem").resolve()
+    assert config.network.party("bob").certificate == (local / "local/certs/bob.pem").resolve()
+    assert config.network.party("alice").certificate is None
+    assert config.data == (local / "local" / "data" / "alice").resolve()
+    assert all(p.is_absolute() for p in (config.data, config.key_share, config.output))
+    with pytest.raises(ConfigError, match=r"net\.yaml: parties: no party named 'dave'"):
+        config.network.party("dave")
+
+
+# ------------------------------------------------------------------------ player file errors
 
 
 def set_in(*keys: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -113,23 +234,52 @@ def drop(*keys: str) -> Callable[[dict[str, Any]], None]:
 
 
 PLAYER_ERRORS = [
-    (set_in("colour", value="blue"), "alice.yaml: colour: unknown key"),
-    (drop("data"), "alice.yaml: data: missing"),
-    (set_in("player", value="bob"), "alice.yaml: player: file is for 'bob'"),
-    (set_in("run", "iterations", value="three"), "alice.yaml: run.iterations: expected an integer"),
-    (set_in("run", "iterations", value=True), "alice.yaml: run.iterations: expected an integer"),
-    (set_in("run", "iterations", value=-1), "alice.yaml: run.iterations: must be >= 0"),
-    (set_in("run", "delta", value=1.5), "alice.yaml: run.delta: must lie strictly between"),
-    (set_in("run", "run_id", value="a b"), "alice.yaml: run.run_id:"),
-    (set_in("run", "periods", value=[1, 1]), "alice.yaml: run.periods: periods must be distinct"),
-    (set_in("run", "precision_bits", value=60), "alice.yaml: run.precision_bits: must lie"),
-    (set_in("listen", "port", value=70000), "alice.yaml: listen.port: must lie in 1..65535"),
-    (set_in("listen", "speed", value=1), "alice.yaml: listen.speed: unknown key"),
-    (set_in("timeouts", "connect", value=0), "alice.yaml: timeouts.connect: must be > 0"),
-    (set_in("data", value="../nowhere"), "alice.yaml: data: directory not found"),
-    (set_in("key_share", value="../nowhere.json"), "alice.yaml: key_share: file not found"),
-    (set_in("tls", "key", value="../nowhere.key"), "alice.yaml: tls.key: file not found"),
-    (set_in("run", value=[1, 2]), "alice.yaml: run: expected a mapping, got list"),
+    (set_in("colour", value="blue"), "colour: unknown key (allowed: player, network, data"),
+    (drop("data"), "data: missing required key"),
+    (drop("player"), "player: missing required key"),
+    (drop("run"), "run: missing required key"),
+    (drop("run", "run_id"), "run.run_id: missing required key"),
+    (drop("listen", "port"), "listen.port: missing required key"),
+    (set_in("player", value="bob"), "player: file is for 'bob', not 'alice'"),
+    (set_in("run", "iterations", value="three"), "run.iterations: expected an integer, got str"),
+    (set_in("run", "iterations", value=True), "run.iterations: expected an integer, got bool"),
+    (set_in("run", "iterations", value=2.0), "run.iterations: expected an integer, got float"),
+    (set_in("run", "iterations", value=-1), "run.iterations: must be >= 0 (got -1)"),
+    (set_in("run", "delta", value=1.5), "run.delta: must lie strictly between 0 and 1"),
+    (set_in("run", "delta", value=0), "run.delta: must lie strictly between 0 and 1"),
+    (set_in("run", "delta", value="half"), "run.delta: expected a number, got str 'half'"),
+    (set_in("run", "delta_b", value=-0.1), "run.delta_b: must be >= 0"),
+    (set_in("run", "delta_b", value=float("inf")), "run.delta_b: expected a finite number"),
+    (set_in("run", "run_id", value="a b"), "run.run_id: 'a b' must match"),
+    (set_in("run", "run_id", value="x" * 65), "run.run_id: "),
+    (set_in("run", "run_id", value=42), "run.run_id: expected a non-empty string, got int 42"),
+    (set_in("run", "periods", value=[1, 1]), "run.periods: periods must be distinct"),
+    (set_in("run", "periods", value=[-1]), "run.periods: periods must be distinct integers >= 0"),
+    (set_in("run", "periods", value=0), "run.periods: a period count must be >= 1"),
+    (set_in("run", "periods", value="all"), "run.periods: expected a non-empty list"),
+    (set_in("run", "precision_bits", value=60), "run.precision_bits: must lie in 8..52 (got 60)"),
+    (set_in("run", "precision_bits", value=7), "run.precision_bits: must lie in 8..52 (got 7)"),
+    (set_in("run", "speed", value=1), "run.speed: unknown key"),
+    (set_in("listen", "port", value=70000), "listen.port: must lie in 1..65535 (got 70000)"),
+    (set_in("listen", "port", value=0), "listen.port: must lie in 1..65535 (got 0)"),
+    (set_in("listen", "port", value=True), "listen.port: expected an integer, got bool"),
+    (set_in("listen", "port", value="8441"), "listen.port: expected an integer, got str"),
+    (set_in("listen", "speed", value=1), "listen.speed: unknown key (allowed: host, port)"),
+    (set_in("listen", value="127.0.0.1:8441"), "listen: expected a mapping, got str"),
+    (set_in("timeouts", "connect", value=0), "timeouts.connect: must be > 0 (got 0)"),
+    (set_in("timeouts", "idle", value="long"), "timeouts.idle: expected a number, got str"),
+    (set_in("timeouts", "forever", value=1), "timeouts.forever: unknown key"),
+    (set_in("limits", "max_body_mb", value=-1), "limits.max_body_mb: must be > 0"),
+    (set_in("limits", "max_body_kb", value=1), "limits.max_body_kb: unknown key"),
+    (set_in("data", value="../nowhere"), "data: directory not found"),
+    (set_in("data", value=["a"]), "data: expected a non-empty string, got list"),
+    (set_in("key_share", value="../nowhere.json"), "key_share: file not found"),
+    (drop("tls"), "tls: missing required key"),
+    (set_in("tls", "key", value="../nowhere.key"), "tls.key: file not found"),
+    (set_in("tls", "certificate", value="../nowhere.pem"), "tls.certificate: file not found"),
+    (set_in("tls", "chain", value="x"), "tls.chain: unknown key"),
+    (set_in("run", value=[1, 2]), "run: expected a mapping, got list"),
+    (set_in("network", value="missing.yaml"), "missing.yaml: configuration file not found"),
 ]
 
 
@@ -138,18 +288,25 @@ def test_player_file_errors(
     configs: Path, change: Callable[[dict[str, Any]], None], message: str
 ) -> None:
     edit(configs / "alice.yaml", change)
-    with pytest.raises(ConfigError) as error:
-        load_player_config(configs, "alice")
-    text = str(error.value)
-    assert message in text and "\n" not in text, text
+    text = failure(configs)
+    if "missing.yaml" not in message:
+        assert text.startswith(f"{configs / 'alice.yaml'}: "), text
+    assert message in text, text
+
+
+# ------------------------------------------------------------------------ network file errors
 
 
 def add_party(data: dict[str, Any]) -> None:
     data["parties"].append({"name": "alice", "url": "https://127.0.0.1:9999"})
 
 
+def url(index: int, value: str) -> Callable[[dict[str, Any]], None]:
+    return lambda d: d["parties"][index].update(url=value)
+
+
 NETWORK_ERRORS = [
-    (add_party, "network.yaml: parties[3].name: duplicate party 'alice'"),
+    (add_party, "parties[3].name: duplicate party 'alice'"),
     (
         set_in(
             "parties",
@@ -158,21 +315,33 @@ NETWORK_ERRORS = [
                 {"name": "charlie", "url": "https://h:2"},
             ],
         ),
-        "network.yaml: parties: 'alice' is not listed",
+        "parties: 'alice' is not listed",
     ),
+    (url(0, "http://127.0.0.1:8441"), "parties[0].url: URL 'http://127.0.0.1:8441' must start"),
+    (url(0, "ftp://127.0.0.1:8441"), "parties[0].url: URL 'ftp://127.0.0.1:8441' must start"),
+    (url(0, "127.0.0.1:8441"), "parties[0].url: URL '127.0.0.1:8441' must start with https://"),
     (
-        lambda d: d["parties"][0].update(url="http://127.0.0.1:8441"),
-        "network.yaml: parties[0].url: URL 'http://127.0.0.1:8441' must start with https://",
+        url(1, "https://127.0.0.1"),
+        "parties[1].url: URL 'https://127.0.0.1' needs a host and a port",
     ),
-    (
-        lambda d: d["parties"][0].update(url="https://127.0.0.1"),
-        "network.yaml: parties[0].url: URL 'https://127.0.0.1' needs a host and a port",
-    ),
-    (lambda d: d["parties"][0].update(name="al ice"), "network.yaml: parties[0].name:"),
-    (drop("ca"), "network.yaml: ca: missing"),
+    (url(1, "https://:8442"), "parties[1].url: URL 'https://:8442' needs a host and a port"),
+    (url(2, "https://h:70000"), "parties[2].url: URL 'https://h:70000': port must lie in 1..65535"),
+    (url(2, "https://h:0"), "parties[2].url: URL 'https://h:0': port must lie in 1..65535"),
+    (url(2, "https://h:1?x=1"), "parties[2].url: URL 'https://h:1?x=1' must not carry"),
+    (url(2, 8443), "parties[2].url: expected a non-empty string, got int 8443"),
+    (lambda d: d["parties"][2].pop("url"), "parties[2].url: missing required key"),
+    (lambda d: d["parties"][0].update(name="al ice"), "parties[0].name: 'al ice' is not a valid"),
+    (lambda d: d["parties"][0].update(port=1), "parties[0].port: unknown key"),
+    (lambda d: d["parties"].append("dave"), "parties[3]: expected a mapping, got str 'dave'"),
+    (drop("ca"), "ca: missing required key"),
+    (set_in("ca", value="../nowhere.pem"), "ca: file not found"),
+    (drop("parties"), "parties: missing required key"),
+    (set_in("parties", value={"alice": 1}), "parties: expected a list of parties, got dict"),
+    (lambda d: d.update(parties=d["parties"][:1]), "parties: need at least two parties (got 1)"),
+    (set_in("peers", value=[]), "peers: unknown key (allowed: ca, parties)"),
     (
         lambda d: d["parties"][1].update(certificate="../nope.pem"),
-        "network.yaml: parties[1].certificate: file not found",
+        "parties[1].certificate: file not found",
     ),
 ]
 
@@ -182,22 +351,29 @@ def test_network_file_errors(
     configs: Path, change: Callable[[dict[str, Any]], None], message: str
 ) -> None:
     edit(configs / "network.yaml", change)
-    with pytest.raises(ConfigError) as error:
-        load_player_config(configs, "alice")
-    assert message in str(error.value), str(error.value)
+    text = failure(configs)
+    assert text.startswith(f"{configs / 'network.yaml'}: ") and message in text, text
+
+
+# ------------------------------------------------------------------------ files and modes
 
 
 def test_missing_and_malformed_files(configs: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"dave\.yaml: configuration file not found"):
-        load_player_config(configs, "dave")
-    with pytest.raises(ConfigError, match="configuration directory not found"):
-        load_player_config(tmp_path / "nowhere", "alice")
-    (configs / "alice.yaml").write_text("player: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"alice\.yaml: not valid YAML at line \d"):
-        load_player_config(configs, "alice")
+    assert "dave.yaml: configuration file not found" in failure(configs, "dave")
+    assert "configuration directory not found" in failure(tmp_path / "nowhere")
+    assert "player: '../alice' is not a valid party name" in failure(configs, "../alice")
+    (configs / "alice.yaml").write_text("player: alice\nrun: [unclosed\n")
+    assert f"{configs / 'alice.yaml'}: not valid YAML at line 3" in failure(configs)
+    (configs / "alice.yaml").write_text("player: alice\nplayer: bob\n")
+    text = failure(configs)
+    assert "alice.yaml: not valid YAML at line 2: duplicate key 'player'" in text, text
     (configs / "alice.yaml").write_text("- just\n- a list\n")
-    with pytest.raises(ConfigError, match=r"alice\.yaml: top level: expected a mapping"):
-        load_player_config(configs, "alice")
+    assert "alice.yaml: top level: expected a mapping, got list" in failure(configs)
+    (configs / "alice.yaml").write_text("")
+    assert "alice.yaml: top level: expected a mapping, got nothing" in failure(configs)
+    (configs / "network.yaml").write_text("ca: [\n")
+    (configs / "alice.yaml").write_text((configs.parent / "configs" / "alice.yaml").read_text())
+    assert "network.yaml: not valid YAML at line 2" in failure(configs)
 
 
 def test_insecure_allows_http_without_tls(configs: Path) -> None:
@@ -206,7 +382,20 @@ def test_insecure_allows_http_without_tls(configs: Path) -> None:
         lambda d: [p.update(url=p["url"].replace("https", "http")) for p in d["parties"]],
     )
     edit(configs / "alice.yaml", drop("tls"))
-    with pytest.raises(ConfigError):
-        load_player_config(configs, "alice")
+    assert "tls: missing required key" in failure(configs)
     config = load_player_config(configs, "alice", insecure=True)
-    assert config.insecure and config.tls_certificate is None
+    assert config.insecure and config.tls_certificate is None and config.tls_key is None
+
+    # without TLS, the CA and the node's certificate need not exist (nor be given)
+    edit(configs / "network.yaml", set_in("ca", value="../nowhere.pem"))
+    edit(configs / "alice.yaml", set_in("tls", value={"certificate": "a.pem", "key": "a.key"}))
+    config = load_player_config(configs, "alice", insecure=True)
+    assert config.network.ca == (configs.parent / "nowhere.pem").resolve()
+    assert config.tls_certificate == (configs / "a.pem").resolve()
+    edit(configs / "network.yaml", drop("ca"))
+    assert load_player_config(configs, "alice", insecure=True).network.ca is None
+
+    # ... but the data, the key share and the URLs still must be right
+    edit(configs / "network.yaml", url(1, "ftp://h:1"))
+    text = failure(configs, insecure=True)
+    assert "parties[1].url: URL 'ftp://h:1' must start with http:// or https://" in text

@@ -64,10 +64,12 @@ def test_randomised_kill_and_restart_points(
         order = list(run.parties)
         rng.shuffle(order)
         processes = {p: run.start(p) for p in order}
+        started = time.monotonic()
         for _ in range(2):  # up to two kills per trial, at random moments and banks
             time.sleep(rng.uniform(0.2, 2.0))
             kills += kill_and_restart(run, processes, rng.choice(run.parties))
         codes = wait_all(list(processes.values()), 180)
+        print(f"trial {trials}: {time.monotonic() - started:.1f} s, {kills} kills so far")
         assert codes == [0, 0, 0], {p: run.log(p)[-1500:] for p in run.parties}
         assert run.results_text() == expected  # exactly the uninterrupted results
         for party in run.parties:  # a completed run leaves no checkpoint behind

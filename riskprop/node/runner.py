@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import json
 import logging
 import signal
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from riskprop.config import PlayerConfig
-from riskprop.core.data import load_bank
+from riskprop.core.data import FloatArray, load_bank
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.errors import ConfigError, ProtocolError
 from riskprop.keys import load_share
@@ -195,19 +199,29 @@ async def run_node(
     run_id = config.run.run_id
     width = session.public.ciphertext_bytes
     journal_dir = config.output / ".riskprop" / run_id
-    if previous_run(config.output) == run_id and not fresh:
-        # Restarted after it had its result (killed on its way out): tell the peers once
-        # more that it is done, in case they never heard, and stop.
-        FileJournal(journal_dir, width).discard()
-        log.info("%s: run %s was already complete (--fresh runs it again)", config.player, run_id)
-        await announce_done(config, session)
-        return NodeReport.from_json(json.loads((config.output / REPORT_FILE).read_text()))
     if fresh:
         FileJournal(journal_dir, width).discard()
     journal = FileJournal(journal_dir, width)
-    session, resume_with = resume_session(session, journal)
-    if resume_with is None:
-        set_aside_stale_results(config.output)
+    on_result: Callable[[], None] | None = None
+    if previous_run(config.output) == run_id:
+        if journal.load_checkpoint() is None:
+            # The run completed (its journal is gone): tell the peers once more, and stop.
+            journal.discard()
+            log.info(
+                "%s: run %s is already complete (--fresh runs it again)", config.player, run_id
+            )
+            await announce_done(config, session)
+            return NodeReport.from_json(json.loads((config.output / REPORT_FILE).read_text()))
+        # Killed after saving its result, before its peers were done: it still owes them
+        # partial decryptions, so it comes back as a helper with its saved result.
+        session, _ = resume_session(session, journal)
+        saved = read_scores(config.output / RESULTS_FILE, session.bank.account_ids)
+        resume_with: list[Message] | None = session.finish_with(saved)
+        log.info("%s: result already saved; serving the peers until they are done", config.player)
+    else:
+        session, resume_with = resume_session(session, journal)
+        if resume_with is None:
+            set_aside_stale_results(config.output)
     settings = http_settings(config, width, session.public.nsquare)
     log.info(
         "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d",
@@ -245,6 +259,8 @@ async def run_node(
         session.stats.add("write", time.perf_counter() - write_started)
         write_report(config.output, report())
 
+    if session.result is None:
+        on_result = write_results
     try:
         async with transport:
             try:
@@ -257,7 +273,7 @@ async def run_node(
                         journal=journal,
                         resume_with=resume_with,
                         stop=stop,
-                        on_result=write_results,
+                        on_result=on_result,
                     ),
                     config.timeouts.deadline,
                 )
@@ -274,6 +290,15 @@ async def run_node(
     write_report(config.output, final)  # with the figures of the whole run
     journal.discard()  # the run is complete: nothing left to resume
     return final
+
+
+def read_scores(path: Path, account_ids: Sequence[str]) -> FloatArray:
+    """This bank's saved scores, in account order (as ``write_results`` wrote them)."""
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    if [row[0] for row in rows] != list(account_ids):
+        raise ConfigError(f"{path}: does not list this bank's accounts; start with --fresh")
+    return np.array([float(row[1]) for row in rows], dtype=np.float64)
 
 
 async def announce_done(config: PlayerConfig, session: RunSession) -> None:

@@ -282,6 +282,15 @@ class RunSession:
         session.safe_points = 1
         return session
 
+    def finish_with(self, result: FloatArray) -> list[Message]:
+        """Continue a restored session whose result was already decrypted and saved: it only
+        tells its peers ``Done`` and serves their decryption requests until they are done."""
+        if len(result) != self.bank.n_accounts:
+            raise ConfigError("the saved results do not match this bank's accounts")
+        self.result = result
+        self.phase = Phase.FINISHING
+        return [self._message(p, Done()) for p in self.peers]
+
     # -------------------------------------------------------------------- handlers
 
     def _check_envelope(self, message: Message) -> None:
