@@ -8,8 +8,9 @@ Inbound (``POST /riskprop/v1/messages``, body = one encoded message):
 2. A declared body over the limit gets 413, again before reading.
 3. The body must decode (400), come from the certificate's owner (403), be addressed to this
    node (400), belong to this run (409) and carry values in (0, N^2) only (400).
-4. Each (sender, sequence number) is delivered once; a retried duplicate gets 200 and is
-   dropped. Out-of-order arrivals are fine: the session keeps early messages until needed.
+4. Each message is delivered once, by its identity (sender, kind, period, iteration), which
+   occurs once per run; a retried or replayed duplicate gets 200 and is dropped. Out-of-order
+   arrivals are fine: the session keeps early messages until needed.
 
 Outbound: messages to one peer go in order; a failed attempt (peer not up yet, connection
 reset, time-out, 5xx) is retried with exponential backoff until ``connect_timeout`` has passed,
@@ -30,7 +31,7 @@ from aiohttp import web
 
 from riskprop.errors import ProtocolError
 from riskprop.node.transport import PeerUnavailableError
-from riskprop.protocol.messages import Message, Scores, decode, encode
+from riskprop.protocol.messages import Abort, Message, Rejoin, Scores, decode, encode
 from riskprop.tls import certificate_fingerprint, peer_name
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class HttpTransport:
         self.bytes_by_phase: dict[str, int] = defaultdict(int)
         self.rejected = 0
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._seen: set[tuple[str, int]] = set()
+        self._seen: set[tuple[str, str, int, int]] = set()
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._reached: set[str] = set()
         self._runner: web.AppRunner | None = None
@@ -169,10 +170,13 @@ class HttpTransport:
         if any(not 0 < v < self.settings.nsquare for v in values):
             return self._reject(400, "a value outside (0, N^2)", peer)
         self._reached.add(peer)
-        key = (message.sender, message.seq)
-        if message.seq and key in self._seen:
-            return web.Response(status=200, text="duplicate")
-        self._seen.add(key)
+        if not isinstance(message.body, Abort | Rejoin):
+            # A message's logical identity occurs once per run. (Not its sequence number:
+            # a restored peer may number its later messages in another order.)
+            key = (message.sender, message.kind, message.period, message.iteration)
+            if key in self._seen:
+                return web.Response(status=200, text="duplicate")
+            self._seen.add(key)
         await self._inbox.put(message)
         return web.Response(status=200, text="ok")
 
