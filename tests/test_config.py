@@ -48,7 +48,7 @@ def configs(local: Path, tmp_path: Path) -> Path:
     return target
 
 
-def edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+def edit(path: Path, change: Callable[[dict[str, Any]], object]) -> None:
     data = yaml.safe_load(path.read_text())
     change(data)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -301,7 +301,7 @@ def add_party(data: dict[str, Any]) -> None:
     data["parties"].append({"name": "alice", "url": "https://127.0.0.1:9999"})
 
 
-def url(index: int, value: str) -> Callable[[dict[str, Any]], None]:
+def url(index: int, value: object) -> Callable[[dict[str, Any]], None]:
     return lambda d: d["parties"][index].update(url=value)
 
 
