@@ -40,22 +40,22 @@ class Network:
         network = yaml.safe_load((self.configs / "network.yaml").read_text())
         return next(p["url"] for p in network["parties"] if p["name"] == party)
 
+    def command(self, party: str) -> list[str]:
+        """The operator's command for ``party``'s node."""
+        return [
+            sys.executable,
+            "-m",
+            "riskprop",
+            "run",
+            "--player",
+            party,
+            "--config",
+            str(self.configs),
+        ]
+
     def start(self, party: str) -> subprocess.Popen[bytes]:
         log = (self.root / f"{party}.log").open("ab")  # a restart appends
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "riskprop",
-                "run",
-                "--player",
-                party,
-                "--config",
-                str(self.configs),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        return subprocess.Popen(self.command(party), stdout=log, stderr=subprocess.STDOUT)
 
     def log(self, party: str) -> str:
         return (self.root / f"{party}.log").read_text(errors="replace")

@@ -151,3 +151,26 @@ def test_latency_and_loss_on_every_link(
         f"faulty links: {links.chunks} chunks delayed 200 ms, {links.lost} lost (+0.6 s), "
         f"{links.resets} connections cut; results lost: 0"
     )
+
+
+def test_a_completed_run_restarted_is_a_no_op_and_fresh_runs_it_again(
+    base: tuple[Network, dict[str, str]], tmp_path: Path
+) -> None:
+    network, expected = base
+    run = network.another_run(tmp_path / "run", PATIENT)
+    assert wait_all([run.start(p) for p in run.parties], 120) == [0, 0, 0]
+    first = {p: (run.out / p / "risk_scores.csv").stat().st_mtime_ns for p in run.parties}
+    assert wait_all([run.start("alice")], 60) == [0]  # alone: its peers are gone
+    assert "already complete" in run.log("alice")
+    assert (run.out / "alice" / "risk_scores.csv").stat().st_mtime_ns == first["alice"]
+    fresh = [
+        subprocess.Popen(
+            [*command, "--fresh"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        for command in (run.command(p) for p in run.parties)
+    ]
+    assert wait_all(fresh, 120) == [0, 0, 0]
+    assert run.results_text() == expected
+    assert all((run.out / p / "risk_scores.csv").stat().st_mtime_ns > first[p] for p in run.parties)

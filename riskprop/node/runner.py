@@ -15,7 +15,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -202,8 +202,7 @@ async def run_node(
     if fresh:
         FileJournal(journal_dir, width).discard()
     journal = FileJournal(journal_dir, width)
-    on_result: Callable[[], None] | None = None
-    if previous_run(config.output) == run_id:
+    if previous_run(config.output) == run_id and not fresh:
         if journal.load_checkpoint() is None:
             # The run completed (its journal is gone): tell the peers once more, and stop.
             journal.discard()
@@ -259,8 +258,8 @@ async def run_node(
         session.stats.add("write", time.perf_counter() - write_started)
         write_report(config.output, report())
 
-    if session.result is None:
-        on_result = write_results
+    # Save the result the moment it is known (unless it was saved before the restart).
+    on_result = write_results if session.result is None else None
     try:
         async with transport:
             try:
