@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,21 @@ from riskprop.core.data import load_dataset
 from riskprop.errors import ConfigError, InputError
 from riskprop.synthetic import GenerationSummary
 
-SAMPLE = Path("/work/shared/data/amlsim-20K_cycle200")
+#: IBM AMLSim's sample, in the shared folder beside the repository (RISKPROP_AMLSIM overrides).
+SAMPLE = Path(
+    os.environ.get("RISKPROP_AMLSIM")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "amlsim-20K_cycle200"
+)
+
+
+def require_sample() -> None:
+    """The sample is always beside the repository in CI: missing there is a failure."""
+    if not (SAMPLE / "nodes.csv").is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"AMLSim sample not found at {SAMPLE}")
+        pytest.skip(f"AMLSim sample not found at {SAMPLE} (set RISKPROP_AMLSIM)")
+
+
 BANKS = ("alice", "bob", "charlie")
 TRANSACTIONS_HEADER = "id_source,bank_source,id_destination,bank_destination,amount,period"
 
@@ -37,8 +52,7 @@ def write_sample(src: Path, nodes: list[str], transactions: list[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def sample() -> tuple[list[list[str]], list[list[str]]]:
-    if not (SAMPLE / "nodes.csv").is_file():
-        pytest.skip(f"AMLSim sample not found at {SAMPLE}")
+    require_sample()
     return read_csv(SAMPLE / "nodes.csv")[1], read_csv(SAMPLE / "transactions.csv")[1]
 
 
