@@ -251,8 +251,37 @@ def simulate(
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option("--player", "-p", envvar="RISKPROP_PLAYER", help="Distributed: this bank's name.")
 @click.option(
-    "--parties", required=True, help="Comma-separated party names, e.g. alice,bob,charlie."
+    "--config",
+    "config_dir",
+    type=click.Path(path_type=Path),
+    default=Path("configs"),
+    show_default=True,
+    envvar="RISKPROP_CONFIG",
+    help="Distributed: directory with network.yaml and <player>.yaml.",
+)
+@click.option(
+    "--key-share",
+    type=click.Path(path_type=Path),
+    help="Distributed: write the share here (default: key_share of the player's file).",
+)
+@click.option("--host", help="Distributed: override the listen address.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Distributed: override the port.")
+@click.option(
+    "--insecure", is_flag=True, help="Distributed: plain HTTP, unauthenticated (tests only)."
+)
+@click.option(
+    "--session",
+    help="Distributed: name of this key generation, the same at every node "
+    "(default: derived from parties, threshold and size).",
+)
+@click.option("--force", is_flag=True, help="Distributed: replace an existing key share.")
+@click.option("--parties", help="Dealer: comma-separated party names, e.g. alice,bob,charlie.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Dealer: directory for public.json and <party>.share.json (mode 0600).",
 )
 @click.option(
     "--threshold",
@@ -263,26 +292,73 @@ def simulate(
 )
 @click.option("--bits", type=int, default=2048, show_default=True, help="Modulus size in bits.")
 @click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Directory for public.json and <party>.share.json (mode 0600).",
+    "--sigma",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Distributed: statistical security in bits (share hiding, biprimality tests).",
 )
-def keygen(parties: str, threshold: int | None, bits: int, out: Path) -> None:
-    """Generate a threshold Paillier key with a trusted dealer (this process).
+def keygen(
+    player: str | None,
+    config_dir: Path,
+    key_share: Path | None,
+    host: str | None,
+    port: int | None,
+    insecure: bool,
+    session: str | None,
+    force: bool,
+    parties: str | None,
+    out: Path | None,
+    threshold: int | None,
+    bits: int,
+    sigma: int,
+) -> None:
+    """Generate a threshold Paillier key: dealerless (--player) or by a trusted dealer.
 
-    Writes one share file per party and the public key. Whoever runs this sees every share:
-    use it for tests and demos.
+    With --player NAME every bank runs this command at the same time; the nodes generate
+    N = pq and the decryption key shares jointly over mutual TLS (Boneh-Franklin with
+    distributed sieving), so nobody ever learns p, q or the key. Each node writes only its own
+    share (mode 0600) and public.json beside it.
+
+    With --parties and --out this process deals every share itself: whoever runs it can
+    decrypt everything. Use that for tests only.
     """
     from riskprop.core.threshold import default_threshold
-    from riskprop.keys import dealer_keygen
 
-    names = [p.strip() for p in parties.split(",") if p.strip()]
     if bits < 2048:
         log.warning("--bits %d is below the production size 2048: for tests only", bits)
-    t = default_threshold(len(names)) if threshold is None else threshold
-    for path in dealer_keygen(out, names, t, bits):
-        click.echo(f"wrote {path}")
+    if player and (parties or out):
+        raise click.UsageError("--player (dealerless) excludes --parties/--out (dealer)")
+    if not player:
+        if not (parties and out):
+            raise click.UsageError(
+                "give --player NAME (dealerless, with --config) or --parties and --out (dealer)"
+            )
+        from riskprop.keys import dealer_keygen
+
+        names = [p.strip() for p in parties.split(",") if p.strip()]
+        t = default_threshold(len(names)) if threshold is None else threshold
+        log.warning("trusted dealer: this process sees every share (tests and demos only)")
+        for path in dealer_keygen(out, names, t, bits):
+            click.echo(f"wrote {path}")
+        return
+
+    import asyncio
+
+    from riskprop.config import load_player_config
+    from riskprop.node.keygen import keygen_node, keygen_params
+
+    config = load_player_config(
+        config_dir,
+        player,
+        overrides={"key_share": key_share, "host": host, "port": port},
+        insecure=insecure,
+        for_keygen=True,
+    )
+    t = default_threshold(len(config.network.names)) if threshold is None else threshold
+    params = keygen_params(config, bits=bits, threshold=t, sigma=sigma, session=session)
+    path = asyncio.run(keygen_node(config, params, force=force))
+    click.echo(f"{player}: key share written to {path}")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -331,6 +407,13 @@ def generate(out: Path, accounts: int, edges: int, banks: str, periods: int, see
     help="Results go to OUT/<bank>/risk_scores.csv.",
 )
 @click.option("--parties", type=int, default=3, show_default=True, help="Banks in the sample.")
+@click.option(
+    "--keygen",
+    type=click.Choice(["distributed", "dealer"]),
+    default=None,
+    help="How the key is made: distributed (dealerless, the default; cached) or dealer "
+    "(trusted dealer, cached). Given explicitly as distributed: always a fresh key, timed.",
+)
 def demo(
     data: Path | None,
     iterations: int,
@@ -339,13 +422,15 @@ def demo(
     key_bits: int,
     out: Path,
     parties: int,
+    keygen: str | None,
 ) -> None:
     """Run every bank as its own node process over mutual TLS on loopback; compare with plaintext.
 
-    Keys (threshold Paillier, cached per party set and key length), a local CA with node
-    certificates and, without --data, a sample data set are made on first use under
-    ~/.cache/riskprop. Prints per bank the time per phase, bytes sent and the largest
-    difference from the plaintext engine.
+    The threshold Paillier key is generated without a dealer by one `riskprop keygen` process
+    per bank (cached per party set and key length); a local CA with node certificates and,
+    without --data, a sample data set are made on first use under ~/.cache/riskprop. Prints
+    per bank the time per phase, bytes sent and the largest difference from the plaintext
+    engine.
     """
     from riskprop.demo import run_demo
 
@@ -359,10 +444,15 @@ def demo(
         key_bits=key_bits,
         out=out,
         parties=parties,
+        keygen=keygen or "distributed",
+        fresh_key=keygen == "distributed",
     )
+    made = report.keys
+    how = "dealerless" if made.mode == "distributed" else "trusted-dealer"
+    when = f"generated in {made.seconds:.1f} s" if made.seconds is not None else "cached"
     click.echo(
         f"riskprop demo: {len(report.reports)} banks, {report.key_bits}-bit threshold Paillier "
-        f"key, {iterations} iteration(s), data {report.data}"
+        f"key ({how}, {when}: {made.directory}), {iterations} iteration(s), data {report.data}"
     )
     click.echo(report.table())
     click.echo(

@@ -287,10 +287,12 @@ def load_player_config(
     *,
     overrides: Mapping[str, object] | None = None,
     insecure: bool = False,
+    for_keygen: bool = False,
 ) -> PlayerConfig:
     """Read ``<config_dir>/<player>.yaml`` and its network file; apply ``overrides``
     (``data``, ``output`` (alias ``out``), ``key_share``, ``host``, ``port``, ``run_id``,
-    ``iterations``; None means not given) before checking that files exist."""
+    ``iterations``; None means not given) before checking that files exist. ``for_keygen``:
+    the key share is to be made and the data need not exist yet."""
     path = (config_dir / f"{player}.yaml").resolve()
     if not isinstance(player, str) or not NAME.fullmatch(player):
         raise ConfigError(f"{path}: player: {player!r} is not a valid party name ([A-Za-z0-9_-]+)")
@@ -349,8 +351,8 @@ def load_player_config(
         path=path,
         player=player,
         network=network,
-        data=top.path("data", must_exist="dir"),
-        key_share=top.path("key_share", must_exist="file"),
+        data=top.path("data", must_exist=None if for_keygen else "dir"),
+        key_share=top.path("key_share", must_exist=None if for_keygen else "file"),
         output=top.path("output"),
         listen_host=host,
         listen_port=port,

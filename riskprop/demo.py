@@ -1,7 +1,8 @@
 """The demo: sample data, cached keys and certificates, one node process per bank, a report.
 
 Every bank runs ``riskprop run`` in its own process, listening on a loopback port with mutual
-TLS, exactly as an operator would run it. Keys are dealt once per party set and key length and
+TLS, exactly as an operator would run it. The key is generated without a dealer (one
+``riskprop keygen --player NAME`` process per bank) once per party set and key length, and
 cached (with a local CA and node certificates) under the user's cache directory, so a second
 demo starts at once.
 """
@@ -12,6 +13,7 @@ import csv
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,12 +54,58 @@ def party_names(count: int) -> list[str]:
     return [f"bank{i}" for i in range(1, count + 1)]
 
 
-def cached_keys(parties: Sequence[str], bits: int) -> Path:
-    """Directory of a dealt key for these parties and this size, made on first use."""
-    directory = cache_dir() / "keys" / f"{'-'.join(parties)}-{bits}"
-    if not all(share_file(directory, p).is_file() for p in parties):
+KEYGEN_MODES = ("distributed", "dealer")
+
+
+@dataclass(frozen=True)
+class DemoKeys:
+    """Where the demo's key is, how it was made, and the seconds it took if made just now."""
+
+    directory: Path
+    mode: str
+    seconds: float | None
+
+
+def demo_keys(parties: Sequence[str], bits: int, mode: str, *, fresh: bool = False) -> DemoKeys:
+    """A key for these parties and size: cached per mode, made on first use (or when
+    ``fresh``). ``distributed`` runs ``riskprop keygen --player NAME`` for every party as its own
+    process over mutual TLS on loopback, exactly as banks would; ``dealer`` deals in-process."""
+    if mode not in KEYGEN_MODES:
+        raise ConfigError(f"--keygen must be one of {', '.join(KEYGEN_MODES)} (got {mode!r})")
+    suffix = "" if mode == "dealer" else "-distributed"
+    directory = cache_dir() / "keys" / f"{'-'.join(parties)}-{bits}{suffix}"
+    if not fresh and all(share_file(directory, p).is_file() for p in parties):
+        return DemoKeys(directory, mode, None)
+    started = time.perf_counter()
+    if mode == "dealer":
         dealer_keygen(directory, parties, default_threshold(len(parties)), bits)
-    return directory
+    else:
+        distributed_keygen(directory, parties, bits)
+    return DemoKeys(directory, mode, time.perf_counter() - started)
+
+
+def distributed_keygen(directory: Path, parties: Sequence[str], bits: int) -> None:
+    """Dealerless key generation by one ``riskprop keygen`` process per party; the key replaces
+    ``directory`` only once every party wrote its share."""
+    certs = demo_certificates(parties)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="keygen-", dir=directory.parent) as tmp:
+        work = Path(tmp)
+        write_configs(
+            work / "configs",
+            data=work / "data",
+            keys=work / "keys",
+            certs=certs,
+            out=work / "out",
+            parties=parties,
+            run={"run_id": "keygen", "iterations": 1},
+        )
+        command = ["keygen", "--bits", str(bits)]
+        processes = start_nodes(work / "configs", parties, work / "logs", command=command)
+        wait_for_nodes(processes, work / "logs", timeout=3600.0)
+        if directory.exists():
+            shutil.rmtree(directory)
+        (work / "keys").rename(directory)
 
 
 def sample_data(parties: Sequence[str]) -> Path:
@@ -143,8 +191,14 @@ def write_configs(
         atomic_write_text(directory / f"{name}.yaml", yaml.safe_dump(player, sort_keys=False))
 
 
-def start_nodes(config_dir: Path, parties: Sequence[str], logs: Path) -> dict[str, Popen[bytes]]:
-    """One ``riskprop run`` process per party, logging to LOGS/<party>.log."""
+def start_nodes(
+    config_dir: Path,
+    parties: Sequence[str],
+    logs: Path,
+    *,
+    command: Sequence[str] = ("run",),
+) -> dict[str, Popen[bytes]]:
+    """One ``riskprop COMMAND --player NAME`` process per party, logging to LOGS/<party>.log."""
     logs.mkdir(parents=True, exist_ok=True)
     processes = {}
     for name in parties:
@@ -154,7 +208,7 @@ def start_nodes(config_dir: Path, parties: Sequence[str], logs: Path) -> dict[st
                     sys.executable,
                     "-m",
                     "riskprop",
-                    "run",
+                    *command,
                     "--player",
                     name,
                     "--config",
@@ -199,6 +253,7 @@ class DemoReport:
     data: Path
     out: Path
     key_bits: int
+    keys: DemoKeys
     seconds: float
     reports: dict[str, dict[str, object]]
     differences: dict[str, float]
@@ -228,6 +283,8 @@ def run_demo(
     key_bits: int,
     out: Path,
     parties: int,
+    keygen: str = "distributed",
+    fresh_key: bool = False,
     timeout: float = 3600.0,
 ) -> DemoReport:
     """Run one node process per bank over mutual TLS on loopback and collect the results.
@@ -241,7 +298,7 @@ def run_demo(
     dataset = load_dataset(data)  # validates every bank's files before any node starts
     names = list(dataset.names)
     graph = build_global(dataset)
-    keys = cached_keys(names, key_bits)
+    keys = demo_keys(names, key_bits, keygen, fresh=fresh_key)
     certs = demo_certificates(names)
     run = {
         "run_id": f"demo-{secrets.token_hex(4)}",
@@ -255,7 +312,7 @@ def run_demo(
         write_configs(
             work / "configs",
             data=data.resolve(),
-            keys=keys,
+            keys=keys.directory,
             certs=certs,
             out=work / "out",
             parties=names,
@@ -277,4 +334,4 @@ def run_demo(
             differences[name] = float(np.max(np.abs(scores - reference[lo:hi]))) if hi > lo else 0.0
     for name in names:
         atomic_write_text(out / name / "risk_scores.csv", texts[name])
-    return DemoReport(data, out, key_bits, seconds, reports, differences)
+    return DemoReport(data, out, key_bits, keys, seconds, reports, differences)

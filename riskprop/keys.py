@@ -39,21 +39,28 @@ def _public_fields(key: ThresholdKey) -> dict[str, Any]:
     }
 
 
+def write_share(path: Path, share: KeyShare) -> None:
+    """Write one party's share file (mode 0600, atomically)."""
+    fields = _public_fields(share.key) | {"party": share.party, "share": format(share.secret, "x")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(fields, indent=1) + "\n", mode=0o600)
+
+
+def write_public(path: Path, key: ThresholdKey) -> None:
+    """Write the public key file (what every party and auditor may read)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(_public_fields(key), indent=1) + "\n")
+
+
 def write_keys(directory: Path, shares: Sequence[KeyShare]) -> list[Path]:
     """Write ``public.json`` and one ``<party>.share.json`` (0600) per share."""
-    directory.mkdir(parents=True, exist_ok=True)
-    key = shares[0].key
     written = []
     for share in shares:
-        fields = _public_fields(share.key) | {
-            "party": share.party,
-            "share": format(share.secret, "x"),
-        }
         path = share_file(directory, share.party)
-        atomic_write_text(path, json.dumps(fields, indent=1) + "\n", mode=0o600)
+        write_share(path, share)
         written.append(path)
     public = directory / PUBLIC_FILE
-    atomic_write_text(public, json.dumps(_public_fields(key), indent=1) + "\n")
+    write_public(public, shares[0].key)
     return [public, *written]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import click
@@ -67,12 +68,23 @@ def test_demo_runs_secure_protocol_and_matches_plaintext(
         if parts and parts[0] in {"alice", "bob", "charlie"}:
             differences.append(float(parts[-1]))
     assert len(differences) == 3 and max(differences) < 1e-9
+    assert "dealerless, generated in" in result.output
     # keys are cached: a second run reuses them
     keys = list((tmp_path / "cache" / "riskprop" / "keys").iterdir())
-    assert len(keys) == 1
+    assert len(keys) == 1 and keys[0].name.endswith("-distributed")
+    fingerprint = json.loads((keys[0] / "public.json").read_text())["fingerprint"]
     rerun = CliRunner().invoke(cli, args)
     assert rerun.exit_code == 0, rerun.output
+    assert "dealerless, cached" in rerun.output
     assert list((tmp_path / "cache" / "riskprop" / "keys").iterdir()) == keys
+    # --keygen distributed given explicitly: a fresh key, timed
+    fresh = CliRunner().invoke(cli, [*args, "--keygen", "distributed"])
+    assert fresh.exit_code == 0, fresh.output
+    assert "dealerless, generated in" in fresh.output
+    assert json.loads((keys[0] / "public.json").read_text())["fingerprint"] != fingerprint
+    dealt = CliRunner().invoke(cli, [*args, "--keygen", "dealer"])
+    assert dealt.exit_code == 0, dealt.output
+    assert "trusted-dealer, generated in" in dealt.output
     for bank in ("alice", "bob", "charlie"):
         with (out / bank / "risk_scores.csv").open() as handle:
             rows = list(csv.DictReader(handle))

@@ -6,9 +6,9 @@ iteration, sequence number) and a body of one of the frozen body types below. On
     b"RPM1" | u32 header length | header (UTF-8 JSON) | body
 
 where the body of a value-carrying kind is ``count`` big-endian integers of ``width`` bytes
-each (``count`` and ``width`` are header fields), and the body of ``Hello`` and ``Abort`` is
-empty (their few fields travel in the header). No pickle, no per-account strings after the
-handshake.
+each (``count`` and ``width`` are header fields), that of ``KeygenRound`` its opaque payload,
+and the body of ``Hello`` and ``Abort`` is empty (their few fields travel in the header).
+No pickle, no per-account strings after the handshake.
 """
 
 from __future__ import annotations
@@ -143,7 +143,15 @@ class Rejoin:
     """The sender (re)started: please send it again everything you sent it in this run."""
 
 
-Body = Hello | Scores | DecryptRequest | Partial | Done | Abort | Rejoin
+@dataclass(frozen=True)
+class KeygenRound:
+    """One round of the dealerless key generation (the message's ``iteration`` is the round):
+    an opaque payload of ``core.dkg.encode_fields``."""
+
+    payload: bytes
+
+
+Body = Hello | Scores | DecryptRequest | Partial | Done | Abort | Rejoin | KeygenRound
 KINDS: dict[str, type[Any]] = {
     "rejoin": Rejoin,
     "hello": Hello,
@@ -152,6 +160,7 @@ KINDS: dict[str, type[Any]] = {
     "partial": Partial,
     "done": Done,
     "abort": Abort,
+    "keygen": KeygenRound,
 }
 KIND_OF = {cls: name for name, cls in KINDS.items()}
 VALUE_KINDS = (Scores, DecryptRequest, Partial)
@@ -202,6 +211,8 @@ def encode(message: Message, width: int) -> bytes:
         header["rosters"] = [list(r) for r in body.rosters]
     elif isinstance(body, Abort):
         header["reason"] = body.reason
+    elif isinstance(body, KeygenRound):
+        payload = body.payload
     raw = json.dumps(header, separators=(",", ":")).encode()
     return MAGIC + struct.pack(">I", len(raw)) + raw + payload
 
@@ -238,6 +249,8 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
                 for i in range(0, count * width, width)
             )
             body = kind(values)
+        elif kind is KeygenRound:
+            body = KeygenRound(bytes(payload))
         elif payload:
             raise ProtocolError(f"unexpected body on a {header['kind']} message")
         elif kind is Hello:
