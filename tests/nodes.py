@@ -135,7 +135,7 @@ def wait_all(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> li
 
 
 def assert_matches_plaintext(network: Network) -> None:
-    """Every bank's written scores equal the plaintext engine's within 1e-9."""
+    """Every bank's written scores equal the plaintext engine's within 1e-7 (the fixed-point bound with the default 32 bits)."""
     reference = simulate_plaintext(network.data, iterations=ITERATIONS)
     sizes = np.cumsum([len(i) for i in reference.account_ids])[:-1]
     expected = {
@@ -147,7 +147,7 @@ def assert_matches_plaintext(network: Network) -> None:
     }
     found = network.scores()
     assert found.keys() == expected.keys()
-    assert max(abs(found[k] - expected[k]) for k in expected) < 1e-9
+    assert max(abs(found[k] - expected[k]) for k in expected) < 1e-7
 
 
 class FaultyLinks:

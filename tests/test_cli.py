@@ -67,7 +67,7 @@ def test_demo_runs_secure_protocol_and_matches_plaintext(
         parts = line.split()
         if parts and parts[0] in {"alice", "bob", "charlie"}:
             differences.append(float(parts[-1]))
-    assert len(differences) == 3 and max(differences) < 1e-9
+    assert len(differences) == 3 and max(differences) < 1e-7
     assert "dealerless, generated in" in result.output
     # keys are cached: a second run reuses them
     keys = list((tmp_path / "cache" / "riskprop" / "keys").iterdir())

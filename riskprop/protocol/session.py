@@ -42,9 +42,9 @@ from riskprop.core.data import BankData, FloatArray
 from riskprop.core.fixedpoint import FixedPoint
 from riskprop.core.graph import IncomingCSR, period_views, resolve_view
 from riskprop.core.paillier import (
-    FreshNoise,
+    FixedBaseNoise,
     NoiseSource,
-    encrypt,
+    embed,
     linear_step,
     pack,
     rerandomize,
@@ -112,7 +112,7 @@ class RunSession:
         self.fixed.check_fits(descriptor.iterations, len(descriptor.periods), self.public.bits)
         self.slot_bits = self.fixed.slot_bits(descriptor.total_iterations)
         self.slots = self.fixed.slots_per_plaintext(descriptor.total_iterations, self.public.bits)
-        self.noise = noise if noise is not None else FreshNoise(self.public)
+        self.noise = noise if noise is not None else FixedBaseNoise(self.public)
         self.views = period_views(bank, self.peers, descriptor.periods)
         self.stats = SessionStats()
 
@@ -392,7 +392,10 @@ class RunSession:
     def _setup(self) -> None:
         self._build_incoming()
         started = time.perf_counter()
-        self._state = encrypt(self.public, self.fixed.encode_scores(self.bank.initial), self.noise)
+        # Own initial scores need no noise: they stay here until they are sent or decrypted,
+        # and every ciphertext that leaves is re-randomised first (``_begin_step``,
+        # ``_start_decryption``), so fresh noise now would be paid for twice.
+        self._state = embed(self.public, self.fixed.encode_scores(self.bank.initial))
         self.stats.add("encrypt", time.perf_counter() - started)
         self.phase = Phase.ITERATING
         self.safe_points += 1
@@ -407,11 +410,22 @@ class RunSession:
         p, k = self._step
         started = time.perf_counter()
         out, sent = [], 0
+        # One fresh re-randomisation per account, the same ciphertext for every peer that
+        # needs it: peers already know which of our accounts they share transactions with, so
+        # identical ciphertexts tell a coalition nothing new.
+        wanted = sorted({i for q in self.peers for i in self.views[p].outgoing[q].tolist()})
+        fresh = dict(
+            zip(
+                wanted,
+                rerandomize(self.public, [self._state[i] for i in wanted], self.noise),
+                strict=True,
+            )
+        )
         for peer in self.peers:
             positions = self.views[p].outgoing[peer].tolist()
             if positions:
-                values = rerandomize(self.public, [self._state[i] for i in positions], self.noise)
-                out.append(self._message(peer, Scores(tuple(values)), period=p, iteration=k))
+                values = tuple(fresh[i] for i in positions)
+                out.append(self._message(peer, Scores(values), period=p, iteration=k))
                 sent += len(values)
         self.stats.add(f"period {p} iteration {k}", time.perf_counter() - started, sent)
         return out

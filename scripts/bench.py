@@ -1,0 +1,315 @@
+"""Benchmark secure runs: three bank node processes over mutual TLS, optionally against TNO.
+
+Workloads (3 iterations, delta 0.5 unless stated; data from ``riskprop generate ... --seed 1``):
+
+* ``a``      3,000 accounts, 10,000 transactions, 2048-bit key (issue #7 reference (a))
+* ``b``      10,000 accounts, 30,000 transactions, 1024-bit key (reference (b))
+* ``scale``  10k/33k, 30k/100k and 100k/333k accounts/transactions, 2048-bit key
+* ``large``  300,000 accounts, 1,000,000 transactions, 10 iterations, 2048-bit key
+
+Each repetition starts ``riskprop run --player NAME`` for every bank at once (fresh ports, a
+dealt key cached per size: key generation is not part of a run, for TNO neither) and waits
+for all. Reported per repetition: wall time until the last node exited, CPU time of all node
+processes (user + sys), each node's peak resident memory, seconds and bytes per phase from
+the nodes' run reports, and the largest difference from the plaintext engine. With
+``--tno-python PATH`` (a venv with TNO's package, see scripts/README-tno.md) the same data,
+key length and iterations are run through ``scripts/tno_reference.py`` and the ratios printed.
+
+    python scripts/bench.py a --runs 5 --tno-python /tmp/tno-venv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from riskprop.core.data import load_dataset
+from riskprop.core.graph import build_global
+from riskprop.core.plaintext import propagate
+from riskprop.core.schedule import DeltaSchedule
+from riskprop.demo import demo_certificates, demo_keys, start_nodes, write_configs
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "riskprop-bench"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    accounts: int
+    edges: int
+    bits: int
+    iterations: int = 3
+
+
+WORKLOADS = {
+    "a": [Workload("a", 3000, 10000, 2048)],
+    "b": [Workload("b", 10000, 30000, 1024)],
+    "scale": [
+        Workload("s10k", 10000, 33333, 2048),
+        Workload("s30k", 30000, 100000, 2048),
+        Workload("s100k", 100000, 333333, 2048),
+    ],
+    "large": [Workload("large", 300000, 1000000, 2048, iterations=10)],
+}
+
+
+@dataclass
+class Result:
+    wall: float
+    cpu: float
+    peak_rss: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)  # summed over banks
+    sent: dict[str, int] = field(default_factory=dict)
+    max_diff: float = 0.0
+
+
+def dataset(work: Workload) -> Path:
+    path = CACHE / "data" / f"{work.accounts}-{work.edges}-seed1"
+    if not (path / "labels.csv").is_file():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "riskprop",
+                "generate",
+                str(path),
+                "--accounts",
+                str(work.accounts),
+                "--edges",
+                str(work.edges),
+                "--seed",
+                "1",
+            ],
+            check=True,
+        )
+    return path
+
+
+def read_scores(path: Path) -> dict[tuple[str, str], float]:
+    with path.open() as handle:
+        return {(r["bank"], r["id"]): float(r["risk_score"]) for r in csv.DictReader(handle)}
+
+
+def plaintext(data: Path, iterations: int) -> dict[tuple[str, str], float]:
+    loaded = load_dataset(data)
+    graph = build_global(loaded)
+    scores = propagate(graph, DeltaSchedule(0.5, 0.0), iterations)
+    out = {}
+    for index, bank in enumerate(loaded.banks):
+        lo = int(graph.offsets[index])
+        for k, account in enumerate(bank.account_ids):
+            out[bank.name, account] = float(scores[lo + k])
+    return out
+
+
+def run_riskprop(work: Workload, data: Path, precision: int, timeout: float) -> Result:
+    names = sorted(p.name for p in data.iterdir() if p.is_dir())
+    keys = demo_keys(names, work.bits, "dealer").directory
+    certs = demo_certificates(names)
+    with tempfile.TemporaryDirectory(prefix="riskprop-bench-") as tmp:
+        root = Path(tmp)
+        run = {"run_id": f"bench-{work.name}", "iterations": work.iterations, "delta": 0.5}
+        run["precision_bits"] = precision
+        write_configs(
+            root / "configs",
+            data=data,
+            keys=keys,
+            certs=certs,
+            out=root / "out",
+            parties=names,
+            run=run,
+            timeouts={"connect": 60, "request": 600, "idle": 3600, "deadline": timeout},
+        )
+        started = time.perf_counter()
+        processes = start_nodes(root / "configs", names, root / "logs")
+        cpu, peaks = 0.0, {}
+        for name, process in processes.items():
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
+            peaks[name] = usage.ru_maxrss * 1024
+            if process.returncode:
+                log = (root / "logs" / f"{name}.log").read_text()[-3000:]
+                raise SystemExit(f"node {name} failed:\n{log}")
+        wall = time.perf_counter() - started
+        result = Result(wall, cpu, peaks)
+        found = {}
+        for name in names:
+            report = json.loads((root / "out" / name / "run-report.json").read_text())
+            for phase, seconds in report["seconds"].items():
+                result.seconds[phase] = result.seconds.get(phase, 0.0) + seconds
+            for phase, sent in report["bytes_by_phase"].items():
+                result.sent[phase] = result.sent.get(phase, 0) + sent
+            with (root / "out" / name / "risk_scores.csv").open() as handle:
+                for row in csv.DictReader(handle):
+                    found[name, row["id"]] = float(row["risk_score"])
+    reference = plaintext(data, work.iterations)
+    assert found.keys() == reference.keys(), "accounts differ from the plaintext engine's"
+    result.max_diff = max(abs(found[k] - reference[k]) for k in reference)
+    return result
+
+
+def run_tno(work: Workload, data: Path, python: str) -> Result:
+    with tempfile.TemporaryDirectory(prefix="tno-bench-") as tmp:
+        out = Path(tmp) / "tno.csv"
+        command = [python, str(ROOT / "scripts" / "tno_reference.py"), str(data)]
+        command += ["--key-bits", str(work.bits), "--iterations", str(work.iterations)]
+        command += ["--delta", "0.5", "--out", str(out)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SystemExit(f"TNO run failed:\n{done.stderr[-3000:]}")
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        found = read_scores(out)
+    reference = plaintext(data, work.iterations)
+    result = Result(float(figures["wall_s"]), float(figures["cpu_s"]), {})
+    if found.keys() != reference.keys():
+        raise SystemExit("TNO's accounts differ from the plaintext engine's")
+    result.max_diff = max(abs(found[k] - reference[k]) for k in reference)
+    return result
+
+
+def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str, float]:
+    """Seconds the modular arithmetic of a run needs on this machine, all banks together:
+    operation counts of the protocol as implemented times one timed operation. Encryption and
+    every sent ciphertext: one fixed-base noise draw (|N|/16 - 1 multiplications mod N^2);
+    each iteration: per account f squarings, per term and non-zero 3-bit digit one
+    multiplication, 6 per base for its window table; decryption: per packed ciphertext the
+    packing squarings, a noise draw and t + 1 = 2 partial decryptions (a |N|*2 + 130-bit
+    exponent mod N^2)."""
+    import gmpy2
+    import phe
+
+    from riskprop.core.fixedpoint import FixedPoint
+
+    graph = build_global(load_dataset(data))
+    public, _ = phe.generate_paillier_keypair(n_length=work.bits)
+    n2 = gmpy2.mpz(public.nsquare)
+    a, b = gmpy2.mpz(n2 - 12345), gmpy2.mpz(n2 // 3)
+
+    def timed(op: object, repeat: int) -> float:
+        best = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(repeat):
+                op()  # type: ignore[operator]
+            best.append((time.perf_counter() - started) / repeat)
+        return statistics.median(best)
+
+    mul = timed(lambda: a * b % n2, 2000)
+    exponent = gmpy2.mpz(1) << (2 * work.bits + 130) | 12345
+    partial = timed(lambda: gmpy2.powmod(a, exponent, n2), 5)
+    noise = (work.bits // 16 - 1) * mul
+    csr = graph.incoming[0]
+    accounts, terms = csr.n_rows, int(csr.indptr[-1])
+    bank_of = np.repeat(np.arange(len(graph.banks)), np.diff(graph.offsets))
+    rows = np.repeat(np.arange(csr.n_rows), np.diff(csr.indptr))
+    cross = bank_of[rows] != bank_of[csr.indices]
+    sent = len(np.unique(csr.indices[cross]))
+    digits = -(-precision // 3) * 7 / 8
+    iteration = (accounts * precision + (accounts + terms) * digits + (accounts + sent) * 6) * mul
+    fixed = FixedPoint(precision)
+    slot_bits = fixed.slot_bits(work.iterations)
+    slots = fixed.slots_per_plaintext(work.iterations, work.bits)
+    sizes = np.diff(graph.offsets)
+    packed = int(sum(-(-int(s) // slots) for s in sizes))
+    decrypt = packed * ((slots - 1) * slot_bits * mul + noise + 2 * partial)
+    return {
+        "multiplication mod N^2 (us)": mul * 1e6,
+        "partial decryption (ms)": partial * 1e3,
+        "encrypt": accounts * noise,
+        "each iteration": iteration + sent * noise,
+        "decrypt": decrypt,
+        "total": accounts * noise + work.iterations * (iteration + sent * noise) + decrypt,
+    }
+
+
+def spread(values: list[float]) -> str:
+    values = sorted(values)
+    return f"{values[0]:.2f} / {statistics.median(values):.2f} / {values[-1]:.2f}"
+
+
+def report(
+    work: Workload, results: list[Result], tno: list[Result], estimate: dict[str, float]
+) -> None:
+    print(
+        f"\n== {work.name}: {work.accounts:,} accounts, {work.edges:,} transactions, "
+        f"{work.bits}-bit key, {work.iterations} iterations, {len(results)} run(s) =="
+    )
+    print(f"riskprop wall s (min / median / max): {spread([r.wall for r in results])}")
+    print(f"riskprop CPU s, all nodes:           {spread([r.cpu for r in results])}")
+    peak = max(max(r.peak_rss.values()) for r in results)
+    print(f"peak memory of one node:              {peak / 2**30:.2f} GiB")
+    print(f"largest |secure - plaintext|:         {max(r.max_diff for r in results):.2e}")
+    last = results[len(results) // 2]
+    print("per phase (summed over banks, median run): seconds, MB sent")
+    for phase in last.seconds:
+        sent = last.sent.get(phase, 0)
+        print(f"  {phase:<24}{last.seconds[phase]:>9.2f}{sent / 1e6:>10.2f}")
+    for phase, sent in last.sent.items():
+        if phase not in last.seconds:
+            print(f"  {phase:<24}{'':>9}{sent / 1e6:>10.2f}")
+    print("modular arithmetic the protocol performs (all banks, from operation counts):")
+    for label, value in estimate.items():
+        unit = "" if "(" in label else " s"
+        print(f"  {label:<30}{value:>10.2f}{unit}")
+    cpu = statistics.median(r.cpu for r in results)
+    print(f"  share of the median CPU time:   {estimate['total'] / cpu:>9.0%}")
+    if tno:
+        wall, cpu = statistics.median(r.wall for r in tno), statistics.median(r.cpu for r in tno)
+        print(
+            f"TNO wall s: {spread([r.wall for r in tno])}; CPU s: {spread([r.cpu for r in tno])}"
+            f"; largest |TNO - plaintext| {max(r.max_diff for r in tno):.2e}"
+        )
+        ours_wall = statistics.median(r.wall for r in results)
+        ours_cpu = statistics.median(r.cpu for r in results)
+        print(
+            f"ratio TNO / riskprop (medians): wall {wall / ours_wall:.1f}x, "
+            f"CPU {cpu / ours_cpu:.1f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tno-python", help="Python of a venv with TNO's package.")
+    parser.add_argument("--tno-runs", type=int, default=1)
+    parser.add_argument("--precision-bits", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=7200.0)
+    args = parser.parse_args()
+    print(f"riskprop benchmark, {os.cpu_count()} cores; {' '.join(sys.argv)}")
+    for work in WORKLOADS[args.workload]:
+        data = dataset(work)
+        results = []
+        for run in range(args.runs):
+            result = run_riskprop(work, data, args.precision_bits, args.timeout)
+            print(
+                f"  {work.name} run {run + 1}: wall {result.wall:.2f} s, CPU {result.cpu:.2f} s",
+                flush=True,
+            )
+            results.append(result)
+        tno = []
+        if args.tno_python:
+            for run in range(args.tno_runs):
+                tno.append(run_tno(work, data, args.tno_python))
+                print(
+                    f"  TNO run {run + 1}: wall {tno[-1].wall:.1f} s, CPU {tno[-1].cpu:.1f} s",
+                    flush=True,
+                )
+        report(work, results, tno, arithmetic_estimate(work, data, args.precision_bits))
+
+
+if __name__ == "__main__":
+    main()
