@@ -135,7 +135,8 @@ def wait_all(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> li
 
 
 def assert_matches_plaintext(network: Network) -> None:
-    """Every bank's written scores equal the plaintext engine's within 1e-7 (the fixed-point bound with the default 32 bits)."""
+    """Every bank's scores equal the plaintext engine's within 1e-7 (the fixed-point bound for
+    the default 32 bits on these graphs)."""
     reference = simulate_plaintext(network.data, iterations=ITERATIONS)
     sizes = np.cumsum([len(i) for i in reference.account_ids])[:-1]
     expected = {

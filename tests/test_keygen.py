@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import math
 import random
+import sys
 
 import gmpy2
 import numpy as np
@@ -21,6 +22,7 @@ from riskprop.node.transport import InMemoryNetwork
 from riskprop.protocol.keygen import KeygenParams, KeygenParty, run_in_lockstep
 
 BITS = 512
+KEYGEN = [sys.executable, "-m", "riskprop", "keygen"]
 
 
 def names(n: int) -> tuple[str, ...]:
@@ -103,7 +105,7 @@ def test_secure_run_with_a_distributed_key_matches_plaintext(generated, tmp_path
 
 
 def test_sieved_candidates_have_no_small_factor() -> None:
-    n, t = 3, 1
+    n = 3
     sieve = dkg.Sieve.make(256, n)
     primes = sieve.prime_array
     count = 50
@@ -213,7 +215,8 @@ def test_mismatched_parameters_abort() -> None:
         for name in parties:
             bits = 528 if name == "bank3" else BITS
             params = KeygenParams(parties, 1, bits=bits, sigma=40, session="mismatch")
-            runs.append(drive_keygen(KeygenParty(params, name), network.endpoint(name), round_timeout=5))
+            party = KeygenParty(params, name)
+            runs.append(drive_keygen(party, network.endpoint(name), round_timeout=5))
         return await asyncio.gather(*runs, return_exceptions=True)
 
     for outcome in asyncio.run(main()):
@@ -271,8 +274,8 @@ def test_three_node_processes_generate_a_key_over_tls_and_a_run_uses_it(
         assert "key share written" in logs[name]
     # The same command again refuses to overwrite the share.
     again = subprocess.run(
-        [sys.executable, "-m", "riskprop", "keygen", "--player", "bank1"]
-        + ["--config", str(network.configs), "--bits", str(BITS)],
+        [*KEYGEN, "--player", "bank1", "--config", str(network.configs), "--bits", str(BITS)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
