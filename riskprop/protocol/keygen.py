@@ -172,6 +172,20 @@ class KeygenParty:
         mine = [f if isinstance(f, np.ndarray) else list(f) for f in fields]
         return [mine if p == self.name else got[p] for p in self.params.parties]
 
+    def _deal_and_sum(
+        self, columns: Sequence[Sequence[int]]
+    ) -> Generator[Outbound, Inbound, list[int]]:
+        """Send each peer its share from every column (one sharing per column, indexed by
+        party); return, per column, the sum of this party's shares from every party."""
+        got = yield from self._exchange(
+            {peer: [[c[self._index(peer)]] for c in columns] for peer in self.peers}
+        )
+        sums = [c[self.me - 1] for c in columns]
+        for peer in self.peers:
+            for slot in range(len(columns)):
+                sums[slot] += self._ints(got[peer][slot], 1)[0]
+        return sums
+
     def _ints(self, value: dkg.I64 | list[int], count: int | None = None) -> list[int]:
         if isinstance(value, np.ndarray) or (count is not None and len(value) != count):
             raise ProtocolError("key generation: a peer sent a field of the wrong form")
@@ -357,13 +371,7 @@ class KeygenParty:
             dkg.share_mod(secrets.randbelow(modulus), modulus, t, n),
             dkg.zero_shares(modulus, 2 * t, n),
         )
-        got = yield from self._exchange(
-            {peer: [[c[self._index(peer)]] for c in columns] for peer in self.peers}
-        )
-        sums = [c[self.me - 1] for c in columns]
-        for peer in self.peers:
-            for slot in range(3):
-                sums[slot] += self._ints(got[peer][slot], 1)[0]
+        sums = yield from self._deal_and_sum(columns)
         masked = (sums[0] * sums[1] + sums[2]) % modulus
         everyone = yield from self._broadcast([[masked]])
         z = dkg.reconstruct_mod([self._ints(f[0], 1)[0] for f in everyone], modulus)
@@ -384,13 +392,7 @@ class KeygenParty:
             dkg.share_integer(delta * beta, t, n, sigma),
             dkg.zero_shares(modulus, 2 * t, n),
         )
-        got = yield from self._exchange(
-            {peer: [[c[self._index(peer)]] for c in columns] for peer in self.peers}
-        )
-        sums = [c[self.me - 1] for c in columns]
-        for peer in self.peers:
-            for slot in range(3):
-                sums[slot] += self._ints(got[peer][slot], 1)[0]
+        sums = yield from self._deal_and_sum(columns)
         product = sums[0] * sums[1]  # H(me), degree 2t, H(0) = Delta**2 phi beta
         reshare = dkg.share_integer(delta * product, t, n, sigma)
         masked = (product + sums[2]) % modulus
