@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 ABORT_NOTICE_SECONDS = 5.0
 
 
+class PeerAbortedError(ProtocolError):
+    """A peer stopped the key generation (it told us why; no need to tell it back)."""
+
+
 async def drive_keygen(
     party: KeygenParty,
     transport: Transport,
@@ -57,9 +61,10 @@ async def drive_keygen(
         reason = f"key generation: {exc.peer} is unreachable (round {round_no}); aborting"
         await _notify_abort(party, transport, session, reason)
         raise ProtocolError(reason) from None
+    except PeerAbortedError:
+        raise
     except ProtocolError as exc:
-        if "aborted by" not in str(exc):
-            await _notify_abort(party, transport, session, str(exc))
+        await _notify_abort(party, transport, session, str(exc))
         raise
     finally:
         generator.close()
@@ -120,7 +125,7 @@ async def _collect_round(
             )
         body = message.body
         if isinstance(body, Abort):
-            raise ProtocolError(f"key generation aborted by {message.sender}: {body.reason}")
+            raise PeerAbortedError(f"key generation aborted by {message.sender}: {body.reason}")
         if not isinstance(body, KeygenRound) or message.run_id != session:
             log.warning(
                 "%s: ignored a %s message from %s", party.name, message.kind, message.sender
