@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from riskprop.config import PlayerConfig, Timeouts, load_player_config
+from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS
 from riskprop.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,7 +85,7 @@ def test_shipped_configs_load(local: Path) -> None:
         assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8441 + PARTIES.index(name))
         assert config.run.run_id == "local-demo-1"
         assert (config.run.iterations, config.run.delta, config.run.delta_b) == (3, 0.5, 0.0)
-        assert config.run.periods == (0,) and config.run.precision_bits == 48
+        assert config.run.periods == (0,) and config.run.precision_bits == 32
         assert config.max_body_bytes == 256 * 2**20
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.player = "mallory"  # type: ignore[misc]
@@ -177,7 +178,7 @@ def test_optional_sections_take_defaults(configs: Path) -> None:
     assert config.timeouts == Timeouts() == Timeouts(60.0, 60.0, 600.0, 86400.0)
     assert config.max_body_bytes == 256 * 2**20 and config.listen_host == "127.0.0.1"
     assert (config.run.delta, config.run.delta_b, config.run.periods) == (0.5, 0.0, (0,))
-    assert config.run.precision_bits == 48
+    assert config.run.precision_bits == DEFAULT_FRACTION_BITS == 32
 
     edit(
         configs / "alice.yaml", lambda d: d.update(timeouts={"idle": 5}, limits={"max_body_mb": 1})
