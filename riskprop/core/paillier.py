@@ -2,9 +2,22 @@
 
 Paillier with ``g = N + 1``: ``Enc(m; r) = (1 + m N) * r**N mod N**2``. Homomorphisms used here:
 ``Enc(a) * Enc(b) = Enc(a + b)`` and ``Enc(a)**k = Enc(k a)`` (mod ``N**2``, plaintexts mod
-``N``). A *noise* value is ``r**N mod N**2`` for a fresh uniform ``r`` in ``Z_N^*``; multiplying
-a ciphertext by one re-randomises it: the result is a fresh, independent encryption of the same
-plaintext, which is what every ciphertext leaving a bank gets.
+``N``). A *noise* value is an N-th residue ``s**N mod N**2`` (``s`` a unit mod ``N``);
+multiplying a ciphertext by one re-randomises it: same plaintext, new ciphertext. Every
+ciphertext leaving a bank gets a fresh one.
+
+Two noise sources. ``FreshNoise``: ``r**N`` for a uniform ``r`` in ``Z_N^*`` -- exactly
+Paillier's encryption, semantically secure under the decisional composite residuosity
+assumption (DCRA). ``FixedBaseNoise`` (the default of a run): ``h_N**alpha`` with ``h_N =
+(-x**2 mod N)**N mod N**2`` for a secret uniform ``x`` and ``alpha`` uniform in ``[0, 2**L)``,
+``L = ceil(|N| / 2)``: the variant of Damgård, Jurik and Nielsen, "A generalization of
+Paillier's public-key system with applications to electronic voting", Int. J. Inf. Secur. 9(6),
+2010, section 4.1, where ``h_N`` is part of the public key. Its security rests on DCRA *plus* an
+extra assumption: that ``h**alpha`` with such a short ``alpha`` cannot be told from a uniform
+element of the group ``<h>`` (a short-exponent assumption in a group of unknown order; DJN state
+it for moduli with ``p = q = 3 mod 4`` and ``gcd(p - 1, q - 1) = 2``, where ``<h>`` is w.h.p. the
+whole subgroup of Jacobi symbol 1; our keys are not checked for the second condition). Here
+``h_N`` is not even published. See docs/threat-model.md.
 
 Ciphertexts are ``gmpy2.mpz`` values in flat lists indexed by account position. Keys come from
 phe (``generate_paillier_keypair``); arithmetic is GMP through gmpy2.
@@ -74,57 +87,91 @@ class FreshNoise:
         return [gmpy2.powmod(self._unit(), self._n, self._n2) for _ in range(count)]
 
 
+#: ``FixedBaseNoise.draw`` takes its random digits in batches of this many values.
+_DRAW_BATCH = 4096
+
+
 class FixedBaseNoise:
-    """Short-exponent noise from a fixed base (Damgård-Jurik-Nielsen, PKC 2010, section 4.1).
+    """Short-exponent fixed-base noise ``h_N**alpha`` (Damgård-Jurik-Nielsen 2010, section 4.1).
 
-    At construction a secret uniform ``x`` in ``Z_N^*`` gives ``h = -x**2 mod N`` and the base
-    ``h_N = h**N mod N**2``; a noise value is ``h_N**alpha = (h**alpha)**N`` (an N-th residue)
-    with ``alpha`` uniform in ``[0, 2**L)``, ``L = ceil(|N| / 2)`` as DJN propose. DJN prove
-    this semantically secure under DCRA plus the assumption that ``h**alpha`` with such short
-    ``alpha`` is indistinguishable from a uniform element of the group ``h`` generates; see
-    docs/threat-model.md. ``x`` lives in this object only (never logged or written).
+    Construction draws a secret uniform ``x`` in ``Z_N^*`` and keeps only the base
+    ``h_N = (-x**2 mod N)**N mod N**2``; ``x`` is a local of ``__init__`` (never stored, logged
+    or written). A value is ``h_N**alpha = ((-x**2)**alpha)**N``, an N-th residue, with
+    ``alpha`` uniform in ``[0, 2**L)``, ``L = ceil(|N| / 2)`` (1024 bits at 2048-bit N). Security:
+    DCRA plus DJN's short-exponent assumption (module docstring).
 
-    Cost: a comb table ``T[j][v] = h_N**(v * 2**(w j))`` (``ceil(L/w)`` rows of ``2**w``) makes
-    one draw ``ceil(L/w) - 1`` multiplications mod ``N**2``, against about ``1.2 |N|`` for
-    ``r**N``: with ``w = 8`` and a 2048-bit N, 127 instead of ~2,450. The table (16 MiB at 2048
-    bits) is built on the first draw, about 33,000 multiplications.
+    Comb table with window ``w`` and ``k = ceil(L / w)`` rows: ``T[j][v] = h_N**(v * 2**(w j))``
+    for ``j < k`` and ``v < 2**w`` (the top row only ``v < 2**(L - w (k - 1))``). Writing
+    ``alpha = sum_j d_j 2**(w j)`` with independent uniform digits ``d_j`` (which makes
+    ``alpha`` uniform), ``h_N**alpha = prod_j T[j][d_j]``: ``k - 1`` multiplications mod ``N**2``
+    per draw instead of ~``1.5 |N|`` for ``r**N`` (127 against ~3,070 at 2048 bits, w = 8). The
+    table is built on the first draw with ``(sum of row lengths) - k`` multiplications: at 2048
+    bits and w = 8, 128 x 256 values of 512 bytes, 16 MiB of numbers (18.4 MB as Python
+    objects), in about 0.2 s.
     """
 
-    def __init__(self, key: PublicKey, *, window: int = 8) -> None:
-        if window != 8:
-            raise ValueError("only byte-wide windows are supported")
-        self._key = key
-        self._n2 = mpz(key.nsquare)
+    def __init__(
+        self,
+        key: PublicKey,
+        *,
+        window: int = 8,
+        randbelow: Callable[[int], int] = secrets.randbelow,
+    ) -> None:
+        if not 1 <= window <= 16:
+            raise ValueError("the comb window must be 1..16 bits")
+        n, n2 = mpz(key.n), mpz(key.nsquare)
+        self.window = window
         self.exponent_bits = (key.bits + 1) // 2
-        self._rows = -(-self.exponent_bits // window)
-        self._top_mask = (1 << (self.exponent_bits - window * (self._rows - 1))) - 1
+        rows = -(-self.exponent_bits // window)
+        top = self.exponent_bits - window * (rows - 1)
+        #: length of each comb row: ``2**w`` and ``2**top`` for the last
+        self.row_sizes: tuple[int, ...] = (1 << window,) * (rows - 1) + (1 << top,)
+        self._n2 = n2
+        x = FreshNoise(key, randbelow)._unit()
+        self._base = gmpy2.powmod(-x * x % n, n, n2)
+        del x
         self._table: list[list[mpz]] | None = None
 
     def _build(self) -> list[list[mpz]]:
-        n, n2 = mpz(self._key.n), self._n2
-        x = FreshNoise(self._key)._unit()
-        base = gmpy2.powmod((-x * x) % n, n, n2)
-        table = []
-        for _ in range(self._rows):
-            row = [mpz(1), base]
-            for _ in range(254):
-                row.append(row[-1] * base % n2)
+        """``T[j][v] = g_j**v`` with ``g_0 = h_N`` and ``g_{j+1} = g_j**(2**w)``."""
+        n2 = self._n2
+        table: list[list[mpz]] = []
+        g = self._base
+        for size in self.row_sizes:
+            row = [mpz(1), g]
+            for _ in range(size - 2):
+                row.append(row[-1] * g % n2)
             table.append(row)
-            base = row[-1] * base % n2  # base**256
+            if len(table) < len(self.row_sizes):
+                g = row[-1] * g % n2  # g**(2**w): only the last row is shorter
         return table
 
-    def draw(self, count: int) -> list[mpz]:
+    def power(self, alpha: int) -> mpz:
+        """``h_N**alpha mod N**2`` from the table, for ``0 <= alpha < 2**L``."""
+        if not 0 <= alpha < 1 << self.exponent_bits:
+            raise ValueError("exponent outside [0, 2**L)")
+        mask = (1 << self.window) - 1
+        digits = [(alpha >> (self.window * j)) & mask for j in range(len(self.row_sizes))]
+        return self._combine(digits)
+
+    def _combine(self, digits: Sequence[int]) -> mpz:
         if self._table is None:
             self._table = self._build()
-        table, n2, rows, mask = self._table, self._n2, self._rows, self._top_mask
-        data = secrets.token_bytes(rows * count)
-        out = []
-        for start in range(0, rows * count, rows):
-            digits = data[start : start + rows]
-            acc = table[rows - 1][digits[rows - 1] & mask]
-            for j in range(rows - 1):
-                acc = acc * table[j][digits[j]] % n2
-            out.append(acc)
+        table, n2 = self._table, self._n2
+        acc = table[0][digits[0]]
+        for j in range(1, len(table)):
+            acc = acc * table[j][digits[j]] % n2
+        return acc
+
+    def draw(self, count: int) -> list[mpz]:
+        out: list[mpz] = []
+        rows = len(self.row_sizes)
+        limits = np.array([size - 1 for size in self.row_sizes], dtype=np.uint16)
+        for start in range(0, count, _DRAW_BATCH):
+            batch = min(_DRAW_BATCH, count - start)
+            raw = np.frombuffer(secrets.token_bytes(2 * rows * batch), dtype="<u2")
+            digits = (raw.reshape(batch, rows) & limits).tolist()
+            out.extend(self._combine(d) for d in digits)
         return out
 
 
@@ -162,8 +209,14 @@ def rerandomize(key: PublicKey, ciphertexts: Sequence[mpz], noise: NoiseSource) 
     return [c * r % n2 for c, r in zip(ciphertexts, noise.draw(len(ciphertexts)), strict=True)]
 
 
-#: Window of the multi-exponentiation in ``linear_step`` (tables of ``2**w - 1`` powers).
-STRAUS_WINDOW = 3
+#: Largest per-base window of ``linear_step`` (a table of ``2**(w-1)`` odd powers).
+MAX_WINDOW = 6
+#: Default cap, in bytes, on the window tables ``linear_step`` holds at once.
+TABLE_BUDGET = 1 << 30
+#: ``linear_step`` recodes exponents and runs rows in chunks of this many rows.
+CHUNK_ROWS = 2048
+#: Bytes a Python ``mpz`` takes beyond its limbs (header and allocator rounding).
+_MPZ_OVERHEAD = 48
 
 
 def linear_step(
@@ -174,59 +227,198 @@ def linear_step(
     indptr: IntArray,
     indices: IntArray,
     coefs: Sequence[int],
+    *,
+    table_budget: int = TABLE_BUDGET,
 ) -> list[mpz]:
     """Encrypted ``R'(x) = c_self R(x) + sum_j coefs[j] R(indices[j])`` for rows ``x < n_rows``.
 
     ``bases[x]`` for ``x < n_rows`` is row ``x``'s own ciphertext; further bases are imported
-    ciphertexts. This is the only per-edge loop of the secure protocol. Each row is one
-    multi-exponentiation ``prod_k b_k**e_k`` by Straus' method with window ``w``: the ``f``
-    squarings are shared by the row's terms (``f`` = bit length of the largest exponent), each
-    term costs one multiplication per non-zero ``w``-bit digit, and each base's powers
-    ``b**v, v < 2**w`` are computed once per step for every row that uses it. A table is
-    dropped after its base's last use, which bounds memory by the bases in use.
+    ciphertexts. Row ``x`` is ``bases[x]**self_coef * prod_j bases[indices[j]]**coefs[j] mod
+    N**2`` (``indptr[x] <= j < indptr[x + 1]``), exactly the integers a ``powmod`` per term
+    gives; exponents must lie in ``[0, 2**63)``. This is the only per-edge loop of the secure
+    protocol.
+
+    Method: interleaved sliding-window multi-exponentiation (Straus's simultaneous
+    exponentiation with a window per base). Each exponent ``e`` of base ``b`` is recoded right
+    to left as ``e = sum_i d_i 2**p_i`` with odd digits ``d_i < 2**w_b`` (about ``f / (w_b + 1)``
+    of them for ``f``-bit exponents); ``b`` gets one table of odd powers ``b, b**3, ...,
+    b**(2**w_b - 1)`` (``2**(w_b - 1)`` multiplications) that every row using ``b`` shares. A
+    row runs from its highest digit position down: one squaring per bit position, shared by all
+    its terms, and one multiplication per digit. ``w_b`` minimises ``u_b f / (w_b + 1) +
+    2**(w_b - 1)`` for the ``u_b`` uses of ``b`` (``w_b = 1``, no table beyond ``b`` itself, is
+    among the choices), plus a per-entry penalty raised until the tables alive at once fit
+    ``table_budget`` bytes. A table is built when the first chunk of ``CHUNK_ROWS`` rows that
+    uses its base starts and dropped after the last one.
     """
-    w = STRAUS_WINDOW
     n2 = mpz(key.nsquare)
-    ptr = indptr.tolist()
-    cols = indices.tolist()
-    bits = max([int(self_coef).bit_length(), *(int(c).bit_length() for c in coefs)])
-    n_digits = max(1, -(-bits // w))
-    mask = (1 << w) - 1
-    uses = np.bincount(np.asarray(indices, dtype=np.int64), minlength=len(bases))
-    uses[:n_rows] += 1
-    remaining = uses.tolist()
-    tables: dict[int, list[mpz]] = {}
+    ptr = np.asarray(indptr, dtype=np.int64)
+    cols = np.asarray(indices, dtype=np.int64)
+    if len(ptr) != n_rows + 1 or len(cols) != len(coefs) or int(ptr[-1]) != len(cols):
+        raise ValueError("indptr, indices and coefs do not describe n_rows CSR rows")
+    try:
+        edge_exps = np.asarray(coefs, dtype=np.int64)
+    except OverflowError as exc:
+        raise ValueError("linear_step exponents must lie in [0, 2**63)") from exc
+    if (len(coefs) and int(edge_exps.min()) < 0) or not 0 <= self_coef < 1 << 63:
+        raise ValueError("linear_step exponents must lie in [0, 2**63)")
+    # one term list, row by row: the self term first, then the row's edges; zero exponents out
+    sizes = np.diff(ptr) + 1
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), sizes)
+    self_at = ptr[:-1] + np.arange(n_rows, dtype=np.int64)
+    is_edge = np.ones(len(rows), dtype=bool)
+    is_edge[self_at] = False
+    term_cols = np.empty(len(rows), dtype=np.int64)
+    term_exps = np.empty(len(rows), dtype=np.int64)
+    term_cols[self_at] = np.arange(n_rows, dtype=np.int64)
+    term_exps[self_at] = self_coef
+    term_cols[is_edge] = cols
+    term_exps[is_edge] = edge_exps
+    keep = term_exps != 0
+    rows, term_cols, term_exps = rows[keep], term_cols[keep], term_exps[keep]
+    bits = int(term_exps.max()).bit_length() if len(term_exps) else 0
 
-    def table(b: int) -> list[mpz]:
-        found = tables.get(b)
-        if found is None:
-            base = bases[b]
-            found = [mpz(1), base]
-            for _ in range(mask - 1):
-                found.append(found[-1] * base % n2)
-            tables[b] = found
-        remaining[b] -= 1
-        if remaining[b] == 0:
-            del tables[b]
-        return found
+    n_chunks = -(-n_rows // CHUNK_ROWS)
+    windows, first, last = _plan_tables(
+        len(bases), term_cols, rows // CHUNK_ROWS, n_chunks, bits, table_budget, key
+    )
+    size = np.where(last >= 0, 1 << (windows - 1), 0)
+    offset = np.zeros(len(bases) + 1, dtype=np.int64)
+    np.cumsum(size, out=offset[1:])
+    pool: list[mpz | None] = [None] * int(offset[-1])
+    by_first = np.argsort(first, kind="stable")
+    first_bounds = np.searchsorted(first[by_first], np.arange(n_chunks + 1)).tolist()
+    by_last = np.argsort(last, kind="stable")
+    last_bounds = np.searchsorted(last[by_last], np.arange(n_chunks + 1)).tolist()
+    term_bounds = np.searchsorted(rows, np.arange(n_chunks + 1) * CHUNK_ROWS).tolist()
+    offsets, sizes_list = offset.tolist(), size.tolist()
 
-    self_digits = [(self_coef >> (w * d)) & mask for d in range(n_digits)]
-    out = []
+    out: list[mpz] = []
+    for chunk in range(n_chunks):
+        for b in by_first[first_bounds[chunk] : first_bounds[chunk + 1]].tolist():
+            _odd_powers(bases[b], n2, pool, offsets[b], sizes_list[b])
+        lo, hi = term_bounds[chunk], term_bounds[chunk + 1]
+        first_row = chunk * CHUNK_ROWS
+        out += _run_rows(
+            n2,
+            pool,
+            rows[lo:hi] - first_row,
+            min(CHUNK_ROWS, n_rows - first_row),
+            term_exps[lo:hi],
+            windows[term_cols[lo:hi]],
+            offset[term_cols[lo:hi]],
+            bits,
+        )
+        for b in by_last[last_bounds[chunk] : last_bounds[chunk + 1]].tolist():
+            start = offsets[b]
+            pool[start : start + sizes_list[b]] = [None] * sizes_list[b]
+    return out
+
+
+def _plan_tables(
+    n_bases: int,
+    cols: IntArray,
+    chunks: IntArray,
+    n_chunks: int,
+    bits: int,
+    budget: int,
+    key: PublicKey,
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Per base: window, first and last chunk that uses it (``-1``: unused).
+
+    The window minimises ``uses f / (w + 1) + 2**(w - 1) + penalty (2**(w - 1) - 1)`` (expected
+    digit multiplications, table multiplications, new table entries); the penalty is the
+    smallest of 0, 1, 2, 4, ... for which the table entries alive at once fit ``budget``.
+    """
+    uses = np.bincount(cols, minlength=n_bases)
+    first = np.full(n_bases, n_chunks, dtype=np.int64)
+    last = np.full(n_bases, -1, dtype=np.int64)
+    np.minimum.at(first, cols, chunks)
+    np.maximum.at(last, cols, chunks)
+    used = last >= 0
+    entry_bytes = key.ciphertext_bytes + _MPZ_OVERHEAD
+    digits = max(bits, 1) * uses.astype(np.float64)
+    penalty = 0.0
+    while True:
+        windows = np.ones(n_bases, dtype=np.int64)
+        best = digits / 2
+        for w in range(2, MAX_WINDOW + 1):
+            cost = digits / (w + 1) + 2 ** (w - 1) + penalty * (2 ** (w - 1) - 1)
+            better = cost < best
+            windows[better] = w
+            best = np.minimum(best, cost)
+        extra = np.where(used, (1 << (windows - 1)) - 1, 0)
+        alive = np.zeros(n_chunks + 1, dtype=np.int64)
+        np.add.at(alive, first[used], extra[used])
+        np.add.at(alive, last[used] + 1, -extra[used])
+        peak = int(np.cumsum(alive).max()) if n_chunks else 0
+        if peak * entry_bytes <= budget or not extra.any():
+            return windows, first, last
+        penalty = max(1.0, 2 * penalty)
+
+
+def _odd_powers(base: mpz, n2: mpz, pool: list[mpz | None], start: int, count: int) -> None:
+    """``pool[start + i] = base**(2 i + 1) mod N**2`` for ``i < count``."""
+    value = base if 0 <= base < n2 else base % n2
+    pool[start] = value
+    if count > 1:
+        square = value * value % n2
+        for i in range(1, count):
+            value = value * square % n2
+            pool[start + i] = value
+
+
+def _run_rows(
+    n2: mpz,
+    pool: list[mpz | None],
+    rows: IntArray,
+    n_rows: int,
+    exps: IntArray,
+    windows: IntArray,
+    offsets: IntArray,
+    bits: int,
+) -> list[mpz]:
+    """Rows ``0..n_rows-1`` of one chunk; ``rows`` (sorted) names the row of each term."""
+    # right-to-left sliding windows, vectorised over the chunk's terms: a digit starts at
+    # each set bit not covered by the previous digit of the same exponent
+    free = np.zeros(len(exps), dtype=np.int64)
+    found: list[tuple[IntArray, int, IntArray]] = []
+    for i in range(bits):
+        at = np.flatnonzero(((exps >> i) & 1).astype(bool) & (free <= i))
+        if len(at):
+            width = windows[at]
+            found.append((at, i, (exps[at] >> i) & ((1 << width) - 1)))
+            free[at] = i + width
+    one = mpz(1)
+    if not found:
+        return [one] * n_rows
+    term = np.concatenate([at for at, _, _ in found])
+    pos = np.concatenate([np.full(len(at), i, dtype=np.int64) for at, i, _ in found])
+    digit = np.concatenate([d for _, _, d in found])
+    row = rows[term]
+    order = np.lexsort((-pos, row))
+    term, pos, digit, row = term[order], pos[order], digit[order], row[order]
+    slots = (offsets[term] + (digit >> 1)).tolist()
+    values = [pool[s] for s in slots]
+    gaps = np.empty(len(pos), dtype=np.int64)
+    gaps[0] = 0
+    gaps[1:] = pos[:-1] - pos[1:]
+    bounds = np.searchsorted(row, np.arange(n_rows + 1)).tolist()
+    gap, lowest = gaps.tolist(), pos.tolist()
+    out: list[mpz] = []
+    append = out.append
     for x in range(n_rows):
-        terms = [(table(x), self_digits)]
-        for j in range(ptr[x], ptr[x + 1]):
-            e = int(coefs[j])
-            terms.append((table(cols[j]), [(e >> (w * d)) & mask for d in range(n_digits)]))
-        acc = mpz(1)
-        for d in range(n_digits - 1, -1, -1):
-            if acc != 1:
-                for _ in range(w):
-                    acc = acc * acc % n2
-            for powers, digits in terms:
-                digit = digits[d]
-                if digit:
-                    acc = acc * powers[digit] % n2
-        out.append(acc)
+        a, b = bounds[x], bounds[x + 1]
+        if a == b:
+            append(one)
+            continue
+        acc = values[a]
+        for k in range(a + 1, b):
+            for _ in range(gap[k]):
+                acc = acc * acc % n2
+            acc = acc * values[k] % n2
+        for _ in range(lowest[b - 1]):
+            acc = acc * acc % n2
+        append(acc)
     return out
 
 
