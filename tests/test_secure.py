@@ -811,6 +811,47 @@ def test_no_ciphertext_is_sent_twice(tapped: TappedRun) -> None:
     assert full_decrypt(tapped.shares, zeros) == [0] * len(zeros)
 
 
+def test_an_account_sent_to_several_peers_is_rerandomised_once_per_step(tmp_path: Path) -> None:
+    """One fresh ciphertext per account and step, the same for every peer that needs it."""
+    hub, other = acct("alice", 10), acct("alice", 11)
+    b0, c0 = acct("bob", 10), acct("charlie", 10)
+    accounts = {"alice": [(hub, 0.8), (other, 0.3)], "bob": [(b0, 0.1)], "charlie": [(c0, 0.2)]}
+    rows: list[Row] = [
+        (hub, "alice", b0, "bob", 5.0, 0),
+        (hub, "alice", c0, "charlie", 7.0, 0),
+        (other, "alice", c0, "charlie", 1.0, 0),
+    ]
+    dataset = load_dataset(write_dataset(tmp_path, accounts, spread(rows)))
+    shares = shares_for(dataset.names, 1)
+    iterations = 3
+    descriptor = make_descriptor(
+        shares["alice"].key, iterations=iterations, delta_a=0.6, delta_b=0.5, periods=(0,)
+    )
+    sent: list[tuple[Message, bytes]] = []
+    run_in_process(
+        descriptor, dataset.banks, shares, tap=lambda m, b: sent.append((m, b)), idle_timeout=30.0
+    )
+    rosters = {
+        (m.sender, m.recipient): m.body.rosters for m, _ in sent if isinstance(m.body, Hello)
+    }
+    by_step: dict[int, dict[str, mpz]] = {}
+    others = []
+    for message, _ in sent:
+        if isinstance(message.body, Scores) and message.sender == "alice":
+            roster = rosters["alice", message.recipient][0]
+            by_step.setdefault(message.iteration, {})[message.recipient] = message.body.values[
+                roster.index(hub)
+            ]
+            if other in roster:
+                others.append(message.body.values[roster.index(other)])
+    assert sorted(by_step) == list(range(1, iterations + 1))
+    for step_values in by_step.values():
+        assert set(step_values) == {"bob", "charlie"}
+        assert step_values["bob"] == step_values["charlie"]
+    fresh = [v["bob"] for v in by_step.values()]
+    assert len(set(map(int, fresh + others))) == 2 * iterations
+
+
 def test_rerandomize_gives_a_fresh_ciphertext_of_the_same_plaintext() -> None:
     shares = shares_for(("alice", "bob", "charlie"), 1)
     public = shares["alice"].key.public

@@ -6,18 +6,19 @@ Paillier with ``g = N + 1``: ``Enc(m; r) = (1 + m N) * r**N mod N**2``. Homomorp
 multiplying a ciphertext by one re-randomises it: same plaintext, new ciphertext. Every
 ciphertext leaving a bank gets a fresh one.
 
-Two noise sources. ``FreshNoise``: ``r**N`` for a uniform ``r`` in ``Z_N^*`` -- exactly
-Paillier's encryption, semantically secure under the decisional composite residuosity
-assumption (DCRA). ``FixedBaseNoise`` (the default of a run): ``h_N**alpha`` with ``h_N =
-(-x**2 mod N)**N mod N**2`` for a secret uniform ``x`` and ``alpha`` uniform in ``[0, 2**L)``,
-``L = ceil(|N| / 2)``: the variant of Damgård, Jurik and Nielsen, "A generalization of
-Paillier's public-key system with applications to electronic voting", Int. J. Inf. Secur. 9(6),
-2010, section 4.1, where ``h_N`` is part of the public key. Its security rests on DCRA *plus* an
-extra assumption: that ``h**alpha`` with such a short ``alpha`` cannot be told from a uniform
-element of the group ``<h>`` (a short-exponent assumption in a group of unknown order; DJN state
-it for moduli with ``p = q = 3 mod 4`` and ``gcd(p - 1, q - 1) = 2``, where ``<h>`` is w.h.p. the
-whole subgroup of Jacobi symbol 1; our keys are not checked for the second condition). Here
-``h_N`` is not even published. See docs/threat-model.md.
+Two noise sources. ``FreshNoise``: ``r**N`` for a uniform ``r`` in ``Z_N^*``, Paillier's own
+encryption, semantically secure under the decisional composite residuosity assumption (DCRA).
+``FixedBaseNoise`` (what a run uses): ``h_N**alpha`` with ``h_N = (-x**2 mod N)**N mod N**2``
+for a secret uniform ``x`` in ``Z_N^*`` and ``alpha`` uniform in ``[0, 2**L)``, ``L = ceil(|N|
+/ 2)``. This is the variant of Damgård, Jurik and Nielsen, "A generalization of Paillier's
+public-key system with applications to electronic voting", Int. J. Inf. Secur. 9(6), 2010,
+section 4.1 (there ``h_N`` is public; here it never leaves the process). Its semantic security
+needs DCRA *plus* an assumption: ``h**alpha`` for such a short ``alpha`` cannot be told from a
+uniform element of the group ``<h>`` (a short-exponent assumption in a group of unknown order).
+DJN take ``p = q = 3 mod 4`` and ``gcd(p - 1, q - 1) = 2``, so that ``<h>`` is w.h.p. the whole
+subgroup of Jacobi symbol 1; riskprop's moduli are not checked for that (dealt keys come from
+phe with unconstrained primes; distributed keys have ``p = q = 3 mod 4`` only), so for them the
+assumption is made about ``<h>`` as it is. See docs/threat-model.md.
 
 Ciphertexts are ``gmpy2.mpz`` values in flat lists indexed by account position. Keys come from
 phe (``generate_paillier_keypair``); arithmetic is GMP through gmpy2.
@@ -64,7 +65,7 @@ class PublicKey:
 
 
 class NoiseSource(Protocol):
-    """Supplies re-randomisation factors ``r**N mod N**2``."""
+    """Supplies re-randomisation factors: N-th residues mod ``N**2``."""
 
     def draw(self, count: int) -> list[mpz]: ...
 
@@ -102,12 +103,12 @@ class FixedBaseNoise:
 
     Comb table with window ``w`` and ``k = ceil(L / w)`` rows: ``T[j][v] = h_N**(v * 2**(w j))``
     for ``j < k`` and ``v < 2**w`` (the top row only ``v < 2**(L - w (k - 1))``). Writing
-    ``alpha = sum_j d_j 2**(w j)`` with independent uniform digits ``d_j`` (which makes
-    ``alpha`` uniform), ``h_N**alpha = prod_j T[j][d_j]``: ``k - 1`` multiplications mod ``N**2``
-    per draw instead of ~``1.5 |N|`` for ``r**N`` (127 against ~3,070 at 2048 bits, w = 8). The
-    table is built on the first draw with ``(sum of row lengths) - k`` multiplications: at 2048
-    bits and w = 8, 128 x 256 values of 512 bytes, 16 MiB of numbers (18.4 MB as Python
-    objects), in about 0.2 s.
+    ``alpha = sum_j d_j 2**(w j)`` with independent uniform digits ``d_j`` (so ``alpha`` is
+    uniform), ``h_N**alpha = prod_j T[j][d_j]``: ``k - 1`` multiplications mod ``N**2`` per
+    draw (127 at 2048 bits, w = 8), where ``r**N`` takes about ``|N|`` squarings and ``|N| / 6``
+    multiplications. The table is built on the first draw, ``(sum of row lengths) - k``
+    multiplications (32,640 at 2048 bits, about 0.2 s): 128 x 256 values of 512 bytes, 16 MiB
+    of numbers, about 17.5 MiB as Python objects.
     """
 
     def __init__(
@@ -131,6 +132,11 @@ class FixedBaseNoise:
         self._base = gmpy2.powmod(-x * x % n, n, n2)
         del x
         self._table: list[list[mpz]] | None = None
+
+    @property
+    def base(self) -> mpz:
+        """``h_N`` (DJN publish it; here it stays in the process, and ``x`` is gone)."""
+        return self._base
 
     def _build(self) -> list[list[mpz]]:
         """``T[j][v] = g_j**v`` with ``g_0 = h_N`` and ``g_{j+1} = g_j**(2**w)``."""
@@ -164,6 +170,7 @@ class FixedBaseNoise:
         return acc
 
     def draw(self, count: int) -> list[mpz]:
+        """``count`` values ``h_N**alpha``, the digits of each ``alpha`` from ``secrets``."""
         out: list[mpz] = []
         rows = len(self.row_sizes)
         limits = np.array([size - 1 for size in self.row_sizes], dtype=np.uint16)
@@ -204,7 +211,7 @@ def embed(key: PublicKey, plaintexts: Sequence[int]) -> list[mpz]:
 
 
 def rerandomize(key: PublicKey, ciphertexts: Sequence[mpz], noise: NoiseSource) -> list[mpz]:
-    """Fresh encryptions of the same plaintexts: ``c * r**N mod N**2``."""
+    """Fresh encryptions of the same plaintexts: ``c * s mod N**2``, ``s`` a fresh noise value."""
     n2 = mpz(key.nsquare)
     return [c * r % n2 for c, r in zip(ciphertexts, noise.draw(len(ciphertexts)), strict=True)]
 
@@ -248,7 +255,8 @@ def linear_step(
     2**(w_b - 1)`` for the ``u_b`` uses of ``b`` (``w_b = 1``, no table beyond ``b`` itself, is
     among the choices), plus a per-entry penalty raised until the tables alive at once fit
     ``table_budget`` bytes. A table is built when the first chunk of ``CHUNK_ROWS`` rows that
-    uses its base starts and dropped after the last one.
+    uses its base starts and dropped after the last one. Memory beyond the inputs: the tables
+    (at most ``table_budget``), the output, 8 bytes per table slot and one chunk's digit arrays.
     """
     n2 = mpz(key.nsquare)
     ptr = np.asarray(indptr, dtype=np.int64)

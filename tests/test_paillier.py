@@ -1,0 +1,305 @@
+"""Ciphertext arithmetic: fixed-base noise (DJN) and the multi-exponentiation of ``linear_step``.
+
+Noise values must be N-th residues (they decrypt to 0), and ``linear_step`` must give exactly
+the integers of one ``powmod`` per term, whatever the shape, window or memory budget.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import sys
+from collections.abc import Sequence
+
+import gmpy2
+import numpy as np
+import phe
+import pytest
+from gmpy2 import mpz
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from riskprop.core import paillier
+from riskprop.core.data import IntArray
+from riskprop.core.paillier import (
+    FixedBaseNoise,
+    FreshNoise,
+    PublicKey,
+    encrypt,
+    linear_step,
+    rerandomize,
+)
+
+KEY_BITS = 256
+_PUBLIC, _PRIVATE = phe.generate_paillier_keypair(n_length=KEY_BITS)
+KEY = PublicKey(_PUBLIC.n)
+N, N2 = mpz(KEY.n), mpz(KEY.nsquare)
+LAMBDA = mpz((_PRIVATE.p - 1) * (_PRIVATE.q - 1))
+
+
+def decrypt(values: Sequence[mpz]) -> list[int]:
+    """``m = L(c**lambda mod N**2) / lambda mod N`` with ``L(u) = (u - 1) / N`` (``g = N + 1``)."""
+    inverse = gmpy2.invert(LAMBDA, N)
+    return [int((gmpy2.powmod(c, LAMBDA, N2) - 1) // N * inverse % N) for c in values]
+
+
+# ------------------------------------------------------------------------ fixed-base noise
+
+
+def test_fixed_base_noise_values_are_nth_residues() -> None:
+    values = FixedBaseNoise(KEY).draw(50)
+    # an N-th residue s**N has (s**N)**lambda = 1 mod N**2, so L(.) = 0: it encrypts 0
+    assert all(gmpy2.powmod(v, LAMBDA, N2) == 1 for v in values)
+    assert decrypt(values) == [0] * 50
+    assert all(0 < v < N2 and gmpy2.gcd(v, N) == 1 for v in values)
+
+
+def test_encrypt_and_rerandomize_with_fixed_base_noise_keep_the_plaintext() -> None:
+    noise = FixedBaseNoise(KEY)
+    plain = [0, 1, 2, 2**48, KEY.n - 1, *(secrets.randbelow(KEY.n) for _ in range(20))]
+    cts = encrypt(KEY, plain, noise)
+    assert decrypt(cts) == plain
+    once = rerandomize(KEY, cts, noise)
+    twice = rerandomize(KEY, once, noise)
+    assert decrypt(once) == plain
+    assert decrypt(twice) == plain
+    for group in zip(cts, once, twice, strict=True):
+        assert len(set(map(int, group))) == 3
+
+
+def test_fixed_base_draws_differ() -> None:
+    noise = FixedBaseNoise(KEY)
+    values = noise.draw(500) + noise.draw(500)
+    assert len(set(map(int, values))) == 1000
+    # every instance draws its own secret base
+    assert len({int(FixedBaseNoise(KEY).base) for _ in range(5)}) == 5
+
+
+@pytest.mark.parametrize(
+    ("modulus_bits", "window"),
+    [(257, 8), (255, 8), (256, 8), (2047, 8), (2048, 8), (257, 1), (257, 7), (258, 16)],
+)
+def test_comb_table_shape(modulus_bits: int, window: int) -> None:
+    n = (1 << (modulus_bits - 1)) | secrets.randbits(modulus_bits - 2) << 1 | 1
+    noise = FixedBaseNoise(PublicKey(n), window=window)
+    bits = math.ceil(modulus_bits / 2)
+    assert noise.exponent_bits == bits
+    rows = math.ceil(bits / window)
+    top = bits - window * (rows - 1)
+    assert 1 <= top <= window
+    assert noise.row_sizes == (2**window,) * (rows - 1) + (2**top,)
+    assert math.prod(noise.row_sizes) == 2**bits  # digits cover exactly [0, 2**L)
+    if modulus_bits < 1000 and window <= 8:
+        noise.draw(1)
+        table = noise._table
+        assert table is not None
+        assert tuple(len(row) for row in table) == noise.row_sizes
+
+
+@pytest.mark.parametrize("window", [1, 3, 8, 11])
+def test_comb_evaluation_is_the_power(window: int) -> None:
+    noise = FixedBaseNoise(KEY, window=window)  # L = 128
+    top = 2**noise.exponent_bits - 1
+    for alpha in [0, 1, 2, 255, 256, top, top >> 1, *(secrets.randbits(128) for _ in range(10))]:
+        assert noise.power(alpha) == gmpy2.powmod(noise.base, alpha, N2)
+    with pytest.raises(ValueError, match="exponent"):
+        noise.power(top + 1)
+
+
+@pytest.mark.parametrize("fill", [b"\xff", b"\x00"])
+def test_draw_digits_cover_exactly_l_bits(monkeypatch: pytest.MonkeyPatch, fill: bytes) -> None:
+    """All-ones random bytes give ``alpha = 2**L - 1`` (the top row is masked); zeros give 1."""
+    n = (1 << 256) | secrets.randbits(255) << 1 | 1  # 257 bits: L = 129, top row of 1 bit
+    noise = FixedBaseNoise(PublicKey(n))
+    monkeypatch.setattr(paillier.secrets, "token_bytes", lambda size: fill * size)
+    expected = gmpy2.powmod(noise.base, 2**129 - 1 if fill == b"\xff" else 0, n * n)
+    assert noise.draw(3) == [expected] * 3
+
+
+def test_fixed_base_noise_refuses_bad_windows() -> None:
+    for window in (0, 17):
+        with pytest.raises(ValueError, match="window"):
+            FixedBaseNoise(KEY, window=window)
+
+
+def test_comb_table_memory_at_2048_bits() -> None:
+    """The documented size: 128 rows x 256 values of 512 bytes (16 MiB of limbs)."""
+    n = (1 << 2047) | secrets.randbits(2046) << 1 | 1
+    noise = FixedBaseNoise(PublicKey(n))
+    assert noise.row_sizes == (256,) * 128
+    noise.draw(1)
+    assert noise._table is not None
+    values = [v for row in noise._table for v in row]
+    assert len(values) == 32768
+    assert sum(v.bit_length() for v in values) <= 32768 * 4096
+    size = sum(sys.getsizeof(v) for v in values) + sum(map(sys.getsizeof, noise._table))
+    assert 16 * 2**20 < size < 20 * 2**20
+
+
+def test_fresh_noise_is_still_a_noise_source() -> None:
+    values = FreshNoise(KEY).draw(5)
+    assert decrypt(values) == [0] * 5
+
+
+# ------------------------------------------------------------------------------ linear_step
+
+
+def naive_step(
+    bases: Sequence[mpz],
+    n_rows: int,
+    self_coef: int,
+    indptr: IntArray,
+    indices: IntArray,
+    coefs: Sequence[int],
+) -> list[mpz]:
+    """One ``powmod`` per term: the reference."""
+    out = []
+    for x in range(n_rows):
+        acc = gmpy2.powmod(bases[x], self_coef, N2)
+        for j in range(int(indptr[x]), int(indptr[x + 1])):
+            acc = acc * gmpy2.powmod(bases[int(indices[j])], coefs[j], N2) % N2
+        out.append(acc)
+    return out
+
+
+def random_case(
+    rng: np.random.Generator, n_rows: int, extra: int, degree: float, bits: int
+) -> tuple[list[mpz], IntArray, IntArray, list[int]]:
+    bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(max(1, n_rows + extra))]
+    counts = rng.poisson(degree, n_rows)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    indices = rng.integers(0, len(bases), int(indptr[-1])).astype(np.int64)
+    coefs = [int(v) for v in rng.integers(0, 2**bits, int(indptr[-1]), dtype=np.int64)]
+    return bases, indptr, indices, coefs
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "extra", "degree", "bits", "self_coef"),
+    [
+        (0, 3, 0.0, 48, 5),
+        (1, 0, 0.0, 48, 2**47 + 1),
+        (40, 0, 0.0, 48, 2**48 - 1),  # no edges
+        (300, 100, 3.3, 48, 2**47 + 12345),
+        (300, 100, 3.3, 32, 2**31 + 7),
+        (300, 100, 3.3, 24, 2**23),
+        (200, 50, 6.0, 1, 1),  # exponents 0/1: every window collapses to one digit
+        (200, 50, 2.0, 62, 2**62 - 1),
+        (200, 20, 3.0, 48, 0),  # no self term
+        (5000, 3000, 1.0, 40, 3),  # several chunks, most bases used once
+    ],
+)
+def test_linear_step_equals_powmod_per_term(
+    n_rows: int, extra: int, degree: float, bits: int, self_coef: int
+) -> None:
+    rng = np.random.default_rng(n_rows * 1000 + bits)
+    bases, indptr, indices, coefs = random_case(rng, n_rows, extra, degree, bits)
+    got = linear_step(KEY, bases, n_rows, self_coef, indptr, indices, coefs)
+    assert got == naive_step(bases, n_rows, self_coef, indptr, indices, coefs)
+
+
+def test_linear_step_zero_coefficients_empty_rows_and_duplicates() -> None:
+    bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(8)]
+    # row 0: duplicate column 5 and its own column; row 1 empty; row 2 all-zero coefficients;
+    # row 3: one term with exponent 1 (the base itself); row 4: a zero among others
+    rows: list[list[tuple[int, int]]] = [
+        [(5, 2**40 + 3), (5, 77), (0, 9), (6, 2**47)],
+        [],
+        [(4, 0), (7, 0)],
+        [(6, 1)],
+        [(1, 0), (2, 2**30), (2, 0)],
+    ]
+    indptr = np.array([0, *np.cumsum([len(r) for r in rows])], dtype=np.int64)
+    indices = np.array([c for r in rows for c, _ in r], dtype=np.int64)
+    coefs = [e for r in rows for _, e in r]
+    for self_coef in (0, 1, 2**47 + 5):
+        got = linear_step(KEY, bases, len(rows), self_coef, indptr, indices, coefs)
+        assert got == naive_step(bases, len(rows), self_coef, indptr, indices, coefs)
+    got = linear_step(KEY, bases, len(rows), 0, indptr, indices, coefs)
+    assert got[1] == got[2] == 1  # Enc(0) with noise 1, as powmod gives
+    assert got[3] == bases[6]
+
+
+def test_linear_step_reduces_unreduced_bases() -> None:
+    bases = [mpz(secrets.randbelow(KEY.nsquare)) + N2 * k for k in (1, 2, 3)]
+    indptr = np.array([0, 1, 2], dtype=np.int64)
+    indices = np.array([2, 0], dtype=np.int64)
+    got = linear_step(KEY, bases, 2, 1, indptr, indices, [1, 1])
+    assert got == naive_step(bases, 2, 1, indptr, indices, [1, 1])
+    assert all(0 <= v < N2 for v in got)
+
+
+@pytest.mark.parametrize("budget", [0, 2_000, 50_000, 1 << 40])
+@pytest.mark.parametrize("chunk_rows", [1, 7, 2048])
+def test_linear_step_windows_chunks_and_budgets(
+    monkeypatch: pytest.MonkeyPatch, budget: int, chunk_rows: int
+) -> None:
+    """Budget 0 forces window 1 (no tables); a hub base used by every row gets the widest
+    window; tiny chunks build and drop tables across chunk boundaries."""
+    monkeypatch.setattr(paillier, "CHUNK_ROWS", chunk_rows)
+    rng = np.random.default_rng(budget % 1000 + chunk_rows)
+    n_rows = 120
+    bases, indptr, indices, coefs = random_case(rng, n_rows, 30, 2.5, 48)
+    hub = n_rows + 3
+    lists = [[*indices[indptr[x] : indptr[x + 1]].tolist(), hub] for x in range(n_rows)]
+    indptr = np.array([0, *np.cumsum([len(c) for c in lists])], dtype=np.int64)
+    indices = np.array([c for cols in lists for c in cols], dtype=np.int64)
+    coefs = [int(v) for v in rng.integers(0, 2**48, len(indices), dtype=np.int64)]
+    got = linear_step(KEY, bases, n_rows, 2**47 + 1, indptr, indices, coefs, table_budget=budget)
+    assert got == naive_step(bases, n_rows, 2**47 + 1, indptr, indices, coefs)
+
+
+def test_table_plan_respects_the_budget() -> None:
+    rng = np.random.default_rng(7)
+    n_bases, n_terms, chunk = 20_000, 100_000, 512
+    rows = np.sort(rng.integers(0, 18_000, n_terms))
+    cols = rng.integers(0, n_bases, n_terms).astype(np.int64)
+    cols[::10] = 0  # a hub
+    n_chunks = -(-18_000 // chunk)
+    entry = KEY.ciphertext_bytes + paillier._MPZ_OVERHEAD
+    peaks = []
+    for budget in (0, 10**5, 10**6, 10**7, 10**9):
+        windows, first, last = paillier._plan_tables(
+            n_bases, cols, rows // chunk, n_chunks, 48, budget, KEY
+        )
+        used = last >= 0
+        assert np.all(windows >= 1)
+        assert np.all(windows <= paillier.MAX_WINDOW)
+        extra = np.where(used, 2 ** (windows - 1) - 1, 0)
+        alive = [int(extra[used & (first <= c) & (last >= c)].sum()) for c in range(0, n_chunks, 5)]
+        peaks.append(max(alive) * entry)
+        assert max(alive) * entry <= budget or not extra.any()
+    assert peaks[0] == 0
+    assert peaks == sorted(peaks)
+    assert windows[0] == paillier.MAX_WINDOW  # the hub, with an unbounded budget
+
+
+def test_linear_step_refuses_bad_input() -> None:
+    bases = [mpz(3), mpz(5)]
+    indptr = np.array([0, 1], dtype=np.int64)
+    indices = np.array([1], dtype=np.int64)
+    for coefs, self_coef in (([-1], 1), ([2**63], 1), ([1], -1), ([1], 2**63)):
+        with pytest.raises(ValueError, match="exponents"):
+            linear_step(KEY, bases, 1, self_coef, indptr, indices, coefs)
+    with pytest.raises(ValueError, match="CSR"):
+        linear_step(KEY, bases, 1, 1, indptr, indices, [1, 2])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 9), st.integers(0, 2**48 - 1)), max_size=6),
+        max_size=10,
+    ),
+    st.integers(0, 2**48 - 1),
+    st.sampled_from([0, 3_000, 1 << 30]),
+)
+def test_linear_step_property(
+    rows: list[list[tuple[int, int]]], self_coef: int, budget: int
+) -> None:
+    bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(max(10, len(rows)))]
+    indptr = np.array([0, *np.cumsum([len(r) for r in rows])], dtype=np.int64)
+    indices = np.array([c for r in rows for c, _ in r], dtype=np.int64)
+    coefs = [e for r in rows for _, e in r]
+    got = linear_step(KEY, bases, len(rows), self_coef, indptr, indices, coefs, table_budget=budget)
+    assert got == naive_step(bases, len(rows), self_coef, indptr, indices, coefs)
