@@ -195,8 +195,8 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     """Seconds the modular arithmetic of a run needs on this machine, all banks together:
     operation counts of the protocol as implemented times one timed operation. Every sent
     ciphertext: one fixed-base noise draw (|N|/16 - 1 multiplications mod N^2);
-    each iteration: per account f squarings, per term and non-zero 3-bit digit one
-    multiplication, 6 per base for its window table; decryption: per packed ciphertext the
+    each iteration: per account f squarings, per term about f/4 digit multiplications (sliding
+    windows of 3 bits on average), 4 per base for its table of odd powers; decryption: per packed ciphertext the
     packing squarings, a noise draw and t + 1 = 2 partial decryptions (a |N|*2 + 130-bit
     exponent mod N^2)."""
     import gmpy2
@@ -228,8 +228,8 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     rows = np.repeat(np.arange(csr.n_rows), np.diff(csr.indptr))
     cross = bank_of[rows] != bank_of[csr.indices]
     sent = len(np.unique(csr.indices[cross]))
-    digits = -(-precision // 3) * 7 / 8
-    iteration = (accounts * precision + (accounts + terms) * digits + (accounts + sent) * 6) * mul
+    digits = precision / 4
+    iteration = (accounts * precision + (accounts + terms) * digits + (accounts + sent) * 4) * mul
     fixed = FixedPoint(precision)
     slot_bits = fixed.slot_bits(work.iterations)
     slots = fixed.slots_per_plaintext(work.iterations, work.bits)
