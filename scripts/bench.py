@@ -196,9 +196,9 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     operation counts of the protocol as implemented times one timed operation. Every sent
     ciphertext: one fixed-base noise draw (|N|/16 - 1 multiplications mod N^2);
     each iteration: per account f squarings, per term about f/4 digit multiplications (sliding
-    windows of 3 bits on average), 4 per base for its table of odd powers; decryption: per packed ciphertext the
-    packing squarings, a noise draw and t + 1 = 2 partial decryptions (a |N|*2 + 130-bit
-    exponent mod N^2)."""
+    windows of 3 bits on average), 4 per base for its table of odd powers; decryption: per
+    packed ciphertext the packing squarings, a noise draw and t + 1 = 2 partial decryptions
+    (a |N|*2 + 130-bit exponent mod N^2)."""
     import gmpy2
     import phe
 
