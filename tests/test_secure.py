@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskprop.core.data import BankData, FloatArray, load_dataset
-from riskprop.core.fixedpoint import FixedPoint
+from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS, SCORE_BITS_SLACK, FixedPoint
 from riskprop.core.graph import GlobalGraph, build_global
 from riskprop.core.paillier import FreshNoise, encrypt, rerandomize, unpack
 from riskprop.core.plaintext import PreparedPeriod, propagate, step
@@ -705,7 +705,8 @@ def test_hello_rosters_are_the_listed_senders(tapped: TappedRun) -> None:
 def test_ciphertexts_are_fresh_units_and_decrypt_to_the_senders_scores(tapped: TappedRun) -> None:
     key = tapped.shares["alice"].key
     n, n2 = key.public.n, key.public.nsquare
-    fixed = FixedPoint(tapped.descriptor.precision_bits)
+    total = tapped.descriptor.total_iterations
+    fixed = FixedPoint.for_packing(tapped.descriptor.precision_bits, total, key.public.bits)
     encoded = set(fixed.encode_scores(tapped.graph.initial))
     rosters = {
         (m.sender, m.recipient): m.body.rosters
@@ -741,7 +742,6 @@ def test_ciphertexts_are_fresh_units_and_decrypt_to_the_senders_scores(tapped: T
         * PRIVACY_ITERATIONS
     )
     # decryption requests hold the requester's own packed final scores and nothing else
-    total = tapped.descriptor.total_iterations
     slot_bits = fixed.slot_bits(total)
     slots = fixed.slots_per_plaintext(total, key.public.bits)
     for message in tapped.of(DecryptRequest):
@@ -918,10 +918,11 @@ class NoNoise:
 def test_overflow_is_refused_before_encrypting(cycle_data: Path) -> None:
     dataset, _, shares, descriptor, _ = _cycle_run(cycle_data)
     bits = shares["alice"].key.public.bits
-    fixed = FixedPoint(descriptor.precision_bits)
+    f = descriptor.precision_bits
+    fixed = FixedPoint(f, f - SCORE_BITS_SLACK)
     limit = fixed.max_iterations(bits)
-    # independent check of the budget: f*(K+1)+1 bits per value must stay below the modulus
-    assert fixed.slot_bits(limit) <= bits - 1 < fixed.slot_bits(limit + 1)
+    # independent check of the budget: (f - 4) + f*K + 1 bits per value must stay below the modulus
+    assert (f - 4) + f * limit + 1 <= bits - 1 < (f - 4) + f * (limit + 1) + 1
     alice = dataset.banks[0]
     for iterations, periods in [(limit + 1, (0,)), (limit // 2 + 1, (0, 1)), (50, (0,))]:
         bad = dataclasses.replace(descriptor, iterations=iterations, periods=periods)
@@ -936,7 +937,8 @@ def test_overflow_is_refused_before_encrypting(cycle_data: Path) -> None:
 
 def test_largest_iteration_count_that_fits_is_exact(cycle_data: Path) -> None:
     dataset, graph, shares, descriptor, _ = _cycle_run(cycle_data)
-    limit = FixedPoint(descriptor.precision_bits).max_iterations(shares["alice"].key.public.bits)
+    f = descriptor.precision_bits
+    limit = FixedPoint(f, f - SCORE_BITS_SLACK).max_iterations(shares["alice"].key.public.bits)
     at_limit = dataclasses.replace(descriptor, iterations=limit, delta_a=0.3, delta_b=0.5)
     outcomes = run_in_process(at_limit, dataset.banks, shares, idle_timeout=30.0)
     reference = propagate(graph, DeltaSchedule(0.3, 0.5), limit)
@@ -993,7 +995,8 @@ def test_cli_overflow_is_one_line_and_exit_1(cycle_data: Path, tmp_path: Path) -
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if " WARNING " not in f" {line}"]
     assert len(errors) == 1, result.stderr
-    limit = FixedPoint().max_iterations(KEY_BITS)
+    f = DEFAULT_FRACTION_BITS
+    limit = FixedPoint(f, f - SCORE_BITS_SLACK).max_iterations(KEY_BITS)
     assert errors[0].startswith("riskprop: error:")
     assert f"at most {limit} iterations" in errors[0]
     assert not out.exists()

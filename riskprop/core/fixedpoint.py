@@ -1,25 +1,30 @@
 """Integer encoding of scores and weights, and the overflow budget.
 
-With ``f`` fractional bits, an initial score ``r`` becomes ``R_0 = round(r * 2**f)`` and
+Weights get ``f`` fractional bits, initial scores ``f_s`` (``f - 4 <= f_s <= f``, see
+:meth:`FixedPoint.for_packing`). An initial score ``r`` becomes ``R_0 = round(r * 2**f_s)`` and
 iteration ``k`` maps the integer state with non-negative integer coefficients::
 
     R_k(x) = c_self * R_{k-1}(x) + sum_s c(s, x) * R_{k-1}(s)
     c_self = floor((1 - d) * 2**f),   c(s, x) = floor(d * w(s, x) * 2**f)
 
-so after ``K`` iterations in all (every period counts) ``R_K / 2**(f*(K+1))`` approximates the
+so after ``K`` iterations in all (every period counts) ``R_K / 2**(f_s + f*K)`` approximates the
 real score. Invariants:
 
 * Bound: each row's coefficients sum to at most ``2**f`` (floors of terms summing to ``2**f``)
-  and ``R_0 <= 2**f``, hence ``0 <= R_K <= 2**(f*(K+1))``: one slot of ``f*(K+1) + 1`` bits
+  and ``R_0 <= 2**f_s``, hence ``0 <= R_K <= 2**(f_s + f*K)``: one slot of ``f_s + f*K + 1`` bits
   always holds a value, and a modulus of ``b`` bits holds ``(b - 1) // slot_bits`` slots.
 * Precision: flooring loses less than ``2**-f`` per coefficient and the update is
-  non-expansive in the sup norm, so ``|decoded - exact| <= 2**-(f+1) + sum_k (deg_k + 1) * 2**-f``
+  non-expansive in the sup norm, so ``|decoded - exact| <= 2**-(f_s+1) + sum_k (deg_k + 1) * 2**-f``
   where ``deg_k`` is the largest in-degree used in iteration ``k``. With the default ``f = 32``
-  that is below 1e-7 while ``K * (max in-degree + 1) <= 400`` and below 1e-6 while it is at
-  most 4,000 (TNO's toolbox encodes weights with 12 and scores with 8 decimal digits and reports
-  differences of about 2e-6 on the same data); ``--precision-bits 48`` gives about 1e-12 for
-  1.5 times the decryption cost (wider slots). The secure result is never above the exact one
-  by more than the initial rounding ``2**-(f+1)``.
+  (``f_s >= 28``) that is below 1e-7 while ``K * (max in-degree + 1) <= 400`` and below 1e-6
+  while it is at most 4,000 (TNO's toolbox encodes weights with 12 and scores with 8 decimal
+  digits and reports differences of about 2e-6 on the same data); ``--precision-bits 48`` gives
+  about 1e-12 for 1.5 times the decryption cost (wider slots). The secure result is never above
+  the exact one by more than the initial rounding ``2**-(f_s+1)``.
+* Packing: the score bits only enter the bound through ``2**-(f_s+1)``, far below the weight
+  term, so :meth:`FixedPoint.for_packing` gives up to ``SCORE_BITS_SLACK`` of them when that
+  fits one more slot into the plaintext (at ``K = 3``, ``f = 32``: ``f_s = 30`` and slots of 127
+  bits, 16 per 2048-bit plaintext instead of 15, 8 per 1024-bit one instead of 7).
 """
 
 from __future__ import annotations
@@ -35,27 +40,57 @@ from riskprop.errors import ConfigError
 DEFAULT_FRACTION_BITS = 32
 #: float64 has a 53-bit significand: beyond that, d * w * 2**f is no longer an exact floor.
 MAX_FRACTION_BITS = 52
+#: How many score bits :meth:`FixedPoint.for_packing` may give up for one more slot.
+SCORE_BITS_SLACK = 4
 
 
 @dataclass(frozen=True)
 class FixedPoint:
-    """Fixed-point parameters: ``fraction_bits`` (``f`` in the module doc)."""
+    """Fixed-point parameters: ``fraction_bits`` (``f`` in the module doc) for the weights and
+    ``score_bits`` (``f_s``; ``None`` means ``f``) for the initial scores."""
 
     fraction_bits: int = DEFAULT_FRACTION_BITS
+    score_bits: int | None = None
 
     def __post_init__(self) -> None:
         if not 8 <= self.fraction_bits <= MAX_FRACTION_BITS:
             raise ConfigError(
                 f"precision bits must lie in 8..{MAX_FRACTION_BITS} (got {self.fraction_bits})"
             )
+        if self.score_bits is not None and not 8 <= self.score_bits <= self.fraction_bits:
+            raise ConfigError(
+                f"score bits must lie in 8..{self.fraction_bits} (got {self.score_bits})"
+            )
+
+    @classmethod
+    def for_packing(
+        cls, fraction_bits: int, total_iterations: int, modulus_bits: int
+    ) -> FixedPoint:
+        """The encoding with the most slots per ``modulus_bits``-bit plaintext after
+        ``total_iterations`` iterations, taking ``f_s`` in ``[f - SCORE_BITS_SLACK, f]`` and the
+        largest ``f_s`` among those with that many slots. Deterministic in its arguments, so
+        every bank derives the same encoding from the run descriptor."""
+        fewest = max(8, fraction_bits - SCORE_BITS_SLACK)
+        widest = cls(fraction_bits, fewest).slots_per_plaintext(total_iterations, modulus_bits)
+        if widest == 0:
+            return cls(fraction_bits, fewest)  # check_fits then names the true limit
+        room = (modulus_bits - 1) // widest - 1 - fraction_bits * total_iterations
+        return cls(fraction_bits, min(fraction_bits, room))
 
     @property
     def scale(self) -> int:
+        """``2**f``, the weights' scale."""
         return 1 << self.fraction_bits
 
+    @property
+    def initial_bits(self) -> int:
+        """``f_s``, the initial scores' fractional bits."""
+        return self.fraction_bits if self.score_bits is None else self.score_bits
+
     def encode_scores(self, scores: FloatArray) -> list[int]:
-        """``R_0 = round(r * 2**f)`` for scores in [0, 1]."""
-        return [int(v) for v in np.rint(np.asarray(scores, dtype=np.float64) * self.scale)]
+        """``R_0 = round(r * 2**f_s)`` for scores in [0, 1]."""
+        scale = float(1 << self.initial_bits)
+        return [int(v) for v in np.rint(np.asarray(scores, dtype=np.float64) * scale)]
 
     def coefficients(self, delta: float, weights: FloatArray) -> tuple[int, list[int]]:
         """``(c_self, [c(s, x) per edge])`` for one iteration with ``delta`` and edge weights."""
@@ -65,11 +100,11 @@ class FixedPoint:
 
     def slot_bits(self, total_iterations: int) -> int:
         """Bits that hold any state value after ``total_iterations`` iterations."""
-        return self.fraction_bits * (total_iterations + 1) + 1
+        return self.initial_bits + self.fraction_bits * total_iterations + 1
 
     def max_iterations(self, modulus_bits: int) -> int:
         """Largest total iteration count whose values fit a ``modulus_bits``-bit modulus."""
-        return (modulus_bits - 2) // self.fraction_bits - 1
+        return (modulus_bits - 2 - self.initial_bits) // self.fraction_bits
 
     def slots_per_plaintext(self, total_iterations: int, modulus_bits: int) -> int:
         """How many values one plaintext packs: slots stay below ``2**(modulus_bits - 1)``."""
@@ -88,6 +123,6 @@ class FixedPoint:
             )
 
     def decode(self, values: Sequence[int], total_iterations: int) -> FloatArray:
-        """``R_K / 2**(f*(K+1))`` as float64 (exact integer division, correctly rounded)."""
-        denominator = 1 << (self.fraction_bits * (total_iterations + 1))
+        """``R_K / 2**(f_s + f*K)`` as float64 (exact integer division, correctly rounded)."""
+        denominator = 1 << (self.initial_bits + self.fraction_bits * total_iterations)
         return np.array([v / denominator for v in values], dtype=np.float64)
