@@ -194,7 +194,8 @@ def run_tno(work: Workload, data: Path, python: str) -> Result:
 def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str, float]:
     """Seconds the modular arithmetic of a run needs on this machine, all banks together:
     operation counts of the protocol as implemented times one timed operation. Every sent
-    ciphertext: one fixed-base noise draw (|N|/16 - 1 multiplications mod N^2);
+    ciphertext: one fixed-base noise draw (rows - 1 multiplications mod N^2 of the comb table
+    the node sizes for its draws, plus building that table);
     each iteration: per account f squarings, per term about f/4 digit multiplications (sliding
     windows of 3 bits on average), 4 per base for its table of odd powers; decryption: per
     packed ciphertext the packing squarings, a noise draw and t + 1 = 2 partial decryptions
@@ -221,28 +222,42 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     mul = timed(lambda: a * b % n2, 2000)
     exponent = gmpy2.mpz(1) << (2 * work.bits + 130) | 12345
     partial = timed(lambda: gmpy2.powmod(a, exponent, n2), 5)
-    noise = (work.bits // 16 - 1) * mul
+    from riskprop.core.paillier import FixedBaseNoise, PublicKey
+
     csr = graph.incoming[0]
     accounts, terms = csr.n_rows, int(csr.indptr[-1])
     bank_of = np.repeat(np.arange(len(graph.banks)), np.diff(graph.offsets))
     rows = np.repeat(np.arange(csr.n_rows), np.diff(csr.indptr))
     cross = bank_of[rows] != bank_of[csr.indices]
-    sent = len(np.unique(csr.indices[cross]))
+    senders = np.unique(csr.indices[cross])
+    sent = len(senders)
     digits = precision / 4
     iteration = (accounts * precision + (accounts + terms) * digits + (accounts + sent) * 4) * mul
-    fixed = FixedPoint(precision)
+    fixed = FixedPoint.for_packing(precision, work.iterations, work.bits)
     slot_bits = fixed.slot_bits(work.iterations)
     slots = fixed.slots_per_plaintext(work.iterations, work.bits)
     sizes = np.diff(graph.offsets)
     packed = int(sum(-(-int(s) // slots) for s in sizes))
+    # each bank sizes its comb table for its own draws; spread the table cost over them
+    sent_by_bank = np.bincount(bank_of[senders], minlength=len(sizes))
+    table, draw_mults, draws = 0.0, 0, 0
+    for bank_sent, size in zip(sent_by_bank, sizes, strict=True):
+        bank_draws = int(bank_sent) * work.iterations + -(-int(size) // slots)
+        window = FixedBaseNoise.window_for(work.bits, bank_draws)
+        comb = FixedBaseNoise(PublicKey(public.n), window=window)
+        table += sum(comb.row_sizes) * mul
+        draw_mults += bank_draws * (len(comb.row_sizes) - 1)
+        draws += bank_draws
+    noise = draw_mults / max(1, draws) * mul
     decrypt = packed * ((slots - 1) * slot_bits * mul + noise + 2 * partial)
     return {
         "multiplication mod N^2 (us)": mul * 1e6,
         "partial decryption (ms)": partial * 1e3,
         "encrypt (noise-free embedding)": 0.0,
+        "noise comb tables": table,
         "each iteration": iteration + sent * noise,
         "decrypt": decrypt,
-        "total": work.iterations * (iteration + sent * noise) + decrypt,
+        "total": table + work.iterations * (iteration + sent * noise) + decrypt,
     }
 
 

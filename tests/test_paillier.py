@@ -122,6 +122,33 @@ def test_fixed_base_noise_refuses_bad_windows() -> None:
             FixedBaseNoise(KEY, window=window)
 
 
+@pytest.mark.parametrize("key_bits", [256, 1024, 2048, 3072])
+@pytest.mark.parametrize("draws", [0, 1, 50, 3_000, 100_000, 2_000_000])
+def test_comb_window_minimises_multiplications_within_the_memory_cap(
+    key_bits: int, draws: int
+) -> None:
+    n = (1 << (key_bits - 1)) | 1
+    memory = 64 << 20
+
+    def table_and_draws(window: int) -> tuple[int, int]:
+        sizes = FixedBaseNoise(PublicKey(n), window=window).row_sizes
+        return sum(sizes) * (2 * key_bits // 8 + 32), sum(sizes) + draws * (len(sizes) - 1)
+
+    chosen = FixedBaseNoise.window_for(key_bits, draws, memory)
+    fitting = {w: table_and_draws(w) for w in range(1, 17) if table_and_draws(w)[0] <= memory}
+    assert chosen in fitting
+    assert fitting[chosen][1] == min(cost for _, cost in fitting.values())
+    if draws >= 100_000 and key_bits >= 1024:
+        assert chosen == max(fitting)  # many draws pay for the widest table that fits
+
+
+def test_session_noise_window_follows_the_expected_draws() -> None:
+    few = FixedBaseNoise.window_for(2048, 3_000)
+    many = FixedBaseNoise.window_for(2048, 1_000_000)
+    assert few < many
+    assert many == 12  # 190 MiB table, 85 multiplications per draw instead of 127 at w = 8
+
+
 def test_comb_table_memory_at_2048_bits() -> None:
     """The documented size: 128 rows x 256 values of 512 bytes (16 MiB of limbs)."""
     n = (1 << 2047) | secrets.randbits(2046) << 1 | 1

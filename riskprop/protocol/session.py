@@ -108,12 +108,20 @@ class RunSession:
         _check_setup(descriptor, bank, share)
         self.peers = tuple(p for p in descriptor.parties if p != self.name)
         self.schedule = DeltaSchedule(descriptor.delta_a, descriptor.delta_b)
-        self.fixed = FixedPoint(descriptor.precision_bits)
+        self.fixed = FixedPoint.for_packing(
+            descriptor.precision_bits, descriptor.total_iterations, self.public.bits
+        )
         self.fixed.check_fits(descriptor.iterations, len(descriptor.periods), self.public.bits)
         self.slot_bits = self.fixed.slot_bits(descriptor.total_iterations)
         self.slots = self.fixed.slots_per_plaintext(descriptor.total_iterations, self.public.bits)
-        self.noise = noise if noise is not None else FixedBaseNoise(self.public)
         self.views = period_views(bank, self.peers, descriptor.periods)
+        if noise is None:
+            # one draw per sent account per iteration and one per packed ciphertext
+            sent = sum(len(set().union(*map(set, v.outgoing.values()))) for v in self.views)
+            draws = sent * descriptor.iterations + -(-bank.n_accounts // max(1, self.slots))
+            window = FixedBaseNoise.window_for(self.public.bits, draws)
+            noise = FixedBaseNoise(self.public, window=window)
+        self.noise = noise
         self.stats = SessionStats()
 
         self.phase = Phase.HANDSHAKE
