@@ -21,6 +21,7 @@ from riskprop.protocol.messages import (
     Hello,
     Message,
     Partial,
+    Rejoin,
     RunDescriptor,
     Scores,
     decode,
@@ -58,6 +59,7 @@ BODIES = {
     "partial": Partial(()),
     "done": Done(),
     "abort": Abort('bob aborted: reason with \u00fc and "quotes"'),
+    "rejoin": Rejoin(answer=True),
 }
 
 
@@ -121,9 +123,20 @@ def test_value_body_is_fixed_width_integers(kind: str) -> None:
     ] == [int(v) for v in body.values]
 
 
-@pytest.mark.parametrize("kind", ["hello", "done", "abort"])
+@pytest.mark.parametrize("kind", ["hello", "done", "abort", "rejoin"])
 def test_header_only_kinds_have_no_body(kind: str) -> None:
     assert payload_of(encode(message(BODIES[kind]), WIDTH)) == b""
+
+
+def test_rejoin_answer_defaults_to_false_and_must_be_a_boolean() -> None:
+    header = header_of(encode(message(Rejoin()), WIDTH))
+    assert header["answer"] is False
+    del header["answer"]  # as sent by a node from before the answer existed
+    assert decode(frame(header)).body == Rejoin(answer=False)
+    for bad in (1, "yes", None):
+        header["answer"] = bad
+        with pytest.raises(ProtocolError, match="rejoin answer must be true or false"):
+            decode(frame(header))
 
 
 @given(

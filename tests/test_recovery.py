@@ -188,3 +188,57 @@ def test_results_of_another_run_are_set_aside(tmp_path: Path) -> None:
     set_aside_stale_results(out)
     assert not (out / RESULTS_FILE).exists() and not (out / REPORT_FILE).exists()
     assert (out / f"{RESULTS_FILE}.march.previous").read_text() == "id,risk_score\na,0.5\n"
+
+
+async def run_with_lost_rejoin(
+    dataset: Dataset, shares: dict[str, KeyShare], descriptor: RunDescriptor
+) -> dict[str, np.ndarray]:
+    """alice dies before her first checkpoint and starts afresh; her ``Rejoin`` reaches bob's
+    process, which dies before handling it and resumes from its checkpoint. Only bob's own
+    ``Rejoin``, answered by alice, can get alice bob's handshake again."""
+    parties = dataset.names
+    network = InMemoryNetwork(parties, shares["alice"].key.public.ciphertext_bytes)
+    journals = {name: MemoryJournal() for name in parties}
+    banks = {b.name: b for b in dataset.banks}
+    sessions = {name: RunSession(descriptor, banks[name], shares[name]) for name in parties}
+
+    def start(name: str, pending: list | None = None) -> asyncio.Task[None]:  # type: ignore[type-arg]
+        coroutine = drive(
+            sessions[name], network.endpoint(name), idle_timeout=5, journal=journals[name],
+            resume_with=pending,
+        )  # fmt: skip
+        return asyncio.create_task(coroutine)
+
+    tasks = {name: start(name) for name in parties}
+    while sessions["bob"].safe_points < 1:  # bob has its handshake checkpoint
+        await asyncio.sleep(0)
+    for victim in ("alice", "bob"):
+        tasks[victim].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[victim]
+        network.clear_inbox(victim)
+    journals["alice"] = MemoryJournal()  # alice had not checkpointed yet
+    sessions["alice"] = RunSession(descriptor, banks["alice"], shares["alice"])
+    tasks["alice"] = start("alice")
+    while network._queues["bob"].empty():  # alice's Rejoin waits for bob ...
+        await asyncio.sleep(0)
+    network.clear_inbox("bob")  # ... and is lost with bob's process
+    checkpoint = journals["bob"].checkpoint
+    assert checkpoint is not None
+    snapshot, pending = decode_checkpoint(checkpoint, "memory")
+    sessions["bob"] = RunSession.restore(snapshot, banks["bob"], shares["bob"])
+    tasks["bob"] = start("bob", pending)
+    await asyncio.wait_for(asyncio.gather(*tasks.values()), 60)
+    return {name: s.result for name, s in sessions.items() if s.result is not None}
+
+
+def test_a_rejoin_lost_with_a_crashed_peer_is_recovered(
+    setup: tuple[Path, Dataset, dict[str, KeyShare]],
+) -> None:
+    _, dataset, shares = setup
+    descriptor = descriptor_for(dataset, shares)
+    expected = asyncio.run(run(dataset, shares, descriptor))
+    found = asyncio.run(run_with_lost_rejoin(dataset, shares, descriptor))
+    assert found.keys() == expected.keys()
+    for name in dataset.names:
+        assert np.array_equal(found[name], expected[name]), name

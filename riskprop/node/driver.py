@@ -80,6 +80,9 @@ async def drive(
                     await driver.send_all(await driver.call(session.peer_unavailable, peer))
             elif isinstance(message.body, Rejoin):
                 await driver.replay(message.sender)
+                if not message.body.answer:  # ask for a replay in turn (see ``Rejoin``)
+                    run_id, peer = session.descriptor.run_id, message.sender
+                    await driver.send_all([Message(run_id, session.name, peer, Rejoin(True))])
             else:
                 await driver.checkpoint_then_send(await driver.call(session.receive, message))
     except ProtocolError as exc:

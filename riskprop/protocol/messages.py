@@ -140,7 +140,13 @@ class Abort:
 
 @dataclass(frozen=True)
 class Rejoin:
-    """The sender (re)started: please send it again everything you sent it in this run."""
+    """The sender (re)started: please send it again everything you sent it in this run.
+
+    The recipient also answers with ``Rejoin(answer=True)`` (which is never answered): if the
+    recipient itself restarted and its own ``Rejoin`` reached the sender's previous process,
+    which died before replaying, the answer is how it gets that replay after all."""
+
+    answer: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,8 @@ def encode(message: Message, width: int) -> bytes:
         header["rosters"] = [list(r) for r in body.rosters]
     elif isinstance(body, Abort):
         header["reason"] = body.reason
+    elif isinstance(body, Rejoin):
+        header["answer"] = body.answer
     elif isinstance(body, KeygenRound):
         payload = body.payload
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -264,6 +272,11 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
             )
         elif kind is Abort:
             body = Abort(_str(header["reason"]))
+        elif kind is Rejoin:
+            answer = header.get("answer", False)  # absent from nodes before the answer
+            if not isinstance(answer, bool):
+                raise ProtocolError("rejoin answer must be true or false")
+            body = Rejoin(answer)
         else:
             body = kind()
         return Message(
