@@ -217,7 +217,8 @@ async def run_with_lost_rejoin(
         with pytest.raises(asyncio.CancelledError):
             await tasks[victim]
         network.clear_inbox(victim)
-    journals["alice"] = MemoryJournal()  # alice had not checkpointed yet
+    journals["alice"] = MemoryJournal(restarted=True)  # alice had not checkpointed yet
+    journals["bob"].restarted = True
     sessions["alice"] = RunSession(descriptor, banks["alice"], shares["alice"])
     tasks["alice"] = start("alice")
     while network._queues["bob"].empty():  # alice's Rejoin waits for bob ...

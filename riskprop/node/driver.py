@@ -80,7 +80,7 @@ async def drive(
                     await driver.send_all(await driver.call(session.peer_unavailable, peer))
             elif isinstance(message.body, Rejoin):
                 await driver.replay(message.sender)
-                if not message.body.answer:  # ask for a replay in turn (see ``Rejoin``)
+                if driver.restarted and not message.body.answer:  # see ``Rejoin``
                     run_id, peer = session.descriptor.run_id, message.sender
                     await driver.send_all([Message(run_id, session.name, peer, Rejoin(True))])
             else:
@@ -105,6 +105,7 @@ class _Driver:
         self.offload = offload
         self.on_result = on_result
         self.checkpointed = 0
+        self.restarted = journal is not None and journal.restarted
 
     async def call(self, method: Callable[[T], list[Message]], argument: T) -> list[Message]:
         if self.offload:

@@ -19,6 +19,10 @@ from riskprop.results import atomic_path
 
 
 class Journal(Protocol):
+    #: A previous process of this run got as far as listening: it may have taken (and lost)
+    #: messages, so this one asks its peers for a replay when they rejoin (see ``Rejoin``).
+    restarted: bool
+
     def record(self, message: Message) -> None:
         """``message`` was delivered."""
 
@@ -32,7 +36,8 @@ class Journal(Protocol):
 class MemoryJournal:
     """A journal that lives as long as the process (tests, in-process runs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, restarted: bool = False) -> None:
+        self.restarted = restarted
         self.checkpoint: bytes | None = None
         self._sent: dict[str, list[Message]] = defaultdict(list)
 
@@ -52,6 +57,8 @@ class FileJournal:
     def __init__(self, directory: Path, width: int) -> None:
         self.directory = directory
         self.width = width
+        # created before the node listens: if it is there, an earlier process listened
+        self.restarted = directory.is_dir()
         directory.mkdir(parents=True, exist_ok=True)
         self._sent: dict[str, list[Message]] = defaultdict(list)
         self._load_outbox()

@@ -142,9 +142,10 @@ class Abort:
 class Rejoin:
     """The sender (re)started: please send it again everything you sent it in this run.
 
-    The recipient also answers with ``Rejoin(answer=True)`` (which is never answered): if the
-    recipient itself restarted and its own ``Rejoin`` reached the sender's previous process,
-    which died before replaying, the answer is how it gets that replay after all."""
+    A recipient that is itself a restarted process also answers with ``Rejoin(answer=True)``
+    (which is never answered): its own ``Rejoin`` may have reached the sender's previous
+    process, which died before replaying, and the answer is how it gets that replay after all.
+    A node on its first process never lost a message, so it does not ask."""
 
     answer: bool = False
 
