@@ -222,7 +222,7 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     mul = timed(lambda: a * b % n2, 2000)
     exponent = gmpy2.mpz(1) << (2 * work.bits + 130) | 12345
     partial = timed(lambda: gmpy2.powmod(a, exponent, n2), 5)
-    from riskprop.core.paillier import FixedBaseNoise, PublicKey
+    from riskprop.core.paillier import FixedBaseNoise, comb_rows
 
     csr = graph.incoming[0]
     accounts, terms = csr.n_rows, int(csr.indptr[-1])
@@ -243,10 +243,9 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     table, draw_mults, draws = 0.0, 0, 0
     for bank_sent, size in zip(sent_by_bank, sizes, strict=True):
         bank_draws = int(bank_sent) * work.iterations + -(-int(size) // slots)
-        window = FixedBaseNoise.window_for(work.bits, bank_draws)
-        comb = FixedBaseNoise(PublicKey(public.n), window=window)
-        table += sum(comb.row_sizes) * mul
-        draw_mults += bank_draws * (len(comb.row_sizes) - 1)
+        comb = comb_rows(work.bits, FixedBaseNoise.window_for(work.bits, bank_draws))
+        table += sum(comb) * mul
+        draw_mults += bank_draws * (len(comb) - 1)
         draws += bank_draws
     noise = draw_mults / max(1, draws) * mul
     decrypt = packed * ((slots - 1) * slot_bits * mul + noise + 2 * partial)

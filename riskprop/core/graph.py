@@ -219,6 +219,10 @@ class PeriodView:
     own_amount: FloatArray
     foreign: dict[str, tuple[IntArray, IntArray, FloatArray]]
 
+    def sent(self) -> list[int]:
+        """Own positions that send to at least one peer, sorted (each is re-randomised once)."""
+        return sorted({i for positions in self.outgoing.values() for i in positions.tolist()})
+
 
 def period_views(bank: BankData, peers: Sequence[str], periods: Sequence[int]) -> list[PeriodView]:
     """Split bank ``bank``'s transactions into one ``PeriodView`` per period of the run."""

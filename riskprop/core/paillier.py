@@ -94,6 +94,15 @@ _DRAW_BATCH = 4096
 NOISE_TABLE_BYTES = 256 << 20
 
 
+def comb_rows(key_bits: int, window: int) -> tuple[int, ...]:
+    """Row lengths of the comb table for ``L = ceil(key_bits / 2)``-bit exponents and a
+    ``window``-bit digit: ``2**w`` for each full digit, ``2**top`` for the last."""
+    exponent_bits = (key_bits + 1) // 2
+    rows = -(-exponent_bits // window)
+    top = exponent_bits - window * (rows - 1)
+    return (1 << window,) * (rows - 1) + (1 << top,)
+
+
 class FixedBaseNoise:
     """Short-exponent fixed-base noise ``h_N**alpha`` (Damgård-Jurik-Nielsen 2010, section 4.1).
 
@@ -120,15 +129,14 @@ class FixedBaseNoise:
         """The comb window ``w`` in 1..16 that minimises the multiplications of building the
         table plus ``draws`` draws, ``sum(row lengths) + draws * (k - 1)``, among the tables
         whose values take at most ``memory`` bytes (each about ``|N**2| / 8 + 32``)."""
-        exponent_bits = (key_bits + 1) // 2
         value_bytes = 2 * key_bits // 8 + 32
         best, best_cost = 1, -1
         for window in range(1, 17):
-            rows = -(-exponent_bits // window)
-            entries = (1 << window) * (rows - 1) + (1 << (exponent_bits - window * (rows - 1)))
+            sizes = comb_rows(key_bits, window)
+            entries = sum(sizes)
             if window > 1 and entries * value_bytes > memory:
                 break
-            cost = entries + draws * (rows - 1)
+            cost = entries + draws * (len(sizes) - 1)
             if best_cost < 0 or cost < best_cost:
                 best, best_cost = window, cost
         return best
@@ -145,10 +153,8 @@ class FixedBaseNoise:
         n, n2 = mpz(key.n), mpz(key.nsquare)
         self.window = window
         self.exponent_bits = (key.bits + 1) // 2
-        rows = -(-self.exponent_bits // window)
-        top = self.exponent_bits - window * (rows - 1)
         #: length of each comb row: ``2**w`` and ``2**top`` for the last
-        self.row_sizes: tuple[int, ...] = (1 << window,) * (rows - 1) + (1 << top,)
+        self.row_sizes = comb_rows(key.bits, window)
         self._n2 = n2
         x = FreshNoise(key, randbelow)._unit()
         self._base = gmpy2.powmod(-x * x % n, n, n2)

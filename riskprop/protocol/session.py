@@ -117,7 +117,7 @@ class RunSession:
         self.views = period_views(bank, self.peers, descriptor.periods)
         if noise is None:
             # one draw per sent account per iteration and one per packed ciphertext
-            sent = sum(len(set().union(*map(set, v.outgoing.values()))) for v in self.views)
+            sent = sum(len(view.sent()) for view in self.views)
             draws = sent * descriptor.iterations + -(-bank.n_accounts // max(1, self.slots))
             window = FixedBaseNoise.window_for(self.public.bits, draws)
             noise = FixedBaseNoise(self.public, window=window)
@@ -421,7 +421,7 @@ class RunSession:
         # One fresh re-randomisation per account, the same ciphertext for every peer that
         # needs it: peers already know which of our accounts they share transactions with, so
         # identical ciphertexts tell a coalition nothing new.
-        wanted = sorted({i for q in self.peers for i in self.views[p].outgoing[q].tolist()})
+        wanted = self.views[p].sent()
         fresh = dict(
             zip(
                 wanted,
