@@ -170,7 +170,9 @@ async def barrier(pool: Any, tag: str) -> None:
     )
 
 
-async def keygen_party(index: int, base_port: int, bits: int, precision: int, out: Path) -> None:
+async def keygen_party(
+    index: int, base_port: int, bits: int, precision: int, prime_threshold: int, out: Path
+) -> None:
     from tno.mpc.protocols.distributed_keygen import DistributedPaillier
 
     pool = make_pool(index, base_port)
@@ -178,7 +180,7 @@ async def keygen_party(index: int, base_port: int, bits: int, precision: int, ou
         pool,
         corruption_threshold=CORRUPTION_THRESHOLD,
         key_length=bits,
-        prime_threshold=PRIME_THRESHOLD,
+        prime_threshold=prime_threshold,
         correct_param_biprime=BIPRIME_PARAM,
         stat_sec_shamir=STAT_SEC_SHAMIR,
         distributed=True,
@@ -240,6 +242,7 @@ def child_main(config: dict[str, Any]) -> None:
                 base_port,
                 int(config["bits"]),
                 int(config["precision"]),
+                int(config["prime_threshold"]),
                 Path(config["key_file"]),
             )
         )
@@ -303,7 +306,9 @@ def key_files(cache: Path, bits: int, precision: int) -> list[Path]:
     return [cache / f"key-{bits}bit-prec{precision}-{name}.bin" for name in PARTY_NAMES]
 
 
-def ensure_key(cache: Path, bits: int, precision: int, base_port: int) -> dict[str, float]:
+def ensure_key(
+    cache: Path, bits: int, precision: int, base_port: int, prime_threshold: int = PRIME_THRESHOLD
+) -> dict[str, float]:
     """Generate and store the distributed key unless every party's file is cached."""
     files = key_files(cache, bits, precision)
     if all(f.is_file() for f in files):
@@ -318,6 +323,7 @@ def ensure_key(cache: Path, bits: int, precision: int, base_port: int) -> dict[s
                 "base_port": base_port,
                 "bits": bits,
                 "precision": precision,
+                "prime_threshold": prime_threshold,
                 "key_file": str(files[i]),
             }
             for i in range(N_PARTIES)
@@ -344,6 +350,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--keygen-only", action="store_true", help="only make sure the key is cached"
     )
+    parser.add_argument(
+        "--prime-threshold",
+        type=int,
+        default=PRIME_THRESHOLD,
+        help="key generation: trial-divide candidate moduli by the primes below this bound "
+        "(TNO's default 2000). Only the search speed changes, not the key's distribution.",
+    )
     return parser.parse_args(argv)
 
 
@@ -353,7 +366,11 @@ def main(argv: Sequence[str]) -> None:
         return
     args = parse_args(argv)
     report: dict[str, Any] = {"key_bits": args.key_bits, "precision": args.precision}
-    report.update(ensure_key(args.key_cache, args.key_bits, args.precision, args.base_port))
+    report.update(
+        ensure_key(
+            args.key_cache, args.key_bits, args.precision, args.base_port, args.prime_threshold
+        )
+    )
     if args.keygen_only:
         print(json.dumps(report), flush=True)
         return
