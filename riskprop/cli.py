@@ -462,6 +462,9 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; a RiskpropError becomes one line on stderr and exit code 1."""
+    from riskprop.core.data import skip_pandas_probe
+
+    skip_pandas_probe()
     try:
         cli.main(args=argv, prog_name="riskprop", standalone_mode=False)
     except click.exceptions.Abort:

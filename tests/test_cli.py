@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -89,3 +91,39 @@ def test_demo_runs_secure_protocol_and_matches_plaintext(
         with (out / bank / "risk_scores.csv").open() as handle:
             rows = list(csv.DictReader(handle))
         assert rows and all(0.0 <= float(r["risk_score"]) <= 1.0 for r in rows)
+
+
+def _pyarrow_probe(tmp_path: Path, skip: bool) -> list[str]:
+    """Run pyarrow conversions in a fresh process that has a fake pandas on its path; the fake
+    records each import attempt in a file, then fails as a missing pandas would."""
+    site = tmp_path / "site"
+    (site / "pandas").mkdir(parents=True)
+    marker = tmp_path / "imported"
+    (site / "pandas" / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'a').write('x')\nraise ImportError('fake pandas')\n"
+    )
+    script = f"""
+import importlib.util, sys
+sys.path.insert(0, {str(site)!r})
+import pyarrow as pa
+from riskprop.core.data import skip_pandas_probe
+if {skip!r}:
+    skip_pandas_probe()
+pa.chunked_array([pa.array([1.0]), pa.array([2.0])]).to_numpy()
+print(importlib.util.find_spec("pandas") is not None)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    return [*done.stdout.split(), "imported" if marker.exists() else "not imported"]
+
+
+def test_command_line_process_never_imports_pandas(tmp_path: Path) -> None:
+    """pyarrow would import an installed pandas on its first conversion (0.3 s); the CLI's
+    probe stops that, and leaves pandas findable for an explicit import."""
+    assert _pyarrow_probe(tmp_path, skip=True) == ["True", "not imported"]
+
+
+def test_without_the_probe_pyarrow_imports_pandas(tmp_path: Path) -> None:
+    """The control for the test above: without the probe pyarrow imports the fake pandas."""
+    assert _pyarrow_probe(tmp_path, skip=False) == ["True", "imported"]

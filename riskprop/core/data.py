@@ -14,6 +14,8 @@ accounts by ``(bank code, position)`` where the bank code indexes ``banks``.
 from __future__ import annotations
 
 import csv
+import importlib.abc
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +89,30 @@ def load_bank(directory: Path, name: str, banks: Sequence[str]) -> BankData:
             raise InputError(f"{path}: file not found")
     ids, scores = _read_accounts(accounts_path)
     return _read_transactions(transactions_path, name, tuple(banks), ids, scores)
+
+
+def skip_pandas_probe() -> None:
+    """Tell pyarrow, for this process, that pandas is absent, without importing it.
+
+    On its first conversion pyarrow imports pandas if it is installed, to recognise pandas
+    objects; that costs about 0.3 s of CPU per process start and riskprop never passes pandas
+    objects. pyarrow probes once per process (and retries only for explicit pandas functions
+    such as ``to_pandas``), so failing that one probe is enough. For command-line processes:
+    a library user mixing pandas objects into pyarrow calls should not call this. A no-op
+    when pandas is already imported.
+    """
+
+    class _NoPandas(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+            if name == "pandas":
+                raise ModuleNotFoundError("riskprop does not use pandas", name=name)
+
+    blocker = _NoPandas()
+    sys.meta_path.insert(0, blocker)
+    try:
+        pa.array([0.0])
+    finally:
+        sys.meta_path.remove(blocker)
 
 
 # --------------------------------------------------------------------------- accounts
