@@ -194,8 +194,8 @@ def run_tno(work: Workload, data: Path, python: str) -> Result:
 def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str, float]:
     """Seconds the modular arithmetic of a run needs on this machine, all banks together:
     operation counts of the protocol as implemented times one timed operation. Every sent
-    ciphertext: one fixed-base noise draw (rows - 1 multiplications mod N^2 of the comb table
-    the node sizes for its draws, plus building that table);
+    ciphertext: one fixed-base noise draw (the squarings and multiplications mod N^2 of the comb
+    the node shapes for its draws, plus building that comb);
     each iteration: per account f squarings, per term about f/4 digit multiplications (sliding
     windows of 3 bits on average), 4 per base for its table of odd powers; decryption: per
     packed ciphertext the packing squarings, a noise draw and t + 1 = 2 partial decryptions
@@ -222,7 +222,7 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     mul = timed(lambda: a * b % n2, 2000)
     exponent = gmpy2.mpz(1) << (2 * work.bits + 130) | 12345
     partial = timed(lambda: gmpy2.powmod(a, exponent, n2), 5)
-    from riskprop.core.paillier import FixedBaseNoise, comb_rows
+    from riskprop.core.paillier import FixedBaseNoise
 
     csr = graph.incoming[0]
     accounts, terms = csr.n_rows, int(csr.indptr[-1])
@@ -243,9 +243,9 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     table, draw_mults, draws = 0.0, 0, 0
     for bank_sent, size in zip(sent_by_bank, sizes, strict=True):
         bank_draws = int(bank_sent) * work.iterations + -(-int(size) // slots)
-        comb = comb_rows(work.bits, FixedBaseNoise.window_for(work.bits, bank_draws))
-        table += sum(comb) * mul
-        draw_mults += bank_draws * (len(comb) - 1)
+        comb = FixedBaseNoise.shape_for(work.bits, bank_draws)
+        table += comb.build_multiplications * mul
+        draw_mults += bank_draws * comb.draw_multiplications
         draws += bank_draws
     noise = draw_mults / max(1, draws) * mul
     decrypt = packed * ((slots - 1) * slot_bits * mul + noise + 2 * partial)

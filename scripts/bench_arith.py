@@ -158,11 +158,11 @@ def bench_size(bits: int, args: argparse.Namespace, clock: Callable[[], float]) 
     started = clock()
     fixed.draw(1)
     add("FixedBaseNoise table build (once)", "s", clock() - started)
-    table_bytes = sum(fixed.row_sizes) * sys.getsizeof(fixed.base)
+    table_bytes = fixed.shape.entries * sys.getsizeof(fixed.base)
     rows.append(("FixedBaseNoise table values", "MiB", {bits: table_bytes / 2**20}))
     batch = 50
     per_draw = measure(clock, lambda: fixed.draw(batch), 3, repeat) / batch
-    add("noise draw (FixedBaseNoise, w=8)", "ms", per_draw)
+    add("noise draw (FixedBaseNoise, 8-bit squaring-free comb)", "ms", per_draw)
 
     def power(exponent_bits: int) -> Callable[[], object]:
         exponent = mpz(secrets.randbits(exponent_bits) | 1 << (exponent_bits - 1))

@@ -6,7 +6,6 @@ the integers of one ``powmod`` per term, whatever the shape, window or memory bu
 
 from __future__ import annotations
 
-import math
 import secrets
 import sys
 from collections.abc import Sequence
@@ -22,10 +21,13 @@ from hypothesis import strategies as st
 from riskprop.core import paillier
 from riskprop.core.data import IntArray
 from riskprop.core.paillier import (
+    NOISE_TABLE_BYTES,
+    CombShape,
     FixedBaseNoise,
     FreshNoise,
     PublicKey,
-    comb_rows,
+    comb_shape,
+    comb_value_bytes,
     encrypt,
     linear_step,
     rerandomize,
@@ -76,91 +78,118 @@ def test_fixed_base_draws_differ() -> None:
     assert len({int(FixedBaseNoise(KEY).base) for _ in range(5)}) == 5
 
 
-@pytest.mark.parametrize(
-    ("modulus_bits", "window"),
-    [(257, 8), (255, 8), (256, 8), (2047, 8), (2048, 8), (257, 1), (257, 7), (258, 16)],
-)
-def test_comb_table_shape(modulus_bits: int, window: int) -> None:
-    n = (1 << (modulus_bits - 1)) | secrets.randbits(modulus_bits - 2) << 1 | 1
-    noise = FixedBaseNoise(PublicKey(n), window=window)
-    bits = math.ceil(modulus_bits / 2)
-    assert noise.exponent_bits == bits
-    rows = math.ceil(bits / window)
-    top = bits - window * (rows - 1)
-    assert 1 <= top <= window
-    assert noise.row_sizes == (2**window,) * (rows - 1) + (2**top,)
-    assert math.prod(noise.row_sizes) == 2**bits  # digits cover exactly [0, 2**L)
-    if modulus_bits < 1000 and window <= 8:
-        noise.draw(1)
-        table = noise._table
-        assert table is not None
-        assert tuple(len(row) for row in table) == noise.row_sizes
+SHAPES = [(8, 65, 1), (1, 1, 129), (4, 3, 11), (7, 2, 10), (16, 1, 9), (5, 26, 1), (3, 4, 11)]
 
 
-@pytest.mark.parametrize("window", [1, 3, 8, 11])
-def test_comb_evaluation_is_the_power(window: int) -> None:
-    noise = FixedBaseNoise(KEY, window=window)  # L = 128
+@pytest.mark.parametrize(("teeth", "blocks", "columns"), SHAPES)
+def test_comb_evaluation_is_the_power(teeth: int, blocks: int, columns: int) -> None:
+    """Every digit layout, squaring-free (one column) to a single table, computes h_N**alpha."""
+    shape = CombShape(teeth, blocks, columns)
+    assert shape.exponent_bits >= 128  # KEY: L = 128 bits
+    noise = FixedBaseNoise(KEY, shape=shape)
     top = 2**noise.exponent_bits - 1
     for alpha in [0, 1, 2, 255, 256, top, top >> 1, *(secrets.randbits(128) for _ in range(10))]:
         assert noise.power(alpha) == gmpy2.powmod(noise.base, alpha, N2)
     with pytest.raises(ValueError, match="exponent"):
         noise.power(top + 1)
+    table = noise._table
+    assert table is not None and len(table) == shape.entries
+
+
+@pytest.mark.parametrize(("teeth", "blocks", "columns"), SHAPES)
+def test_comb_multiplication_counts_are_what_the_model_says(
+    teeth: int, blocks: int, columns: int
+) -> None:
+    """Count the products mod N**2 while building the comb and drawing from it."""
+    shape = CombShape(teeth, blocks, columns)
+    noise = FixedBaseNoise(KEY, shape=shape)
+    counted = [0]
+    real = noise._n2
+
+    def modulo(value: object) -> object:
+        counted[0] += 1
+        return value % real
+
+    class Modulus:
+        def __rmod__(self, value: object) -> object:
+            return modulo(value)
+
+    noise._n2 = Modulus()  # type: ignore[assignment]
+    noise.draw(1)
+    built_and_one = counted[0]
+    noise.draw(5)
+    assert counted[0] - built_and_one == 5 * shape.draw_multiplications
+    assert built_and_one == shape.build_multiplications + shape.draw_multiplications
 
 
 @pytest.mark.parametrize("fill", [b"\xff", b"\x00"])
-def test_draw_digits_cover_exactly_l_bits(monkeypatch: pytest.MonkeyPatch, fill: bytes) -> None:
-    """All-ones random bytes give ``alpha = 2**L - 1`` (the top row is masked); zeros give 1."""
-    n = (1 << 256) | secrets.randbits(255) << 1 | 1  # 257 bits: L = 129, top row of 1 bit
-    noise = FixedBaseNoise(PublicKey(n))
+@pytest.mark.parametrize(("teeth", "blocks", "columns"), [(8, 17, 1), (4, 3, 11), (5, 2, 13)])
+def test_draw_digits_cover_every_exponent_bit(
+    monkeypatch: pytest.MonkeyPatch, fill: bytes, teeth: int, blocks: int, columns: int
+) -> None:
+    """All-ones random bytes give ``alpha = 2**E - 1``; zeros give ``alpha = 0``."""
+    shape = CombShape(teeth, blocks, columns)
+    noise = FixedBaseNoise(KEY, shape=shape)
     monkeypatch.setattr(paillier.secrets, "token_bytes", lambda size: fill * size)
-    expected = gmpy2.powmod(noise.base, 2**129 - 1 if fill == b"\xff" else 0, n * n)
-    assert noise.draw(3) == [expected] * 3
+    alpha = 2**shape.exponent_bits - 1 if fill == b"\xff" else 0
+    assert noise.draw(3) == [gmpy2.powmod(noise.base, alpha, N2)] * 3
 
 
-def test_fixed_base_noise_refuses_bad_windows() -> None:
-    for window in (0, 17):
-        with pytest.raises(ValueError, match="window"):
-            FixedBaseNoise(KEY, window=window)
+def test_fixed_base_noise_refuses_bad_combs() -> None:
+    with pytest.raises(ValueError, match="shorter"):
+        FixedBaseNoise(KEY, shape=CombShape(8, 2, 7))  # 112 < 128 bits
+    with pytest.raises(ValueError, match="teeth"):
+        FixedBaseNoise(KEY, shape=CombShape(17, 1, 8))
+    with pytest.raises(ValueError, match="teeth"):
+        comb_shape(2048, 0, 4)
 
 
-@pytest.mark.parametrize("key_bits", [256, 1024, 2048, 3072])
+@pytest.mark.parametrize("key_bits", [256, 1024, 2048])
 @pytest.mark.parametrize("draws", [0, 1, 50, 3_000, 100_000, 2_000_000])
-def test_comb_window_minimises_multiplications_within_the_memory_cap(
+def test_comb_shape_minimises_multiplications_within_the_memory_cap(
     key_bits: int, draws: int
 ) -> None:
+    """Brute force over every (teeth, blocks) against ``shape_for``."""
     memory = 64 << 20
-
-    def table_and_draws(window: int) -> tuple[int, int]:
-        sizes = comb_rows(key_bits, window)  # checked against the built table above
-        return sum(sizes) * (2 * key_bits // 8 + 32), sum(sizes) + draws * (len(sizes) - 1)
-
-    chosen = FixedBaseNoise.window_for(key_bits, draws, memory)
-    fitting = {w: table_and_draws(w) for w in range(1, 17) if table_and_draws(w)[0] <= memory}
+    value_bytes = comb_value_bytes(key_bits)
+    exponent_bits = (key_bits + 1) // 2
+    fitting = {}
+    for teeth in range(1, 17):
+        for blocks in range(1, -(-exponent_bits // teeth) + 1):
+            shape = comb_shape(key_bits, teeth, blocks)
+            assert shape.exponent_bits >= exponent_bits
+            if shape.entries * value_bytes <= memory:
+                fitting[shape] = shape.build_multiplications + draws * shape.draw_multiplications
+    chosen = FixedBaseNoise.shape_for(key_bits, draws, memory)
     assert chosen in fitting
-    assert fitting[chosen][1] == min(cost for _, cost in fitting.values())
-    if draws >= 100_000 and key_bits >= 1024:
-        assert chosen == max(fitting)  # many draws pay for the widest table that fits
+    assert fitting[chosen] == min(fitting.values())
 
 
-def test_session_noise_window_follows_the_expected_draws() -> None:
-    few = FixedBaseNoise.window_for(2048, 3_000)
-    many = FixedBaseNoise.window_for(2048, 1_000_000)
-    assert few < many
-    assert many == 12  # 190 MiB table, 85 multiplications per draw instead of 127 at w = 8
+def test_session_noise_comb_follows_the_expected_draws() -> None:
+    few = FixedBaseNoise.shape_for(2048, 3_000)
+    many = FixedBaseNoise.shape_for(2048, 1_000_000)
+    assert few.entries < many.entries
+    assert few.draw_multiplications > many.draw_multiplications
+    # the documented figures (class docstring)
+    assert many.draw_multiplications == 73
+    assert many.entries * comb_value_bytes(2048) <= NOISE_TABLE_BYTES
+    squaring_free = comb_shape(2048, 12, 86)
+    assert squaring_free.columns == 1 and squaring_free.draw_multiplications == 85
 
 
 def test_comb_table_memory_at_2048_bits() -> None:
-    """The documented size: 128 rows x 256 values of 512 bytes (16 MiB of limbs)."""
+    """The default comb: 128 squaring-free tables of 256 values of 512 bytes (16 MiB of limbs),
+    within the per-value estimate ``shape_for`` budgets with."""
     n = (1 << 2047) | secrets.randbits(2046) << 1 | 1
     noise = FixedBaseNoise(PublicKey(n))
-    assert noise.row_sizes == (256,) * 128
+    assert noise.shape == CombShape(8, 128, 1)
     noise.draw(1)
-    assert noise._table is not None
-    values = [v for row in noise._table for v in row]
+    values = noise._table
+    assert values is not None
     assert len(values) == 32768
     assert sum(v.bit_length() for v in values) <= 32768 * 4096
-    size = sum(sys.getsizeof(v) for v in values) + sum(map(sys.getsizeof, noise._table))
-    assert 16 * 2**20 < size < 20 * 2**20
+    size = sum(sys.getsizeof(v) for v in values) + sys.getsizeof(values)
+    assert 16 * 2**20 < size <= 32768 * comb_value_bytes(2048)
 
 
 def test_fresh_noise_is_still_a_noise_source() -> None:

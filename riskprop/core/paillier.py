@@ -90,17 +90,67 @@ class FreshNoise:
 
 #: ``FixedBaseNoise.draw`` takes its random digits in batches of this many values.
 _DRAW_BATCH = 4096
-#: Default memory cap of a noise comb table (:meth:`FixedBaseNoise.window_for`).
+#: Default memory cap of a noise comb table (:meth:`FixedBaseNoise.shape_for`).
 NOISE_TABLE_BYTES = 256 << 20
+#: Bytes a Python ``mpz`` takes beyond its limbs (header and allocator rounding).
+_MPZ_OVERHEAD = 48
+#: Widest table index of a comb, in bits.
+MAX_TEETH = 16
 
 
-def comb_rows(key_bits: int, window: int) -> tuple[int, ...]:
-    """Row lengths of the comb table for ``L = ceil(key_bits / 2)``-bit exponents and a
-    ``window``-bit digit: ``2**w`` for each full digit, ``2**top`` for the last."""
+@dataclass(frozen=True)
+class CombShape:
+    """Shape of a Lim-Lee fixed-base comb: ``blocks`` tables indexed by ``teeth``-bit digits,
+    ``columns`` digits per table and exponent.
+
+    The exponent has ``E = teeth * blocks * columns`` bits, read as ``teeth`` rows of ``a =
+    blocks * columns`` bits, each row cut into ``blocks`` blocks of ``columns`` bits. With
+    ``g_k = h_N**(2**(k * columns))``, table ``j`` holds ``T_j[u] = prod_{i: bit i of u}
+    g_{i * blocks + j}`` for ``u < 2**teeth``. The digit ``D[j][c]`` gathers bit ``c`` of block
+    ``j`` of every row, so ``h_N**alpha = prod_c (prod_j T_j[D[j][c]])**(2**c)``: ``columns -
+    1`` squarings and ``blocks * columns - 1`` multiplications per value. ``columns = 1`` is
+    the squaring-free comb (one table per ``teeth``-bit window); more columns trade squarings
+    for a table ``blocks * 2**teeth`` long, which pays when few values are drawn.
+    """
+
+    teeth: int
+    blocks: int
+    columns: int
+
+    @property
+    def exponent_bits(self) -> int:
+        return self.teeth * self.blocks * self.columns
+
+    @property
+    def entries(self) -> int:
+        """Values in the tables (including ``T_j[0] = 1``)."""
+        return self.blocks << self.teeth
+
+    @property
+    def draw_multiplications(self) -> int:
+        """Squarings plus multiplications mod ``N**2`` per value."""
+        return self.columns - 1 + self.blocks * self.columns - 1
+
+    @property
+    def build_multiplications(self) -> int:
+        """``E - columns`` squarings for the ``g_k``, ``2**teeth - teeth - 1`` per table."""
+        return (
+            self.exponent_bits - self.columns + self.blocks * ((1 << self.teeth) - self.teeth - 1)
+        )
+
+
+def comb_value_bytes(key_bits: int) -> int:
+    """Memory of one comb value: the ``|N**2|``-bit number, its object header and list slot."""
+    return 2 * key_bits // 8 + _MPZ_OVERHEAD + 8
+
+
+def comb_shape(key_bits: int, teeth: int, blocks: int) -> CombShape:
+    """The comb with ``teeth`` and ``blocks`` whose exponent covers ``L = ceil(key_bits / 2)``
+    bits with the fewest columns."""
+    if not 1 <= teeth <= MAX_TEETH or blocks < 1:
+        raise ValueError(f"a comb needs 1..{MAX_TEETH} teeth and at least one block")
     exponent_bits = (key_bits + 1) // 2
-    rows = -(-exponent_bits // window)
-    top = exponent_bits - window * (rows - 1)
-    return (1 << window,) * (rows - 1) + (1 << top,)
+    return CombShape(teeth, blocks, -(-exponent_bits // (teeth * blocks)))
 
 
 class FixedBaseNoise:
@@ -109,104 +159,140 @@ class FixedBaseNoise:
     Construction draws a secret uniform ``x`` in ``Z_N^*`` and keeps only the base
     ``h_N = (-x**2 mod N)**N mod N**2``; ``x`` is a local of ``__init__`` (never stored, logged
     or written). A value is ``h_N**alpha = ((-x**2)**alpha)**N``, an N-th residue, with
-    ``alpha`` uniform in ``[0, 2**L)``, ``L = ceil(|N| / 2)`` (1024 bits at 2048-bit N). Security:
-    DCRA plus DJN's short-exponent assumption (module docstring).
+    ``alpha`` uniform in ``[0, 2**E)`` for the comb's ``E >= L = ceil(|N| / 2)`` (1024 bits at
+    2048-bit N). Security: DCRA plus DJN's short-exponent assumption (module docstring) for
+    ``L``-bit exponents; a longer uniform exponent is no weaker, since ``h**(a + 2**L b) =
+    h**a * (h**(2**L))**b`` for independent ``b`` maps uniform to uniform and the ``L``-bit
+    distribution to the ``E``-bit one.
 
-    Comb table with window ``w`` and ``k = ceil(L / w)`` rows: ``T[j][v] = h_N**(v * 2**(w j))``
-    for ``j < k`` and ``v < 2**w`` (the top row only ``v < 2**(L - w (k - 1))``). Writing
-    ``alpha = sum_j d_j 2**(w j)`` with independent uniform digits ``d_j`` (so ``alpha`` is
-    uniform), ``h_N**alpha = prod_j T[j][d_j]``: ``k - 1`` multiplications mod ``N**2`` per
-    draw (127 at 2048 bits, w = 8), where ``r**N`` takes about ``|N|`` squarings and ``|N| / 6``
-    multiplications. The table is built on the first draw, ``(sum of row lengths) - k``
-    multiplications (32,640 at 2048 bits, about 0.2 s): 128 x 256 values of 512 bytes, 16 MiB
-    of numbers, about 17.5 MiB as Python objects. :meth:`window_for` picks ``w`` for an
-    expected number of draws: 12 bits (85 multiplications per draw, 190 MiB) pays once a
-    2048-bit node draws about a million values.
+    Evaluation: a Lim-Lee comb (:class:`CombShape`) with independent uniform digits, built on
+    the first draw. :meth:`shape_for` picks the shape for the expected number of draws. At 2048
+    bits: about 3,000 draws get 5 tables of 8,192 values (16 columns; 94 multiplications per
+    value, 42,000 to build, 22 MiB); a million get 14 tables of 32,768 (5 columns; 73 per
+    value, 460,000 to build, 249 MiB). ``r**N`` costs about 2,400.
     """
 
     @staticmethod
-    def window_for(key_bits: int, draws: int, memory: int = NOISE_TABLE_BYTES) -> int:
-        """The comb window ``w`` in 1..16 that minimises the multiplications of building the
-        table plus ``draws`` draws, ``sum(row lengths) + draws * (k - 1)``, among the tables
-        whose values take at most ``memory`` bytes (each about ``|N**2| / 8 + 32``)."""
-        value_bytes = 2 * key_bits // 8 + 32
-        best, best_cost = 1, -1
-        for window in range(1, 17):
-            sizes = comb_rows(key_bits, window)
-            entries = sum(sizes)
-            if window > 1 and entries * value_bytes > memory:
-                break
-            cost = entries + draws * (len(sizes) - 1)
-            if best_cost < 0 or cost < best_cost:
-                best, best_cost = window, cost
+    def shape_for(key_bits: int, draws: int, memory: int = NOISE_TABLE_BYTES) -> CombShape:
+        """The comb that minimises the multiplications of building it plus ``draws`` draws,
+        among those whose values take at most ``memory`` bytes (:func:`comb_value_bytes`
+        each); ties go to the smaller table."""
+        value_bytes = comb_value_bytes(key_bits)
+        exponent_bits = (key_bits + 1) // 2
+        best: CombShape | None = None
+        best_key = (0, 0)
+        for teeth in range(1, MAX_TEETH + 1):
+            blocks = 1
+            while True:
+                shape = comb_shape(key_bits, teeth, blocks)
+                fits = shape.entries * value_bytes <= memory
+                if fits or best is None:
+                    cost = shape.build_multiplications + draws * shape.draw_multiplications
+                    if best is None or (cost, shape.entries) < best_key:
+                        best, best_key = shape, (cost, shape.entries)
+                if shape.columns == 1 or not fits:
+                    break
+                # the next block count that lowers the columns
+                blocks = -(-exponent_bits // (teeth * (shape.columns - 1)))
+        assert best is not None
         return best
 
     def __init__(
         self,
         key: PublicKey,
         *,
-        window: int = 8,
+        shape: CombShape | None = None,
         randbelow: Callable[[int], int] = secrets.randbelow,
     ) -> None:
-        if not 1 <= window <= 16:
-            raise ValueError("the comb window must be 1..16 bits")
         n, n2 = mpz(key.n), mpz(key.nsquare)
-        self.window = window
-        self.exponent_bits = (key.bits + 1) // 2
-        #: length of each comb row: ``2**w`` and ``2**top`` for the last
-        self.row_sizes = comb_rows(key.bits, window)
+        self.shape = shape or comb_shape(key.bits, 8, -(-((key.bits + 1) // 2) // 8))
+        if self.shape.exponent_bits < (key.bits + 1) // 2:
+            raise ValueError("the comb's exponents are shorter than |N| / 2 bits")
+        if not 1 <= self.shape.teeth <= MAX_TEETH:
+            raise ValueError(f"a comb needs 1..{MAX_TEETH} teeth")
+        self.exponent_bits = self.shape.exponent_bits
         self._n2 = n2
         x = FreshNoise(key, randbelow)._unit()
         self._base = gmpy2.powmod(-x * x % n, n, n2)
         del x
-        self._table: list[list[mpz]] | None = None
+        self._table: list[mpz] | None = None
 
     @property
     def base(self) -> mpz:
         """``h_N`` (DJN publish it; here it stays in the process, and ``x`` is gone)."""
         return self._base
 
-    def _build(self) -> list[list[mpz]]:
-        """``T[j][v] = g_j**v`` with ``g_0 = h_N`` and ``g_{j+1} = g_j**(2**w)``."""
-        n2 = self._n2
-        table: list[list[mpz]] = []
-        g = self._base
-        for size in self.row_sizes:
-            row = [mpz(1), g]
-            for _ in range(size - 2):
-                row.append(row[-1] * g % n2)
-            table.append(row)
-            if len(table) < len(self.row_sizes):
-                g = row[-1] * g % n2  # g**(2**w): only the last row is shorter
+    def _build(self) -> list[mpz]:
+        """``T_j[u]`` at ``j * 2**teeth + u`` (see :class:`CombShape`)."""
+        n2, (teeth, blocks, columns) = (
+            self._n2,
+            (
+                self.shape.teeth,
+                self.shape.blocks,
+                self.shape.columns,
+            ),
+        )
+        powers = [self._base]  # g_k = h_N**(2**(k * columns))
+        for _ in range(teeth * blocks - 1):
+            g = powers[-1]
+            for _ in range(columns):
+                g = g * g % n2
+            powers.append(g)
+        size = 1 << teeth
+        table: list[mpz] = []
+        for j in range(blocks):
+            sub = [mpz(1)] * size
+            for u in range(1, size):
+                top = u.bit_length() - 1
+                g = powers[top * blocks + j]
+                rest = u ^ (1 << top)
+                sub[u] = g if rest == 0 else sub[rest] * g % n2
+            table.extend(sub)
         return table
 
-    def power(self, alpha: int) -> mpz:
-        """``h_N**alpha mod N**2`` from the table, for ``0 <= alpha < 2**L``."""
-        if not 0 <= alpha < 1 << self.exponent_bits:
-            raise ValueError("exponent outside [0, 2**L)")
-        mask = (1 << self.window) - 1
-        digits = [(alpha >> (self.window * j)) & mask for j in range(len(self.row_sizes))]
-        return self._combine(digits)
+    def digits(self, alpha: int) -> list[int]:
+        """Table positions ``j * 2**teeth + D[j][c]`` for ``alpha``, by column from the top,
+        blocks in order: the order :meth:`_combine` reads them."""
+        teeth, blocks, columns = self.shape.teeth, self.shape.blocks, self.shape.columns
+        row_bits = blocks * columns
+        out = []
+        for c in reversed(range(columns)):
+            for j in range(blocks):
+                d = 0
+                for i in range(teeth):
+                    d |= ((alpha >> (i * row_bits + j * columns + c)) & 1) << i
+                out.append((j << teeth) + d)
+        return out
 
-    def _combine(self, digits: Sequence[int]) -> mpz:
+    def power(self, alpha: int) -> mpz:
+        """``h_N**alpha mod N**2`` from the table, for ``0 <= alpha < 2**E``."""
+        if not 0 <= alpha < 1 << self.exponent_bits:
+            raise ValueError("exponent outside [0, 2**E)")
+        return self._combine(self.digits(alpha))
+
+    def _combine(self, positions: Sequence[int]) -> mpz:
         if self._table is None:
             self._table = self._build()
-        table, n2 = self._table, self._n2
-        acc = table[0][digits[0]]
-        for j in range(1, len(table)):
-            acc = acc * table[j][digits[j]] % n2
+        table, n2, blocks = self._table, self._n2, self.shape.blocks
+        acc = table[positions[0]]
+        for k in range(1, len(positions)):
+            if k % blocks == 0:
+                acc = acc * acc % n2
+            acc = acc * table[positions[k]] % n2
         return acc
 
     def draw(self, count: int) -> list[mpz]:
         """``count`` values ``h_N**alpha``, the digits of each ``alpha`` from ``secrets``."""
         out: list[mpz] = []
-        rows = len(self.row_sizes)
-        limits = np.array([size - 1 for size in self.row_sizes], dtype=np.uint16)
+        teeth, blocks, columns = self.shape.teeth, self.shape.blocks, self.shape.columns
+        per_value = blocks * columns
+        offsets = np.tile(np.arange(blocks, dtype=np.int64) << teeth, columns)
+        mask = (1 << teeth) - 1
         for start in range(0, count, _DRAW_BATCH):
             batch = min(_DRAW_BATCH, count - start)
-            raw = np.frombuffer(secrets.token_bytes(2 * rows * batch), dtype="<u2")
-            digits = (raw.reshape(batch, rows) & limits).tolist()
-            out.extend(self._combine(d) for d in digits)
+            raw = np.frombuffer(secrets.token_bytes(2 * per_value * batch), dtype="<u2")
+            positions = ((raw.reshape(batch, per_value) & mask) + offsets).tolist()
+            out.extend(self._combine(p) for p in positions)
         return out
 
 
@@ -250,8 +336,6 @@ MAX_WINDOW = 6
 TABLE_BUDGET = 1 << 30
 #: ``linear_step`` recodes exponents and runs rows in chunks of this many rows.
 CHUNK_ROWS = 2048
-#: Bytes a Python ``mpz`` takes beyond its limbs (header and allocator rounding).
-_MPZ_OVERHEAD = 48
 
 
 def linear_step(

@@ -119,8 +119,8 @@ class RunSession:
             # one draw per sent account per iteration and one per packed ciphertext
             sent = sum(len(view.sent()) for view in self.views)
             draws = sent * descriptor.iterations + -(-bank.n_accounts // max(1, self.slots))
-            window = FixedBaseNoise.window_for(self.public.bits, draws)
-            noise = FixedBaseNoise(self.public, window=window)
+            shape = FixedBaseNoise.shape_for(self.public.bits, draws)
+            noise = FixedBaseNoise(self.public, shape=shape)
         self.noise = noise
         self.stats = SessionStats()
 
