@@ -8,7 +8,8 @@ Workloads (3 iterations, delta 0.5 unless stated; data from ``riskprop generate 
 * ``large``  300,000 accounts, 1,000,000 transactions, 10 iterations, 2048-bit key
 
 Each repetition starts ``riskprop run --player NAME`` for every bank at once (fresh ports, a
-dealt key cached per size: key generation is not part of a run, for TNO neither) and waits
+dealerless key made once per size by riskprop's own key generation and cached, ``--keygen
+dealer`` for a dealt one: key generation is not part of a run, for TNO neither) and waits
 for all. Reported per repetition: wall time until the last node exited, CPU time of all node
 processes (user + sys), each node's peak resident memory, seconds and bytes per phase from
 the nodes' run reports, and the largest difference from the plaintext engine. With
@@ -41,6 +42,7 @@ from riskprop.core.graph import build_global
 from riskprop.core.plaintext import propagate
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.demo import demo_certificates, demo_keys, start_nodes, write_configs
+from riskprop.keys import load_share, share_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "riskprop-bench"
@@ -116,9 +118,13 @@ def plaintext(data: Path, iterations: int) -> dict[tuple[str, str], float]:
     return out
 
 
-def run_riskprop(work: Workload, data: Path, precision: int, timeout: float) -> Result:
-    names = sorted(p.name for p in data.iterdir() if p.is_dir())
-    keys = demo_keys(names, work.bits, "dealer").directory
+def bank_names(data: Path) -> list[str]:
+    return sorted(p.name for p in data.iterdir() if p.is_dir())
+
+
+def run_riskprop(work: Workload, data: Path, precision: int, timeout: float, keygen: str) -> Result:
+    names = bank_names(data)
+    keys = demo_keys(names, work.bits, keygen).directory
     certs = demo_certificates(names)
     with tempfile.TemporaryDirectory(prefix="riskprop-bench-") as tmp:
         root = Path(tmp)
@@ -191,7 +197,9 @@ def run_tno(work: Workload, data: Path, python: str) -> Result:
     return result
 
 
-def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str, float]:
+def arithmetic_estimate(
+    work: Workload, data: Path, precision: int, share_bits: int
+) -> dict[str, float]:
     """Seconds the modular arithmetic of a run needs on this machine, all banks together:
     operation counts of the protocol as implemented times one timed operation. Every sent
     ciphertext: one fixed-base noise draw (the squarings and multiplications mod N^2 of the comb
@@ -199,7 +207,7 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     each iteration: per account f squarings, per term about f/4 digit multiplications (sliding
     windows of 3 bits on average), 4 per base for its table of odd powers; decryption: per
     packed ciphertext the packing squarings, a noise draw and t + 1 = 2 partial decryptions
-    (a |N|*2 + 130-bit exponent mod N^2)."""
+    (exponents of ``share_bits`` bits mod N^2, the length of the run's key shares)."""
     import gmpy2
     import phe
 
@@ -211,6 +219,9 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     a, b = gmpy2.mpz(n2 - 12345), gmpy2.mpz(n2 // 3)
 
     def timed(op: object, repeat: int) -> float:
+        started = time.perf_counter()
+        while time.perf_counter() - started < 0.5:  # warm up: the first timings run slow
+            op()  # type: ignore[operator]
         best = []
         for _ in range(5):
             started = time.perf_counter()
@@ -220,7 +231,7 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
         return min(best)  # best of five: least disturbed by other load
 
     mul = timed(lambda: a * b % n2, 2000)
-    exponent = gmpy2.mpz(1) << (2 * work.bits + 130) | 12345
+    exponent = gmpy2.mpz(1) << (share_bits - 1) | 12345
     partial = timed(lambda: gmpy2.powmod(a, exponent, n2), 5)
     from riskprop.core.paillier import FixedBaseNoise
 
@@ -251,7 +262,7 @@ def arithmetic_estimate(work: Workload, data: Path, precision: int) -> dict[str,
     decrypt = packed * ((slots - 1) * slot_bits * mul + noise + 2 * partial)
     return {
         "multiplication mod N^2 (us)": mul * 1e6,
-        "partial decryption (ms)": partial * 1e3,
+        f"partial decryption, {share_bits}-bit share (ms)": partial * 1e3,
         "encrypt (noise-free embedding)": 0.0,
         "noise comb tables": table,
         "each iteration": iteration + sent * noise,
@@ -313,13 +324,19 @@ def main() -> None:
     parser.add_argument("--tno-runs", type=int, default=1)
     parser.add_argument("--precision-bits", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=7200.0)
+    parser.add_argument(
+        "--keygen",
+        choices=("distributed", "dealer"),
+        default="distributed",
+        help="riskprop's key: dealerless (default, as TNO's; made once and cached) or dealt",
+    )
     args = parser.parse_args()
-    print(f"riskprop benchmark, {os.cpu_count()} cores; {' '.join(sys.argv)}")
+    print(f"riskprop benchmark, {os.cpu_count()} cores, {args.keygen} key; {' '.join(sys.argv)}")
     for work in WORKLOADS[args.workload]:
         data = dataset(work)
         results = []
         for run in range(args.runs):
-            result = run_riskprop(work, data, args.precision_bits, args.timeout)
+            result = run_riskprop(work, data, args.precision_bits, args.timeout, args.keygen)
             print(
                 f"  {work.name} run {run + 1}: wall {result.wall:.2f} s, CPU {result.cpu:.2f} s",
                 flush=True,
@@ -333,7 +350,10 @@ def main() -> None:
                     f"  TNO run {run + 1}: wall {tno[-1].wall:.1f} s, CPU {tno[-1].cpu:.1f} s",
                     flush=True,
                 )
-        report(work, results, tno, arithmetic_estimate(work, data, args.precision_bits))
+        names = bank_names(data)
+        share = load_share(share_file(demo_keys(names, work.bits, args.keygen).directory, names[0]))
+        estimate = arithmetic_estimate(work, data, args.precision_bits, share.secret.bit_length())
+        report(work, results, tno, estimate)
 
 
 if __name__ == "__main__":
