@@ -100,8 +100,9 @@ MAX_TEETH = 16
 
 @dataclass(frozen=True)
 class CombShape:
-    """Shape of a Lim-Lee fixed-base comb: ``blocks`` tables indexed by ``teeth``-bit digits,
-    ``columns`` digits per table and exponent.
+    """Shape of a Lim-Lee fixed-base comb (C. H. Lim and P. J. Lee, "More flexible
+    exponentiation with precomputation", CRYPTO '94, LNCS 839): ``blocks`` tables indexed by
+    ``teeth``-bit digits, ``columns`` digits per table and exponent.
 
     The exponent has ``E = teeth * blocks * columns`` bits, read as ``teeth`` rows of ``a =
     blocks * columns`` bits, each row cut into ``blocks`` blocks of ``columns`` bits. With
