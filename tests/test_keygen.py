@@ -76,6 +76,26 @@ def test_shared_secret_is_a_multiple_of_phi_and_theta_is_its_residue(generated) 
     assert d % key.public.n == key.theta
 
 
+def test_the_shared_secret_is_no_longer_than_hiding_theta_needs(generated) -> None:  # type: ignore[no-untyped-def]
+    """``D = Delta**4 phi beta`` with ``beta`` the sum of one value below ``N`` per party: that is
+    uniform mod ``N`` already, and a longer ``beta`` would only lengthen every share, hence every
+    partial decryption's exponent."""
+    params, shares, parties = generated
+    key = shares[params.parties[0]].key
+    p = sum(party.factor_shares[0] for party in parties.values())  # type: ignore[index]
+    q = sum(party.factor_shares[1] for party in parties.values())  # type: ignore[index]
+    phi = (p - 1) * (q - 1)
+    chosen = params.parties[: params.threshold + 1]
+    indices = [key.index(c) for c in chosen]
+    d = (
+        sum(lagrange_at_zero(indices, key.index(c), key.delta) * shares[c].secret for c in chosen)
+        // key.delta
+    )
+    beta, rest = divmod(d, key.delta**4 * phi)
+    assert rest == 0
+    assert 0 < beta < len(params.parties) * key.public.n
+
+
 def test_every_subset_of_t_plus_one_decrypts_and_t_cannot(generated) -> None:  # type: ignore[no-untyped-def]
     params, shares, _ = generated
     key = shares[params.parties[0]].key

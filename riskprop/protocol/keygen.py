@@ -386,7 +386,10 @@ class KeygenParty:
         n, t, sigma = self.n, self.t, self.params.sigma
         delta = math.factorial(n)
         phi = modulus + 1 - p_share - q_share if self.me == 1 else -(p_share + q_share)
-        beta = secrets.randbits(self.params.bits + sigma)
+        # uniform mod N from each party: beta = sum beta_i is uniform mod N if one party is
+        # honest, so theta = Delta**4 phi beta mod N hides phi; no more bits are needed, and
+        # every extra bit of beta lengthens the shares and so every partial decryption
+        beta = secrets.randbelow(modulus)
         columns = (
             dkg.share_integer(delta * phi, t, n, sigma),
             dkg.share_integer(delta * beta, t, n, sigma),
