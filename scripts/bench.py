@@ -75,6 +75,7 @@ class Result:
     cpu: float
     peak_rss: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)  # summed over banks
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # summed over banks
     sent: dict[str, int] = field(default_factory=dict)
     max_diff: float = 0.0
 
@@ -158,6 +159,8 @@ def run_riskprop(work: Workload, data: Path, precision: int, timeout: float, key
             report = json.loads((root / "out" / name / "run-report.json").read_text())
             for phase, seconds in report["seconds"].items():
                 result.seconds[phase] = result.seconds.get(phase, 0.0) + seconds
+            for phase, seconds in report["cpu_seconds"].items():
+                result.cpu_seconds[phase] = result.cpu_seconds.get(phase, 0.0) + seconds
             for phase, sent in report["bytes_by_phase"].items():
                 result.sent[phase] = result.sent.get(phase, 0) + sent
             with (root / "out" / name / "risk_scores.csv").open() as handle:
@@ -219,18 +222,20 @@ def arithmetic_estimate(
     a, b = gmpy2.mpz(n2 - 12345), gmpy2.mpz(n2 // 3)
 
     def timed(op: object, repeat: int) -> float:
+        """Median over 15 batches of ``repeat`` calls after a warm-up: this VM's speed drifts
+        by up to a quarter over seconds, so a minimum would flatter the arithmetic."""
         started = time.perf_counter()
-        while time.perf_counter() - started < 0.5:  # warm up: the first timings run slow
+        while time.perf_counter() - started < 0.5:
             op()  # type: ignore[operator]
-        best = []
-        for _ in range(5):
+        batches = []
+        for _ in range(15):
             started = time.perf_counter()
             for _ in range(repeat):
                 op()  # type: ignore[operator]
-            best.append((time.perf_counter() - started) / repeat)
-        return min(best)  # best of five: least disturbed by other load
+            batches.append((time.perf_counter() - started) / repeat)
+        return statistics.median(batches)
 
-    mul = timed(lambda: a * b % n2, 2000)
+    mul = timed(lambda: a * b % n2, 1000)
     exponent = gmpy2.mpz(1) << (share_bits - 1) | 12345
     partial = timed(lambda: gmpy2.powmod(a, exponent, n2), 5)
     from riskprop.core.paillier import FixedBaseNoise
@@ -289,13 +294,34 @@ def report(
     print(f"peak memory of one node:              {peak / 2**30:.2f} GiB")
     print(f"largest |secure - plaintext|:         {max(r.max_diff for r in results):.2e}")
     last = results[len(results) // 2]
-    print("per phase (summed over banks, median run): seconds, MB sent")
+    print(
+        "per phase, summed over banks (median run): wall s, CPU s of the session thread, MB sent,"
+        "\n  modular arithmetic s by operation count, its share of the phase's CPU"
+    )
+    first_iteration = True
     for phase in last.seconds:
-        sent = last.sent.get(phase, 0)
-        print(f"  {phase:<24}{last.seconds[phase]:>9.2f}{sent / 1e6:>10.2f}")
+        count = 0.0
+        if phase.startswith("period "):
+            count = estimate["each iteration"]
+            if first_iteration:  # the noise comb is built on the first draw
+                count += estimate["noise comb tables"]
+                first_iteration = False
+        elif phase == "decrypt":
+            count = estimate["decrypt"]
+        cpu = last.cpu_seconds.get(phase, 0.0)
+        share = f"{count / cpu:>7.0%}" if count and cpu else ""
+        print(
+            f"  {phase:<24}{last.seconds[phase]:>8.2f}{cpu:>8.2f}"
+            f"{last.sent.get(phase, 0) / 1e6:>9.2f}{count:>8.2f}{share}"
+        )
     for phase, sent in last.sent.items():
         if phase not in last.seconds:
-            print(f"  {phase:<24}{'':>9}{sent / 1e6:>10.2f}")
+            print(f"  {phase:<24}{'':>16}{sent / 1e6:>9.2f}")
+    in_phases = sum(last.cpu_seconds.values())
+    print(
+        f"  CPU outside the phases (start-up, TLS, message coding, event loop): {last.cpu - in_phases:.2f} s"
+        f" of {last.cpu:.2f} s"
+    )
     print("modular arithmetic the protocol performs (all banks, from operation counts):")
     for label, value in estimate.items():
         unit = "" if "(" in label else " s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import subprocess
 import time
@@ -15,6 +16,7 @@ from nodes import assert_matches_plaintext, make_network, wait_all
 
 from riskprop.config import load_player_config
 from riskprop.node.http import PATH
+from riskprop.node.runner import REPORT_FILE, NodeReport
 from riskprop.tls import client_context, make_ca, make_node_certificate
 
 
@@ -31,6 +33,11 @@ def test_nodes_in_reverse_order_match_plaintext(
     assert_matches_plaintext(network)
     assert "results in" in network.log(parties[0])
     assert "scores to" in network.log(parties[0])  # bytes per iteration are logged
+    for party in parties:  # the run report: wall and session-thread CPU seconds per phase
+        report = NodeReport.from_json(json.loads((network.out / party / REPORT_FILE).read_text()))
+        assert report.cpu_seconds.keys() == report.seconds.keys() >= {"decrypt", "write"}
+        assert all(0 <= report.cpu_seconds[k] <= v + 1e-3 for k, v in report.seconds.items())
+        assert NodeReport.from_json(report.to_json()) == report
 
 
 def test_missing_peer_fails_others_with_its_name(

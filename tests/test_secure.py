@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -54,7 +55,7 @@ from riskprop.protocol.messages import (
     decode,
     encode,
 )
-from riskprop.protocol.session import Phase, RunSession
+from riskprop.protocol.session import Phase, RunSession, SessionStats, Stopwatch
 from riskprop.simulate import simulate_plaintext, simulate_secure
 
 KEY_BITS = 512
@@ -1035,3 +1036,36 @@ def test_secure_equals_plaintext_2048(tmp_path: Path) -> None:
     assert sum(map(len, secure.account_ids)) == 30
     assert_same_result(secure, plain)
     assert np.any(plain.scores > 0.0)
+
+
+def test_phase_statistics_give_wall_and_cpu_time_per_phase(cycle_data: Path) -> None:
+    """Every phase with wall time has the CPU time of the session's thread, which can never
+    exceed it; the run's phases are all there."""
+    dataset, _, shares, descriptor, _ = _cycle_run(cycle_data)
+    sessions, outcome = run_sessions(
+        dict.fromkeys(dataset.names, descriptor), dataset.banks, shares
+    )
+    assert all(error is None for error in outcome.values())
+    for session in sessions.values():
+        stats = session.stats
+        assert stats.cpu_seconds.keys() == stats.seconds.keys()
+        assert {"handshake", "encrypt", "decrypt"} <= stats.seconds.keys()
+        assert {"period 0 iteration 1", "period 0 iteration 2"} <= stats.seconds.keys()
+        for phase, wall in stats.seconds.items():
+            assert 0.0 <= stats.cpu_seconds[phase] <= wall + 1e-3, phase
+        assert stats.cpu_seconds["decrypt"] > 0.0
+
+
+def test_stopwatch_tells_cpu_from_waiting() -> None:
+    stats = SessionStats()
+    started = Stopwatch.start()
+    time.sleep(0.2)
+    stats.lap("sleeping", started, sent=3)
+    started = Stopwatch.start()
+    deadline = time.perf_counter() + 0.2
+    while time.perf_counter() < deadline:
+        pass
+    stats.lap("busy", started)
+    assert stats.seconds["sleeping"] >= 0.2 and stats.cpu_seconds["sleeping"] < 0.1
+    assert stats.cpu_seconds["busy"] >= 0.1
+    assert stats.ciphertexts_sent == {"sleeping": 3, "busy": 0}

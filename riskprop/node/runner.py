@@ -34,7 +34,7 @@ from riskprop.node.journal import FileJournal
 from riskprop.node.transport import PeerUnavailableError
 from riskprop.protocol.checkpoint import decode_checkpoint
 from riskprop.protocol.messages import Done, Message, RunDescriptor
-from riskprop.protocol.session import RunSession
+from riskprop.protocol.session import RunSession, Stopwatch
 from riskprop.results import atomic_write_text, scores_csv
 from riskprop.tls import certificate_fingerprint, client_context, server_context
 
@@ -57,6 +57,8 @@ class NodeReport:
     bytes_sent: int
     wall_seconds: float
     warnings: tuple[str, ...] = field(default=())
+    #: CPU seconds of the session's thread per phase (``seconds`` is wall time)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeReport:
@@ -69,6 +71,7 @@ class NodeReport:
             bytes_by_phase={str(k): int(v) for k, v in data["bytes_by_phase"].items()},
             bytes_sent=int(data["bytes_sent"]),
             wall_seconds=float(data["wall_seconds"]),
+            cpu_seconds={str(k): float(v) for k, v in data.get("cpu_seconds", {}).items()},
         )
 
     def to_json(self) -> dict[str, object]:
@@ -81,6 +84,7 @@ class NodeReport:
             "bytes_by_phase": self.bytes_by_phase,
             "bytes_sent": self.bytes_sent,
             "wall_seconds": self.wall_seconds,
+            "cpu_seconds": self.cpu_seconds,
         }
 
 
@@ -242,6 +246,7 @@ async def run_node(
             accounts=session.bank.n_accounts,
             results=config.output / RESULTS_FILE,
             seconds=dict(session.stats.seconds),
+            cpu_seconds=dict(session.stats.cpu_seconds),
             bytes_by_phase=dict(transport.bytes_by_phase),
             bytes_sent=transport.bytes_sent,
             wall_seconds=time.perf_counter() - started,
@@ -250,12 +255,12 @@ async def run_node(
 
     def write_results() -> None:
         assert session.result is not None  # called once the result is known
-        write_started = time.perf_counter()
+        write_started = Stopwatch.start()
         text = scores_csv(
             ("id", "risk_score"), [(i,) for i in session.bank.account_ids], session.result
         )
         atomic_write_text(config.output / RESULTS_FILE, text)
-        session.stats.add("write", time.perf_counter() - write_started)
+        session.stats.lap("write", write_started)
         write_report(config.output, report())
 
     # Save the result the moment it is known (unless it was saved before the restart).

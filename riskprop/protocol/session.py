@@ -77,16 +77,36 @@ class Phase(Enum):
     DONE = "done"
 
 
+@dataclass(frozen=True)
+class Stopwatch:
+    """A start time: wall clock and the CPU time of the calling thread (the session's work runs
+    on one thread, so its CPU time is the phase's, whatever else the process does)."""
+
+    wall: float
+    cpu: float
+
+    @classmethod
+    def start(cls) -> Stopwatch:
+        return cls(time.perf_counter(), time.thread_time())
+
+
 @dataclass
 class SessionStats:
-    """Seconds spent per phase and ciphertexts sent, for logs and benchmarks."""
+    """Seconds (wall and CPU) spent per phase and ciphertexts sent, for logs and benchmarks."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     ciphertexts_sent: dict[str, int] = field(default_factory=dict)
 
-    def add(self, phase: str, seconds: float = 0.0, sent: int = 0) -> None:
+    def add(self, phase: str, seconds: float = 0.0, sent: int = 0, cpu: float = 0.0) -> None:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+        self.cpu_seconds[phase] = self.cpu_seconds.get(phase, 0.0) + cpu
         self.ciphertexts_sent[phase] = self.ciphertexts_sent.get(phase, 0) + sent
+
+    def lap(self, phase: str, since: Stopwatch, sent: int = 0) -> None:
+        """Add the wall and CPU time elapsed ``since`` to ``phase``."""
+        now = Stopwatch.start()
+        self.add(phase, now.wall - since.wall, sent, now.cpu - since.cpu)
 
 
 class RunSession:
@@ -153,7 +173,7 @@ class RunSession:
 
     def start(self) -> list[Message]:
         """The handshake messages."""
-        started = time.perf_counter()
+        started = Stopwatch.start()
         out = []
         for peer in self.peers:
             rosters = tuple(
@@ -161,7 +181,7 @@ class RunSession:
                 for view in self.views
             )
             out.append(self._message(peer, Hello(self.descriptor, self.bank.n_accounts, rosters)))
-        self.stats.add("handshake", time.perf_counter() - started)
+        self.stats.lap("handshake", started)
         return out + self._advance()
 
     def receive(self, message: Message) -> list[Message]:
@@ -388,23 +408,23 @@ class RunSession:
 
     def _build_incoming(self) -> None:
         """Each period's incoming matrix over ``[own | peers' rosters]`` (needs every Hello)."""
-        started = time.perf_counter()
+        started = Stopwatch.start()
         n = self.bank.n_accounts
         for index, view in enumerate(self.views):
             rosters = {q: self._hellos[q].rosters[index] for q in self.peers}
             csr = resolve_view(view, n, self.bank.foreign_ids, rosters, self.peers)
             self._incoming.append((csr, csr.weights()))
             self._expected.append(tuple(q for q in self.peers if rosters[q]))
-        self.stats.add("handshake", time.perf_counter() - started)
+        self.stats.lap("handshake", started)
 
     def _setup(self) -> None:
         self._build_incoming()
-        started = time.perf_counter()
+        started = Stopwatch.start()
         # Own initial scores need no noise: they stay here until they are sent or decrypted,
         # and every ciphertext that leaves is re-randomised first (``_begin_step``,
         # ``_start_decryption``), so fresh noise now would be paid for twice.
         self._state = embed(self.public, self.fixed.encode_scores(self.bank.initial))
-        self.stats.add("encrypt", time.perf_counter() - started)
+        self.stats.lap("encrypt", started)
         self.phase = Phase.ITERATING
         self.safe_points += 1
         log.info(
@@ -416,7 +436,7 @@ class RunSession:
         if self.descriptor.iterations == 0 or self._step[0] >= len(self.views):
             return self._start_decryption()
         p, k = self._step
-        started = time.perf_counter()
+        started = Stopwatch.start()
         out, sent = [], 0
         # One fresh re-randomisation per account, the same ciphertext for every peer that
         # needs it: peers already know which of our accounts they share transactions with, so
@@ -435,7 +455,7 @@ class RunSession:
                 values = tuple(fresh[i] for i in positions)
                 out.append(self._message(peer, Scores(values), period=p, iteration=k))
                 sent += len(values)
-        self.stats.add(f"period {p} iteration {k}", time.perf_counter() - started, sent)
+        self.stats.lap(f"period {p} iteration {k}", started, sent)
         return out
 
     def _inputs_ready(self) -> bool:
@@ -444,7 +464,7 @@ class RunSession:
 
     def _iterate(self) -> None:
         p, k = self._step
-        started = time.perf_counter()
+        started = Stopwatch.start()
         csr, weights = self._incoming[p]
         imported: list[mpz] = []
         for peer in self.peers:
@@ -465,7 +485,7 @@ class RunSession:
         self._state = linear_step(
             self.public, bases, csr.n_rows, c_self, csr.indptr, csr.indices, coefs
         )
-        self.stats.add(f"period {p} iteration {k}", time.perf_counter() - started)
+        self.stats.lap(f"period {p} iteration {k}", started)
         log.info(
             "%s: period %s iteration %d/%d done",
             self.name,
@@ -479,14 +499,14 @@ class RunSession:
     # ------------------------------------------------------------------- decryption
 
     def _start_decryption(self) -> list[Message]:
-        started = time.perf_counter()
+        started = Stopwatch.start()
         packed = pack(self.public, self._state, self.slot_bits, self.slots)
         self._packed = tuple(rerandomize(self.public, packed, self.noise))
         self._partials = {self.name: tuple(partial_decrypt(self.share, self._packed))}
         self.phase = Phase.DECRYPTING
         self.safe_points += 1
         out = self._ask_helpers()
-        self.stats.add("decrypt", time.perf_counter() - started, len(self._packed) * len(out))
+        self.stats.lap("decrypt", started, len(self._packed) * len(out))
         return out
 
     def _ask_helpers(self) -> list[Message]:
@@ -512,11 +532,11 @@ class RunSession:
         return out
 
     def _finish_decryption(self) -> None:
-        started = time.perf_counter()
+        started = Stopwatch.start()
         plain = combine(self.share.key, self._partials)
         values = unpack(plain, self.slot_bits, self.slots, self.bank.n_accounts)
         self.result = self.fixed.decode(values, self.descriptor.total_iterations)
-        self.stats.add("decrypt", time.perf_counter() - started)
+        self.stats.lap("decrypt", started)
         log.info("%s: decrypted %d own scores", self.name, len(values))
 
     def _serve_requests(self) -> list[Message]:
@@ -537,10 +557,10 @@ class RunSession:
                     quota,
                 )
                 continue
-            started = time.perf_counter()
+            started = Stopwatch.start()
             partial = tuple(partial_decrypt(self.share, request.values))
             out.append(self._message(requester, Partial(partial)))
-            self.stats.add("decrypt", time.perf_counter() - started, len(partial))
+            self.stats.lap("decrypt", started, len(partial))
         return out
 
     # ---------------------------------------------------------------------- helpers
