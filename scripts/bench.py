@@ -319,8 +319,8 @@ def report(
             print(f"  {phase:<24}{'':>16}{sent / 1e6:>9.2f}")
     in_phases = sum(last.cpu_seconds.values())
     print(
-        f"  CPU outside the phases (start-up, TLS, message coding, event loop): {last.cpu - in_phases:.2f} s"
-        f" of {last.cpu:.2f} s"
+        "  CPU outside the phases (start-up, TLS, message coding, event loop): "
+        f"{last.cpu - in_phases:.2f} s of {last.cpu:.2f} s"
     )
     print("modular arithmetic the protocol performs (all banks, from operation counts):")
     for label, value in estimate.items():
