@@ -225,14 +225,8 @@ class FixedBaseNoise:
 
     def _build(self) -> list[mpz]:
         """``T_j[u]`` at ``j * 2**teeth + u`` (see :class:`CombShape`)."""
-        n2, (teeth, blocks, columns) = (
-            self._n2,
-            (
-                self.shape.teeth,
-                self.shape.blocks,
-                self.shape.columns,
-            ),
-        )
+        n2 = self._n2
+        teeth, blocks, columns = self.shape.teeth, self.shape.blocks, self.shape.columns
         powers = [self._base]  # g_k = h_N**(2**(k * columns))
         for _ in range(teeth * blocks - 1):
             g = powers[-1]
