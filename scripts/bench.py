@@ -200,17 +200,29 @@ def run_tno(work: Workload, data: Path, python: str) -> Result:
     return result
 
 
+def _window_digits(exponent: int, window: int) -> int:
+    """Digits of ``exponent`` in right-to-left sliding windows of ``window`` bits."""
+    digits, bit = 0, 0
+    while exponent >> bit:
+        if exponent >> bit & 1:
+            digits += 1
+            bit += window
+        else:
+            bit += 1
+    return digits
+
+
 def arithmetic_estimate(
     work: Workload, data: Path, precision: int, share_bits: int
 ) -> dict[str, float]:
     """Seconds the modular arithmetic of a run needs on this machine, all banks together:
-    operation counts of the protocol as implemented times one timed operation. Every sent
-    ciphertext: one fixed-base noise draw (the squarings and multiplications mod N^2 of the comb
-    the node shapes for its draws, plus building that comb);
-    each iteration: per account f squarings, per term about f/4 digit multiplications (sliding
-    windows of 3 bits on average), 4 per base for its table of odd powers; decryption: per
-    packed ciphertext the packing squarings, a noise draw and t + 1 = 2 partial decryptions
-    (exponents of ``share_bits`` bits mod N^2, the length of the run's key shares)."""
+    operation counts of the protocol as implemented times timed operations (a multiplication,
+    a squaring and a partial decryption mod N^2). Every sent ciphertext: one fixed-base noise
+    draw (the squarings and multiplications of the comb the node shapes for its draws, plus
+    building that comb); each iteration: per account f squarings, per base of each bank's
+    multi-exponentiation its sliding-window digit multiplications and table of odd powers;
+    decryption: per packed ciphertext the packing squarings, a noise draw and t + 1 = 2 partial
+    decryptions (exponents of ``share_bits`` bits, the length of the run's key shares)."""
     import gmpy2
     import phe
 
@@ -236,19 +248,36 @@ def arithmetic_estimate(
         return statistics.median(batches)
 
     mul = timed(lambda: a * b % n2, 1000)
+    square = timed(lambda: b * b % n2, 1000)
     exponent = gmpy2.mpz(1) << (share_bits - 1) | 12345
     partial = timed(lambda: gmpy2.powmod(a, exponent, n2), 5)
     from riskprop.core.paillier import FixedBaseNoise
 
     csr = graph.incoming[0]
-    accounts, terms = csr.n_rows, int(csr.indptr[-1])
+    accounts = csr.n_rows
     bank_of = np.repeat(np.arange(len(graph.banks)), np.diff(graph.offsets))
+    own = np.arange(len(bank_of))
     rows = np.repeat(np.arange(csr.n_rows), np.diff(csr.indptr))
     cross = bank_of[rows] != bank_of[csr.indices]
     senders = np.unique(csr.indices[cross])
     sent = len(senders)
-    digits = precision / 4
-    iteration = (accounts * precision + (accounts + terms) * digits + (accounts + sent) * 4) * mul
+    # Every bank's multi-exponentiation has its own bases (own accounts, imported ones): per
+    # (bank, base) the uses (self terms and edges) and the sliding window linear_step picks
+    # for them, w minimising uses * f / (w + 1) digit multiplications + 2**(w - 1) for its
+    # table of odd powers; plus about f squarings per account.
+    keys = np.concatenate([bank_of[rows] * accounts + csr.indices, bank_of * accounts + own])
+    is_self = np.concatenate([np.zeros(len(rows), dtype=bool), np.ones(accounts, dtype=bool)])
+    bases, inverse = np.unique(keys, return_inverse=True)
+    edge_uses = np.bincount(inverse[~is_self], minlength=len(bases))
+    self_uses = np.bincount(inverse[is_self], minlength=len(bases))
+    c_self, _ = FixedPoint(precision).coefficients(0.5, np.zeros(0))
+    per_base = np.stack(
+        [
+            edge_uses * precision / (w + 1) + self_uses * _window_digits(c_self, w) + 2 ** (w - 1)
+            for w in range(1, 7)
+        ]
+    )
+    iteration = accounts * precision * square + float(per_base.min(axis=0).sum()) * mul
     fixed = FixedPoint.for_packing(precision, work.iterations, work.bits)
     slot_bits = fixed.slot_bits(work.iterations)
     slots = fixed.slots_per_plaintext(work.iterations, work.bits)
@@ -264,9 +293,10 @@ def arithmetic_estimate(
         draw_mults += bank_draws * comb.draw_multiplications
         draws += bank_draws
     noise = draw_mults / max(1, draws) * mul
-    decrypt = packed * ((slots - 1) * slot_bits * mul + noise + 2 * partial)
+    decrypt = packed * ((slots - 1) * slot_bits * square + noise + 2 * partial)
     return {
         "multiplication mod N^2 (us)": mul * 1e6,
+        "squaring mod N^2 (us)": square * 1e6,
         f"partial decryption, {share_bits}-bit share (ms)": partial * 1e3,
         "encrypt (noise-free embedding)": 0.0,
         "noise comb tables": table,
