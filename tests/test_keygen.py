@@ -15,7 +15,13 @@ from gmpy2 import mpz
 
 from riskprop.core import dkg
 from riskprop.core.paillier import FreshNoise, encrypt
-from riskprop.core.threshold import KeyShare, combine, lagrange_at_zero, partial_decrypt
+from riskprop.core.threshold import (
+    KeyShare,
+    ThresholdKey,
+    combine,
+    lagrange_at_zero,
+    partial_decrypt,
+)
 from riskprop.errors import ConfigError, ProtocolError
 from riskprop.node.keygen import drive_keygen
 from riskprop.node.transport import InMemoryNetwork
@@ -59,19 +65,24 @@ def test_every_party_holds_the_same_public_key(generated) -> None:  # type: igno
     assert key.parties == params.parties and key.threshold == params.threshold
 
 
-def test_shared_secret_is_a_multiple_of_phi_and_theta_is_its_residue(generated) -> None:  # type: ignore[no-untyped-def]
+def _phi_and_secret(generated) -> tuple[ThresholdKey, int, int]:  # type: ignore[no-untyped-def]
+    """The key, ``phi(N)`` from the parties' factor shares, and the shared secret ``f(0)``
+    interpolated (times ``Delta``) from the first ``t + 1`` shares, checked divisible."""
     params, shares, parties = generated
     key = shares[params.parties[0]].key
-    p = sum(party.factor_shares[0] for party in parties.values())  # type: ignore[index]
-    q = sum(party.factor_shares[1] for party in parties.values())  # type: ignore[index]
-    phi = (p - 1) * (q - 1)
+    p = sum(party.factor_shares[0] for party in parties.values())
+    q = sum(party.factor_shares[1] for party in parties.values())
     chosen = params.parties[: params.threshold + 1]
     indices = [key.index(c) for c in chosen]
     delta_d = sum(
         lagrange_at_zero(indices, key.index(c), key.delta) * shares[c].secret for c in chosen
     )
     assert delta_d % key.delta == 0
-    d = delta_d // key.delta
+    return key, (p - 1) * (q - 1), delta_d // key.delta
+
+
+def test_shared_secret_is_a_multiple_of_phi_and_theta_is_its_residue(generated) -> None:  # type: ignore[no-untyped-def]
+    key, phi, d = _phi_and_secret(generated)
     assert d % phi == 0 and d != 0
     assert d % key.public.n == key.theta
 
@@ -80,20 +91,10 @@ def test_the_shared_secret_is_no_longer_than_hiding_theta_needs(generated) -> No
     """``D = Delta**4 phi beta`` with ``beta`` the sum of one value below ``N`` per party: that is
     uniform mod ``N`` already, and a longer ``beta`` would only lengthen every share, hence every
     partial decryption's exponent."""
-    params, shares, parties = generated
-    key = shares[params.parties[0]].key
-    p = sum(party.factor_shares[0] for party in parties.values())  # type: ignore[index]
-    q = sum(party.factor_shares[1] for party in parties.values())  # type: ignore[index]
-    phi = (p - 1) * (q - 1)
-    chosen = params.parties[: params.threshold + 1]
-    indices = [key.index(c) for c in chosen]
-    d = (
-        sum(lagrange_at_zero(indices, key.index(c), key.delta) * shares[c].secret for c in chosen)
-        // key.delta
-    )
+    key, phi, d = _phi_and_secret(generated)
     beta, rest = divmod(d, key.delta**4 * phi)
     assert rest == 0
-    assert 0 < beta < len(params.parties) * key.public.n
+    assert 0 < beta < len(key.parties) * key.public.n
 
 
 def test_every_subset_of_t_plus_one_decrypts_and_t_cannot(generated) -> None:  # type: ignore[no-untyped-def]
