@@ -323,7 +323,7 @@ def report(
     peak = max(max(r.peak_rss.values()) for r in results)
     print(f"peak memory of one node:              {peak / 2**30:.2f} GiB")
     print(f"largest |secure - plaintext|:         {max(r.max_diff for r in results):.2e}")
-    last = results[len(results) // 2]
+    last = sorted(results, key=lambda r: r.cpu)[len(results) // 2]
     print(
         "per phase, summed over banks (median run): wall s, CPU s of the session thread, MB sent,"
         "\n  modular arithmetic s by operation count, its share of the phase's CPU"
