@@ -206,8 +206,9 @@ class FixedBaseNoise:
         randbelow: Callable[[int], int] = secrets.randbelow,
     ) -> None:
         n, n2 = mpz(key.n), mpz(key.nsquare)
-        self.shape = shape or comb_shape(key.bits, 8, -(-((key.bits + 1) // 2) // 8))
-        if self.shape.exponent_bits < (key.bits + 1) // 2:
+        short_bits = (key.bits + 1) // 2  # L
+        self.shape = shape or comb_shape(key.bits, 8, -(-short_bits // 8))
+        if self.shape.exponent_bits < short_bits:
             raise ValueError("the comb's exponents are shorter than |N| / 2 bits")
         if not 1 <= self.shape.teeth <= MAX_TEETH:
             raise ValueError(f"a comb needs 1..{MAX_TEETH} teeth")
