@@ -1,0 +1,280 @@
+/* Multi-buffer modular exponentiation: eight bases, one exponent, one odd modulus.
+ *
+ * Numbers are held in radix 2^52, "vertically": vector j holds limb j of the eight bases, so one
+ * AVX-512 IFMA instruction (vpmadd52luq / vpmadd52huq: the low / high 52 bits of a 52x52-bit
+ * product, added to a 64-bit accumulator) does one limb product for all eight lanes.  Because the
+ * modulus and the exponent are the same in every lane, the lanes follow one control flow.
+ *
+ * Montgomery multiplication, word by word (the almost-Montgomery variant of Gueron and Krasnov,
+ * "Accelerating big integer arithmetic using Intel IFMA extensions", ARITH 2016):
+ *
+ *     R = 2^(52 n) with 4 M < R,  k0 = -M^-1 mod 2^52
+ *     amm(a, b) = (a b + m M) / R  for the m < R that makes the division exact
+ *     a, b < 2 M  =>  amm(a, b) < (4 M^2 + R M) / R < 2 M
+ *
+ * so results stay below 2M and need no final subtraction until the caller reduces mod M.
+ * Accumulator limbs gather at most 4 products of 52 bits per step and n steps in all, so they
+ * stay below 4 n 2^52 < 2^64 for n < 2^10 (moduli up to 53,000 bits); carries are propagated
+ * once per multiplication.
+ *
+ * Exponentiation is left-to-right with a fixed window of w bits and a table of base^k R for
+ * k < 2^w.  For a secret exponent every window multiplies (also by base^0 R), so the sequence
+ * of operations does not depend on the exponent; the table index does, as GMP's mpz_powm's
+ * does (see docs/threat-model.md).  For a public exponent zero windows are skipped.
+ *
+ * The kernel is compiled for AVX-512 IFMA by a function attribute and only called after the
+ * CPU reports the feature; elsewhere the module builds and `available()` returns False.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(MBX_PORTABLE)
+#include <immintrin.h>
+#define MBX_X86 1
+#define MBX_TARGET __attribute__((target("avx512f,avx512ifma")))
+#endif
+
+#define LANES 8
+#define RADIX 52
+#define MASK52 ((UINT64_C(1) << RADIX) - 1)
+#define MAX_WINDOW 8
+#define MAX_LIMBS 1000
+
+#ifdef MBX_X86
+
+/* r = amm(a, b) in every lane.  a, b: n normalised limbs (< 2^52); mod: n limbs of M;
+ * t: n + 1 vectors of scratch.  r may alias a or b: it is written only at the end. */
+MBX_TARGET static void amm(__m512i *r, const __m512i *a, const __m512i *b, const uint64_t *mod,
+                           uint64_t k0, int n, __m512i *t)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i mask = _mm512_set1_epi64((long long)MASK52);
+    const __m512i k0v = _mm512_set1_epi64((long long)k0);
+    for (int j = 0; j <= n; j++) t[j] = zero;
+    for (int i = 0; i < n; i++) {
+        /* t = (t + a_i b + m M) / 2^52, with m chosen so that the low limb vanishes */
+        const __m512i ai = a[i];
+        __m512i low = _mm512_madd52lo_epu64(t[0], ai, b[0]);
+        const __m512i m = _mm512_madd52lo_epu64(zero, low, k0v);
+        __m512i mod_j = _mm512_set1_epi64((long long)mod[0]);
+        low = _mm512_madd52lo_epu64(low, m, mod_j);
+        const __m512i carry = _mm512_srli_epi64(low, RADIX);
+        __m512i b_prev = b[0], mod_prev = mod_j;
+        for (int j = 1; j < n; j++) {
+            const __m512i b_j = b[j];
+            mod_j = _mm512_set1_epi64((long long)mod[j]);
+            __m512i x = t[j];
+            x = _mm512_madd52lo_epu64(x, ai, b_j);
+            x = _mm512_madd52lo_epu64(x, m, mod_j);
+            x = _mm512_madd52hi_epu64(x, ai, b_prev);
+            x = _mm512_madd52hi_epu64(x, m, mod_prev);
+            t[j - 1] = x;
+            b_prev = b_j;
+            mod_prev = mod_j;
+        }
+        const __m512i top = _mm512_madd52hi_epu64(zero, ai, b_prev);
+        t[n - 1] = _mm512_madd52hi_epu64(top, m, mod_prev);
+        t[0] = _mm512_add_epi64(t[0], carry);
+    }
+    __m512i c = zero;
+    for (int j = 0; j < n; j++) {
+        const __m512i x = _mm512_add_epi64(t[j], c);
+        r[j] = _mm512_and_si512(x, mask);
+        c = _mm512_srli_epi64(x, RADIX);
+    }
+}
+
+static int exponent_bit(const unsigned char *e, Py_ssize_t bit)
+{
+    return (e[bit >> 3] >> (bit & 7)) & 1;
+}
+
+typedef struct {
+    int n;                 /* limbs per number */
+    int w;                 /* window bits */
+    int secret;            /* multiply on zero windows too */
+    uint64_t k0;           /* -M^-1 mod 2^52 */
+    const uint64_t *mod;   /* n limbs of M */
+    const __m512i *r2;     /* R^2 mod M, broadcast to all lanes */
+    const unsigned char *e;
+    Py_ssize_t ebits;      /* exponent bits (no leading zeros) */
+    __m512i *table;        /* 2^w numbers */
+    __m512i *acc, *one, *t;
+} Plan;
+
+/* out = base^e mod M (almost reduced, < 2M) in all lanes; base < 2^(52 n). */
+MBX_TARGET static void powmod8(const Plan *p, __m512i *out, const __m512i *base)
+{
+    const int n = p->n, w = p->w;
+    const Py_ssize_t size = (Py_ssize_t)1 << w;
+    __m512i *table = p->table, *acc = p->acc, *t = p->t;
+    amm(table, p->r2, p->one, p->mod, p->k0, n, t);   /* R mod M: one, Montgomery form */
+    amm(table + n, base, p->r2, p->mod, p->k0, n, t); /* base R mod M */
+    for (Py_ssize_t k = 2; k < size; k++)
+        amm(table + k * n, table + (k - 1) * n, table + n, p->mod, p->k0, n, t);
+    memcpy(acc, table, sizeof(__m512i) * (size_t)n);
+    const Py_ssize_t top = (p->ebits + w - 1) / w * w;
+    for (Py_ssize_t pos = top - w; pos >= 0; pos -= w) {
+        if (pos != top - w)
+            for (int s = 0; s < w; s++) amm(acc, acc, acc, p->mod, p->k0, n, t);
+        Py_ssize_t digit = 0;
+        for (int s = w - 1; s >= 0; s--) {
+            const Py_ssize_t bit = pos + s;
+            digit = (digit << 1) | (bit < p->ebits ? exponent_bit(p->e, bit) : 0);
+        }
+        if (digit || p->secret) amm(acc, acc, table + digit * n, p->mod, p->k0, n, t);
+    }
+    amm(out, acc, p->one, p->mod, p->k0, n, t); /* leave Montgomery form */
+}
+
+/* limb j of a little-endian number of nbytes bytes; the buffer has 8 bytes of zero padding */
+static uint64_t limb(const unsigned char *padded, int j)
+{
+    const size_t bit = (size_t)j * RADIX;
+    uint64_t word;
+    memcpy(&word, padded + (bit >> 3), sizeof word);
+    return (word >> (bit & 7)) & MASK52;
+}
+
+/* writes limbs (a number < 2^(8 nbytes)) as nbytes little-endian bytes */
+static void store(unsigned char *bytes, Py_ssize_t nbytes, const uint64_t *limbs, int n)
+{
+    memset(bytes, 0, (size_t)nbytes);
+    for (int j = 0; j < n; j++) {
+        const size_t bit = (size_t)j * RADIX;
+        const uint64_t v = limbs[j] << (bit & 7); /* < 2^56 */
+        for (size_t k = 0; k < 8 && (bit >> 3) + k < (size_t)nbytes; k++)
+            bytes[(bit >> 3) + k] |= (unsigned char)(v >> (8 * k));
+    }
+}
+
+/* bases: count numbers of nbytes each; out: the same layout.  scratch: see powmod(). */
+MBX_TARGET static void run(Plan *p, unsigned char *out, const unsigned char *bases, Py_ssize_t count,
+                           Py_ssize_t nbytes, const unsigned char *r2, unsigned char *padded,
+                           uint64_t *lanes, __m512i *vectors)
+{
+    const int n = p->n;
+    __m512i *base = vectors, *result = vectors + n, *r2v = vectors + 2 * n;
+    p->one = vectors + 3 * n;
+    p->acc = vectors + 4 * n;
+    p->t = vectors + 5 * n;            /* n + 1 */
+    p->table = vectors + 6 * n + 1;    /* 2^w n */
+    memset(padded, 0, (size_t)nbytes + 8);
+    memcpy(padded, r2, (size_t)nbytes);
+    for (int j = 0; j < n; j++) {
+        r2v[j] = _mm512_set1_epi64((long long)limb(padded, j));
+        p->one[j] = _mm512_setzero_si512();
+    }
+    p->one[0] = _mm512_set1_epi64(1);
+    p->r2 = r2v;
+    for (Py_ssize_t g = 0; g < count; g += LANES) {
+        for (int l = 0; l < LANES; l++) {
+            memset(padded, 0, (size_t)nbytes + 8);
+            if (g + l < count) memcpy(padded, bases + (g + l) * nbytes, (size_t)nbytes);
+            for (int j = 0; j < n; j++) lanes[(size_t)j * LANES + l] = limb(padded, j);
+        }
+        for (int j = 0; j < n; j++) base[j] = _mm512_loadu_si512(lanes + (size_t)j * LANES);
+        powmod8(p, result, base);
+        for (int j = 0; j < n; j++) _mm512_storeu_si512(lanes + (size_t)j * LANES, result[j]);
+        for (int l = 0; l < LANES && g + l < count; l++) {
+            uint64_t limbs[MAX_LIMBS];
+            for (int j = 0; j < n; j++) limbs[j] = lanes[(size_t)j * LANES + l];
+            store(out + (g + l) * nbytes, nbytes, limbs, n);
+        }
+    }
+}
+
+#endif /* MBX_X86 */
+
+static PyObject *available(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+#ifdef MBX_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma")) Py_RETURN_TRUE;
+#endif
+    Py_RETURN_FALSE;
+}
+
+/* powmod(bases, exponent, modulus, r2, k0, window, secret) -> bytes; see riskprop/core/modexp.py */
+static PyObject *powmod(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer bases, exponent, modulus, r2;
+    unsigned long long k0;
+    int w, secret;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*Kip", &bases, &exponent, &modulus, &r2, &k0, &w, &secret))
+        return NULL;
+    PyObject *result = NULL;
+#ifdef MBX_X86
+    const Py_ssize_t nbytes = modulus.len;
+    const int n = (int)((nbytes * 8 + 2 + RADIX - 1) / RADIX); /* 4 M < 2^(52 n) */
+    if (nbytes == 0 || n > MAX_LIMBS || bases.len % nbytes || r2.len != nbytes || w < 1 ||
+        w > MAX_WINDOW || !(((const unsigned char *)modulus.buf)[0] & 1)) {
+        PyErr_SetString(PyExc_ValueError, "powmod: bad modulus, window or buffer lengths");
+        goto done;
+    }
+    const Py_ssize_t count = bases.len / nbytes;
+    result = PyBytes_FromStringAndSize(NULL, bases.len);
+    if (!result) goto done;
+    const size_t vectors = (size_t)n * (6 + ((size_t)1 << w)) + 1;
+    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
+    uint64_t *mod = calloc((size_t)n, sizeof(uint64_t));
+    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
+    void *scratch = aligned_alloc(64, vectors * 64);
+    if (!padded || !mod || !lanes || !scratch) {
+        free(padded);
+        free(mod);
+        free(lanes);
+        free(scratch);
+        Py_CLEAR(result);
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(padded, modulus.buf, (size_t)nbytes);
+    for (int j = 0; j < n; j++) mod[j] = limb(padded, j);
+    Plan plan = {.n = n, .w = w, .secret = secret, .k0 = k0, .mod = mod, .e = exponent.buf};
+    plan.ebits = exponent.len * 8;
+    while (plan.ebits > 0 && !exponent_bit(plan.e, plan.ebits - 1)) plan.ebits--;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    run(&plan, out, bases.buf, count, nbytes, r2.buf, padded, lanes, scratch);
+    Py_END_ALLOW_THREADS
+    free(padded);
+    free(mod);
+    free(lanes);
+    free(scratch);
+#else
+    (void)k0;
+    (void)w;
+    (void)secret;
+    PyErr_SetString(PyExc_RuntimeError, "powmod: built without the AVX-512 IFMA kernel");
+    goto done;
+#endif
+done:
+    PyBuffer_Release(&bases);
+    PyBuffer_Release(&exponent);
+    PyBuffer_Release(&modulus);
+    PyBuffer_Release(&r2);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"available", available, METH_NOARGS, "True if this CPU runs the AVX-512 IFMA kernel."},
+    {"powmod", powmod, METH_VARARGS, "Eight-lane Montgomery exponentiation (see modexp.py)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "riskprop.core._mbx",
+    .m_doc = "AVX-512 IFMA multi-buffer powmod.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__mbx(void) { return PyModule_Create(&module); }

@@ -1,0 +1,13 @@
+"""Types of the native AVX-512 IFMA kernel (riskprop/core/_mbx.c); see modexp.py."""
+
+def available() -> bool: ...
+def powmod(
+    bases: bytes,
+    exponent: bytes,
+    modulus: bytes,
+    r2: bytes,
+    k0: int,
+    window: int,
+    secret: bool,
+    /,
+) -> bytes: ...

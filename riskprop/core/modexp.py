@@ -1,0 +1,127 @@
+"""Batched modular exponentiation: ``b**e mod M`` for many bases ``b``, one ``e``, one odd ``M``.
+
+The threshold decryption raises every packed ciphertext to the same share ``s_i`` modulo
+``N**2``, and packing raises every group's accumulator to the same ``2**slot_bits``. Batches
+like these fit multi-buffer arithmetic: the native kernel ``riskprop.core._mbx`` runs eight
+Montgomery exponentiations at once in the eight 64-bit lanes of AVX-512 IFMA registers (radix
+``2**52``, Gueron and Krasnov, ARITH 2016). On a CPU without IFMA, or if the extension was not
+built, or with ``RISKPROP_ARITHMETIC=gmp`` in the environment, each base goes to
+``gmpy2.powmod``. Both give the same integers; tests compare them.
+
+The kernel's window: for a *secret* exponent every window multiplies, so the sequence of
+Montgomery products is fixed by the exponent's length alone; for a *public* exponent zero
+windows are skipped (a power of two then costs its squarings and one product).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+import gmpy2
+from gmpy2 import mpz
+
+RADIX = 52
+LANES = 8
+MAX_WINDOW = 8
+ENVIRONMENT = "RISKPROP_ARITHMETIC"  # "gmp" forces the portable path
+
+
+def _load_kernel() -> ModuleType | None:
+    """The native module if it was built and this CPU has AVX-512 IFMA, else None."""
+    try:
+        from riskprop.core import _mbx
+    except ImportError:
+        return None
+    return _mbx if _mbx.available() else None
+
+
+_KERNEL = _load_kernel()
+
+
+def backend() -> str:
+    """``"avx512-ifma"`` when batches run in the native kernel, ``"gmp"`` otherwise."""
+    if _KERNEL is not None and os.environ.get(ENVIRONMENT, "").lower() != "gmp":
+        return "avx512-ifma"
+    return "gmp"
+
+
+@dataclass(frozen=True)
+class _Modulus:
+    """Per-modulus constants of the kernel: ``R = 2**(52 n)`` with ``4 M < R``."""
+
+    nbytes: int
+    raw: bytes  # M, little-endian
+    r2: bytes  # R**2 mod M, little-endian
+    k0: int  # -M**-1 mod 2**52
+
+
+@functools.lru_cache(maxsize=16)
+def _modulus(modulus: int) -> _Modulus:
+    nbytes = (modulus.bit_length() + 7) // 8
+    limbs = (8 * nbytes + 2 + RADIX - 1) // RADIX
+    r2 = pow(2, 2 * RADIX * limbs, modulus)
+    k0 = -pow(modulus, -1, 1 << RADIX) % (1 << RADIX)
+    return _Modulus(nbytes, modulus.to_bytes(nbytes, "little"), r2.to_bytes(nbytes, "little"), k0)
+
+
+def window(exponent: int, secret: bool) -> int:
+    """The window width with the fewest Montgomery products for ``exponent``.
+
+    Table ``2**w - 1`` products; squarings do not depend on ``w`` (one per bit); then one
+    product per window, or per non-zero window for a public exponent.
+    """
+    bits = exponent.bit_length()
+
+    def products(w: int) -> int:
+        windows = -(-bits // w)
+        if not secret:
+            windows = sum(1 for k in range(windows) if (exponent >> (k * w)) & ((1 << w) - 1))
+        return (1 << w) - 1 + windows
+
+    return min(range(1, MAX_WINDOW + 1), key=products)
+
+
+def powmod_many(
+    bases: Sequence[int], exponent: int, modulus: int, *, secret: bool = True
+) -> list[mpz]:
+    """``[b**exponent mod modulus for b in bases]`` for an odd ``modulus > 1``.
+
+    A negative exponent inverts the results (``b**-e = (b**e)**-1``; integer Shamir shares can
+    be negative), and a base without an inverse then raises ``ValueError``. ``secret`` says whether the exponent must not steer which products are computed (a key
+    share) or may (a public shift).
+    """
+    if modulus <= 1 or modulus % 2 == 0:
+        raise ValueError("modulus must be odd and greater than 1")
+    if exponent < 0:
+        m = mpz(modulus)
+        out = []
+        for value in powmod_many(bases, -exponent, modulus, secret=secret):
+            if gmpy2.gcd(value, m) != 1:
+                raise ValueError("base is not invertible modulo the modulus")
+            out.append(gmpy2.invert(value, m))
+        return out
+    if not bases:
+        return []
+    if backend() != "avx512-ifma":
+        m, e = mpz(modulus), mpz(exponent)
+        return [gmpy2.powmod(mpz(b), e, m) for b in bases]
+    assert _KERNEL is not None
+    mod = _modulus(modulus)
+    size = mod.nbytes
+    blob = b"".join((int(b) % modulus).to_bytes(size, "little") for b in bases)
+    raw = _KERNEL.powmod(
+        blob,
+        exponent.to_bytes((exponent.bit_length() + 7) // 8, "little"),
+        mod.raw,
+        mod.r2,
+        mod.k0,
+        window(exponent, secret),
+        secret,
+    )
+    m = mpz(modulus)
+    # the kernel's results are at most M (almost-Montgomery); "% m" maps M itself to 0
+    return [mpz(int.from_bytes(raw[i : i + size], "little")) % m for i in range(0, len(raw), size)]
