@@ -37,6 +37,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from riskprop.core.data import IntArray
+from riskprop.core.modexp import powmod_many
 
 
 @dataclass(frozen=True)
@@ -545,14 +546,15 @@ def pack(key: PublicKey, ciphertexts: Sequence[mpz], slot_bits: int, slots: int)
     every ``m_i < 2**slot_bits`` and ``slots * slot_bits < log2 N`` (see fixedpoint).
     """
     n2 = mpz(key.nsquare)
-    shift = mpz(1) << slot_bits
-    out = []
-    for start in range(0, len(ciphertexts), slots):
-        group = ciphertexts[start : start + slots]
-        acc = mpz(group[-1])
-        for c in reversed(group[:-1]):
-            acc = gmpy2.powmod(acc, shift, n2) * c % n2
-        out.append(acc)
+    shift = 1 << slot_bits
+    groups = [ciphertexts[start : start + slots] for start in range(0, len(ciphertexts), slots)]
+    out = [mpz(group[-1]) for group in groups]
+    # all groups take Horner step `depth` together: one batch of exponentiations by 2**slot_bits
+    for depth in range(1, max((len(group) for group in groups), default=0)):
+        active = [k for k, group in enumerate(groups) if len(group) > depth]
+        raised = powmod_many([out[k] for k in active], shift, key.nsquare, secret=False)
+        for k, value in zip(active, raised, strict=True):
+            out[k] = value * groups[k][-1 - depth] % n2
     return out
 
 

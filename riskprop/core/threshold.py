@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import gmpy2
 from gmpy2 import mpz
 
+from riskprop.core.modexp import powmod_many
 from riskprop.core.paillier import PublicKey
 from riskprop.errors import ConfigError
 
@@ -131,10 +132,8 @@ def lagrange_at_zero(indices: Sequence[int], i: int, delta: int) -> int:
 
 
 def partial_decrypt(share: KeyShare, ciphertexts: Sequence[mpz]) -> list[mpz]:
-    """``c**s_i mod N**2`` for each ciphertext: this party's contribution."""
-    n2 = mpz(share.key.public.nsquare)
-    s = mpz(share.secret)
-    return [gmpy2.powmod(mpz(c), s, n2) for c in ciphertexts]
+    """``c**s_i mod N**2`` for each ciphertext: this party's contribution (one batch)."""
+    return powmod_many(ciphertexts, share.secret, share.key.public.nsquare, secret=True)
 
 
 def combine(key: ThresholdKey, partials: Mapping[str, Sequence[mpz]]) -> list[int]:
