@@ -91,8 +91,9 @@ def powmod_many(
     """``[b**exponent mod modulus for b in bases]`` for an odd ``modulus > 1``.
 
     A negative exponent inverts the results (``b**-e = (b**e)**-1``; integer Shamir shares can
-    be negative), and a base without an inverse then raises ``ValueError``. ``secret`` says whether the exponent must not steer which products are computed (a key
-    share) or may (a public shift).
+    be negative), and a base without an inverse then raises ``ValueError``. ``secret`` says
+    whether the exponent must not steer which products are computed (a key share) or may (a
+    public shift).
     """
     if modulus <= 1 or modulus % 2 == 0:
         raise ValueError("modulus must be odd and greater than 1")

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from riskprop.config import PlayerConfig
+from riskprop.core import modexp
 from riskprop.core.data import FloatArray, load_bank
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.errors import ConfigError, ProtocolError
@@ -227,7 +228,8 @@ async def run_node(
             set_aside_stale_results(config.output)
     settings = http_settings(config, width, session.public.nsquare)
     log.info(
-        "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d",
+        "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d, "
+        "batched exponentiation: %s",
         config.player,
         run_id,
         session.bank.n_accounts,
@@ -235,6 +237,7 @@ async def run_node(
         len(config.run.periods),
         config.listen_host,
         config.listen_port,
+        modexp.backend(),
     )
     ticker = asyncio.create_task(_progress(session))
     transport = HttpTransport(settings)
