@@ -5,9 +5,11 @@ Times (median over ``--repeat`` repetitions, CPU time of this process by default
 load on the machine counts less) of: one multiplication and one squaring mod ``N**2``
 (``a * b % n2`` with gmpy2), a fresh noise value ``r**N mod N**2``, a ``FixedBaseNoise`` draw
 (and its one-off table), one ``powmod`` with a 48-, 32- and 24-bit exponent, one partial
-decryption exponent of ``2|N| + 130`` bits, and ``linear_step`` per CSR term (the self term of
-each row included) on a random CSR of ``--rows`` rows with Poisson(``--degree``) terms per row
-over ``rows + rows/3`` bases, for f = 48, 32 and 24-bit coefficients, three ways:
+decryption exponent of ``2|N| + 130`` bits (also per value in a batch of eight through
+``powmod_many``: the native IFMA kernel where available, and gmpy2), and ``linear_step`` per
+CSR term (the self term of each row included) on a random CSR of ``--rows`` rows with
+Poisson(``--degree``) terms per row over ``rows + rows/3`` bases, for f = 48, 32 and 24-bit
+coefficients, three ways:
 
 * ``powmod per term``: one ``gmpy2.powmod`` per term (before commit f1519e7);
 * ``Straus, 3-bit fixed windows``: the version of commit f1519e7 (copied below);
@@ -37,6 +39,7 @@ import phe
 from gmpy2 import mpz
 
 from riskprop.core.data import IntArray
+from riskprop.core.modexp import ENVIRONMENT, backend, powmod_many
 from riskprop.core.paillier import FixedBaseNoise, FreshNoise, PublicKey, linear_step
 
 Row = tuple[str, str, dict[int, float]]  # label, unit, value per modulus size
@@ -172,6 +175,17 @@ def bench_size(bits: int, args: argparse.Namespace, clock: Callable[[], float]) 
         add(f"powmod, {f}-bit exponent", "us", measure(clock, power(f), 200, repeat))
     partial = power(2 * bits + 130)
     add("partial decryption, 2|N|+130-bit exponent", "ms", measure(clock, partial, 3, repeat))
+    share = secrets.randbits(2 * bits + 130) | 1 << (2 * bits + 129)
+    lanes = [a] * 8
+    for label, path in (("native kernel", None), ("gmpy2", "gmp")):
+        if path is None and backend() != "avx512-ifma":
+            continue  # this CPU or build has only the gmpy2 path
+        os.environ.pop(ENVIRONMENT, None) if path is None else os.environ.update(
+            {ENVIRONMENT: path}
+        )
+        per_batch = measure(clock, lambda: powmod_many(lanes, share, int(n2)), 1, repeat)
+        add(f"  same, per value in a batch of 8 ({label})", "ms", per_batch / len(lanes))
+    os.environ.pop(ENVIRONMENT, None)
     rng = np.random.default_rng(args.seed)
     n_bases = args.rows + args.rows // 3
     bases = [mpz(secrets.randbelow(int(n2))) for _ in range(n_bases)]
