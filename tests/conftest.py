@@ -29,6 +29,20 @@ def dataset(tmp_path: Path) -> WriteDataset:
     return write
 
 
+@pytest.fixture(params=["native", "gmp"])
+def arithmetic(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test on both arithmetic paths: the native kernel (where this CPU has it; else the
+    same gmpy2 path twice) and gmpy2 forced by the environment."""
+    from riskprop.core import modexp
+
+    if request.param == "gmp":
+        monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
+        assert modexp.backend() == "gmp"
+    else:
+        monkeypatch.delenv(modexp.ENVIRONMENT, raising=False)
+    return str(request.param)
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Node processes a test starts; any still running at the end are killed."""

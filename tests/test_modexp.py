@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 import gmpy2
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,17 +25,6 @@ def _cpu_has_ifma() -> bool:
 
 KERNEL = modexp.backend() == "avx512-ifma"
 needs_kernel = pytest.mark.skipif(not KERNEL, reason="CPU without AVX-512 IFMA (gmp path only)")
-
-
-@pytest.fixture(params=["native", "gmp"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs a test on the kernel (where the CPU has it) and on the forced gmpy2 path."""
-    if request.param == "gmp":
-        monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
-        assert modexp.backend() == "gmp"
-    else:
-        monkeypatch.delenv(modexp.ENVIRONMENT, raising=False)
-    return str(request.param)
 
 
 def test_the_kernel_is_built_and_used_exactly_where_the_cpu_has_ifma() -> None:
@@ -61,14 +51,14 @@ def problems(draw: st.DrawFn) -> tuple[list[int], int, int, bool]:
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(problems())
-def test_powmod_many_equals_pow(path: str, problem: tuple[list[int], int, int, bool]) -> None:
+def test_powmod_many_equals_pow(arithmetic: str, problem: tuple[list[int], int, int, bool]) -> None:
     bases, exponent, modulus, secret = problem
     got = modexp.powmod_many(bases, exponent, modulus, secret=secret)
     assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
 
 
 @pytest.mark.parametrize("bits", [1024, 2048, 4096, 4100])
-def test_key_sized_moduli_and_share_sized_exponents(path: str, bits: int) -> None:
+def test_key_sized_moduli_and_share_sized_exponents(arithmetic: str, bits: int) -> None:
     modulus = secrets.randbits(bits) | 1 | (1 << (bits - 1))
     exponent = secrets.randbits(bits + 211)
     bases = [secrets.randbelow(modulus) for _ in range(11)]
@@ -76,7 +66,7 @@ def test_key_sized_moduli_and_share_sized_exponents(path: str, bits: int) -> Non
     assert got == [gmpy2.powmod(b, exponent, modulus) for b in bases]
 
 
-def test_a_negative_exponent_inverts(path: str) -> None:
+def test_a_negative_exponent_inverts(arithmetic: str) -> None:
     modulus = 1009 * 1013
     bases = [2, 5, modulus - 3]
     assert [int(x) for x in modexp.powmod_many(bases, -77, modulus)] == [
@@ -132,3 +122,68 @@ def test_the_window_minimises_the_products() -> None:
     assert modexp.window(exponent, secret=True) == 7  # 127 + 616 < 63 + 718 < 255 + 539
     # public: a power of two has a single non-zero window, so the smallest table wins
     assert modexp.window(1 << 128, secret=False) == 1
+
+
+def _schedule_reference(values: list[int], row: list[int], blocks: int, modulus: int) -> int:
+    acc = values[row[0]] % modulus
+    for k in range(1, len(row)):
+        if k % blocks == 0:
+            acc = acc * acc % modulus
+        acc = acc * values[row[k]] % modulus
+    return acc
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    bits=st.integers(2, 1100),
+    entries=st.integers(1, 40),
+    count=st.integers(0, 19),
+    per_value=st.integers(1, 12),
+    blocks=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_table_products_follow_the_schedule(
+    arithmetic: str, bits: int, entries: int, count: int, per_value: int, blocks: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    modulus = (1 << (bits - 1)) | int(rng.integers(0, 2**62)) | 1 if bits > 1 else 3
+    modulus = modulus if modulus > 1 else 3
+    values = [secrets.randbelow(4 * modulus) for _ in range(entries)]  # some above M
+    positions = rng.integers(0, entries, size=(count, per_value))
+    table = modexp.ProductTable(values, modulus)
+    got = table.products(positions, blocks)
+    want = [_schedule_reference(values, row, blocks, modulus) for row in positions.tolist()]
+    assert [int(x) for x in got] == want
+
+
+def test_table_products_refuse_positions_outside_the_table(arithmetic: str) -> None:
+    table = modexp.ProductTable([2, 3, 5], 1009)
+    with pytest.raises(ValueError, match="outside the table"):
+        table.products(np.array([[0, 3]]), 1)
+    with pytest.raises(ValueError, match="outside the table"):
+        table.products(np.array([[-1, 0]]), 1)
+    with pytest.raises(ValueError, match="count, K"):
+        table.products(np.array([0, 1]), 1)
+
+
+@needs_kernel
+def test_the_comb_kernel_checks_bounds_itself() -> None:
+    # the C entry point must not trust its caller with memory safety
+    from riskprop.core import _mbx
+
+    constants = modexp._modulus(1009)
+    values = b"".join(v.to_bytes(2, "little") for v in (2, 3))
+    table = _mbx.montgomery(values, constants.raw, constants.r2, constants.k0)
+    good = np.array([[0, 1]], dtype="<u4").tobytes()
+    bad = np.array([[0, 2]], dtype="<u4").tobytes()
+    # blocks = 2: no squaring before the second entry, so 2 * 3
+    out = _mbx.comb(table, good, 2, 2, constants.raw, constants.k0)
+    assert int.from_bytes(out, "little") % 1009 == 6
+    with pytest.raises(ValueError, match="outside the table"):
+        _mbx.comb(table, bad, 2, 2, constants.raw, constants.k0)
+    with pytest.raises(ValueError, match="bad table"):
+        _mbx.comb(table, good[:4], 2, 2, constants.raw, constants.k0)
+    with pytest.raises(ValueError, match="bad buffer"):
+        _mbx.montgomery(b"\x02", constants.raw, constants.r2, constants.k0)

@@ -187,6 +187,65 @@ MBX_TARGET static void run(Plan *p, unsigned char *out, const unsigned char *bas
     }
 }
 
+/* Montgomery form of count values (nbytes each): table[k] = value_k R mod M as n limbs. */
+MBX_TARGET static void to_montgomery(uint64_t *table, const unsigned char *values, Py_ssize_t count,
+                                     Py_ssize_t nbytes, int n, const uint64_t *mod, uint64_t k0,
+                                     const unsigned char *r2, unsigned char *padded,
+                                     uint64_t *lanes, __m512i *vectors)
+{
+    __m512i *x = vectors, *r2v = vectors + n, *t = vectors + 2 * n; /* t: n + 1 */
+    memset(padded, 0, (size_t)nbytes + 8);
+    memcpy(padded, r2, (size_t)nbytes);
+    for (int j = 0; j < n; j++) r2v[j] = _mm512_set1_epi64((long long)limb(padded, j));
+    for (Py_ssize_t g = 0; g < count; g += LANES) {
+        for (int l = 0; l < LANES; l++) {
+            memset(padded, 0, (size_t)nbytes + 8);
+            if (g + l < count) memcpy(padded, values + (g + l) * nbytes, (size_t)nbytes);
+            for (int j = 0; j < n; j++) lanes[(size_t)j * LANES + l] = limb(padded, j);
+        }
+        for (int j = 0; j < n; j++) x[j] = _mm512_loadu_si512(lanes + (size_t)j * LANES);
+        amm(x, x, r2v, mod, k0, n, t);
+        for (int j = 0; j < n; j++) _mm512_storeu_si512(lanes + (size_t)j * LANES, x[j]);
+        for (int l = 0; l < LANES && g + l < count; l++)
+            for (int j = 0; j < n; j++) table[(size_t)(g + l) * n + j] = lanes[(size_t)j * LANES + l];
+    }
+}
+
+/* Products along one schedule, eight at a time: for each value, with p its per_value table
+ * positions, acc = T[p_0]; for k >= 1: square acc when k is a multiple of blocks, then
+ * acc = acc T[p_k].  Lanes read different entries (gathered), but do the same products. */
+MBX_TARGET static void comb_products(unsigned char *out, Py_ssize_t count, Py_ssize_t nbytes,
+                                     int n, const uint64_t *table, const uint32_t *positions,
+                                     Py_ssize_t per_value, Py_ssize_t blocks, const uint64_t *mod,
+                                     uint64_t k0, uint64_t *lanes, __m512i *vectors)
+{
+    __m512i *acc = vectors, *entry = vectors + n, *one = vectors + 2 * n;
+    __m512i *t = vectors + 3 * n; /* n + 1 */
+    for (int j = 0; j < n; j++) one[j] = _mm512_setzero_si512();
+    one[0] = _mm512_set1_epi64(1);
+    for (Py_ssize_t g = 0; g < count; g += LANES) {
+        for (Py_ssize_t k = 0; k < per_value; k++) {
+            long long index[LANES];
+            for (int l = 0; l < LANES; l++)
+                index[l] = g + l < count ? (long long)positions[(g + l) * per_value + k] * n : 0;
+            const __m512i vindex = _mm512_loadu_si512(index);
+            __m512i *dst = k == 0 ? acc : entry;
+            for (int j = 0; j < n; j++)
+                dst[j] = _mm512_i64gather_epi64(vindex, (const void *)(table + j), 8);
+            if (k == 0) continue;
+            if (k % blocks == 0) amm(acc, acc, acc, mod, k0, n, t);
+            amm(acc, acc, entry, mod, k0, n, t);
+        }
+        amm(acc, acc, one, mod, k0, n, t);
+        for (int j = 0; j < n; j++) _mm512_storeu_si512(lanes + (size_t)j * LANES, acc[j]);
+        for (int l = 0; l < LANES && g + l < count; l++) {
+            uint64_t limbs[MAX_LIMBS];
+            for (int j = 0; j < n; j++) limbs[j] = lanes[(size_t)j * LANES + l];
+            store(out + (g + l) * nbytes, nbytes, limbs, n);
+        }
+    }
+}
+
 #endif /* MBX_X86 */
 
 static PyObject *available(PyObject *self, PyObject *noargs)
@@ -263,9 +322,147 @@ done:
     return result;
 }
 
+#ifdef MBX_X86
+/* limbs of the modulus; returns n, or 0 with an exception set */
+static int modulus_limbs(const Py_buffer *modulus, uint64_t **mod)
+{
+    const Py_ssize_t nbytes = modulus->len;
+    const int n = (int)((nbytes * 8 + 2 + RADIX - 1) / RADIX); /* 4 M < 2^(52 n) */
+    if (nbytes == 0 || n > MAX_LIMBS || !(((const unsigned char *)modulus->buf)[0] & 1)) {
+        PyErr_SetString(PyExc_ValueError, "bad modulus");
+        return 0;
+    }
+    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
+    *mod = calloc((size_t)n, sizeof(uint64_t));
+    if (!padded || !*mod) {
+        free(padded);
+        free(*mod);
+        *mod = NULL;
+        PyErr_NoMemory();
+        return 0;
+    }
+    memcpy(padded, modulus->buf, (size_t)nbytes);
+    for (int j = 0; j < n; j++) (*mod)[j] = limb(padded, j);
+    free(padded);
+    return n;
+}
+#endif
+
+/* montgomery(values, modulus, r2, k0) -> bytes: n little-endian uint64 limbs per value */
+static PyObject *montgomery(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer values, modulus, r2;
+    unsigned long long k0;
+    if (!PyArg_ParseTuple(args, "y*y*y*K", &values, &modulus, &r2, &k0)) return NULL;
+    PyObject *result = NULL;
+    uint64_t *mod = NULL;
+#ifdef MBX_X86
+    const Py_ssize_t nbytes = modulus.len;
+    const int n = modulus_limbs(&modulus, &mod);
+    if (!n) goto done;
+    if (values.len % nbytes || r2.len != nbytes) {
+        PyErr_SetString(PyExc_ValueError, "montgomery: bad buffer lengths");
+        goto done;
+    }
+    const Py_ssize_t count = values.len / nbytes;
+    result = PyBytes_FromStringAndSize(NULL, count * n * (Py_ssize_t)sizeof(uint64_t));
+    if (!result) goto done;
+    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
+    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
+    void *scratch = aligned_alloc(64, (size_t)(3 * n + 1) * 64);
+    if (padded && lanes && scratch) {
+        uint64_t *table = (uint64_t *)PyBytes_AS_STRING(result);
+        Py_BEGIN_ALLOW_THREADS
+        to_montgomery(table, values.buf, count, nbytes, n, mod, k0, r2.buf, padded, lanes, scratch);
+        Py_END_ALLOW_THREADS
+    } else {
+        Py_CLEAR(result);
+        PyErr_NoMemory();
+    }
+    free(padded);
+    free(lanes);
+    free(scratch);
+#else
+    (void)k0;
+    PyErr_SetString(PyExc_RuntimeError, "montgomery: built without the AVX-512 IFMA kernel");
+    goto done;
+#endif
+done:
+    free(mod);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&modulus);
+    PyBuffer_Release(&r2);
+    return result;
+}
+
+/* comb(table, positions, per_value, blocks, modulus, k0) -> bytes: len(positions) / (4
+ * per_value) products (len(modulus) little-endian bytes each), at most M; see modexp.py. */
+static PyObject *comb(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer table, positions, modulus;
+    Py_ssize_t per_value, blocks;
+    unsigned long long k0;
+    if (!PyArg_ParseTuple(args, "y*y*nny*K", &table, &positions, &per_value, &blocks, &modulus,
+                          &k0))
+        return NULL;
+    PyObject *result = NULL;
+    uint64_t *mod = NULL;
+#ifdef MBX_X86
+    const Py_ssize_t nbytes = modulus.len;
+    const int n = modulus_limbs(&modulus, &mod);
+    if (!n) goto done;
+    const Py_ssize_t entry = n * (Py_ssize_t)sizeof(uint64_t);
+    if (per_value < 1 || blocks < 1 || positions.len % (4 * per_value) || table.len % entry ||
+        table.len == 0) {
+        PyErr_SetString(PyExc_ValueError, "comb: bad table, positions or schedule");
+        goto done;
+    }
+    const Py_ssize_t count = positions.len / (4 * per_value), entries = table.len / entry;
+    const uint32_t *pos = positions.buf;
+    for (Py_ssize_t i = 0; i < count * per_value; i++) {
+        if ((Py_ssize_t)pos[i] >= entries) {
+            PyErr_SetString(PyExc_ValueError, "comb: position outside the table");
+            goto done;
+        }
+    }
+    result = PyBytes_FromStringAndSize(NULL, count * nbytes);
+    if (!result) goto done;
+    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
+    void *scratch = aligned_alloc(64, (size_t)(4 * n + 1) * 64);
+    if (lanes && scratch) {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        Py_BEGIN_ALLOW_THREADS
+        comb_products(out, count, nbytes, n, table.buf, pos, per_value, blocks, mod, k0, lanes,
+                      scratch);
+        Py_END_ALLOW_THREADS
+    } else {
+        Py_CLEAR(result);
+        PyErr_NoMemory();
+    }
+    free(lanes);
+    free(scratch);
+#else
+    (void)k0;
+    (void)per_value;
+    (void)blocks;
+    PyErr_SetString(PyExc_RuntimeError, "comb: built without the AVX-512 IFMA kernel");
+    goto done;
+#endif
+done:
+    free(mod);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&positions);
+    PyBuffer_Release(&modulus);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"available", available, METH_NOARGS, "True if this CPU runs the AVX-512 IFMA kernel."},
     {"powmod", powmod, METH_VARARGS, "Eight-lane Montgomery exponentiation (see modexp.py)."},
+    {"montgomery", montgomery, METH_VARARGS, "Values in Montgomery form, as limbs (modexp.py)."},
+    {"comb", comb, METH_VARARGS, "Eight-lane products of table entries (see modexp.py)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,3 +11,13 @@ def powmod(
     secret: bool,
     /,
 ) -> bytes: ...
+def montgomery(values: bytes, modulus: bytes, r2: bytes, k0: int, /) -> bytes: ...
+def comb(
+    table: bytes,
+    positions: bytes,
+    per_value: int,
+    blocks: int,
+    modulus: bytes,
+    k0: int,
+    /,
+) -> bytes: ...
