@@ -7,7 +7,6 @@ the integers of one ``powmod`` per term, whatever the shape, window or memory bu
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Sequence
 
 import gmpy2
@@ -18,7 +17,7 @@ from gmpy2 import mpz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskprop.core import paillier
+from riskprop.core import modexp, paillier
 from riskprop.core.data import IntArray
 from riskprop.core.paillier import (
     NOISE_TABLE_BYTES,
@@ -82,7 +81,9 @@ SHAPES = [(8, 65, 1), (1, 1, 129), (4, 3, 11), (7, 2, 10), (16, 1, 9), (5, 26, 1
 
 
 @pytest.mark.parametrize(("teeth", "blocks", "columns"), SHAPES)
-def test_comb_evaluation_is_the_power(teeth: int, blocks: int, columns: int) -> None:
+def test_comb_evaluation_is_the_power(
+    arithmetic: str, teeth: int, blocks: int, columns: int
+) -> None:
     """Every digit layout, squaring-free (one column) to a single table, computes h_N**alpha."""
     shape = CombShape(teeth, blocks, columns)
     assert shape.exponent_bits >= 128  # KEY: L = 128 bits
@@ -92,15 +93,17 @@ def test_comb_evaluation_is_the_power(teeth: int, blocks: int, columns: int) -> 
         assert noise.power(alpha) == gmpy2.powmod(noise.base, alpha, N2)
     with pytest.raises(ValueError, match="exponent"):
         noise.power(top + 1)
-    table = noise._table
-    assert table is not None and len(table) == shape.entries
+    assert noise.table.entries == shape.entries
+    assert noise.table.native == (modexp.backend() == "avx512-ifma")
 
 
 @pytest.mark.parametrize(("teeth", "blocks", "columns"), SHAPES)
 def test_comb_multiplication_counts_are_what_the_model_says(
-    teeth: int, blocks: int, columns: int
+    monkeypatch: pytest.MonkeyPatch, teeth: int, blocks: int, columns: int
 ) -> None:
-    """Count the products mod N**2 while building the comb and drawing from it."""
+    """Count the products mod N**2 while building the comb and drawing from it (on the gmpy2
+    path; the kernel follows the same schedule, which the equality tests check)."""
+    monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
     shape = CombShape(teeth, blocks, columns)
     noise = FixedBaseNoise(KEY, shape=shape)
     counted = [0]
@@ -115,17 +118,22 @@ def test_comb_multiplication_counts_are_what_the_model_says(
             return modulo(value)
 
     noise._n2 = Modulus()  # type: ignore[assignment]
-    noise.draw(1)
-    built_and_one = counted[0]
+    assert not noise.table.native
+    assert counted[0] == shape.build_multiplications
+    noise.table.modulus = Modulus()  # type: ignore[assignment]
     noise.draw(5)
-    assert counted[0] - built_and_one == 5 * shape.draw_multiplications
-    assert built_and_one == shape.build_multiplications + shape.draw_multiplications
+    assert counted[0] == shape.build_multiplications + 5 * shape.draw_multiplications
 
 
 @pytest.mark.parametrize("fill", [b"\xff", b"\x00"])
 @pytest.mark.parametrize(("teeth", "blocks", "columns"), [(8, 17, 1), (4, 3, 11), (5, 2, 13)])
 def test_draw_digits_cover_every_exponent_bit(
-    monkeypatch: pytest.MonkeyPatch, fill: bytes, teeth: int, blocks: int, columns: int
+    monkeypatch: pytest.MonkeyPatch,
+    arithmetic: str,
+    fill: bytes,
+    teeth: int,
+    blocks: int,
+    columns: int,
 ) -> None:
     """All-ones random bytes give ``alpha = 2**E - 1``; zeros give ``alpha = 0``."""
     shape = CombShape(teeth, blocks, columns)
@@ -146,10 +154,12 @@ def test_fixed_base_noise_refuses_bad_combs() -> None:
 
 @pytest.mark.parametrize("key_bits", [256, 1024, 2048])
 @pytest.mark.parametrize("draws", [0, 1, 50, 3_000, 100_000, 2_000_000])
+@pytest.mark.parametrize("product_cost", [1.0, 0.2])
 def test_comb_shape_minimises_multiplications_within_the_memory_cap(
-    key_bits: int, draws: int
+    key_bits: int, draws: int, product_cost: float
 ) -> None:
-    """Brute force over every (teeth, blocks) against ``shape_for``."""
+    """Brute force over every (teeth, blocks) against ``shape_for``; draws (and converting
+    the table) at ``product_cost`` multiplications per product, as in the native kernel."""
     memory = 64 << 20
     value_bytes = comb_value_bytes(key_bits)
     exponent_bits = (key_bits + 1) // 2
@@ -159,8 +169,10 @@ def test_comb_shape_minimises_multiplications_within_the_memory_cap(
             shape = comb_shape(key_bits, teeth, blocks)
             assert shape.exponent_bits >= exponent_bits
             if shape.entries * value_bytes <= memory:
-                fitting[shape] = shape.build_multiplications + draws * shape.draw_multiplications
-    chosen = FixedBaseNoise.shape_for(key_bits, draws, memory)
+                converted = shape.entries if product_cost != 1.0 else 0
+                products = draws * shape.draw_multiplications + converted
+                fitting[shape] = shape.build_multiplications + product_cost * products
+    chosen = FixedBaseNoise.shape_for(key_bits, draws, memory, product_cost)
     assert chosen in fitting
     assert fitting[chosen] == min(fitting.values())
 
@@ -171,25 +183,23 @@ def test_session_noise_comb_follows_the_expected_draws() -> None:
     assert few.entries < many.entries
     assert few.draw_multiplications > many.draw_multiplications
     # the documented figures (class docstring)
-    assert many.draw_multiplications == 73
+    assert few == CombShape(13, 5, 16) and few.draw_multiplications == 94
+    assert FixedBaseNoise.shape_for(2048, 3_000, product_cost=0.2) == CombShape(10, 8, 13)
+    assert many == CombShape(15, 10, 7) and many.draw_multiplications == 75
     assert many.entries * comb_value_bytes(2048) <= NOISE_TABLE_BYTES
     squaring_free = comb_shape(2048, 12, 86)
     assert squaring_free.columns == 1 and squaring_free.draw_multiplications == 85
 
 
-def test_comb_table_memory_at_2048_bits() -> None:
-    """The default comb: 128 squaring-free tables of 256 values of 512 bytes (16 MiB of limbs),
-    within the per-value estimate ``shape_for`` budgets with."""
+def test_comb_table_memory_at_2048_bits(arithmetic: str) -> None:
+    """The default comb: 128 squaring-free tables of 256 values, more than 16 MiB of numbers
+    and within the per-value estimate ``shape_for`` budgets with, on both paths."""
     n = (1 << 2047) | secrets.randbits(2046) << 1 | 1
     noise = FixedBaseNoise(PublicKey(n))
     assert noise.shape == CombShape(8, 128, 1)
     noise.draw(1)
-    values = noise._table
-    assert values is not None
-    assert len(values) == 32768
-    assert sum(v.bit_length() for v in values) <= 32768 * 4096
-    size = sum(sys.getsizeof(v) for v in values) + sys.getsizeof(values)
-    assert 16 * 2**20 < size <= 32768 * comb_value_bytes(2048)
+    assert noise.table.entries == 32768
+    assert 16 * 2**20 < noise.table.nbytes <= 32768 * comb_value_bytes(2048)
 
 
 def test_fresh_noise_is_still_a_noise_source() -> None:

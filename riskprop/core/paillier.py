@@ -37,7 +37,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from riskprop.core.data import IntArray
-from riskprop.core.modexp import powmod_many
+from riskprop.core.modexp import RADIX, ProductTable, powmod_many
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,11 @@ class CombShape:
 
 
 def comb_value_bytes(key_bits: int) -> int:
-    """Memory of one comb value: the ``|N**2|``-bit number, its object header and list slot."""
-    return 2 * key_bits // 8 + _MPZ_OVERHEAD + 8
+    """Memory of one comb value: as an ``mpz`` (the ``|N**2|``-bit number, its object header
+    and list slot) or as the native kernel's Montgomery limbs (52 bits in 8 bytes), the larger."""
+    as_mpz = 2 * key_bits // 8 + _MPZ_OVERHEAD + 8
+    as_limbs = 8 * -(-(8 * -(-2 * key_bits // 8) + 2) // RADIX)
+    return max(as_mpz, as_limbs)
 
 
 def comb_shape(key_bits: int, teeth: int, blocks: int) -> CombShape:
@@ -168,28 +171,39 @@ class FixedBaseNoise:
     distribution to the ``E``-bit one.
 
     Evaluation: a Lim-Lee comb (:class:`CombShape`) with independent uniform digits, built on
-    the first draw. :meth:`shape_for` picks the shape for the expected number of draws. At 2048
-    bits: about 3,000 draws get 5 tables of 8,192 values (16 columns; 94 multiplications per
-    value, 42,000 to build, 22 MiB); a million get 14 tables of 32,768 (5 columns; 73 per
-    value, 460,000 to build, 249 MiB). ``r**N`` costs about 2,400.
+    the first draw (:class:`~riskprop.core.modexp.ProductTable`: eight draws at once in the
+    native kernel). :meth:`shape_for` picks the shape for the expected number of draws. At 2048
+    bits, about 3,000 draws get 5 tables of 8,192 values with gmpy2 (16 columns; 94
+    multiplications per value, 42,000 to build, 25 MiB), and 8 tables of 1,024 in the kernel,
+    where a product costs about a fifth (13 columns; 115 per value, 9,100 to build, 5 MiB). A
+    million draws get 10 tables of 32,768 on either path (7 columns; 75 per value, 329,000 to
+    build, 198 MiB). ``r**N`` costs about 2,400.
     """
 
     @staticmethod
-    def shape_for(key_bits: int, draws: int, memory: int = NOISE_TABLE_BYTES) -> CombShape:
-        """The comb that minimises the multiplications of building it plus ``draws`` draws,
-        among those whose values take at most ``memory`` bytes (:func:`comb_value_bytes`
-        each); ties go to the smaller table."""
+    def shape_for(
+        key_bits: int, draws: int, memory: int = NOISE_TABLE_BYTES, product_cost: float = 1.0
+    ) -> CombShape:
+        """The comb that minimises the cost of building it plus ``draws`` draws, among those
+        whose values take at most ``memory`` bytes (:func:`comb_value_bytes` each); ties go to
+        the smaller table. Cost is in multiplications mod ``N**2``: the build's (gmpy2), plus
+        ``product_cost`` per product of the draws and per table value (its conversion), for
+        products that run elsewhere (``modexp.NATIVE_PRODUCT_COST`` in the native kernel;
+        with 1.0, the gmpy2 path, no conversion is counted)."""
         value_bytes = comb_value_bytes(key_bits)
         exponent_bits = (key_bits + 1) // 2
         best: CombShape | None = None
-        best_key = (0, 0)
+        best_key: tuple[float, int] = (0.0, 0)
         for teeth in range(1, MAX_TEETH + 1):
             blocks = 1
             while True:
                 shape = comb_shape(key_bits, teeth, blocks)
                 fits = shape.entries * value_bytes <= memory
                 if fits or best is None:
-                    cost = shape.build_multiplications + draws * shape.draw_multiplications
+                    cost = shape.build_multiplications + product_cost * (
+                        draws * shape.draw_multiplications
+                        + (shape.entries if product_cost != 1.0 else 0)
+                    )
                     if best is None or (cost, shape.entries) < best_key:
                         best, best_key = shape, (cost, shape.entries)
                 if shape.columns == 1 or not fits:
@@ -215,10 +229,11 @@ class FixedBaseNoise:
             raise ValueError(f"a comb needs 1..{MAX_TEETH} teeth")
         self.exponent_bits = self.shape.exponent_bits
         self._n2 = n2
+        self._nsquare = key.nsquare
         x = FreshNoise(key, randbelow)._unit()
         self._base = gmpy2.powmod(-x * x % n, n, n2)
         del x
-        self._table: list[mpz] | None = None
+        self._table: ProductTable | None = None
 
     @property
     def base(self) -> mpz:
@@ -265,18 +280,20 @@ class FixedBaseNoise:
         """``h_N**alpha mod N**2`` from the table, for ``0 <= alpha < 2**E``."""
         if not 0 <= alpha < 1 << self.exponent_bits:
             raise ValueError("exponent outside [0, 2**E)")
-        return self._combine(self.digits(alpha))
+        (value,) = self._combine(np.array([self.digits(alpha)], dtype=np.int64))
+        return value
 
-    def _combine(self, positions: Sequence[int]) -> mpz:
+    @property
+    def table(self) -> ProductTable:
+        """The comb's values (built on first use), in the native kernel where it runs."""
         if self._table is None:
-            self._table = self._build()
-        table, n2, blocks = self._table, self._n2, self.shape.blocks
-        acc = table[positions[0]]
-        for k in range(1, len(positions)):
-            if k % blocks == 0:
-                acc = acc * acc % n2
-            acc = acc * table[positions[k]] % n2
-        return acc
+            self._table = ProductTable(self._build(), self._nsquare)
+        return self._table
+
+    def _combine(self, positions: IntArray) -> list[mpz]:
+        """One value per row of table positions (:meth:`digits` order): per column from the
+        top, a squaring (but first) and a product per block."""
+        return self.table.products(positions, self.shape.blocks)
 
     def draw(self, count: int) -> list[mpz]:
         """``count`` values ``h_N**alpha``, the digits of each ``alpha`` from ``secrets``."""
@@ -288,8 +305,7 @@ class FixedBaseNoise:
         for start in range(0, count, _DRAW_BATCH):
             batch = min(_DRAW_BATCH, count - start)
             raw = np.frombuffer(secrets.token_bytes(2 * per_value * batch), dtype="<u2")
-            positions = ((raw.reshape(batch, per_value) & mask) + offsets).tolist()
-            out.extend(self._combine(p) for p in positions)
+            out.extend(self._combine((raw.reshape(batch, per_value) & mask) + offsets))
         return out
 
 
