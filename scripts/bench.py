@@ -219,8 +219,9 @@ def arithmetic_estimate(
     """Seconds the modular arithmetic of a run needs on this machine, all banks together:
     operation counts of the protocol as implemented times timed operations (a multiplication,
     a squaring and a partial decryption mod N^2). Every sent ciphertext: one fixed-base noise
-    draw (the squarings and multiplications of the comb the node shapes for its draws, plus
-    building that comb); each iteration: per account f squarings, per base of each bank's
+    draw (the squarings and multiplications of the comb the node shapes for its draws, each
+    timed as a comb product, plus building that comb and converting it for the kernel); each
+    iteration: per account f squarings, per base of each bank's
     multi-exponentiation its sliding-window digit multiplications and table of odd powers;
     decryption: per packed ciphertext its packing shifts (``c**(2**slot_bits)``), a noise draw
     and t + 1 = 2 partial decryptions (exponents of ``share_bits`` bits, the length of the run's
@@ -258,7 +259,7 @@ def arithmetic_estimate(
     # IFMA kernel where the CPU has it); per value, as in a full batch
     lanes = [a] * 8
     partial = timed(lambda: powmod_many(lanes, exponent, int(n2)), 1) / len(lanes)
-    from riskprop.core.paillier import FixedBaseNoise
+    from riskprop.core.paillier import FixedBaseNoise, PublicKey, comb_shape
 
     csr = graph.incoming[0]
     accounts = csr.n_rows
@@ -292,19 +293,26 @@ def arithmetic_estimate(
     packed = int(sum(-(-int(s) // slots) for s in sizes))
     # each bank sizes its comb table for its own draws; spread the table cost over them
     sent_by_bank = np.bincount(bank_of[senders], minlength=len(sizes))
-    table, draw_mults, draws = 0.0, 0, 0
+    # a comb product: a timed draw from a (small) comb, per product; in the native kernel
+    # eight draws run at once, and the table is converted to Montgomery form once
+    sample = FixedBaseNoise(PublicKey(public.n), shape=comb_shape(work.bits, 4, 8))
+    sample.draw(1)
+    product = timed(lambda: sample.draw(64), 1) / (64 * sample.shape.draw_multiplications)
+    convert = product if sample.table.native else 0.0
+    table, draw_products, draws = 0.0, 0, 0
     for bank_sent, size in zip(sent_by_bank, sizes, strict=True):
         bank_draws = int(bank_sent) * work.iterations + -(-int(size) // slots)
         comb = FixedBaseNoise.shape_for(work.bits, bank_draws, product_cost=product_cost())
-        table += comb.build_multiplications * mul
-        draw_mults += bank_draws * comb.draw_multiplications
+        table += comb.build_multiplications * mul + comb.entries * convert
+        draw_products += bank_draws * comb.draw_multiplications
         draws += bank_draws
-    noise = draw_mults / max(1, draws) * mul
+    noise = draw_products / max(1, draws) * product
     shift = timed(lambda: powmod_many(lanes, 1 << slot_bits, int(n2), secret=False), 5)
     decrypt = packed * ((slots - 1) * shift / len(lanes) + noise + 2 * partial)
     return {
         "multiplication mod N^2 (us)": mul * 1e6,
         "squaring mod N^2 (us)": square * 1e6,
+        "noise comb product (us)": product * 1e6,
         f"partial decryption, {share_bits}-bit share (ms)": partial * 1e3,
         "encrypt (noise-free embedding)": 0.0,
         "noise comb tables": table,
