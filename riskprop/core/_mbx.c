@@ -151,6 +151,46 @@ static void store(unsigned char *bytes, Py_ssize_t nbytes, const uint64_t *limbs
     }
 }
 
+/* dst = numbers g .. g + 7 of src (count numbers of nbytes each; missing lanes 0), vertically */
+MBX_TARGET static void load_lanes(__m512i *dst, const unsigned char *src, Py_ssize_t g,
+                                  Py_ssize_t count, Py_ssize_t nbytes, int n,
+                                  unsigned char *padded, uint64_t *lanes)
+{
+    for (int l = 0; l < LANES; l++) {
+        memset(padded, 0, (size_t)nbytes + 8);
+        if (g + l < count) memcpy(padded, src + (g + l) * nbytes, (size_t)nbytes);
+        for (int j = 0; j < n; j++) lanes[(size_t)j * LANES + l] = limb(padded, j);
+    }
+    for (int j = 0; j < n; j++) dst[j] = _mm512_loadu_si512(lanes + (size_t)j * LANES);
+}
+
+/* lanes = src transposed: lanes[j * 8 + l] is limb j of lane l */
+MBX_TARGET static void spill_lanes(uint64_t *lanes, const __m512i *src, int n)
+{
+    for (int j = 0; j < n; j++) _mm512_storeu_si512(lanes + (size_t)j * LANES, src[j]);
+}
+
+/* numbers g .. min(g + 8, count) - 1 of out (nbytes each) = the lanes of src */
+MBX_TARGET static void store_lanes(unsigned char *out, const __m512i *src, Py_ssize_t g,
+                                   Py_ssize_t count, Py_ssize_t nbytes, int n, uint64_t *lanes)
+{
+    spill_lanes(lanes, src, n);
+    for (int l = 0; l < LANES && g + l < count; l++) {
+        uint64_t limbs[MAX_LIMBS];
+        for (int j = 0; j < n; j++) limbs[j] = lanes[(size_t)j * LANES + l];
+        store(out + (g + l) * nbytes, nbytes, limbs, n);
+    }
+}
+
+/* dst[j] = limb j of the nbytes-byte number src, in every lane */
+MBX_TARGET static void broadcast(__m512i *dst, const unsigned char *src, Py_ssize_t nbytes, int n,
+                                 unsigned char *padded)
+{
+    memset(padded, 0, (size_t)nbytes + 8);
+    memcpy(padded, src, (size_t)nbytes);
+    for (int j = 0; j < n; j++) dst[j] = _mm512_set1_epi64((long long)limb(padded, j));
+}
+
 /* bases: count numbers of nbytes each; out: the same layout.  scratch: see powmod(). */
 MBX_TARGET static void run(Plan *p, unsigned char *out, const unsigned char *bases, Py_ssize_t count,
                            Py_ssize_t nbytes, const unsigned char *r2, unsigned char *padded,
@@ -162,28 +202,14 @@ MBX_TARGET static void run(Plan *p, unsigned char *out, const unsigned char *bas
     p->acc = vectors + 4 * n;
     p->t = vectors + 5 * n;            /* n + 1 */
     p->table = vectors + 6 * n + 1;    /* 2^w n */
-    memset(padded, 0, (size_t)nbytes + 8);
-    memcpy(padded, r2, (size_t)nbytes);
-    for (int j = 0; j < n; j++) {
-        r2v[j] = _mm512_set1_epi64((long long)limb(padded, j));
-        p->one[j] = _mm512_setzero_si512();
-    }
+    broadcast(r2v, r2, nbytes, n, padded);
+    for (int j = 0; j < n; j++) p->one[j] = _mm512_setzero_si512();
     p->one[0] = _mm512_set1_epi64(1);
     p->r2 = r2v;
     for (Py_ssize_t g = 0; g < count; g += LANES) {
-        for (int l = 0; l < LANES; l++) {
-            memset(padded, 0, (size_t)nbytes + 8);
-            if (g + l < count) memcpy(padded, bases + (g + l) * nbytes, (size_t)nbytes);
-            for (int j = 0; j < n; j++) lanes[(size_t)j * LANES + l] = limb(padded, j);
-        }
-        for (int j = 0; j < n; j++) base[j] = _mm512_loadu_si512(lanes + (size_t)j * LANES);
+        load_lanes(base, bases, g, count, nbytes, n, padded, lanes);
         powmod8(p, result, base);
-        for (int j = 0; j < n; j++) _mm512_storeu_si512(lanes + (size_t)j * LANES, result[j]);
-        for (int l = 0; l < LANES && g + l < count; l++) {
-            uint64_t limbs[MAX_LIMBS];
-            for (int j = 0; j < n; j++) limbs[j] = lanes[(size_t)j * LANES + l];
-            store(out + (g + l) * nbytes, nbytes, limbs, n);
-        }
+        store_lanes(out, result, g, count, nbytes, n, lanes);
     }
 }
 
@@ -194,18 +220,11 @@ MBX_TARGET static void to_montgomery(uint64_t *table, const unsigned char *value
                                      uint64_t *lanes, __m512i *vectors)
 {
     __m512i *x = vectors, *r2v = vectors + n, *t = vectors + 2 * n; /* t: n + 1 */
-    memset(padded, 0, (size_t)nbytes + 8);
-    memcpy(padded, r2, (size_t)nbytes);
-    for (int j = 0; j < n; j++) r2v[j] = _mm512_set1_epi64((long long)limb(padded, j));
+    broadcast(r2v, r2, nbytes, n, padded);
     for (Py_ssize_t g = 0; g < count; g += LANES) {
-        for (int l = 0; l < LANES; l++) {
-            memset(padded, 0, (size_t)nbytes + 8);
-            if (g + l < count) memcpy(padded, values + (g + l) * nbytes, (size_t)nbytes);
-            for (int j = 0; j < n; j++) lanes[(size_t)j * LANES + l] = limb(padded, j);
-        }
-        for (int j = 0; j < n; j++) x[j] = _mm512_loadu_si512(lanes + (size_t)j * LANES);
+        load_lanes(x, values, g, count, nbytes, n, padded, lanes);
         amm(x, x, r2v, mod, k0, n, t);
-        for (int j = 0; j < n; j++) _mm512_storeu_si512(lanes + (size_t)j * LANES, x[j]);
+        spill_lanes(lanes, x, n);
         for (int l = 0; l < LANES && g + l < count; l++)
             for (int j = 0; j < n; j++) table[(size_t)(g + l) * n + j] = lanes[(size_t)j * LANES + l];
     }
@@ -237,12 +256,7 @@ MBX_TARGET static void comb_products(unsigned char *out, Py_ssize_t count, Py_ss
             amm(acc, acc, entry, mod, k0, n, t);
         }
         amm(acc, acc, one, mod, k0, n, t);
-        for (int j = 0; j < n; j++) _mm512_storeu_si512(lanes + (size_t)j * LANES, acc[j]);
-        for (int l = 0; l < LANES && g + l < count; l++) {
-            uint64_t limbs[MAX_LIMBS];
-            for (int j = 0; j < n; j++) limbs[j] = lanes[(size_t)j * LANES + l];
-            store(out + (g + l) * nbytes, nbytes, limbs, n);
-        }
+        store_lanes(out, acc, g, count, nbytes, n, lanes);
     }
 }
 
@@ -257,69 +271,6 @@ static PyObject *available(PyObject *self, PyObject *noargs)
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma")) Py_RETURN_TRUE;
 #endif
     Py_RETURN_FALSE;
-}
-
-/* powmod(bases, exponent, modulus, r2, k0, window, secret) -> bytes; see riskprop/core/modexp.py */
-static PyObject *powmod(PyObject *self, PyObject *args)
-{
-    (void)self;
-    Py_buffer bases, exponent, modulus, r2;
-    unsigned long long k0;
-    int w, secret;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*Kip", &bases, &exponent, &modulus, &r2, &k0, &w, &secret))
-        return NULL;
-    PyObject *result = NULL;
-#ifdef MBX_X86
-    const Py_ssize_t nbytes = modulus.len;
-    const int n = (int)((nbytes * 8 + 2 + RADIX - 1) / RADIX); /* 4 M < 2^(52 n) */
-    if (nbytes == 0 || n > MAX_LIMBS || bases.len % nbytes || r2.len != nbytes || w < 1 ||
-        w > MAX_WINDOW || !(((const unsigned char *)modulus.buf)[0] & 1)) {
-        PyErr_SetString(PyExc_ValueError, "powmod: bad modulus, window or buffer lengths");
-        goto done;
-    }
-    const Py_ssize_t count = bases.len / nbytes;
-    result = PyBytes_FromStringAndSize(NULL, bases.len);
-    if (!result) goto done;
-    const size_t vectors = (size_t)n * (6 + ((size_t)1 << w)) + 1;
-    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
-    uint64_t *mod = calloc((size_t)n, sizeof(uint64_t));
-    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
-    void *scratch = aligned_alloc(64, vectors * 64);
-    if (!padded || !mod || !lanes || !scratch) {
-        free(padded);
-        free(mod);
-        free(lanes);
-        free(scratch);
-        Py_CLEAR(result);
-        PyErr_NoMemory();
-        goto done;
-    }
-    memcpy(padded, modulus.buf, (size_t)nbytes);
-    for (int j = 0; j < n; j++) mod[j] = limb(padded, j);
-    Plan plan = {.n = n, .w = w, .secret = secret, .k0 = k0, .mod = mod, .e = exponent.buf};
-    plan.ebits = exponent.len * 8;
-    while (plan.ebits > 0 && !exponent_bit(plan.e, plan.ebits - 1)) plan.ebits--;
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-    Py_BEGIN_ALLOW_THREADS
-    run(&plan, out, bases.buf, count, nbytes, r2.buf, padded, lanes, scratch);
-    Py_END_ALLOW_THREADS
-    free(padded);
-    free(mod);
-    free(lanes);
-    free(scratch);
-#else
-    (void)k0;
-    (void)w;
-    (void)secret;
-    PyErr_SetString(PyExc_RuntimeError, "powmod: built without the AVX-512 IFMA kernel");
-    goto done;
-#endif
-done:
-    PyBuffer_Release(&bases);
-    PyBuffer_Release(&exponent);
-    PyBuffer_Release(&modulus);
-    PyBuffer_Release(&r2);
-    return result;
 }
 
 #ifdef MBX_X86
@@ -347,6 +298,63 @@ static int modulus_limbs(const Py_buffer *modulus, uint64_t **mod)
     return n;
 }
 #endif
+
+/* powmod(bases, exponent, modulus, r2, k0, window, secret) -> bytes; see riskprop/core/modexp.py */
+static PyObject *powmod(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer bases, exponent, modulus, r2;
+    unsigned long long k0;
+    int w, secret;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*Kip", &bases, &exponent, &modulus, &r2, &k0, &w, &secret))
+        return NULL;
+    PyObject *result = NULL;
+    uint64_t *mod = NULL;
+#ifdef MBX_X86
+    const Py_ssize_t nbytes = modulus.len;
+    const int n = modulus_limbs(&modulus, &mod);
+    if (!n) goto done;
+    if (bases.len % nbytes || r2.len != nbytes || w < 1 || w > MAX_WINDOW) {
+        PyErr_SetString(PyExc_ValueError, "powmod: bad modulus, window or buffer lengths");
+        goto done;
+    }
+    const Py_ssize_t count = bases.len / nbytes;
+    result = PyBytes_FromStringAndSize(NULL, bases.len);
+    if (!result) goto done;
+    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
+    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
+    void *scratch = aligned_alloc(64, ((size_t)n * (6 + ((size_t)1 << w)) + 1) * 64);
+    if (padded && lanes && scratch) {
+        Plan plan = {.n = n, .w = w, .secret = secret, .k0 = k0, .mod = mod, .e = exponent.buf};
+        plan.ebits = exponent.len * 8;
+        while (plan.ebits > 0 && !exponent_bit(plan.e, plan.ebits - 1)) plan.ebits--;
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        Py_BEGIN_ALLOW_THREADS
+        run(&plan, out, bases.buf, count, nbytes, r2.buf, padded, lanes, scratch);
+        Py_END_ALLOW_THREADS
+    } else {
+        Py_CLEAR(result);
+        PyErr_NoMemory();
+    }
+    free(padded);
+    free(lanes);
+    free(scratch);
+#else
+    (void)k0;
+    (void)w;
+    (void)secret;
+    PyErr_SetString(PyExc_RuntimeError, "powmod: built without the AVX-512 IFMA kernel");
+    goto done;
+#endif
+done:
+    free(mod);
+    PyBuffer_Release(&bases);
+    PyBuffer_Release(&exponent);
+    PyBuffer_Release(&modulus);
+    PyBuffer_Release(&r2);
+    return result;
+}
+
 
 /* montgomery(values, modulus, r2, k0) -> bytes: n little-endian uint64 limbs per value */
 static PyObject *montgomery(PyObject *self, PyObject *args)
