@@ -22,6 +22,7 @@ key length and iterations are run through ``scripts/tno_reference.py`` and the r
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import csv
 import json
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+import riskprop
 from riskprop.core.data import load_dataset
 from riskprop.core.graph import build_global
 from riskprop.core.modexp import backend, product_cost
@@ -407,6 +409,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"riskprop benchmark, {os.cpu_count()} cores, {args.keygen} key; {' '.join(sys.argv)}")
+    # An installed package has its bytecode (pip compiles it, as it did TNO's); an editable one
+    # under PYTHONDONTWRITEBYTECODE=1 would make every node compile riskprop's sources anew.
+    compileall.compile_dir(Path(riskprop.__file__).parent, quiet=1)
     for work in WORKLOADS[args.workload]:
         data = dataset(work)
         results = []
