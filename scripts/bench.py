@@ -41,7 +41,7 @@ import numpy as np
 import riskprop
 from riskprop.core.data import load_dataset
 from riskprop.core.graph import build_global
-from riskprop.core.modexp import backend, product_cost
+from riskprop.core.modexp import backend
 from riskprop.core.plaintext import propagate
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.demo import demo_certificates, demo_keys, start_nodes, write_configs
@@ -304,7 +304,7 @@ def arithmetic_estimate(
     table, draw_products, draws = 0.0, 0, 0
     for bank_sent, size in zip(sent_by_bank, sizes, strict=True):
         bank_draws = int(bank_sent) * work.iterations + -(-int(size) // slots)
-        comb = FixedBaseNoise.shape_for(work.bits, bank_draws, product_cost=product_cost())
+        comb = FixedBaseNoise.shape_for(work.bits, bank_draws, native=sample.table.native)
         table += comb.build_multiplications * mul + comb.entries * convert
         draw_products += bank_draws * comb.draw_multiplications
         draws += bank_draws

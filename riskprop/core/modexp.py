@@ -115,10 +115,8 @@ def powmod_many(
         return [gmpy2.powmod(mpz(b), e, m) for b in bases]
     assert _KERNEL is not None
     mod = _modulus(modulus)
-    size = mod.nbytes
-    blob = b"".join((int(b) % modulus).to_bytes(size, "little") for b in bases)
     raw = _KERNEL.powmod(
-        blob,
+        _encode(bases, modulus, mod.nbytes),
         exponent.to_bytes((exponent.bit_length() + 7) // 8, "little"),
         mod.raw,
         mod.r2,
@@ -126,7 +124,12 @@ def powmod_many(
         window(exponent, secret),
         secret,
     )
-    return _decode(raw, size, mpz(modulus))
+    return _decode(raw, mod.nbytes, mpz(modulus))
+
+
+def _encode(values: Sequence[int], modulus: int, size: int) -> bytes:
+    """Each value mod ``M`` as ``size`` little-endian bytes, one after the other."""
+    return b"".join((int(v) % modulus).to_bytes(size, "little") for v in values)
 
 
 def _decode(raw: bytes, size: int, modulus: mpz) -> list[mpz]:
@@ -140,11 +143,6 @@ def _decode(raw: bytes, size: int, modulus: mpz) -> list[mpz]:
 #: A Montgomery product of the kernel, per lane, in multiplications ``a * b % M`` of gmpy2 at
 #: Paillier sizes (0.16 at 1024-bit N, 0.21 at 2048 on this project's machine: bench_arith.py).
 NATIVE_PRODUCT_COST = 0.2
-
-
-def product_cost() -> float:
-    """What a product of :class:`ProductTable` costs here, in gmpy2 multiplications."""
-    return NATIVE_PRODUCT_COST if backend() == "avx512-ifma" else 1.0
 
 
 class ProductTable:
@@ -169,7 +167,7 @@ class ProductTable:
         if self.native:
             assert _KERNEL is not None
             mod = _modulus(modulus)
-            blob = b"".join((int(v) % modulus).to_bytes(mod.nbytes, "little") for v in values)
+            blob = _encode(values, modulus, mod.nbytes)
             self._limbs = _KERNEL.montgomery(blob, mod.raw, mod.r2, mod.k0)
         else:
             self._values = [mpz(v) % self.modulus for v in values]
@@ -202,10 +200,7 @@ class ProductTable:
             mod.raw,
             mod.k0,
         )
-        m, size = self.modulus, mod.nbytes
-        return [
-            mpz(int.from_bytes(raw[i : i + size], "little")) % m for i in range(0, len(raw), size)
-        ]
+        return _decode(raw, mod.nbytes, self.modulus)
 
     def _product(self, row: Sequence[int], blocks: int) -> mpz:
         values, m = self._values, self.modulus

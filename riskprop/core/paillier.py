@@ -37,7 +37,7 @@ import numpy as np
 from gmpy2 import mpz
 
 from riskprop.core.data import IntArray
-from riskprop.core.modexp import RADIX, ProductTable, powmod_many
+from riskprop.core.modexp import NATIVE_PRODUCT_COST, RADIX, ProductTable, powmod_many
 
 
 @dataclass(frozen=True)
@@ -182,14 +182,13 @@ class FixedBaseNoise:
 
     @staticmethod
     def shape_for(
-        key_bits: int, draws: int, memory: int = NOISE_TABLE_BYTES, product_cost: float = 1.0
+        key_bits: int, draws: int, memory: int = NOISE_TABLE_BYTES, *, native: bool = False
     ) -> CombShape:
         """The comb that minimises the cost of building it plus ``draws`` draws, among those
         whose values take at most ``memory`` bytes (:func:`comb_value_bytes` each); ties go to
-        the smaller table. Cost is in multiplications mod ``N**2``: the build's (gmpy2), plus
-        ``product_cost`` per product of the draws and per table value (its conversion), for
-        products that run elsewhere (``modexp.NATIVE_PRODUCT_COST`` in the native kernel;
-        with 1.0, the gmpy2 path, no conversion is counted)."""
+        the smaller table. Cost is in multiplications mod ``N**2`` with gmpy2, which builds
+        the table. For a ``native`` table the draws' products, and one per table value (its
+        conversion to Montgomery form), cost ``modexp.NATIVE_PRODUCT_COST`` each."""
         value_bytes = comb_value_bytes(key_bits)
         exponent_bits = (key_bits + 1) // 2
         best: CombShape | None = None
@@ -200,10 +199,10 @@ class FixedBaseNoise:
                 shape = comb_shape(key_bits, teeth, blocks)
                 fits = shape.entries * value_bytes <= memory
                 if fits or best is None:
-                    cost = shape.build_multiplications + product_cost * (
-                        draws * shape.draw_multiplications
-                        + (shape.entries if product_cost != 1.0 else 0)
-                    )
+                    products: float = draws * shape.draw_multiplications
+                    if native:
+                        products = NATIVE_PRODUCT_COST * (products + shape.entries)
+                    cost = shape.build_multiplications + products
                     if best is None or (cost, shape.entries) < best_key:
                         best, best_key = shape, (cost, shape.entries)
                 if shape.columns == 1 or not fits:

@@ -38,10 +38,10 @@ from enum import Enum
 
 from gmpy2 import mpz
 
+from riskprop.core import modexp
 from riskprop.core.data import BankData, FloatArray
 from riskprop.core.fixedpoint import FixedPoint
 from riskprop.core.graph import IncomingCSR, period_views, resolve_view
-from riskprop.core.modexp import product_cost
 from riskprop.core.paillier import (
     FixedBaseNoise,
     NoiseSource,
@@ -140,7 +140,8 @@ class RunSession:
             # one draw per sent account per iteration and one per packed ciphertext
             sent = sum(len(view.sent()) for view in self.views)
             draws = sent * descriptor.iterations + -(-bank.n_accounts // max(1, self.slots))
-            shape = FixedBaseNoise.shape_for(self.public.bits, draws, product_cost=product_cost())
+            native = modexp.backend() == "avx512-ifma"
+            shape = FixedBaseNoise.shape_for(self.public.bits, draws, native=native)
             noise = FixedBaseNoise(self.public, shape=shape)
         self.noise = noise
         self.stats = SessionStats()
