@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import random
 import secrets
 from pathlib import Path
 
@@ -148,8 +149,7 @@ def test_table_products_follow_the_schedule(
     arithmetic: str, bits: int, entries: int, count: int, per_value: int, blocks: int, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    modulus = (1 << (bits - 1)) | int(rng.integers(0, 2**62)) | 1 if bits > 1 else 3
-    modulus = modulus if modulus > 1 else 3
+    modulus = random.Random(seed).getrandbits(bits) | (1 << (bits - 1)) | 1  # odd, >= 3
     values = [secrets.randbelow(4 * modulus) for _ in range(entries)]  # some above M
     positions = rng.integers(0, entries, size=(count, per_value))
     table = modexp.ProductTable(values, modulus)
