@@ -16,7 +16,7 @@ RUN useradd --create-home --uid 10001 riskprop
 WORKDIR /app
 
 COPY --from=build /wheels /wheels
-RUN pip install --no-index /wheels/*.whl && rm -rf /wheels /root/.cache
+RUN pip install --no-index --find-links /wheels riskprop && rm -rf /wheels /root/.cache
 COPY scripts/setup_local.py ./scripts/setup_local.py
 COPY configs ./configs
 
