@@ -39,7 +39,7 @@ import phe
 from gmpy2 import mpz
 
 from riskprop.core.data import IntArray
-from riskprop.core.modexp import ENVIRONMENT, backend, powmod_many
+from riskprop.core.modexp import ENVIRONMENT, native, powmod_many
 from riskprop.core.paillier import FixedBaseNoise, FreshNoise, PublicKey, linear_step
 
 Row = tuple[str, str, dict[int, float]]  # label, unit, value per modulus size
@@ -178,7 +178,7 @@ def bench_size(bits: int, args: argparse.Namespace, clock: Callable[[], float]) 
     share = secrets.randbits(2 * bits + 130) | 1 << (2 * bits + 129)
     lanes = [a] * 8
     for label, path in (("native kernel", None), ("gmpy2", "gmp")):
-        if path is None and backend() != "avx512-ifma":
+        if path is None and not native():
             continue  # this CPU or build has only the gmpy2 path
         os.environ.pop(ENVIRONMENT, None) if path is None else os.environ.update(
             {ENVIRONMENT: path}

@@ -45,11 +45,14 @@ def _load_kernel() -> ModuleType | None:
 _KERNEL = _load_kernel()
 
 
+def native() -> bool:
+    """Whether batches run in the native kernel (built, supported, not turned off)."""
+    return _KERNEL is not None and os.environ.get(ENVIRONMENT, "").lower() != "gmp"
+
+
 def backend() -> str:
     """``"avx512-ifma"`` when batches run in the native kernel, ``"gmp"`` otherwise."""
-    if _KERNEL is not None and os.environ.get(ENVIRONMENT, "").lower() != "gmp":
-        return "avx512-ifma"
-    return "gmp"
+    return "avx512-ifma" if native() else "gmp"
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ def powmod_many(
         return out
     if not bases:
         return []
-    if backend() != "avx512-ifma":
+    if not native():
         m, e = mpz(modulus), mpz(exponent)
         return [gmpy2.powmod(mpz(b), e, m) for b in bases]
     assert _KERNEL is not None
@@ -161,7 +164,7 @@ class ProductTable:
             raise ValueError("modulus must be odd and greater than 1")
         self.modulus = mpz(modulus)
         self.entries = len(values)
-        self.native = backend() == "avx512-ifma"
+        self.native = native()
         self._values: list[mpz] = []
         self._limbs = b""
         if self.native:

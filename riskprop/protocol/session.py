@@ -140,8 +140,7 @@ class RunSession:
             # one draw per sent account per iteration and one per packed ciphertext
             sent = sum(len(view.sent()) for view in self.views)
             draws = sent * descriptor.iterations + -(-bank.n_accounts // max(1, self.slots))
-            native = modexp.backend() == "avx512-ifma"
-            shape = FixedBaseNoise.shape_for(self.public.bits, draws, native=native)
+            shape = FixedBaseNoise.shape_for(self.public.bits, draws, native=modexp.native())
             noise = FixedBaseNoise(self.public, shape=shape)
         self.noise = noise
         self.stats = SessionStats()
