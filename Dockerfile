@@ -17,7 +17,6 @@ WORKDIR /app
 
 COPY --from=build /wheels /wheels
 RUN pip install --no-index --find-links /wheels riskprop && rm -rf /wheels /root/.cache
-COPY scripts/setup_local.py ./scripts/setup_local.py
 COPY configs ./configs
 
 USER riskprop

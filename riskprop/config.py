@@ -8,6 +8,7 @@ holds them and are stored absolute. Every problem is one ``ConfigError`` line:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -18,17 +19,33 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS, MAX_FRACTION_BITS
-from riskprop.errors import ConfigError
-from riskprop.jsontypes import expect_int, expect_number, expect_str, kind
+from riskprop.core.jsontypes import expect_int, expect_number, expect_str, kind
+from riskprop.core.params import RunParameters
+from riskprop.errors import ConfigError, ParameterError
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-MIN_PRECISION_BITS = 8
 DEFAULT_MAX_BODY_MB = 256
+#: The run parameters of the ``run`` section, named as everywhere (``riskprop.core.params``).
+RUN_KEYS = ("iterations", "delta_a", "delta_b", "precision_bits", "periods")
+#: Old names still read, with a deprecation warning: old -> new.
+DEPRECATED_RUN_KEYS = {"delta": "delta_a"}
 #: Keys ``load_player_config`` accepts in ``overrides`` (``out`` is an alias of ``output``).
-OVERRIDE_KEYS = ("data", "output", "out", "key_share", "port", "host", "run_id", "iterations")
+OVERRIDE_KEYS = (
+    "data",
+    "output",
+    "out",
+    "key_share",
+    "port",
+    "host",
+    "run_id",
+    "iterations",
+    "delta_a",
+    "delta_b",
+    "precision_bits",
+)
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,12 +82,10 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class RunSettings:
+    """The ``run`` section: the run's id and its parameters (``riskprop.core.params``)."""
+
     run_id: str
-    iterations: int
-    delta: float = 0.5
-    delta_b: float = 0.0
-    periods: tuple[int, ...] = (0,)
-    precision_bits: int = DEFAULT_FRACTION_BITS
+    parameters: RunParameters
 
 
 @dataclass(frozen=True)
@@ -105,10 +120,23 @@ class _Section:
         self.data: dict[Any, Any] = data
         #: keys whose value came from an override, not from the file
         self.overridden: set[str] = set()
+        #: key -> the deprecated name the file gave it under (errors name what was written)
+        self.spelled: dict[str, str] = {}
 
     def error(self, key: str, problem: str) -> ConfigError:
         source = " (override)" if key in self.overridden else ""
-        return ConfigError(f"{self.file}: {self.prefix}{key}{source}: {problem}")
+        written = self.spelled.get(key, key)
+        return ConfigError(f"{self.file}: {self.prefix}{written}{source}: {problem}")
+
+    def rename(self, old: str, new: str) -> None:
+        """Read the deprecated key ``old`` as ``new``, with a warning."""
+        if not self.given(old):
+            return
+        if self.given(new):
+            raise self.error(old, f"give {new} only ({old} is its old name)")
+        log.warning("%s: %s%s is deprecated; call it %s", self.file, self.prefix, old, new)
+        self.data[new] = self.data.pop(old)
+        self.spelled[new] = old
 
     def only(self, *allowed: str) -> None:
         for key in self.data:
@@ -176,10 +204,7 @@ def _periods(value: Any) -> tuple[int, ...]:
         return tuple(range(value))
     if not isinstance(value, list) or not value:
         raise TypeError(f"expected a non-empty list of periods or a count, got {kind(value)}")
-    periods = [expect_int(p) for p in value]
-    if any(p < 0 for p in periods) or len(set(periods)) != len(periods):
-        raise ValueError(f"periods must be distinct integers >= 0 (got {periods})")
-    return tuple(sorted(periods))
+    return tuple(expect_int(p) for p in value)  # RunParameters checks the values
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -377,30 +402,25 @@ def _timeouts(section: _Section) -> Timeouts:
 
 
 def _run_settings(run: _Section, given: Mapping[str, object]) -> RunSettings:
-    run.only("run_id", "iterations", "delta", "delta_b", "periods", "precision_bits")
-    for key in ("run_id", "iterations"):
+    run.only("run_id", *RUN_KEYS, *DEPRECATED_RUN_KEYS)
+    for old, new in DEPRECATED_RUN_KEYS.items():
+        run.rename(old, new)
+    for key in ("run_id", *RUN_KEYS):
         if key in given:
             run.override(key, given[key])
-    settings = RunSettings(
-        run_id=run.get("run_id", _string),
-        iterations=run.get("iterations", expect_int),
-        delta=run.get("delta", _finite, 0.5),
-        delta_b=run.get("delta_b", _finite, 0.0),
-        periods=run.get("periods", _periods, (0,)),
-        precision_bits=run.get("precision_bits", expect_int, DEFAULT_FRACTION_BITS),
-    )
-    if not RUN_ID.fullmatch(settings.run_id):
-        raise run.error("run_id", f"{settings.run_id!r} must match [A-Za-z0-9._-]{{1,64}}")
-    if settings.iterations < 0:
-        raise run.error("iterations", f"must be >= 0 (got {settings.iterations})")
-    if not 0.0 < settings.delta < 1.0:
-        raise run.error("delta", f"must lie strictly between 0 and 1 (got {settings.delta:g})")
-    if settings.delta_b < 0.0:
-        raise run.error("delta_b", f"must be >= 0 (got {settings.delta_b:g})")
-    if not MIN_PRECISION_BITS <= settings.precision_bits <= MAX_FRACTION_BITS:
-        raise run.error(
-            "precision_bits",
-            f"must lie in {MIN_PRECISION_BITS}..{MAX_FRACTION_BITS} "
-            f"(got {settings.precision_bits})",
-        )
-    return settings
+            run.spelled.pop(key, None)
+    run_id = run.get("run_id", _string)
+    if not RUN_ID.fullmatch(run_id):
+        raise run.error("run_id", f"{run_id!r} must match [A-Za-z0-9._-]{{1,64}}")
+    defaults = RunParameters(iterations=0)
+    values = {
+        "iterations": run.get("iterations", expect_int),
+        "delta_a": run.get("delta_a", _finite, defaults.delta_a),
+        "delta_b": run.get("delta_b", _finite, defaults.delta_b),
+        "precision_bits": run.get("precision_bits", expect_int, defaults.precision_bits),
+        "periods": run.get("periods", _periods, defaults.periods),
+    }
+    try:
+        return RunSettings(run_id, RunParameters(**values))  # type: ignore[arg-type]
+    except ParameterError as exc:
+        raise run.error(exc.name, exc.problem) from None

@@ -15,3 +15,13 @@ class ConfigError(RiskpropError):
 
 class ProtocolError(RiskpropError):
     """A protocol run cannot continue (mismatch between parties, bad message, peer abort)."""
+
+
+class ParameterError(ConfigError):
+    """A run parameter out of its range. ``name`` is the parameter's one name (``delta_a``,
+    ``precision_bits``, ...), which callers turn into the flag or key the user gave."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem

@@ -44,8 +44,10 @@ from riskprop.core.graph import build_global
 from riskprop.core.modexp import backend
 from riskprop.core.plaintext import propagate
 from riskprop.core.schedule import DeltaSchedule
-from riskprop.demo import demo_certificates, demo_keys, start_nodes, write_configs
-from riskprop.keys import load_share, share_file
+from riskprop.files.keys import load_share, share_file
+from riskprop.localnet.certs import demo_certificates
+from riskprop.localnet.demo import demo_keys
+from riskprop.localnet.harness import start_nodes, write_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "riskprop-bench"
@@ -132,7 +134,7 @@ def run_riskprop(work: Workload, data: Path, precision: int, timeout: float, key
     certs = demo_certificates(names)
     with tempfile.TemporaryDirectory(prefix="riskprop-bench-") as tmp:
         root = Path(tmp)
-        run = {"run_id": f"bench-{work.name}", "iterations": work.iterations, "delta": 0.5}
+        run = {"run_id": f"bench-{work.name}", "iterations": work.iterations, "delta_a": 0.5}
         run["precision_bits"] = precision
         write_configs(
             root / "configs",

@@ -38,9 +38,9 @@ import numpy as np
 import phe
 from gmpy2 import mpz
 
-from riskprop.core.data import IntArray
 from riskprop.core.modexp import ENVIRONMENT, native, powmod_many
 from riskprop.core.paillier import FixedBaseNoise, FreshNoise, PublicKey, linear_step
+from riskprop.core.types import IntArray
 
 Row = tuple[str, str, dict[int, float]]  # label, unit, value per modulus size
 

@@ -6,7 +6,7 @@ Prints, per repetition, the wall time until the last node wrote its share, the C
 node processes together, and what the first node logged about the search (candidate pairs,
 pairs left after trial division, biprimality tests, rounds, bytes); then min / median / max.
 
-    python scripts/bench_keygen.py --bits 2048 --runs 5
+    python scripts/bench_keygen.py --key-bits 2048 --runs 5
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from riskprop.demo import write_configs
-from riskprop.keys import PUBLIC_FILE, load_public
-from riskprop.tls import make_ca, make_node_certificate
+from riskprop.files.keys import PUBLIC_FILE, load_public
+from riskprop.localnet.harness import write_configs
+from riskprop.node.tls import make_ca, make_node_certificate
 
 NAMES = ("alice", "bob", "charlie", "dave", "erin")
 SUMMARY = re.compile(r"generated in [0-9.]+ s \((?P<summary>[^)]*)\)")
@@ -50,7 +50,14 @@ def one_run(root: Path, parties: list[str], bits: int, sigma: int) -> dict[str, 
     for name in parties:
         log = (root / f"{name}.log").open("wb")
         command = [sys.executable, "-m", "riskprop", "-v", "keygen", "--player", name]
-        command += ["--config", str(root / "configs"), "--bits", str(bits), "--sigma", str(sigma)]
+        command += [
+            "--config",
+            str(root / "configs"),
+            "--key-bits",
+            str(bits),
+            "--sigma",
+            str(sigma),
+        ]
         processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
     codes = [p.wait() for p in processes]
     wall = time.perf_counter() - started
@@ -69,7 +76,7 @@ def one_run(root: Path, parties: list[str], bits: int, sigma: int) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bits", type=int, default=2048)
+    parser.add_argument("--key-bits", "--bits", dest="bits", type=int, default=2048)
     parser.add_argument("--parties", type=int, default=3)
     parser.add_argument("--sigma", type=int, default=64)
     parser.add_argument("--runs", type=int, default=5)

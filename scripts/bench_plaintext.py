@@ -100,7 +100,7 @@ def main() -> None:
         return
 
     if not (data / "labels.csv").is_file():
-        from riskprop.synthetic import generate_dataset
+        from riskprop.lab.synthetic import generate_dataset
 
         print(f"generating {args.accounts} accounts, {args.edges} transactions into {data} ...")
         generate_dataset(data, accounts=args.accounts, edges=args.edges, seed=1)

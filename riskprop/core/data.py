@@ -27,14 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from riskprop.core.types import FloatArray, IntArray
 from riskprop.errors import InputError
 
 ACCOUNT_COLUMNS = ("id", "risk_score")
 TRANSACTION_COLUMNS = ("id_source", "bank_source", "id_destination", "bank_destination", "amount")
 PERIOD_COLUMN = "period"
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,58 +34,65 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from riskprop.core.data import FloatArray
-from riskprop.errors import ConfigError
+from riskprop.core.types import FloatArray
+from riskprop.errors import ConfigError, ParameterError
 
-DEFAULT_FRACTION_BITS = 32
+DEFAULT_PRECISION_BITS = 32
+#: Fewer fractional bits than this make every score too coarse to rank accounts.
+MIN_PRECISION_BITS = 8
 #: float64 has a 53-bit significand: beyond that, d * w * 2**f is no longer an exact floor.
-MAX_FRACTION_BITS = 52
+MAX_PRECISION_BITS = 52
 #: How many score bits :meth:`FixedPoint.for_packing` may give up for one more slot.
 SCORE_BITS_SLACK = 4
 
 
 @dataclass(frozen=True)
 class FixedPoint:
-    """Fixed-point parameters: ``fraction_bits`` (``f`` in the module doc) for the weights and
+    """Fixed-point parameters: ``precision_bits`` (``f`` in the module doc) for the weights and
     ``score_bits`` (``f_s``; ``None`` means ``f``) for the initial scores."""
 
-    fraction_bits: int = DEFAULT_FRACTION_BITS
+    precision_bits: int = DEFAULT_PRECISION_BITS
     score_bits: int | None = None
 
     def __post_init__(self) -> None:
-        if not 8 <= self.fraction_bits <= MAX_FRACTION_BITS:
-            raise ConfigError(
-                f"precision bits must lie in 8..{MAX_FRACTION_BITS} (got {self.fraction_bits})"
+        if not MIN_PRECISION_BITS <= self.precision_bits <= MAX_PRECISION_BITS:
+            raise ParameterError(
+                "precision_bits",
+                f"must lie in {MIN_PRECISION_BITS}..{MAX_PRECISION_BITS} "
+                f"(got {self.precision_bits})",
             )
-        if self.score_bits is not None and not 8 <= self.score_bits <= self.fraction_bits:
-            raise ConfigError(
-                f"score bits must lie in 8..{self.fraction_bits} (got {self.score_bits})"
+        if self.score_bits is not None and not (
+            MIN_PRECISION_BITS <= self.score_bits <= self.precision_bits
+        ):
+            raise ParameterError(
+                "score_bits",
+                f"must lie in {MIN_PRECISION_BITS}..{self.precision_bits} (got {self.score_bits})",
             )
 
     @classmethod
     def for_packing(
-        cls, fraction_bits: int, total_iterations: int, modulus_bits: int
+        cls, precision_bits: int, total_iterations: int, modulus_bits: int
     ) -> FixedPoint:
         """The encoding with the most slots per ``modulus_bits``-bit plaintext after
         ``total_iterations`` iterations, taking ``f_s`` in ``[f - SCORE_BITS_SLACK, f]`` and the
         largest ``f_s`` among those with that many slots. Deterministic in its arguments, so
         every bank derives the same encoding from the run descriptor."""
-        fewest = max(8, fraction_bits - SCORE_BITS_SLACK)
-        widest = cls(fraction_bits, fewest).slots_per_plaintext(total_iterations, modulus_bits)
+        fewest = max(MIN_PRECISION_BITS, precision_bits - SCORE_BITS_SLACK)
+        widest = cls(precision_bits, fewest).slots_per_plaintext(total_iterations, modulus_bits)
         if widest == 0:
-            return cls(fraction_bits, fewest)  # check_fits then names the true limit
-        room = (modulus_bits - 1) // widest - 1 - fraction_bits * total_iterations
-        return cls(fraction_bits, min(fraction_bits, room))
+            return cls(precision_bits, fewest)  # check_fits then names the true limit
+        room = (modulus_bits - 1) // widest - 1 - precision_bits * total_iterations
+        return cls(precision_bits, min(precision_bits, room))
 
     @property
     def scale(self) -> int:
         """``2**f``, the weights' scale."""
-        return 1 << self.fraction_bits
+        return 1 << self.precision_bits
 
     @property
     def initial_bits(self) -> int:
         """``f_s``, the initial scores' fractional bits."""
-        return self.fraction_bits if self.score_bits is None else self.score_bits
+        return self.precision_bits if self.score_bits is None else self.score_bits
 
     def encode_scores(self, scores: FloatArray) -> list[int]:
         """``R_0 = round(r * 2**f_s)`` for scores in [0, 1]."""
@@ -100,11 +107,11 @@ class FixedPoint:
 
     def slot_bits(self, total_iterations: int) -> int:
         """Bits that hold any state value after ``total_iterations`` iterations."""
-        return self.initial_bits + self.fraction_bits * total_iterations + 1
+        return self.initial_bits + self.precision_bits * total_iterations + 1
 
     def max_iterations(self, modulus_bits: int) -> int:
         """Largest total iteration count whose values fit a ``modulus_bits``-bit modulus."""
-        return (modulus_bits - 2 - self.initial_bits) // self.fraction_bits
+        return (modulus_bits - 2 - self.initial_bits) // self.precision_bits
 
     def slots_per_plaintext(self, total_iterations: int, modulus_bits: int) -> int:
         """How many values one plaintext packs: slots stay below ``2**(modulus_bits - 1)``."""
@@ -117,12 +124,12 @@ class FixedPoint:
         if total > limit:
             raise ConfigError(
                 f"{iterations} iteration(s) x {periods} period(s) = {total} in total overflow "
-                f"the {modulus_bits}-bit modulus at {self.fraction_bits} precision bits; at most "
+                f"the {modulus_bits}-bit modulus at {self.precision_bits} precision bits; at most "
                 f"{limit} iterations in total fit (fewer iterations or periods, fewer precision "
                 "bits, or a larger key)"
             )
 
     def decode(self, values: Sequence[int], total_iterations: int) -> FloatArray:
         """``R_K / 2**(f_s + f*K)`` as float64 (exact integer division, correctly rounded)."""
-        denominator = 1 << (self.initial_bits + self.fraction_bits * total_iterations)
+        denominator = 1 << (self.initial_bits + self.precision_bits * total_iterations)
         return np.array([v / denominator for v in values], dtype=np.float64)

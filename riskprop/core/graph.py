@@ -17,7 +17,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskprop.core.data import BankData, Dataset, FloatArray, IntArray
+from riskprop.core.data import BankData, Dataset
+from riskprop.core.types import FloatArray, IntArray
 
 
 @dataclass(frozen=True, eq=False)

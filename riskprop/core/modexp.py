@@ -25,7 +25,7 @@ from types import ModuleType
 import gmpy2
 from gmpy2 import mpz
 
-from riskprop.core.data import IntArray
+from riskprop.core.types import IntArray
 
 RADIX = 52
 LANES = 8

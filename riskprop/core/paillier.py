@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from riskprop.core.data import IntArray
 from riskprop.core.modexp import NATIVE_PRODUCT_COST, RADIX, ProductTable, powmod_many
+from riskprop.core.types import IntArray
 
 
 @dataclass(frozen=True)
@@ -336,10 +336,27 @@ def embed(key: PublicKey, plaintexts: Sequence[int]) -> list[mpz]:
     return out
 
 
-def rerandomize(key: PublicKey, ciphertexts: Sequence[mpz], noise: NoiseSource) -> list[mpz]:
+class Rerandomized(tuple[Any, ...]):
+    """Ciphertexts each multiplied by its own fresh noise value: the only kind that may leave a
+    bank (``Scores`` and ``DecryptRequest`` accept nothing else).
+
+    Made by :func:`rerandomize` and :meth:`take`; otherwise only where such values come back
+    (the wire decoder, the checkpoint reader). Noise-free ciphertexts (:func:`embed`) and the
+    results of homomorphic steps are plain lists and cannot be sent by mistake.
+    """
+
+    __slots__ = ()
+
+    def take(self, indices: Iterable[int]) -> Rerandomized:
+        """The values at ``indices``: each is still freshly re-randomised."""
+        return Rerandomized(self[i] for i in indices)
+
+
+def rerandomize(key: PublicKey, ciphertexts: Sequence[mpz], noise: NoiseSource) -> Rerandomized:
     """Fresh encryptions of the same plaintexts: ``c * s mod N**2``, ``s`` a fresh noise value."""
     n2 = mpz(key.nsquare)
-    return [c * r % n2 for c, r in zip(ciphertexts, noise.draw(len(ciphertexts)), strict=True)]
+    draws = noise.draw(len(ciphertexts))
+    return Rerandomized(c * r % n2 for c, r in zip(ciphertexts, draws, strict=True))
 
 
 #: Largest per-base window of ``linear_step`` (a table of ``2**(w-1)`` odd powers).

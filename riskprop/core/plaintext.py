@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from riskprop.core.data import FloatArray, IntArray
 from riskprop.core.graph import GlobalGraph, IncomingCSR
 from riskprop.core.schedule import DeltaSchedule
+from riskprop.core.types import FloatArray, IntArray
 
 
 @dataclass(frozen=True, eq=False)

@@ -57,11 +57,13 @@ async def drive(
     """
     driver = _Driver(session, transport, journal, offload, on_result)
     try:
-        # Ask every peer to replay what it sent us: after a crash our inbox is gone.
-        await driver.send_all(
-            Message(session.descriptor.run_id, session.name, peer, Rejoin())
-            for peer in session.peers
-        )
+        if journal is None or driver.restarted:
+            # Ask every peer to replay what it sent us: after a crash our inbox is gone. A
+            # node whose journal is new never listened before, so it lost nothing.
+            await driver.send_all(
+                Message(session.descriptor.run_id, session.name, peer, Rejoin())
+                for peer in session.peers
+            )
         first = session.start() if resume_with is None else list(resume_with)
         await driver.checkpoint_then_send(first)
         while not session.done:

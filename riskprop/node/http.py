@@ -7,7 +7,8 @@ Inbound (``POST /riskprop/v1/messages``, body = one encoded message):
    (or a certificate that differs from a pinned one) gets 403 *before the body is read*.
 2. A declared body over the limit gets 413, again before reading.
 3. The body must decode (400), come from the certificate's owner (403), be addressed to this
-   node (400), belong to this run (409) and carry values in (0, N^2) only (400).
+   node (400) and belong to this run (409); the run's ``Codec`` refuses malformed bodies and
+   values outside (0, N^2) (400).
 4. Each message is delivered once, by its identity (sender, kind, period, iteration), which
    occurs once per run; a retried or replayed duplicate gets 200 and is dropped. Out-of-order
    arrivals are fine: the session keeps early messages until needed.
@@ -30,9 +31,9 @@ import aiohttp
 from aiohttp import web
 
 from riskprop.errors import ProtocolError
+from riskprop.node.tls import certificate_fingerprint, peer_name
 from riskprop.node.transport import PeerUnavailableError
-from riskprop.protocol.messages import Abort, Message, Rejoin, Scores, decode, encode
-from riskprop.tls import certificate_fingerprint, peer_name
+from riskprop.protocol.messages import Abort, Codec, Message, Rejoin, Scores
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,6 @@ class HttpSettings:
     peers: Mapping[str, str]  # peer name -> base URL
     host: str
     port: int
-    width: int  # byte width of one ciphertext
-    nsquare: int  # N^2: every value on the wire lies in (0, N^2)
     server_ssl: ssl.SSLContext | None
     client_ssl: ssl.SSLContext | None
     pinned: Mapping[str, str]  # peer name -> sha256 of its certificate (optional pins)
@@ -68,8 +67,9 @@ class HttpSettings:
 class HttpTransport:
     """One node's HTTPS endpoint and client (see the module doc)."""
 
-    def __init__(self, settings: HttpSettings) -> None:
+    def __init__(self, settings: HttpSettings, codec: Codec | None = None) -> None:
         self.settings = settings
+        self.codec = codec or Codec()
         self.name = settings.name
         self.bytes_sent = 0
         self.bytes_by_phase: dict[str, int] = defaultdict(int)
@@ -157,7 +157,7 @@ class HttpTransport:
         except web.HTTPRequestEntityTooLarge:
             return self._reject(413, f"body over {self.settings.max_body_bytes} bytes", peer)
         try:
-            message = decode(data, max_width=self.settings.width)
+            message = self.codec.decode(data)
         except ProtocolError as exc:
             return self._reject(400, str(exc), peer)
         if message.sender != peer:
@@ -166,9 +166,6 @@ class HttpTransport:
             return self._reject(400, f"message is for {message.recipient!r}", peer)
         if message.run_id != self.settings.run_id:
             return self._reject(409, "message of another run", peer)
-        values = getattr(message.body, "values", ())
-        if any(not 0 < v < self.settings.nsquare for v in values):
-            return self._reject(400, "a value outside (0, N^2)", peer)
         self._reached.add(peer)
         if not isinstance(message.body, Abort | Rejoin):
             # A message's logical identity occurs once per run. (Not its sequence number:
@@ -186,7 +183,7 @@ class HttpTransport:
         peer = message.recipient
         if peer not in self.settings.peers or self._client is None:
             raise PeerUnavailableError(peer)
-        data = encode(message, self.settings.width)
+        data = self.codec.encode(message)
         url = self.settings.peers[peer].rstrip("/") + PATH
         headers = {"Content-Type": "application/octet-stream", SENDER_HEADER: self.name}
         loop = asyncio.get_running_loop()
@@ -213,14 +210,9 @@ class HttpTransport:
                 except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
                     failure = f"{type(exc).__name__}: {exc}"
                 if loop.time() + delay > give_up:
-                    log.error(
-                        "%s: giving up on %s after %.0f s (%s)",
-                        self.name,
-                        peer,
-                        window,
-                        failure,
-                    )
-                    raise PeerUnavailableError(peer)
+                    # the caller decides how much this matters (a run re-routes or fails, a
+                    # courtesy notice does not care) and logs it with this reason
+                    raise PeerUnavailableError(peer, f"gave up after {window:.0f} s: {failure}")
                 log.debug("%s: %s not reachable yet (%s); retrying", self.name, peer, failure)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from riskprop.core.data import BankData, FloatArray
-from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS
+from riskprop.core.data import BankData
 from riskprop.core.paillier import NoiseSource
-from riskprop.core.threshold import KeyShare, ThresholdKey
+from riskprop.core.threshold import KeyShare
+from riskprop.core.types import FloatArray
 from riskprop.node.driver import drive
 from riskprop.node.transport import InMemoryNetwork, Tap
-from riskprop.protocol.messages import RunDescriptor
+from riskprop.protocol.messages import Codec, RunDescriptor
 from riskprop.protocol.session import RunSession, SessionStats
 
 
@@ -28,29 +27,6 @@ class PartyOutcome:
     bytes_sent: int
 
 
-def make_descriptor(
-    key: ThresholdKey,
-    *,
-    iterations: int,
-    delta_a: float,
-    delta_b: float,
-    periods: Sequence[int],
-    precision_bits: int = DEFAULT_FRACTION_BITS,
-    run_id: str | None = None,
-) -> RunDescriptor:
-    return RunDescriptor(
-        run_id=run_id or secrets.token_hex(8),
-        parties=key.parties,
-        threshold=key.threshold,
-        key_fingerprint=key.public.fingerprint(),
-        iterations=iterations,
-        delta_a=delta_a,
-        delta_b=delta_b,
-        periods=tuple(periods),
-        precision_bits=precision_bits,
-    )
-
-
 async def run_parties(
     descriptor: RunDescriptor,
     banks: Sequence[BankData],
@@ -62,7 +38,7 @@ async def run_parties(
 ) -> dict[str, PartyOutcome]:
     """Run one session per bank concurrently; every bank must have a share."""
     public = next(iter(shares.values())).key.public
-    network = InMemoryNetwork(descriptor.parties, public.ciphertext_bytes, tap=tap)
+    network = InMemoryNetwork(descriptor.parties, Codec.for_key(public), tap=tap)
     sessions = {
         b.name: RunSession(descriptor, b, shares[b.name], noise(b.name) if noise else None)
         for b in banks

@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from riskprop.files.atomic import atomic_write_bytes
 from riskprop.protocol.messages import Message, decode, encode
-from riskprop.results import atomic_path
 
 
 class Journal(Protocol):
@@ -99,8 +99,7 @@ class FileJournal:
         return list(self._sent[peer])
 
     def save_checkpoint(self, data: bytes) -> None:
-        with atomic_path(self.checkpoint_path, mode=0o600) as tmp:
-            tmp.write_bytes(data)
+        atomic_write_bytes(self.checkpoint_path, data, mode=0o600)
 
     def close(self) -> None:
         self._log.close()

@@ -20,8 +20,9 @@ from pathlib import Path
 from riskprop.config import PlayerConfig
 from riskprop.core.threshold import KeyShare
 from riskprop.errors import ConfigError, ProtocolError
-from riskprop.keys import PUBLIC_FILE, write_public, write_share
+from riskprop.files.keys import PUBLIC_FILE, write_public, write_share
 from riskprop.node.http import HttpTransport
+from riskprop.node.runner import http_settings
 from riskprop.node.transport import PeerUnavailableError, Transport
 from riskprop.protocol.keygen import KeygenParams, KeygenParty, Outbound, Rounds
 from riskprop.protocol.messages import Abort, KeygenRound, Message
@@ -168,17 +169,13 @@ def keygen_params(
 async def keygen_node(config: PlayerConfig, params: KeygenParams, *, force: bool = False) -> Path:
     """Generate this node's key share with its peers and write it (0600) and ``public.json``
     beside it. Refuses to overwrite an existing share unless ``force``."""
-    from riskprop.node.runner import http_settings
-
     target = config.key_share
     if target.exists() and not force:
         raise ConfigError(
             f"{target}: a key share exists already; move it away or pass --force to replace it"
         )
-    if params.bits < 2048:
-        log.warning("%d-bit key: below the production size 2048, for tests only", params.bits)
     party = KeygenParty(params, config.player)
-    settings = replace(http_settings(config, width=1, nsquare=2), run_id=params.session)
+    settings = replace(http_settings(config), run_id=params.session)
     started = time.perf_counter()
     async with HttpTransport(settings) as transport:
         share = await drive_keygen(

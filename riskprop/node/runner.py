@@ -9,84 +9,41 @@ protocol within the run deadline. Results are written atomically only after the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import csv
-import json
 import logging
 import signal
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from riskprop.config import PlayerConfig
 from riskprop.core import modexp
-from riskprop.core.data import FloatArray, load_bank
-from riskprop.core.schedule import DeltaSchedule
+from riskprop.core.data import load_bank
 from riskprop.errors import ConfigError, ProtocolError
-from riskprop.keys import load_share
-from riskprop.logsetup import show_progress
+from riskprop.files.keys import load_share
+from riskprop.files.results import (
+    REPORT_FILE,
+    RESULTS_FILE,
+    NodeReport,
+    previous_run,
+    read_report,
+    read_scores,
+    write_report,
+    write_scores,
+)
 from riskprop.node.driver import drive
 from riskprop.node.http import HttpSettings, HttpTransport
 from riskprop.node.journal import FileJournal
+from riskprop.node.tls import certificate_fingerprint, client_context, server_context
 from riskprop.node.transport import PeerUnavailableError
 from riskprop.protocol.checkpoint import decode_checkpoint
-from riskprop.protocol.messages import Done, Message, RunDescriptor
+from riskprop.protocol.messages import Codec, Done, Message, RunDescriptor
 from riskprop.protocol.session import RunSession, Stopwatch
-from riskprop.results import atomic_write_text, scores_csv
-from riskprop.tls import certificate_fingerprint, client_context, server_context
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "risk_scores.csv"
-REPORT_FILE = "run-report.json"
-
-
-@dataclass(frozen=True)
-class NodeReport:
-    """What a finished node did: no scores, only sizes and times."""
-
-    player: str
-    run_id: str
-    accounts: int
-    results: Path
-    seconds: dict[str, float]
-    bytes_by_phase: dict[str, int]
-    bytes_sent: int
-    wall_seconds: float
-    warnings: tuple[str, ...] = field(default=())
-    #: CPU seconds of the session's thread per phase (``seconds`` is wall time)
-    cpu_seconds: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> NodeReport:
-        return cls(
-            player=str(data["player"]),
-            run_id=str(data["run_id"]),
-            accounts=int(data["accounts"]),
-            results=Path(data["results"]),
-            seconds={str(k): float(v) for k, v in data["seconds"].items()},
-            bytes_by_phase={str(k): int(v) for k, v in data["bytes_by_phase"].items()},
-            bytes_sent=int(data["bytes_sent"]),
-            wall_seconds=float(data["wall_seconds"]),
-            cpu_seconds={str(k): float(v) for k, v in data.get("cpu_seconds", {}).items()},
-        )
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "player": self.player,
-            "run_id": self.run_id,
-            "accounts": self.accounts,
-            "results": str(self.results),
-            "seconds": self.seconds,
-            "bytes_by_phase": self.bytes_by_phase,
-            "bytes_sent": self.bytes_sent,
-            "wall_seconds": self.wall_seconds,
-            "cpu_seconds": self.cpu_seconds,
-        }
+#: Receives one line on where a run stands (a terminal's status line, a service's status).
+Progress = Callable[[str], None]
 
 
 def prepare_session(config: PlayerConfig) -> RunSession:
@@ -98,25 +55,14 @@ def prepare_session(config: PlayerConfig) -> RunSession:
             f"{config.network.path}: parties ({', '.join(config.network.names)}) differ from the "
             f"key's ({', '.join(key.parties)}) in {config.key_share}"
         )
-    schedule = DeltaSchedule(config.run.delta, config.run.delta_b)
+    descriptor = RunDescriptor.create(config.run.run_id, key, config.run.parameters)
     bank = load_bank(config.data, config.player, key.parties)
     for warning in bank.warnings:
         log.warning("%s", warning)
-    descriptor = RunDescriptor(
-        run_id=config.run.run_id,
-        parties=key.parties,
-        threshold=key.threshold,
-        key_fingerprint=key.public.fingerprint(),
-        iterations=config.run.iterations,
-        delta_a=schedule.a,
-        delta_b=schedule.b,
-        periods=config.run.periods,
-        precision_bits=config.run.precision_bits,
-    )
     return RunSession(descriptor, bank, share)
 
 
-def http_settings(config: PlayerConfig, width: int, nsquare: int) -> HttpSettings:
+def http_settings(config: PlayerConfig) -> HttpSettings:
     """Transport settings: TLS contexts from the certificate files, pins, limits."""
     server_ssl = client_ssl = None
     if not config.insecure:
@@ -132,8 +78,6 @@ def http_settings(config: PlayerConfig, width: int, nsquare: int) -> HttpSetting
         peers={p.name: p.url for p in config.network.parties if p.name != config.player},
         host=config.listen_host,
         port=config.listen_port,
-        width=width,
-        nsquare=nsquare,
         server_ssl=server_ssl,
         client_ssl=client_ssl,
         pinned={
@@ -146,17 +90,6 @@ def http_settings(config: PlayerConfig, width: int, nsquare: int) -> HttpSetting
         reconnect_timeout=max(config.timeouts.connect, config.timeouts.idle),
         request_timeout=config.timeouts.request,
     )
-
-
-def previous_run(output: Path) -> str | None:
-    """Run id of the results already in ``output``, if any."""
-    report = output / REPORT_FILE
-    if not (output / RESULTS_FILE).is_file() or not report.is_file():
-        return None
-    try:
-        return str(json.loads(report.read_text())["run_id"])
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def set_aside_stale_results(output: Path) -> None:
@@ -191,13 +124,18 @@ def resume_session(
 
 
 async def run_node(
-    config: PlayerConfig, *, fresh: bool = False, stop: asyncio.Event | None = None
+    config: PlayerConfig,
+    *,
+    fresh: bool = False,
+    stop: asyncio.Event | None = None,
+    progress: Progress | None = None,
 ) -> NodeReport:
     """Run this bank's side of the protocol and write its results.
 
     A checkpoint of the same run in OUT/.riskprop/<run_id>/ is resumed unless ``fresh``.
     Setting ``stop`` (the CLI does on SIGTERM) ends the node at the next message boundary;
-    its checkpoint stays for the next start.
+    its checkpoint stays for the next start. ``progress`` is called with one line on where
+    the run stands twice a second, and with ``""`` at the end.
     """
     started = time.perf_counter()
     session = prepare_session(config)
@@ -215,7 +153,7 @@ async def run_node(
                 "%s: run %s is already complete (--fresh runs it again)", config.player, run_id
             )
             await announce_done(config, session)
-            return NodeReport.from_json(json.loads((config.output / REPORT_FILE).read_text()))
+            return read_report(config.output)
         # Killed after saving its result, before its peers were done: it still owes them
         # partial decryptions, so it comes back as a helper with its saved result.
         session, _ = resume_session(session, journal)
@@ -226,21 +164,21 @@ async def run_node(
         session, resume_with = resume_session(session, journal)
         if resume_with is None:
             set_aside_stale_results(config.output)
-    settings = http_settings(config, width, session.public.nsquare)
+    settings = http_settings(config)
     log.info(
         "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d, "
         "batched exponentiation: %s",
         config.player,
         run_id,
         session.bank.n_accounts,
-        config.run.iterations,
-        len(config.run.periods),
+        config.run.parameters.iterations,
+        len(config.run.parameters.periods),
         config.listen_host,
         config.listen_port,
         modexp.backend(),
     )
-    ticker = asyncio.create_task(_progress(session))
-    transport = HttpTransport(settings)
+    ticker = asyncio.create_task(_progress(session, progress)) if progress else None
+    transport = HttpTransport(settings, Codec.for_key(session.public))
 
     def report() -> NodeReport:
         return NodeReport(
@@ -259,10 +197,7 @@ async def run_node(
     def write_results() -> None:
         assert session.result is not None  # called once the result is known
         write_started = Stopwatch.start()
-        text = scores_csv(
-            ("id", "risk_score"), [(i,) for i in session.bank.account_ids], session.result
-        )
-        atomic_write_text(config.output / RESULTS_FILE, text)
+        write_scores(config.output / RESULTS_FILE, session.bank.account_ids, session.result)
         session.stats.lap("write", write_started)
         write_report(config.output, report())
 
@@ -290,8 +225,10 @@ async def run_node(
                     f"{session.waiting_for()}"
                 ) from None
     finally:
-        ticker.cancel()
-        show_progress("")
+        if ticker is not None:
+            ticker.cancel()
+            assert progress is not None  # the ticker runs only with a callback
+            progress("")
         journal.close()
     final = report()
     write_report(config.output, final)  # with the figures of the whole run
@@ -299,41 +236,34 @@ async def run_node(
     return final
 
 
-def read_scores(path: Path, account_ids: Sequence[str]) -> FloatArray:
-    """This bank's saved scores, in account order (as ``write_results`` wrote them)."""
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))[1:]
-    if [row[0] for row in rows] != list(account_ids):
-        raise ConfigError(f"{path}: does not list this bank's accounts; start with --fresh")
-    return np.array([float(row[1]) for row in rows], dtype=np.float64)
-
-
 async def announce_done(config: PlayerConfig, session: RunSession) -> None:
     """Best effort: send every peer ``Done`` (sequence 0: never dropped as a duplicate)."""
     settings = replace(
-        http_settings(config, session.public.ciphertext_bytes, session.public.nsquare),
+        http_settings(config),
         connect_timeout=min(2.0, config.timeouts.connect),
         reconnect_timeout=min(2.0, config.timeouts.connect),
     )
-    async with HttpTransport(settings) as transport:
+    async with HttpTransport(settings, Codec.for_key(session.public)) as transport:
         for peer in session.peers:
             message = Message(config.run.run_id, config.player, peer, Done())
-            with contextlib.suppress(PeerUnavailableError, ProtocolError):
+            try:
                 await transport.send(message)
+            except (PeerUnavailableError, ProtocolError) as exc:
+                log.info(
+                    "%s: could not tell %s that the run is complete: %s", config.player, peer, exc
+                )
 
 
-def write_report(output: Path, report: NodeReport) -> None:
-    atomic_write_text(output / REPORT_FILE, json.dumps(report.to_json(), indent=1) + "\n")
-
-
-async def _progress(session: RunSession) -> None:
-    """Keep the terminal's status line current (a no-op when not on a terminal)."""
+async def _progress(session: RunSession, progress: Progress) -> None:
+    """Report where the session stands, twice a second."""
     while True:
-        show_progress(session.progress())
+        progress(session.progress())
         await asyncio.sleep(0.5)
 
 
-def run_node_sync(config: PlayerConfig, *, fresh: bool = False) -> NodeReport:
+def run_node_sync(
+    config: PlayerConfig, *, fresh: bool = False, progress: Progress | None = None
+) -> NodeReport:
     """Run the node; SIGTERM and SIGINT stop it cleanly at the next message boundary."""
 
     async def main() -> NodeReport:
@@ -341,6 +271,6 @@ def run_node_sync(config: PlayerConfig, *, fresh: bool = False) -> NodeReport:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        return await run_node(config, fresh=fresh, stop=stop)
+        return await run_node(config, fresh=fresh, stop=stop, progress=progress)
 
     return asyncio.run(main())

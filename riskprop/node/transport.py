@@ -11,14 +11,14 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from riskprop.protocol.messages import Message, decode, encode
+from riskprop.protocol.messages import Codec, Message
 
 
 class PeerUnavailableError(Exception):
     """A message could not be delivered to ``peer``."""
 
-    def __init__(self, peer: str) -> None:
-        super().__init__(f"peer {peer} is unavailable")
+    def __init__(self, peer: str, reason: str = "") -> None:
+        super().__init__(f"peer {peer} is unavailable" + (f" ({reason})" if reason else ""))
         self.peer = peer
 
 
@@ -41,8 +41,10 @@ Tap = Callable[[Message, bytes], None]
 class InMemoryNetwork:
     """Queues between parties of one process; ``tap`` sees every message and its bytes."""
 
-    def __init__(self, parties: Sequence[str], width: int, *, tap: Tap | None = None) -> None:
-        self.width = width
+    def __init__(
+        self, parties: Sequence[str], codec: Codec | None = None, *, tap: Tap | None = None
+    ) -> None:
+        self.codec = codec or Codec()
         self.tap = tap
         self.down: set[str] = set()
         self._queues: dict[str, asyncio.Queue[Message]] = {p: asyncio.Queue() for p in parties}
@@ -61,10 +63,10 @@ class InMemoryNetwork:
     async def deliver(self, message: Message) -> int:
         if message.recipient in self.down or message.recipient not in self._queues:
             raise PeerUnavailableError(message.recipient)
-        data = encode(message, self.width)
+        data = self.codec.encode(message)
         if self.tap is not None:
             self.tap(message, data)
-        await self._queues[message.recipient].put(decode(data, max_width=self.width))
+        await self._queues[message.recipient].put(self.codec.decode(data))
         return len(data)
 
     async def next_for(self, name: str) -> Message:

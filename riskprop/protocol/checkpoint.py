@@ -21,6 +21,7 @@ from typing import Any
 
 from gmpy2 import mpz
 
+from riskprop.core.paillier import Rerandomized
 from riskprop.errors import ConfigError
 from riskprop.protocol.messages import Message, RunDescriptor, decode, encode
 
@@ -39,7 +40,7 @@ class SessionSnapshot:
     hellos: dict[str, tuple[int, tuple[tuple[str, ...], ...]]]
     served: dict[str, str]
     state: tuple[mpz, ...]
-    packed: tuple[mpz, ...]
+    packed: Rerandomized
     asked: tuple[str, ...]
 
 
@@ -116,7 +117,7 @@ def decode_checkpoint(data: bytes, where: str) -> tuple[SessionSnapshot, list[Me
             },
             served={str(k): str(v) for k, v in header["served"].items()},
             state=state,
-            packed=packed,
+            packed=Rerandomized(packed),  # saved after re-randomisation
             asked=tuple(str(a) for a in header["asked"]),
         )
     except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:

@@ -20,11 +20,14 @@ from typing import Any
 
 from gmpy2 import mpz
 
+from riskprop.core.jsontypes import expect_int as _int
+from riskprop.core.jsontypes import expect_list as _list
+from riskprop.core.jsontypes import expect_number as _float
+from riskprop.core.jsontypes import expect_str as _str
+from riskprop.core.paillier import PublicKey, Rerandomized
+from riskprop.core.params import RunParameters
+from riskprop.core.threshold import ThresholdKey
 from riskprop.errors import ProtocolError
-from riskprop.jsontypes import expect_int as _int
-from riskprop.jsontypes import expect_list as _list
-from riskprop.jsontypes import expect_number as _float
-from riskprop.jsontypes import expect_str as _str
 
 MAGIC = b"RPM1"
 PROTOCOL_VERSION = 1
@@ -46,6 +49,33 @@ class RunDescriptor:
     periods: tuple[int, ...]
     precision_bits: int
     protocol_version: int = PROTOCOL_VERSION
+
+    @classmethod
+    def create(cls, run_id: str, key: ThresholdKey, parameters: RunParameters) -> RunDescriptor:
+        """The descriptor of a run of ``parameters`` under ``key`` (the one constructor used
+        by nodes, simulations and tests)."""
+        return cls(
+            run_id=run_id,
+            parties=key.parties,
+            threshold=key.threshold,
+            key_fingerprint=key.public.fingerprint(),
+            iterations=parameters.iterations,
+            delta_a=parameters.delta_a,
+            delta_b=parameters.delta_b,
+            periods=parameters.periods,
+            precision_bits=parameters.precision_bits,
+        )
+
+    @property
+    def parameters(self) -> RunParameters:
+        """The run's parameters (``ParameterError`` if a peer sent values out of range)."""
+        return RunParameters(
+            iterations=self.iterations,
+            delta_a=self.delta_a,
+            delta_b=self.delta_b,
+            precision_bits=self.precision_bits,
+            periods=self.periods,
+        )
 
     @property
     def total_iterations(self) -> int:
@@ -105,18 +135,31 @@ class Hello:
     rosters: tuple[tuple[str, ...], ...]
 
 
+def _must_be_rerandomized(body: Scores | DecryptRequest) -> None:
+    if not isinstance(body.values, Rerandomized):
+        raise TypeError(
+            f"{type(body).__name__} carries only re-randomised ciphertexts (paillier.rerandomize)"
+        )
+
+
 @dataclass(frozen=True)
 class Scores:
     """Re-randomised ciphertexts of the sender's roster accounts for (period, iteration)."""
 
-    values: tuple[mpz, ...]
+    values: Rerandomized
+
+    def __post_init__(self) -> None:
+        _must_be_rerandomized(self)
 
 
 @dataclass(frozen=True)
 class DecryptRequest:
-    """Ciphertexts the sender asks the recipient to partially decrypt."""
+    """Re-randomised ciphertexts the sender asks the recipient to partially decrypt."""
 
-    values: tuple[mpz, ...]
+    values: Rerandomized
+
+    def __post_init__(self) -> None:
+        _must_be_rerandomized(self)
 
 
 @dataclass(frozen=True)
@@ -257,7 +300,8 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
                 mpz(int.from_bytes(payload[i : i + width], "big"))
                 for i in range(0, count * width, width)
             )
-            body = kind(values)
+            # what arrives was re-randomised by its sender (a receiver never forwards it)
+            body = kind(values) if kind is Partial else kind(Rerandomized(values))
         elif kind is KeygenRound:
             body = KeygenRound(bytes(payload))
         elif payload:
@@ -292,3 +336,31 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed message header ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class Codec:
+    """The wire format of one run (or key generation): ``width`` bytes per value and every
+    value in ``(0, bound)``. For a run ``width`` is the ciphertext size and ``bound`` is
+    ``N**2`` (``Codec.for_key``); key generation sends no values (``Codec()``). Transports
+    encode and decode through it, so a message that reaches a session is well-formed."""
+
+    width: int = 0
+    bound: int | None = None
+
+    @classmethod
+    def for_key(cls, public: PublicKey) -> Codec:
+        return cls(public.ciphertext_bytes, public.nsquare)
+
+    def encode(self, message: Message) -> bytes:
+        return encode(message, self.width)
+
+    def decode(self, data: bytes) -> Message:
+        """``decode`` with this width as the limit; a value outside ``(0, bound)`` is a
+        ``ProtocolError``."""
+        message = decode(data, max_width=self.width)
+        bound = self.bound
+        values = message.body.values if isinstance(message.body, VALUE_KINDS) else ()
+        if bound is not None and any(not 0 < v < bound for v in values):
+            raise ProtocolError(f"{message.sender} sent a value outside (0, N^2) in {message.kind}")
+        return message

@@ -39,20 +39,21 @@ from enum import Enum
 from gmpy2 import mpz
 
 from riskprop.core import modexp
-from riskprop.core.data import BankData, FloatArray
+from riskprop.core.data import BankData
 from riskprop.core.fixedpoint import FixedPoint
 from riskprop.core.graph import IncomingCSR, period_views, resolve_view
 from riskprop.core.paillier import (
     FixedBaseNoise,
     NoiseSource,
+    Rerandomized,
     embed,
     linear_step,
     pack,
     rerandomize,
     unpack,
 )
-from riskprop.core.schedule import DeltaSchedule
 from riskprop.core.threshold import KeyShare, combine, partial_decrypt
+from riskprop.core.types import FloatArray
 from riskprop.errors import ConfigError, ProtocolError
 from riskprop.protocol.checkpoint import SessionSnapshot, request_digest
 from riskprop.protocol.messages import (
@@ -128,7 +129,7 @@ class RunSession:
         self.public = key.public
         _check_setup(descriptor, bank, share)
         self.peers = tuple(p for p in descriptor.parties if p != self.name)
-        self.schedule = DeltaSchedule(descriptor.delta_a, descriptor.delta_b)
+        self.schedule = descriptor.parameters.schedule
         self.fixed = FixedPoint.for_packing(
             descriptor.precision_bits, descriptor.total_iterations, self.public.bits
         )
@@ -155,7 +156,7 @@ class RunSession:
         self._step = (0, 1)
         self._unavailable: set[str] = set()
         # decryption, as requester
-        self._packed: tuple[mpz, ...] = ()
+        self._packed = Rerandomized()
         self._asked: list[str] = []
         self._partials: dict[str, tuple[mpz, ...]] = {}
         # decryption, as helper
@@ -329,10 +330,6 @@ class RunSession:
             raise ProtocolError(
                 f"misrouted message {message.sender!r} -> {message.recipient!r} at {self.name}"
             )
-        values = getattr(message.body, "values", ())
-        n2 = self.public.nsquare
-        if any(not 0 < v < n2 for v in values):
-            raise ProtocolError(f"{message.sender} sent a value outside (0, N^2) in {message.kind}")
 
     def _on_hello(self, sender: str, hello: Hello) -> None:
         field_name = self.descriptor.first_difference(hello.descriptor)
@@ -443,17 +440,12 @@ class RunSession:
         # needs it: peers already know which of our accounts they share transactions with, so
         # identical ciphertexts tell a coalition nothing new.
         wanted = self.views[p].sent()
-        fresh = dict(
-            zip(
-                wanted,
-                rerandomize(self.public, [self._state[i] for i in wanted], self.noise),
-                strict=True,
-            )
-        )
+        fresh = rerandomize(self.public, [self._state[i] for i in wanted], self.noise)
+        where = {account: j for j, account in enumerate(wanted)}
         for peer in self.peers:
             positions = self.views[p].outgoing[peer].tolist()
             if positions:
-                values = tuple(fresh[i] for i in positions)
+                values = fresh.take(where[i] for i in positions)
                 out.append(self._message(peer, Scores(values), period=p, iteration=k))
                 sent += len(values)
         self.stats.lap(f"period {p} iteration {k}", started, sent)
@@ -502,7 +494,7 @@ class RunSession:
     def _start_decryption(self) -> list[Message]:
         started = Stopwatch.start()
         packed = pack(self.public, self._state, self.slot_bits, self.slots)
-        self._packed = tuple(rerandomize(self.public, packed, self.noise))
+        self._packed = rerandomize(self.public, packed, self.noise)
         self._partials = {self.name: tuple(partial_decrypt(self.share, self._packed))}
         self.phase = Phase.DECRYPTING
         self.safe_points += 1

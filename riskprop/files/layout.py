@@ -16,6 +16,7 @@ a hidden temporary file in its final directory and then renamed over the target
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,12 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from riskprop.errors import ConfigError
-from riskprop.results import atomic_path
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
+from riskprop.core.types import BoolArray, FloatArray, IntArray
+from riskprop.errors import ConfigError, InputError
+from riskprop.files.atomic import atomic_path
 
 ACCOUNTS_HEADER = ("id", "risk_score")
 TRANSACTIONS_HEADER = (
@@ -207,3 +205,15 @@ def write_layout(
         ]
 
     write_csv_atomic(out / "labels.csv", LABELS_HEADER, int(offsets[-1]), labels)
+
+
+def read_labels(path: Path) -> dict[tuple[str, str], bool]:
+    """``(bank, id) -> is_laundering`` from a ``labels.csv`` written by :func:`write_layout`."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if tuple(reader.fieldnames or ()) != LABELS_HEADER:
+                raise InputError(f"{path}: expected the header {','.join(LABELS_HEADER)}")
+            return {(row["bank"], row["id"]): row["is_laundering"] == "1" for row in reader}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None

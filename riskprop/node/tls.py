@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from riskprop.errors import ConfigError
-from riskprop.results import atomic_write_text
+from riskprop.files.atomic import atomic_write_text
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -10,7 +10,7 @@ already suspect, so initial risk scores are drawn to model it: a random ``flagge
 the fraud accounts score high (uniform 0.6-1.0), about 1% of the other accounts are false
 positives scoring just as high, and every other account gets a low background score (uniform
 0-0.1). ``labels.csv`` carries ``isFraud``. Same output layout and writer as
-:mod:`riskprop.synthetic`.
+:mod:`riskprop.lab.synthetic`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from riskprop.csvout import check_out, write_layout
 from riskprop.errors import ConfigError, InputError
-from riskprop.synthetic import GenerationSummary, check_banks, check_int
+from riskprop.files.layout import check_out, write_layout
+from riskprop.lab.synthetic import GenerationSummary, check_banks, check_int
 
 NODES_HEADER: Final = ("nodeid", "isFraud", "init_balance", "fraudStep")
 TRANSACTIONS_HEADER: Final = ("sourceNodeId", "targetNodeId", "value", "time")

@@ -1,23 +1,28 @@
-"""Whole-data-set simulations (the researcher's view): plaintext and, later, secure."""
+"""Whole-data-set simulations (the researcher's view): plaintext, and secure with every bank
+in this process over the in-memory transport."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import phe
 
-from riskprop.core.data import FloatArray, load_dataset
-from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS
+from riskprop.core.data import load_dataset
+from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS
 from riskprop.core.graph import build_global
+from riskprop.core.params import DEFAULT_KEY_BITS, RunParameters
 from riskprop.core.plaintext import propagate
-from riskprop.core.schedule import DeltaSchedule
+from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B, DeltaSchedule
 from riskprop.core.threshold import deal, default_threshold
+from riskprop.core.types import FloatArray
 from riskprop.errors import ConfigError
-from riskprop.keys import load_share, share_file
-from riskprop.node.inprocess import make_descriptor, run_in_process
-from riskprop.results import global_scores_csv, write_or_print
+from riskprop.files.keys import load_share, share_file
+from riskprop.files.results import global_scores_csv, write_or_print
+from riskprop.node.inprocess import run_in_process
+from riskprop.protocol.messages import RunDescriptor
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +44,11 @@ class SimulationResult:
 
 
 def simulate_plaintext(
-    data: Path, *, iterations: int, delta_a: float = 0.5, delta_b: float = 0.0
+    data: Path,
+    *,
+    iterations: int,
+    delta_a: float = DEFAULT_DELTA_A,
+    delta_b: float = DEFAULT_DELTA_B,
 ) -> SimulationResult:
     """Load every bank of ``data`` and propagate in plaintext."""
     schedule = DeltaSchedule(delta_a, delta_b)
@@ -55,21 +64,27 @@ def simulate_secure(
     data: Path,
     *,
     iterations: int,
-    delta_a: float = 0.5,
-    delta_b: float = 0.0,
-    key_bits: int = 2048,
+    delta_a: float = DEFAULT_DELTA_A,
+    delta_b: float = DEFAULT_DELTA_B,
+    precision_bits: int = DEFAULT_PRECISION_BITS,
+    key_bits: int = DEFAULT_KEY_BITS,
     keys: Path | None = None,
     threshold: int | None = None,
-    precision_bits: int = DEFAULT_FRACTION_BITS,
 ) -> SimulationResult:
     """Run the secure protocol for every bank of ``data`` in one process (in-memory transport).
 
     Keys come from ``keys`` (a directory of share files) or are dealt afresh with ``key_bits``.
     The plaintext engine runs too, and the largest difference is reported.
     """
-    schedule = DeltaSchedule(delta_a, delta_b)
     dataset = load_dataset(data)
     graph = build_global(dataset)
+    parameters = RunParameters(
+        iterations=iterations,
+        delta_a=delta_a,
+        delta_b=delta_b,
+        precision_bits=precision_bits,
+        periods=tuple(graph.periods),
+    )
     names = dataset.names
     if keys is not None:
         shares = {name: load_share(share_file(keys, name), name) for name in names}
@@ -83,17 +98,10 @@ def simulate_secure(
             f"the key's parties ({', '.join(key.parties)}) differ from the data set's banks "
             f"({', '.join(names)})"
         )
-    descriptor = make_descriptor(
-        key,
-        iterations=iterations,
-        delta_a=schedule.a,
-        delta_b=schedule.b,
-        periods=graph.periods,
-        precision_bits=precision_bits,
-    )
+    descriptor = RunDescriptor.create(f"simulate-{secrets.token_hex(4)}", key, parameters)
     outcomes = run_in_process(descriptor, dataset.banks, shares)
     scores = np.concatenate([outcomes[name].scores for name in names])
-    reference = propagate(graph, schedule, iterations)
+    reference = propagate(graph, parameters.schedule, iterations)
     warnings = tuple(w for bank in dataset.banks for w in bank.warnings)
     difference = float(np.max(np.abs(scores - reference))) if len(scores) else 0.0
     return SimulationResult(graph.banks, graph.account_ids, scores, warnings, difference)

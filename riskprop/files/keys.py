@@ -18,7 +18,7 @@ import phe
 from riskprop.core.paillier import PublicKey
 from riskprop.core.threshold import KeyShare, ThresholdKey, deal
 from riskprop.errors import ConfigError
-from riskprop.results import atomic_write_text
+from riskprop.files.atomic import atomic_write_text
 
 FORMAT = "riskprop-threshold-paillier/1"
 PUBLIC_FILE = "public.json"
@@ -64,10 +64,19 @@ def write_keys(directory: Path, shares: Sequence[KeyShare]) -> list[Path]:
     return [public, *written]
 
 
-def dealer_keygen(directory: Path, parties: Sequence[str], threshold: int, bits: int) -> list[Path]:
-    """Trusted-dealer key generation: N = p q from phe, shares as in ``core.threshold.deal``."""
+def dealer_keygen(
+    directory: Path, parties: Sequence[str], threshold: int, bits: int, *, force: bool = False
+) -> list[Path]:
+    """Trusted-dealer key generation: N = p q from phe, shares as in ``core.threshold.deal``.
+    Refuses to replace existing key files unless ``force`` (as the dealerless one does)."""
     if bits < 128 or bits % 8:
-        raise ConfigError(f"--bits must be a multiple of 8 and at least 128 (got {bits})")
+        raise ConfigError(f"--key-bits must be a multiple of 8 and at least 128 (got {bits})")
+    existing = (directory / PUBLIC_FILE, *(share_file(directory, q) for q in parties))
+    found = next((p for p in existing if p.exists()), None)
+    if found is not None and not force:
+        raise ConfigError(
+            f"{found}: a key file exists already; move it away or pass --force to replace it"
+        )
     _, private = phe.generate_paillier_keypair(n_length=bits)
     return write_keys(directory, deal(private.p, private.q, parties, threshold))
 

@@ -21,7 +21,7 @@ what banks really hold, at any size (10 million transactions in seconds):
 
 Everything is drawn from ``numpy.random.default_rng(seed)`` in a fixed order, so the same
 arguments give byte-identical files. Per-edge work is vectorised; only motifs are planted one
-by one. Files are written by :mod:`riskprop.csvout`.
+by one. Files are written by :mod:`riskprop.files.layout`.
 """
 
 from __future__ import annotations
@@ -37,11 +37,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from riskprop.csvout import check_out, format_fixed, write_layout
+from riskprop.core.types import FloatArray, IntArray
 from riskprop.errors import ConfigError
-
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
+from riskprop.files.layout import check_out, format_fixed, write_layout
 
 BANK_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
 

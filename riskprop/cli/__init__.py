@@ -1,0 +1,82 @@
+"""Command-line interface: thin click commands over the library.
+
+``node`` runs a bank's node and makes keys, ``lab`` holds the researcher's commands, ``local``
+what runs on one machine (demo, local set-up, certificates). ``main`` turns every riskprop
+error into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from riskprop import __version__
+from riskprop.cli.lab import detection, generate, simulate
+from riskprop.cli.local import certs, demo, setup_local
+from riskprop.cli.node import keygen, node_options, run, run_node_command
+from riskprop.cli.options import CONTEXT
+from riskprop.errors import ParameterError, RiskpropError
+
+
+@click.group(context_settings=CONTEXT, invoke_without_command=True)
+@click.version_option(__version__, "-V", "--version")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines for people or one JSON object per line.",
+)
+@node_options
+@click.pass_context
+def cli(ctx: click.Context, /, verbose: int, log_format: str, **node: Any) -> None:
+    """riskprop: banks propagate AML risk scores over their joint transaction network
+    without seeing each other's data (threshold Paillier MPC).
+
+    `riskprop --player NAME` runs that bank's node (same as `riskprop run --player NAME`).
+    """
+    from riskprop.cli.logs import configure
+
+    running_node = ctx.invoked_subcommand in (None, "run")
+    base = logging.INFO if running_node else logging.WARNING
+    configure(max(logging.DEBUG, base - 10 * verbose), log_format)
+    if ctx.invoked_subcommand is None:
+        if not node["player"]:
+            click.echo(ctx.get_help())
+            return
+        run_node_command(**node)
+    elif node["player"] and ctx.invoked_subcommand != "run":
+        raise click.UsageError("--player goes with running a node, not with a command")
+
+
+for command in (run, keygen, simulate, generate, detection, demo, setup_local, certs):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; a RiskpropError becomes one line on stderr and exit code 1."""
+    from riskprop.core.data import skip_pandas_probe
+
+    skip_pandas_probe()
+    try:
+        cli.main(args=argv, prog_name="riskprop", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ParameterError as exc:
+        flag = "--" + exc.name.replace("_", "-")
+        click.echo(f"riskprop: error: {flag}: {exc.problem}", err=True)
+        sys.exit(1)
+    except RiskpropError as exc:
+        click.echo(f"riskprop: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,173 @@
+"""What a run writes and reads back: ``risk_scores.csv``, ``run-report.json``, simulation CSV.
+
+Scores are written with a real CSV writer (``csv`` module, RFC 4180 quoting), so an id holding
+a comma, a quote, a newline or any unicode reads back as the same string, and at full float64
+precision (``repr``, the shortest decimal that reads back as the same float). Files are
+replaced atomically (``riskprop.files.atomic``).
+
+Layout of a node's output directory::
+
+    OUT/risk_scores.csv   id,risk_score          this bank's accounts, in input order
+    OUT/run-report.json   NodeReport.to_json()   sizes and times, never scores
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from riskprop.core.types import FloatArray
+from riskprop.errors import InputError
+from riskprop.files.atomic import atomic_write_text
+
+RESULTS_FILE = "risk_scores.csv"
+REPORT_FILE = "run-report.json"
+SCORES_HEADER = ("id", "risk_score")
+GLOBAL_SCORES_HEADER = ("bank", "id", "risk_score")
+
+
+def format_score(value: float) -> str:
+    """Shortest decimal that reads back as the same float64 (full precision)."""
+    return repr(float(value))
+
+
+def scores_csv(header: Sequence[str], rows: Iterable[Sequence[str]], scores: FloatArray) -> str:
+    """CSV text: ``header`` then each key row followed by its score (quoted where needed)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(
+        [*key, format_score(s)] for key, s in zip(rows, np.asarray(scores).tolist(), strict=True)
+    )
+    return buffer.getvalue()
+
+
+def global_scores_csv(
+    banks: Sequence[str], account_ids: Sequence[Sequence[str]], scores: FloatArray
+) -> str:
+    """``bank,id,risk_score`` for every account of every bank, banks in order."""
+    keys = [(bank, acc) for bank, ids in zip(banks, account_ids, strict=True) for acc in ids]
+    return scores_csv(GLOBAL_SCORES_HEADER, keys, np.asarray(scores))
+
+
+def write_or_print(text: str, out: Path | None) -> None:
+    """Write atomically to ``out``, or to standard output when ``out`` is None."""
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(out, text)
+
+
+def write_scores(path: Path, account_ids: Sequence[str], scores: FloatArray) -> None:
+    """``id,risk_score`` for one bank's accounts, atomically."""
+    atomic_write_text(path, scores_csv(SCORES_HEADER, [(i,) for i in account_ids], scores))
+
+
+def read_score_rows(path: Path, header: Sequence[str]) -> list[tuple[list[str], float]]:
+    """The rows of a scores CSV with this ``header``: (key fields, score) each."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    if not rows or tuple(rows[0]) != tuple(header):
+        raise InputError(f"{path}: expected the header {','.join(header)}")
+    parsed = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise InputError(f"{path}: row {line}: expected {len(header)} fields, got {len(row)}")
+        try:
+            parsed.append((row[:-1], float(row[-1])))
+        except ValueError:
+            raise InputError(f"{path}: row {line}: {row[-1]!r} is not a number") from None
+    return parsed
+
+
+def read_scores(path: Path, account_ids: Sequence[str]) -> FloatArray:
+    """A bank's saved scores, in account order (as ``write_scores`` wrote them); an
+    ``InputError`` when the file does not list exactly these accounts in this order."""
+    rows = read_score_rows(path, SCORES_HEADER)
+    if [key[0] for key, _ in rows] != list(account_ids):
+        raise InputError(f"{path}: does not list this bank's accounts; start with --fresh")
+    return np.array([score for _, score in rows], dtype=np.float64)
+
+
+def read_global_scores(path: Path) -> dict[tuple[str, str], float]:
+    """``(bank, id) -> score`` from a ``bank,id,risk_score`` file (``riskprop simulate``)."""
+    return {(key[0], key[1]): score for key, score in read_score_rows(path, GLOBAL_SCORES_HEADER)}
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """What a finished node did: no scores, only sizes and times."""
+
+    player: str
+    run_id: str
+    accounts: int
+    results: Path
+    seconds: dict[str, float]
+    bytes_by_phase: dict[str, int]
+    bytes_sent: int
+    wall_seconds: float
+    warnings: tuple[str, ...] = field(default=())
+    #: CPU seconds of the session's thread per phase (``seconds`` is wall time)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeReport:
+        return cls(
+            player=str(data["player"]),
+            run_id=str(data["run_id"]),
+            accounts=int(data["accounts"]),
+            results=Path(data["results"]),
+            seconds={str(k): float(v) for k, v in data["seconds"].items()},
+            bytes_by_phase={str(k): int(v) for k, v in data["bytes_by_phase"].items()},
+            bytes_sent=int(data["bytes_sent"]),
+            wall_seconds=float(data["wall_seconds"]),
+            cpu_seconds={str(k): float(v) for k, v in data.get("cpu_seconds", {}).items()},
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "player": self.player,
+            "run_id": self.run_id,
+            "accounts": self.accounts,
+            "results": str(self.results),
+            "seconds": self.seconds,
+            "bytes_by_phase": self.bytes_by_phase,
+            "bytes_sent": self.bytes_sent,
+            "wall_seconds": self.wall_seconds,
+            "cpu_seconds": self.cpu_seconds,
+        }
+
+
+def write_report(output: Path, report: NodeReport) -> None:
+    atomic_write_text(output / REPORT_FILE, json.dumps(report.to_json(), indent=1) + "\n")
+
+
+def read_report(output: Path) -> NodeReport:
+    """The report in ``output`` (an ``InputError`` when it is missing or malformed)."""
+    path = output / REPORT_FILE
+    try:
+        return NodeReport.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{path}: not a readable run report ({exc})") from None
+
+
+def previous_run(output: Path) -> str | None:
+    """Run id of the results already in ``output``, if any."""
+    report = output / REPORT_FILE
+    if not (output / RESULTS_FILE).is_file() or not report.is_file():
+        return None
+    try:
+        return str(json.loads(report.read_text())["run_id"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,149 @@
+"""Start a network of real node processes on loopback and wait for them.
+
+Used by ``riskprop demo``, ``riskprop setup-local``, the benchmarks and the process-level tests:
+each bank runs ``python -m riskprop COMMAND --player NAME --config DIR`` exactly as an operator
+would, with its log in ``LOGS/<bank>.log``.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from subprocess import Popen
+
+import yaml
+
+from riskprop.errors import ConfigError, RiskpropError
+from riskprop.files.atomic import atomic_write_text
+from riskprop.files.keys import share_file
+
+BANK_NAMES = ("alice", "bob", "charlie", "dave", "erin", "frank", "grace", "heidi")
+#: Time-outs of a local network's nodes (seconds): generous, as a loaded machine is slow.
+LOCAL_TIMEOUTS = {"connect": 60.0, "request": 120.0, "idle": 600.0, "deadline": 3600.0}
+
+
+def party_names(count: int) -> list[str]:
+    """``count`` bank names: alice, bob, ... then bank1, bank2, ... beyond eight."""
+    if count < 2:
+        raise ConfigError(f"--parties must be at least 2 (got {count})")
+    if count <= len(BANK_NAMES):
+        return list(BANK_NAMES[:count])
+    return [f"bank{i}" for i in range(1, count + 1)]
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel reports free on loopback now (a later bind may still race)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def write_configs(
+    directory: Path,
+    *,
+    data: Path,
+    keys: Path,
+    certs: Path,
+    out: Path,
+    parties: Sequence[str],
+    run: Mapping[str, object],
+    timeouts: Mapping[str, float] | None = None,
+) -> None:
+    """A network file and one player file per party, on fresh loopback ports: party ``P``
+    reads ``DATA/P``, its share in ``KEYS``, its certificate ``CERTS/P.pem`` and writes to
+    ``OUT/P``."""
+    ports = free_ports(len(parties))
+    network = {
+        "ca": str(certs / "ca.pem"),
+        "parties": [
+            {"name": name, "url": f"https://127.0.0.1:{port}"}
+            for name, port in zip(parties, ports, strict=True)
+        ],
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / "network.yaml", yaml.safe_dump(network, sort_keys=False))
+    for name, port in zip(parties, ports, strict=True):
+        player = {
+            "player": name,
+            "network": "network.yaml",
+            "data": str(data / name),
+            "key_share": str(share_file(keys, name)),
+            "output": str(out / name),
+            "listen": {"host": "127.0.0.1", "port": port},
+            "tls": {"certificate": str(certs / f"{name}.pem"), "key": str(certs / f"{name}.key")},
+            "run": dict(run),
+            "timeouts": dict(timeouts or LOCAL_TIMEOUTS),
+        }
+        atomic_write_text(directory / f"{name}.yaml", yaml.safe_dump(player, sort_keys=False))
+
+
+def node_command(config_dir: Path, party: str, command: Sequence[str] = ("run",)) -> list[str]:
+    """The operator's command line for ``party``'s node (this interpreter's riskprop)."""
+    return [
+        sys.executable,
+        "-m",
+        "riskprop",
+        *command,
+        "--player",
+        party,
+        "--config",
+        str(config_dir),
+    ]
+
+
+def start_nodes(
+    config_dir: Path,
+    parties: Sequence[str],
+    logs: Path,
+    *,
+    command: Sequence[str] = ("run",),
+) -> dict[str, Popen[bytes]]:
+    """One ``riskprop COMMAND --player NAME`` process per party, logging to LOGS/<party>.log."""
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = {}
+    for name in parties:
+        with (logs / f"{name}.log").open("wb") as log_file:
+            processes[name] = Popen(
+                node_command(config_dir, name, command),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+    return processes
+
+
+def wait_for_nodes(processes: dict[str, Popen[bytes]], logs: Path, timeout: float) -> None:
+    """Wait for every node; on the first failure stop the others and report its reason."""
+    deadline = time.monotonic() + timeout
+    try:
+        while any(p.poll() is None for p in processes.values()):
+            for name, process in processes.items():
+                if process.poll() not in (None, 0):
+                    raise RiskpropError(f"node {name} failed: {last_error(logs / f'{name}.log')}")
+            if time.monotonic() > deadline:
+                raise RiskpropError(f"nodes did not finish within {timeout:g} s (logs in {logs})")
+            time.sleep(0.1)
+        for name, process in processes.items():
+            if process.returncode != 0:
+                raise RiskpropError(f"node {name} failed: {last_error(logs / f'{name}.log')}")
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            process.wait()
+
+
+def last_error(log_file: Path) -> str:
+    """The last line of a node's log that mentions an error (else its last line)."""
+    lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or ["no output"])[-1].strip()
