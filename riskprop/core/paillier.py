@@ -352,6 +352,10 @@ class Rerandomized(tuple[Any, ...]):
         return Rerandomized(self[i] for i in indices)
 
 
+#: Nothing to send yet (re-randomised vacuously).
+NO_CIPHERTEXTS = Rerandomized()
+
+
 def rerandomize(key: PublicKey, ciphertexts: Sequence[mpz], noise: NoiseSource) -> Rerandomized:
     """Fresh encryptions of the same plaintexts: ``c * s mod N**2``, ``s`` a fresh noise value."""
     n2 = mpz(key.nsquare)

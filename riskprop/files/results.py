@@ -40,13 +40,18 @@ def format_score(value: float) -> str:
 
 
 def scores_csv(header: Sequence[str], rows: Iterable[Sequence[str]], scores: FloatArray) -> str:
-    """CSV text: ``header`` then each key row followed by its score (quoted where needed)."""
+    """CSV text: ``header`` then each key row followed by its score (quoted where needed).
+
+    Lines end in ``\n``; the writer quotes a field holding ``,``, ``"`` or ``\n`` but not one
+    holding a lone ``\r``, which a reader takes for a line end: such rows are quoted whole.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(header)
-    writer.writerows(
-        [*key, format_score(s)] for key, s in zip(rows, np.asarray(scores).tolist(), strict=True)
-    )
+    for key, score in zip(rows, np.asarray(scores).tolist(), strict=True):
+        row = [*key, format_score(score)]
+        (quoted if any("\r" in field for field in key) else writer).writerow(row)
     return buffer.getvalue()
 
 

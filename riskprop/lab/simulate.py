@@ -3,7 +3,9 @@ in this process over the in-memory transport."""
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import phe
 
 from riskprop.core.data import load_dataset
 from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS
-from riskprop.core.graph import build_global
+from riskprop.core.graph import GlobalGraph, build_global
 from riskprop.core.params import DEFAULT_KEY_BITS, RunParameters
 from riskprop.core.plaintext import propagate
 from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B, DeltaSchedule
@@ -23,6 +25,8 @@ from riskprop.files.keys import load_share, share_file
 from riskprop.files.results import global_scores_csv, write_or_print
 from riskprop.node.inprocess import run_in_process
 from riskprop.protocol.messages import RunDescriptor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +39,11 @@ class SimulationResult:
     warnings: tuple[str, ...]
     #: largest |secure - plaintext| over all accounts (secure runs only)
     max_difference: float | None = None
+
+    def by_account(self) -> dict[tuple[str, str], float]:
+        """``(bank, id) -> score`` for every account."""
+        keys = [(b, i) for b, ids in zip(self.banks, self.account_ids, strict=True) for i in ids]
+        return dict(zip(keys, self.scores.tolist(), strict=True))
 
     def csv(self) -> str:
         return global_scores_csv(self.banks, self.account_ids, self.scores)
@@ -52,11 +61,30 @@ def simulate_plaintext(
 ) -> SimulationResult:
     """Load every bank of ``data`` and propagate in plaintext."""
     schedule = DeltaSchedule(delta_a, delta_b)
+    started = time.perf_counter()
     dataset = load_dataset(data)
     graph = build_global(dataset)
+    _log_loaded(data, graph, time.perf_counter() - started)
+    started = time.perf_counter()
+    scores = propagate(graph, schedule, iterations)
+    log.info(
+        "propagated %d iteration(s) x %d period(s) in plaintext in %.2f s",
+        iterations,
+        len(graph.periods),
+        time.perf_counter() - started,
+    )
     warnings = tuple(w for bank in dataset.banks for w in bank.warnings)
-    return SimulationResult(
-        graph.banks, graph.account_ids, propagate(graph, schedule, iterations), warnings
+    return SimulationResult(graph.banks, graph.account_ids, scores, warnings)
+
+
+def _log_loaded(data: Path, graph: GlobalGraph, seconds: float) -> None:
+    log.info(
+        "loaded %s: %d bank(s), %d accounts, period(s) %s in %.2f s",
+        data,
+        len(graph.banks),
+        sum(len(ids) for ids in graph.account_ids),
+        ", ".join(map(str, graph.periods)),
+        seconds,
     )
 
 
@@ -76,8 +104,10 @@ def simulate_secure(
     Keys come from ``keys`` (a directory of share files) or are dealt afresh with ``key_bits``.
     The plaintext engine runs too, and the largest difference is reported.
     """
+    started = time.perf_counter()
     dataset = load_dataset(data)
     graph = build_global(dataset)
+    _log_loaded(data, graph, time.perf_counter() - started)
     parameters = RunParameters(
         iterations=iterations,
         delta_a=delta_a,
@@ -99,7 +129,15 @@ def simulate_secure(
             f"({', '.join(names)})"
         )
     descriptor = RunDescriptor.create(f"simulate-{secrets.token_hex(4)}", key, parameters)
+    started = time.perf_counter()
     outcomes = run_in_process(descriptor, dataset.banks, shares)
+    log.info(
+        "ran the secure protocol for %d bank(s) (%d-bit key, threshold %d) in %.2f s",
+        len(names),
+        key.public.bits,
+        key.threshold,
+        time.perf_counter() - started,
+    )
     scores = np.concatenate([outcomes[name].scores for name in names])
     reference = propagate(graph, parameters.schedule, iterations)
     warnings = tuple(w for bank in dataset.banks for w in bank.warnings)

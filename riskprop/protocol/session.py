@@ -43,9 +43,9 @@ from riskprop.core.data import BankData
 from riskprop.core.fixedpoint import FixedPoint
 from riskprop.core.graph import IncomingCSR, period_views, resolve_view
 from riskprop.core.paillier import (
+    NO_CIPHERTEXTS,
     FixedBaseNoise,
     NoiseSource,
-    Rerandomized,
     embed,
     linear_step,
     pack,
@@ -156,7 +156,7 @@ class RunSession:
         self._step = (0, 1)
         self._unavailable: set[str] = set()
         # decryption, as requester
-        self._packed = Rerandomized()
+        self._packed = NO_CIPHERTEXTS
         self._asked: list[str] = []
         self._partials: dict[str, tuple[mpz, ...]] = {}
         # decryption, as helper
