@@ -28,15 +28,20 @@ def test_example_imports_only_the_public_api(script: Path) -> None:
                 assert not alias.name.startswith("riskprop"), f"{script.name} imports {alias.name}"
 
 
-def test_propagate_example_matches_plaintext_and_ranks_launderers(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "propagate.py"), "--key-bits", "1024"],
+def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python examples/NAME ARGS`` as a user runs it, from ``cwd``."""
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
         check=False,
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=cwd,
         timeout=600,
     )
+
+
+def test_propagate_example_matches_plaintext_and_ranks_launderers(tmp_path: Path) -> None:
+    done = run_example("propagate.py", "--key-bits", "1024", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = dict(line.rsplit(" ", 1) for line in done.stdout.splitlines() if " " in line)
     assert float(lines["secure vs plaintext, largest difference:"]) < 1e-6
@@ -45,14 +50,7 @@ def test_propagate_example_matches_plaintext_and_ranks_launderers(tmp_path: Path
 
 
 def test_example_reports_bad_input_in_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "propagate.py"), "--key-bits", "100"],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    done = run_example("propagate.py", "--key-bits", "100", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
     assert "Traceback" not in done.stderr

@@ -168,13 +168,7 @@ def run_demo(
     dataset = load_dataset(data)  # validates every bank's files before any node starts
     names = list(dataset.names)
     graph = build_global(dataset)
-    parameters = RunParameters(
-        iterations=parameters.iterations,
-        delta_a=parameters.delta_a,
-        delta_b=parameters.delta_b,
-        precision_bits=parameters.precision_bits,
-        periods=tuple(graph.periods),
-    )
+    parameters = replace(parameters, periods=tuple(graph.periods))
     keys = demo_keys(names, key_bits, keygen, fresh=fresh_key)
     certs = demo_certificates(names)
     run = {
