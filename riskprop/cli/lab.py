@@ -127,7 +127,7 @@ def _deltas(ctx: click.Context, param: click.Parameter, text: str) -> list[float
     "--src",
     type=click.Path(path_type=Path),
     default=lambda: os.environ.get("RISKPROP_AMLSIM"),
-    help="IBM AMLSim sample directory (nodes.csv, edges.csv) [env RISKPROP_AMLSIM].",
+    help="IBM AMLSim sample directory (nodes.csv, transactions.csv) [env RISKPROP_AMLSIM].",
 )
 @click.option("--banks", type=int, default=3, show_default=True, help="Number of banks k.")
 @click.option(
