@@ -1,9 +1,17 @@
-"""Writing small data sets from Python literals (plain functions, usable from hypothesis)."""
+"""Plain helpers shared by the tests: small data sets from Python literals (usable from
+hypothesis), and where the repository and the AMLSim sample are."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import csv
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+
+import pytest
+
+#: The repository's root (this file is tests/helpers.py).
+REPO = Path(__file__).resolve().parent.parent
 
 ACCOUNTS_HEADER = "id,risk_score"
 TRANSACTIONS_HEADER = "id_source,bank_source,id_destination,bank_destination,amount"
@@ -25,16 +33,59 @@ def write_dataset(root: Path, banks: Mapping[str, BankSpec]) -> Path:
     ``banks[name] = (accounts, transactions)``: account rows ``(id, risk_score)`` and transaction
     rows ``(id_source, bank_source, id_destination, bank_destination, amount[, period])``. The
     ``period`` column is written when any row of the file has 6 fields (5-field rows get 0).
+    Fields go through a CSV writer, so ids holding commas, quotes or newlines are quoted.
     Returns ``root``.
     """
     for name, (accounts, transactions) in banks.items():
         directory = root / name
         directory.mkdir(parents=True, exist_ok=True)
-        lines = [ACCOUNTS_HEADER, *(f"{field(i)},{field(r)}" for i, r in accounts)]
-        (directory / "accounts.csv").write_text("\n".join(lines) + "\n")
         with_period = any(len(row) == 6 for row in transactions)
         header = TRANSACTIONS_HEADER + (",period" if with_period else "")
         rows = [(*row, 0) if with_period and len(row) == 5 else tuple(row) for row in transactions]
-        lines = [header, *(",".join(field(v) for v in row) for row in rows)]
-        (directory / "transactions.csv").write_text("\n".join(lines) + "\n")
+        _write_csv(directory / "accounts.csv", ACCOUNTS_HEADER, accounts)
+        _write_csv(directory / "transactions.csv", header, rows)
     return root
+
+
+def _write_csv(path: Path, header: str, rows: Iterable[Sequence[object]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header.split(","))
+        writer.writerows([field(value) for value in row] for row in rows)
+
+
+def bank_specs(
+    accounts: Mapping[str, Sequence[AccountRow]],
+    transactions: Mapping[str, Sequence[tuple[object, ...]]],
+    *,
+    period_column: bool = True,
+) -> dict[str, BankSpec]:
+    """``write_dataset``'s input from accounts and transaction files given per bank (a bank
+    without transactions gets none); without ``period_column`` the rows lose their period."""
+    return {
+        bank: (
+            rows,
+            [row if period_column else row[:5] for row in transactions.get(bank, ())],
+        )
+        for bank, rows in accounts.items()
+    }
+
+
+def amlsim_sample() -> Path:
+    """IBM AMLSim's sample: ``$RISKPROP_AMLSIM``, else the shared folder beside the repository
+    (``<repo>/../shared/data/amlsim-20K_cycle200``)."""
+    override = os.environ.get("RISKPROP_AMLSIM")
+    if override:
+        return Path(override)
+    return REPO.parent / "shared" / "data" / "amlsim-20K_cycle200"
+
+
+def require_amlsim_sample() -> Path:
+    """The sample's directory; skips the test where it is missing, except in CI (``CI=true``),
+    where the sample is always there and a missing one is a failure."""
+    sample = amlsim_sample()
+    if not (sample / "nodes.csv").is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"AMLSim sample not found at {sample}")
+        pytest.skip(f"AMLSim sample not found at {sample} (set RISKPROP_AMLSIM)")
+    return sample

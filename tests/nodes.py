@@ -17,11 +17,11 @@ import numpy as np
 import yaml
 
 from riskprop.core.threshold import default_threshold
-from riskprop.demo import write_configs
-from riskprop.keys import dealer_keygen
-from riskprop.simulate import simulate_plaintext
-from riskprop.synthetic import generate_dataset
-from riskprop.tls import make_ca, make_node_certificate
+from riskprop.files.keys import dealer_keygen
+from riskprop.lab.simulate import simulate_plaintext
+from riskprop.lab.synthetic import generate_dataset
+from riskprop.localnet.harness import write_configs
+from riskprop.node.tls import make_ca, make_node_certificate
 
 ITERATIONS = 2
 
@@ -106,7 +106,7 @@ def configure(
     run = {
         "run_id": "test-run",
         "iterations": ITERATIONS,
-        "delta": 0.5,
+        "delta_a": 0.5,
         "delta_b": 0.0,
         "periods": [0],
     }

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import require_amlsim_sample
 
-from riskprop.amlsim import split_amlsim
 from riskprop.core.data import load_dataset
 from riskprop.errors import ConfigError, InputError
-from riskprop.synthetic import GenerationSummary
-
-#: IBM AMLSim's sample, in the shared folder beside the repository (RISKPROP_AMLSIM overrides).
-SAMPLE = Path(
-    os.environ.get("RISKPROP_AMLSIM")
-    or Path(__file__).resolve().parents[2] / "shared" / "data" / "amlsim-20K_cycle200"
-)
-
-
-def require_sample() -> None:
-    """The sample is always beside the repository in CI: missing there is a failure."""
-    if not (SAMPLE / "nodes.csv").is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"AMLSim sample not found at {SAMPLE}")
-        pytest.skip(f"AMLSim sample not found at {SAMPLE} (set RISKPROP_AMLSIM)")
-
+from riskprop.lab.amlsim import split_amlsim
+from riskprop.lab.synthetic import GenerationSummary
 
 BANKS = ("alice", "bob", "charlie")
 TRANSACTIONS_HEADER = "id_source,bank_source,id_destination,bank_destination,amount,period"
@@ -52,8 +37,8 @@ def write_sample(src: Path, nodes: list[str], transactions: list[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def sample() -> tuple[list[list[str]], list[list[str]]]:
-    require_sample()
-    return read_csv(SAMPLE / "nodes.csv")[1], read_csv(SAMPLE / "transactions.csv")[1]
+    source = require_amlsim_sample()
+    return read_csv(source / "nodes.csv")[1], read_csv(source / "transactions.csv")[1]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +46,7 @@ def split(
     tmp_path_factory: pytest.TempPathFactory, sample: object
 ) -> tuple[Path, GenerationSummary]:
     out = tmp_path_factory.mktemp("amlsim")
-    return out, split_amlsim(SAMPLE, out, periods=5, seed=1)
+    return out, split_amlsim(require_amlsim_sample(), out, periods=5, seed=1)
 
 
 def test_counts_match_the_source(

@@ -50,9 +50,10 @@ def test_error_is_one_line_without_traceback(
 def test_bad_schedule_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["generate", str(tmp_path / "d"), "--accounts", "30", "--edges", "60"])
     with pytest.raises(SystemExit) as exit_info:
-        main(["simulate", str(tmp_path / "d"), "-T", "1", "--delta", "1.5"])
+        main(["simulate", str(tmp_path / "d"), "-T", "1", "--delta-a", "1.5"])
     assert exit_info.value.code == 1
-    assert "delta a must lie strictly between 0 and 1" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["riskprop: error: --delta-a: must lie strictly between 0 and 1 (got 1.5)"]
 
 
 def test_demo_runs_secure_protocol_and_matches_plaintext(

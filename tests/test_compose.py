@@ -103,15 +103,15 @@ def namespaces() -> Iterator[dict[str, str]]:
 
 def test_compose_commands_complete_a_run(tmp_path: Path, namespaces: dict[str, str]) -> None:
     services = compose()["services"]
-    app = tmp_path / "app"  # the image's /app: configs and scripts, with ./local mounted
+    app = tmp_path / "app"  # the image's /app: its configs, with ./local mounted
     shutil.copytree(REPO / "configs", app / "configs")
-    shutil.copytree(REPO / "scripts", app / "scripts")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     init = services["init"]["command"][0]
-    setup = init.split("&&")[0].strip()  # the chown after it only matters inside the image
+    setup = shlex.split(init.split("&&")[0])  # the chown after it only matters inside the image
+    assert setup[0] == "riskprop"  # the image's entry point, here this interpreter's riskprop
     subprocess.run(
-        shlex.split(setup.replace("python", sys.executable, 1)),
+        [sys.executable, "-m", "riskprop", *setup[1:]],
         cwd=app,
         env=env,
         check=True,
@@ -138,7 +138,7 @@ def test_compose_commands_complete_a_run(tmp_path: Path, namespaces: dict[str, s
     logs = {bank: (tmp_path / f"{bank}.log").read_text() for bank in BANKS}
     assert codes == dict.fromkeys(BANKS, 0), logs
 
-    from riskprop.simulate import simulate_plaintext
+    from riskprop.lab.simulate import simulate_plaintext
 
     reference = simulate_plaintext(app / "local" / "data", iterations=3, delta_a=0.5)
     start = 0

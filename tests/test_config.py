@@ -3,41 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from riskprop.cli import main
 from riskprop.config import PlayerConfig, Timeouts, load_player_config
-from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS
+from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS
+from riskprop.core.params import RunParameters
 from riskprop.errors import ConfigError
+from riskprop.localnet.setup import setup_local
 
 REPO = Path(__file__).resolve().parent.parent
 PARTIES = ("alice", "bob", "charlie")
 
 
-def load_script(name: str) -> ModuleType:
-    """A module of scripts/ (not a package), imported from its file."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of configs/ beside a `local/` made by scripts/setup_local.py (512-bit key)."""
+    """A copy of configs/ beside a `local/` made by ``setup_local`` (512-bit key)."""
     root = tmp_path_factory.mktemp("repo")
     shutil.copytree(REPO / "configs", root / "configs")
-    setup = load_script("setup_local")
-    small = ["--key-bits", "512", "--accounts", "30", "--edges", "60"]
-    assert setup.main(["--root", str(root / "local"), *small]) == 0
+    made = setup_local(root / "local", PARTIES, key_bits=512, accounts=30, edges=60, seed=1)
+    assert len(made) == len(PARTIES) + 3  # a CA, the certificates, the key and the data
     return root
 
 
@@ -84,8 +75,9 @@ def test_shipped_configs_load(local: Path) -> None:
         assert config.tls_key == (local / "local" / "certs" / f"{name}.key").resolve()
         assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8441 + PARTIES.index(name))
         assert config.run.run_id == "local-demo-1"
-        assert (config.run.iterations, config.run.delta, config.run.delta_b) == (3, 0.5, 0.0)
-        assert config.run.periods == (0,) and config.run.precision_bits == 32
+        assert config.run.parameters == RunParameters(
+            iterations=3, delta_a=0.5, delta_b=0.0, precision_bits=32, periods=(0,)
+        )
         assert config.max_body_bytes == 256 * 2**20
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.player = "mallory"  # type: ignore[misc]
@@ -93,8 +85,7 @@ def test_shipped_configs_load(local: Path) -> None:
 
 def test_setup_local_keeps_what_exists(local: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = (local / "local" / "keys" / "alice.share.json").read_text()
-    setup = load_script("setup_local")
-    assert setup.main(["--root", str(local / "local"), "--key-bits", "512"]) == 0
+    main(["setup-local", "--root", str(local / "local"), "--key-bits", "512"])
     assert "nothing to do" in capsys.readouterr().out
     assert (local / "local" / "keys" / "alice.share.json").read_text() == before
     public = yaml.safe_load((local / "local" / "keys" / "public.json").read_text())
@@ -128,10 +119,16 @@ def test_overrides_apply(
             "key_share": "keys/bob.share.json",
             "data": Path("data/bob"),
             "iterations": 5,
+            "delta_a": 0.25,
+            "delta_b": 1.5,
+            "precision_bits": 40,
         },
     )
     assert (config.listen_host, config.listen_port) == ("0.0.0.0", 9000)
-    assert config.run.run_id == "other-1" and config.run.iterations == 5
+    assert config.run.run_id == "other-1"
+    assert config.run.parameters == RunParameters(
+        iterations=5, delta_a=0.25, delta_b=1.5, precision_bits=40, periods=(0,)
+    )
     assert config.output == tmp_path.resolve()
     assert config.key_share == (local / "local" / "keys" / "bob.share.json").resolve()
     assert config.data == (local / "local" / "data" / "bob").resolve()
@@ -146,6 +143,9 @@ OVERRIDE_ERRORS = [
     ({"port": 0}, "listen.port (override): must lie in 1..65535"),
     ({"host": ""}, "listen.host (override): expected a non-empty string"),
     ({"iterations": -1}, "run.iterations (override): must be >= 0"),
+    ({"delta_a": 1.5}, "run.delta_a (override): must lie strictly between 0 and 1 (got 1.5)"),
+    ({"delta_b": -1.0}, "run.delta_b (override): must be a finite number >= 0 (got -1)"),
+    ({"precision_bits": 7}, "run.precision_bits (override): must lie in 8..52 (got 7)"),
     ({"run_id": "a/b"}, "run.run_id (override): 'a/b' must match"),
     ({"data": "/nowhere/at/all"}, "data (override): directory not found: /nowhere/at/all"),
     ({"key_share": 3}, "key_share (override): expected a path, got int 3"),
@@ -161,9 +161,9 @@ def test_override_errors(configs: Path, overrides: dict[str, object], message: s
 
 def test_periods_as_count(configs: Path) -> None:
     edit(configs / "alice.yaml", lambda d: d["run"].update(periods=3))
-    assert load_player_config(configs, "alice").run.periods == (0, 1, 2)
+    assert load_player_config(configs, "alice").run.parameters.periods == (0, 1, 2)
     edit(configs / "alice.yaml", lambda d: d["run"].update(periods=[4, 0, 2]))
-    assert load_player_config(configs, "alice").run.periods == (0, 2, 4)
+    assert load_player_config(configs, "alice").run.parameters.periods == (0, 2, 4)
 
 
 def test_optional_sections_take_defaults(configs: Path) -> None:
@@ -177,8 +177,9 @@ def test_optional_sections_take_defaults(configs: Path) -> None:
     config = load_player_config(configs, "alice")
     assert config.timeouts == Timeouts() == Timeouts(60.0, 60.0, 600.0, 86400.0)
     assert config.max_body_bytes == 256 * 2**20 and config.listen_host == "127.0.0.1"
-    assert (config.run.delta, config.run.delta_b, config.run.periods) == (0.5, 0.0, (0,))
-    assert config.run.precision_bits == DEFAULT_FRACTION_BITS == 32
+    parameters = config.run.parameters
+    assert (parameters.delta_a, parameters.delta_b, parameters.periods) == (0.5, 0.0, (0,))
+    assert parameters.precision_bits == DEFAULT_PRECISION_BITS == 32
 
     edit(
         configs / "alice.yaml", lambda d: d.update(timeouts={"idle": 5}, limits={"max_body_mb": 1})
@@ -246,16 +247,25 @@ PLAYER_ERRORS = [
     (set_in("run", "iterations", value=True), "run.iterations: expected an integer, got bool"),
     (set_in("run", "iterations", value=2.0), "run.iterations: expected an integer, got float"),
     (set_in("run", "iterations", value=-1), "run.iterations: must be >= 0 (got -1)"),
-    (set_in("run", "delta", value=1.5), "run.delta: must lie strictly between 0 and 1"),
-    (set_in("run", "delta", value=0), "run.delta: must lie strictly between 0 and 1"),
-    (set_in("run", "delta", value="half"), "run.delta: expected a number, got str 'half'"),
-    (set_in("run", "delta_b", value=-0.1), "run.delta_b: must be >= 0"),
+    (set_in("run", "delta_a", value=1.5), "run.delta_a: must lie strictly between 0 and 1"),
+    (set_in("run", "delta_a", value=0), "run.delta_a: must lie strictly between 0 and 1"),
+    (set_in("run", "delta_a", value="half"), "run.delta_a: expected a number, got str 'half'"),
+    (
+        set_in("run", "delta_b", value=-0.1),
+        "run.delta_b: must be a finite number >= 0 (got -0.1)",
+    ),
     (set_in("run", "delta_b", value=float("inf")), "run.delta_b: expected a finite number"),
     (set_in("run", "run_id", value="a b"), "run.run_id: 'a b' must match"),
     (set_in("run", "run_id", value="x" * 65), "run.run_id: "),
     (set_in("run", "run_id", value=42), "run.run_id: expected a non-empty string, got int 42"),
-    (set_in("run", "periods", value=[1, 1]), "run.periods: periods must be distinct"),
-    (set_in("run", "periods", value=[-1]), "run.periods: periods must be distinct integers >= 0"),
+    (
+        set_in("run", "periods", value=[1, 1]),
+        "run.periods: must be distinct integers >= 0 (got [1, 1])",
+    ),
+    (
+        set_in("run", "periods", value=[-1]),
+        "run.periods: must be distinct integers >= 0 (got [-1])",
+    ),
     (set_in("run", "periods", value=0), "run.periods: a period count must be >= 1"),
     (set_in("run", "periods", value="all"), "run.periods: expected a non-empty list"),
     (set_in("run", "precision_bits", value=60), "run.precision_bits: must lie in 8..52 (got 60)"),
@@ -293,6 +303,36 @@ def test_player_file_errors(
     if "missing.yaml" not in message:
         assert text.startswith(f"{configs / 'alice.yaml'}: "), text
     assert message in text, text
+
+
+def rename_delta(value: object) -> Callable[[dict[str, Any]], None]:
+    """The run section as older files wrote it: ``delta`` instead of ``delta_a``."""
+
+    def change(data: dict[str, Any]) -> None:
+        del data["run"]["delta_a"]
+        data["run"]["delta"] = value
+
+    return change
+
+
+def test_an_override_replaces_the_deprecated_delta_key(configs: Path) -> None:
+    edit(configs / "alice.yaml", rename_delta(0.3))
+    assert load_player_config(configs, "alice").run.parameters.delta_a == 0.3
+    overridden = load_player_config(configs, "alice", overrides={"delta_a": 1.5 / 2})
+    assert overridden.run.parameters.delta_a == 0.75
+    text = failure(configs, overrides={"delta_a": 1.5})
+    assert "run.delta_a (override): must lie strictly between 0 and 1 (got 1.5)" in text, text
+
+
+def test_deprecated_delta_key_errors_name_the_key_as_written(configs: Path) -> None:
+    edit(configs / "alice.yaml", rename_delta(1.5))
+    text = failure(configs)
+    assert text == (
+        f"{configs / 'alice.yaml'}: run.delta: must lie strictly between 0 and 1 (got 1.5)"
+    )
+    edit(configs / "alice.yaml", set_in("run", "delta_a", value=0.5))  # both names given
+    text = failure(configs)
+    assert text.startswith(f"{configs / 'alice.yaml'}: ") and "run.delta: give delta_a only" in text
 
 
 # ------------------------------------------------------------------------ network file errors

@@ -7,8 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from riskprop.core.fixedpoint import SCORE_BITS_SLACK, FixedPoint
-from riskprop.errors import ConfigError
+from riskprop.core.fixedpoint import (
+    DEFAULT_PRECISION_BITS,
+    MAX_PRECISION_BITS,
+    MIN_PRECISION_BITS,
+    SCORE_BITS_SLACK,
+    FixedPoint,
+)
+from riskprop.errors import ConfigError, ParameterError
 
 
 @pytest.mark.parametrize(("bits", "slots"), [(2048, 16), (1024, 8)])
@@ -47,10 +53,25 @@ def test_packing_choice_is_the_best_in_range(f: int, total: int, bits: int) -> N
 
 
 def test_score_bits_outside_range_are_refused() -> None:
-    with pytest.raises(ConfigError, match=r"score bits must lie in 8\.\.32"):
+    with pytest.raises(ParameterError, match=r"^score_bits: must lie in 8\.\.32 \(got 33\)$"):
         FixedPoint(32, 33)
-    with pytest.raises(ConfigError, match=r"score bits must lie in 8\.\.32"):
+    with pytest.raises(
+        ParameterError, match=r"^score_bits: must lie in 8\.\.32 \(got 7\)$"
+    ) as info:
         FixedPoint(32, 7)
+    assert isinstance(info.value, ConfigError)
+    assert (info.value.name, info.value.problem) == ("score_bits", "must lie in 8..32 (got 7)")
+
+
+@pytest.mark.parametrize("bits", [MIN_PRECISION_BITS - 1, MAX_PRECISION_BITS + 1, 0, -32])
+def test_precision_bits_outside_range_are_refused(bits: int) -> None:
+    with pytest.raises(ParameterError) as info:
+        FixedPoint(bits)
+    assert info.value.name == "precision_bits"
+    assert str(info.value) == f"precision_bits: must lie in 8..52 (got {bits})"
+    assert (MIN_PRECISION_BITS, DEFAULT_PRECISION_BITS, MAX_PRECISION_BITS) == (8, 32, 52)
+    for fine in (MIN_PRECISION_BITS, MAX_PRECISION_BITS):
+        assert FixedPoint(fine).precision_bits == fine
 
 
 def test_integer_propagation_stays_within_the_slot_and_the_error_bound() -> None:
@@ -69,7 +90,7 @@ def test_integer_propagation_stays_within_the_slot_and_the_error_bound() -> None
     state = fixed.encode_scores(scores)
     exact = scores.copy()
     for _ in range(total):
-        shift = fixed.fraction_bits
+        shift = fixed.precision_bits
         nxt = [c_self * v if incoming[x] > 0 else v << shift for x, v in enumerate(state)]
         for s, d, c in zip(src, dst, coeff, strict=True):
             nxt[d] += c * state[s]
@@ -78,7 +99,7 @@ def test_integer_propagation_stays_within_the_slot_and_the_error_bound() -> None
         exact = np.where(incoming > 0, (1 - delta) * exact + delta * spread, exact)
     assert max(state) < 1 << fixed.slot_bits(total)
     degree = int(np.bincount(dst, minlength=accounts).max())
-    bound = 2.0 ** -(fixed.initial_bits + 1) + total * (degree + 1) * 2.0**-fixed.fraction_bits
+    bound = 2.0 ** -(fixed.initial_bits + 1) + total * (degree + 1) * 2.0**-fixed.precision_bits
     error = np.max(np.abs(fixed.decode(state, total) - exact))
     assert error <= bound
     assert np.all(fixed.decode(state, total) <= exact + 2.0 ** -(fixed.initial_bits + 1))

@@ -18,9 +18,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from nodes import Network, assert_matches_plaintext, make_network, wait_all
 
+from riskprop.core.paillier import Rerandomized
 from riskprop.errors import ProtocolError
-from riskprop.keys import load_public, load_share
+from riskprop.files.keys import load_public, load_share
 from riskprop.node.http import PATH
+from riskprop.node.tls import client_context
 from riskprop.protocol.messages import (
     Abort,
     DecryptRequest,
@@ -34,7 +36,6 @@ from riskprop.protocol.messages import (
     decode,
     encode,
 )
-from riskprop.tls import client_context
 
 FUZZ_CASES = 3000
 JUNK = b"\xff" * 128  # one value of a 512-bit key's ciphertext width (128 bytes), >= N^2
@@ -210,8 +211,8 @@ def test_replays_from_an_earlier_run_are_rejected(attacked: tuple[Network, Clien
     )
     bodies = [
         Hello(descriptor, 3, ((),)),
-        Scores((5,)),
-        DecryptRequest((5,)),
+        Scores(Rerandomized((5,))),
+        DecryptRequest(Rerandomized((5,))),
         Partial((5,)),
         Done(),
         Abort("x"),

@@ -26,6 +26,7 @@ from riskprop.errors import ConfigError, ProtocolError
 from riskprop.node.keygen import drive_keygen
 from riskprop.node.transport import InMemoryNetwork
 from riskprop.protocol.keygen import KeygenParams, KeygenParty, run_in_lockstep
+from riskprop.protocol.messages import Codec
 
 BITS = 512
 KEYGEN = [sys.executable, "-m", "riskprop", "keygen"]
@@ -111,9 +112,9 @@ def test_every_subset_of_t_plus_one_decrypts_and_t_cannot(generated) -> None:  #
 
 
 def test_secure_run_with_a_distributed_key_matches_plaintext(generated, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from riskprop.keys import write_keys
-    from riskprop.simulate import simulate_plaintext, simulate_secure
-    from riskprop.synthetic import generate_dataset
+    from riskprop.files.keys import write_keys
+    from riskprop.lab.simulate import simulate_plaintext, simulate_secure
+    from riskprop.lab.synthetic import generate_dataset
 
     params, shares, _ = generated
     data, keys = tmp_path / "data", tmp_path / "keys"
@@ -177,7 +178,7 @@ def run_networked(
     """Every party over the in-memory transport; ``drop`` stops answering after a round."""
 
     async def main() -> dict[str, KeyShare | BaseException]:
-        network = InMemoryNetwork(params.parties, width=1)
+        network = InMemoryNetwork(params.parties, Codec())
 
         class Dropping:
             def __init__(self, name: str) -> None:
@@ -231,7 +232,7 @@ def test_a_party_that_drops_out_makes_the_others_abort_with_a_clear_error(
 def test_mismatched_parameters_abort() -> None:
     async def main() -> list[KeyShare | BaseException]:
         parties = names(3)
-        network = InMemoryNetwork(parties, width=1)
+        network = InMemoryNetwork(parties, Codec())
         runs = []
         for name in parties:
             bits = 528 if name == "bank3" else BITS
@@ -265,9 +266,9 @@ def test_three_node_processes_generate_a_key_over_tls_and_a_run_uses_it(
     import subprocess
     import sys
 
-    from riskprop.keys import PUBLIC_FILE, load_public, load_share, share_file
-    from riskprop.synthetic import generate_dataset
-    from riskprop.tls import make_ca, make_node_certificate
+    from riskprop.files.keys import PUBLIC_FILE, load_public, load_share, share_file
+    from riskprop.lab.synthetic import generate_dataset
+    from riskprop.node.tls import make_ca, make_node_certificate
     from tests.nodes import Network, assert_matches_plaintext, configure, wait_all
 
     parties = list(names(3))
@@ -281,7 +282,7 @@ def test_three_node_processes_generate_a_key_over_tls_and_a_run_uses_it(
     network = Network(tmp_path, parties, tmp_path / "configs", certs, data, tmp_path / "out", keys)
     for name in parties:
         command = [sys.executable, "-m", "riskprop", "keygen", "--player", name]
-        command += ["--config", str(network.configs), "--bits", str(BITS), "--sigma", "40"]
+        command += ["--config", str(network.configs), "--key-bits", str(BITS), "--sigma", "40"]
         log = (tmp_path / f"keygen-{name}.log").open("wb")
         processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
     codes = wait_all(processes[-3:], timeout=240)
@@ -295,7 +296,7 @@ def test_three_node_processes_generate_a_key_over_tls_and_a_run_uses_it(
         assert "key share written" in logs[name]
     # The same command again refuses to overwrite the share.
     again = subprocess.run(
-        [*KEYGEN, "--player", "bank1", "--config", str(network.configs), "--bits", str(BITS)],
+        [*KEYGEN, "--player", "bank1", "--config", str(network.configs), "--key-bits", str(BITS)],
         check=False,
         capture_output=True,
         text=True,

@@ -12,10 +12,12 @@ from gmpy2 import mpz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from riskprop.core.paillier import PublicKey, Rerandomized
 from riskprop.errors import ProtocolError
 from riskprop.protocol.messages import (
     MAGIC,
     Abort,
+    Codec,
     DecryptRequest,
     Done,
     Hello,
@@ -54,8 +56,8 @@ BODIES = {
         7,
         (("alice-acct-1", "alice-acct-\u00e9\u4e2d"), (), ('x,y\n"z"',)),
     ),
-    "scores": Scores((mpz(0), mpz(1), mpz(256) ** WIDTH - 1, mpz(123456789) ** 20)),
-    "decrypt_request": DecryptRequest((mpz(42),)),
+    "scores": Scores(Rerandomized((mpz(0), mpz(1), mpz(256) ** WIDTH - 1, mpz(123456789) ** 20))),
+    "decrypt_request": DecryptRequest(Rerandomized((mpz(42),))),
     "partial": Partial(()),
     "done": Done(),
     "abort": Abort('bob aborted: reason with \u00fc and "quotes"'),
@@ -107,6 +109,8 @@ def test_round_trip_every_kind(kind: str) -> None:
     assert decoded == original
     assert type(decoded.body) is type(original.body)
     assert encode(decoded, WIDTH) == data
+    if isinstance(original.body, Scores | DecryptRequest):
+        assert isinstance(decoded.body.values, Rerandomized)
 
 
 @pytest.mark.parametrize("kind", ["scores", "decrypt_request", "partial"])
@@ -126,6 +130,58 @@ def test_value_body_is_fixed_width_integers(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["hello", "done", "abort", "rejoin"])
 def test_header_only_kinds_have_no_body(kind: str) -> None:
     assert payload_of(encode(message(BODIES[kind]), WIDTH)) == b""
+
+
+def test_only_rerandomized_ciphertexts_can_be_sent() -> None:
+    values = (mpz(5), mpz(7))
+    for kind in (Scores, DecryptRequest):
+        with pytest.raises(TypeError, match="carries only re-randomised ciphertexts"):
+            kind(values)
+        with pytest.raises(TypeError, match="carries only re-randomised ciphertexts"):
+            kind(list(values))
+        assert kind(Rerandomized(values)).values == values
+    assert Partial(values).values == values  # partial decryptions are not ciphertexts
+
+
+#: A toy modulus: N = 2**61 - 1 (a Mersenne prime is fine for the codec, which only needs N^2).
+TOY_KEY = PublicKey(2**61 - 1)
+
+
+def test_codec_for_a_key_has_the_ciphertext_width_and_bound() -> None:
+    codec = Codec.for_key(TOY_KEY)
+    assert (codec.width, codec.bound) == (TOY_KEY.ciphertext_bytes, TOY_KEY.nsquare)
+    inside = message(Scores(Rerandomized((mpz(1), mpz(TOY_KEY.nsquare - 1)))))
+    data = codec.encode(inside)
+    assert data == encode(inside, codec.width)
+    assert codec.decode(data) == inside
+    for kind in (Done(), Abort("x"), Rejoin(), Hello(DESCRIPTOR, 0, ((), (), ()))):
+        assert codec.decode(codec.encode(message(kind))) == message(kind)
+
+
+@pytest.mark.parametrize("kind", [Scores, DecryptRequest, Partial])
+@pytest.mark.parametrize("outside", [0, TOY_KEY.nsquare, TOY_KEY.nsquare + 1])
+def test_codec_refuses_values_outside_zero_and_n_squared(kind: type, outside: int) -> None:
+    codec = Codec.for_key(TOY_KEY)
+    values = (mpz(3), mpz(outside))
+    body = kind(values) if kind is Partial else kind(Rerandomized(values))
+    data = encode(message(body), codec.width)
+    assert decode(data, max_width=codec.width).body == body  # well-formed: only out of range
+    with pytest.raises(ProtocolError, match=r"alice sent a value outside \(0, N\^2\)"):
+        codec.decode(data)
+
+
+def test_codec_refuses_a_width_over_its_own() -> None:
+    codec = Codec.for_key(TOY_KEY)
+    data = encode(message(Partial((mpz(3),))), codec.width + 1)
+    with pytest.raises(ProtocolError, match="bad value count or width"):
+        codec.decode(data)
+
+
+def test_key_generation_codec_carries_no_values() -> None:
+    codec = Codec()
+    assert (codec.width, codec.bound) == (0, None)
+    with pytest.raises(ProtocolError):
+        codec.decode(encode(message(Partial((mpz(3),))), 1))
 
 
 def test_rejoin_answer_defaults_to_false_and_must_be_a_boolean() -> None:
@@ -151,8 +207,9 @@ def test_rejoin_answer_defaults_to_false_and_must_be_a_boolean() -> None:
 def test_round_trip_random_values(
     values: list[int], kind: type, period: int, iteration: int, seq: int, names: list[str]
 ) -> None:
+    ciphertexts = tuple(mpz(v) for v in values)
     original = message(
-        kind(tuple(mpz(v) for v in values)),
+        kind(ciphertexts) if kind is Partial else kind(Rerandomized(ciphertexts)),
         sender=names[0],
         recipient=names[1],
         period=period,

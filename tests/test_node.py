@@ -15,9 +15,9 @@ import yaml
 from nodes import assert_matches_plaintext, make_network, wait_all
 
 from riskprop.config import load_player_config
+from riskprop.files.results import REPORT_FILE, NodeReport
 from riskprop.node.http import PATH
-from riskprop.node.runner import REPORT_FILE, NodeReport
-from riskprop.tls import client_context, make_ca, make_node_certificate
+from riskprop.node.tls import client_context, make_ca, make_node_certificate
 
 
 @pytest.mark.parametrize("parties", [["alice", "bob", "charlie"], ["a1", "b2", "c3", "d4", "e5"]])

@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskprop.core import modexp, paillier
-from riskprop.core.data import IntArray
 from riskprop.core.paillier import (
     NOISE_TABLE_BYTES,
     CombShape,
@@ -31,6 +30,7 @@ from riskprop.core.paillier import (
     linear_step,
     rerandomize,
 )
+from riskprop.core.types import IntArray
 
 KEY_BITS = 256
 _PUBLIC, _PRIVATE = phe.generate_paillier_keypair(n_length=KEY_BITS)

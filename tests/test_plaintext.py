@@ -22,7 +22,7 @@ from helpers import BankSpec, WriteDataset, field, write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskprop.simulate import SimulationResult, simulate_plaintext
+from riskprop.lab.simulate import SimulationResult, simulate_plaintext
 
 TOL = 1e-12
 F = Fraction  # exact hand-computed values
@@ -611,7 +611,7 @@ def test_cli_writes_library_scores_at_full_precision(tmp_path: Path) -> None:
     root = write_dataset(tmp_path / "data", THIRDS)
     library = simulate_plaintext(root, iterations=3, delta_a=0.35, delta_b=0.5)
     out = tmp_path / "scores.csv"
-    args = ["simulate", str(root), "--iterations", "3", "--delta", "0.35", "--delta-b", "0.5"]
+    args = ["simulate", str(root), "--iterations", "3", "--delta-a", "0.35", "--delta-b", "0.5"]
     done = subprocess.run(
         [*riskprop_command(), *args, "--out", str(out)], capture_output=True, text=True, check=False
     )

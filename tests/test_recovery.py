@@ -10,16 +10,16 @@ import phe
 import pytest
 
 from riskprop.core.data import Dataset, load_dataset
+from riskprop.core.params import RunParameters
 from riskprop.core.threshold import KeyShare, deal
+from riskprop.lab.simulate import simulate_plaintext
+from riskprop.lab.synthetic import generate_dataset
 from riskprop.node.driver import drive
-from riskprop.node.inprocess import make_descriptor
 from riskprop.node.journal import FileJournal, MemoryJournal
 from riskprop.node.transport import InMemoryNetwork
 from riskprop.protocol.checkpoint import decode_checkpoint, encode_checkpoint
-from riskprop.protocol.messages import RunDescriptor
+from riskprop.protocol.messages import Codec, RunDescriptor
 from riskprop.protocol.session import RunSession
-from riskprop.simulate import simulate_plaintext
-from riskprop.synthetic import generate_dataset
 
 ITERATIONS = 2
 PERIODS = 2
@@ -37,14 +37,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Dataset, dict
 
 def descriptor_for(dataset: Dataset, shares: dict[str, KeyShare]) -> RunDescriptor:
     key = next(iter(shares.values())).key
-    return make_descriptor(
-        key,
-        iterations=ITERATIONS,
-        delta_a=0.5,
-        delta_b=0.3,
-        periods=dataset.periods(),
-        run_id="recovery",
+    parameters = RunParameters(
+        ITERATIONS, delta_a=0.5, delta_b=0.3, periods=tuple(dataset.periods())
     )
+    return RunDescriptor.create("recovery", key, parameters)
 
 
 async def run(
@@ -56,7 +52,7 @@ async def run(
 ) -> dict[str, np.ndarray]:
     parties = dataset.names
     public = shares[parties[0]].key.public
-    network = InMemoryNetwork(parties, public.ciphertext_bytes)
+    network = InMemoryNetwork(parties, Codec.for_key(public))
     journals = {name: MemoryJournal() for name in parties}
     sessions = {b.name: RunSession(descriptor, b, shares[b.name]) for b in dataset.banks}
 
@@ -80,6 +76,9 @@ async def run(
         with pytest.raises(asyncio.CancelledError):
             await tasks[victim]
         network.clear_inbox(victim)
+        # the journal outlives the process (it is on disk): the new process finds it, so it
+        # knows that it restarted and asks its peers for a replay
+        journals[victim].restarted = True
         bank = next(b for b in dataset.banks if b.name == victim)
         checkpoint = journals[victim].checkpoint
         if checkpoint is None:
@@ -161,7 +160,7 @@ async def run_and_keep(
     dataset: Dataset, shares: dict[str, KeyShare], descriptor: RunDescriptor, journal: MemoryJournal
 ) -> None:
     """A run in which alice keeps her journal (to inspect her last checkpoint)."""
-    network = InMemoryNetwork(dataset.names, shares["alice"].key.public.ciphertext_bytes)
+    network = InMemoryNetwork(dataset.names, Codec.for_key(shares["alice"].key.public))
     sessions = [RunSession(descriptor, b, shares[b.name]) for b in dataset.banks]
     await asyncio.gather(
         *(
@@ -172,12 +171,8 @@ async def run_and_keep(
 
 
 def test_results_of_another_run_are_set_aside(tmp_path: Path) -> None:
-    from riskprop.node.runner import (
-        REPORT_FILE,
-        RESULTS_FILE,
-        previous_run,
-        set_aside_stale_results,
-    )
+    from riskprop.files.results import REPORT_FILE, RESULTS_FILE, previous_run
+    from riskprop.node.runner import set_aside_stale_results
 
     out = tmp_path / "out"
     out.mkdir()
@@ -197,7 +192,7 @@ async def run_with_lost_rejoin(
     process, which dies before handling it and resumes from its checkpoint. Only bob's own
     ``Rejoin``, answered by alice, can get alice bob's handshake again."""
     parties = dataset.names
-    network = InMemoryNetwork(parties, shares["alice"].key.public.ciphertext_bytes)
+    network = InMemoryNetwork(parties, Codec.for_key(shares["alice"].key.public))
     journals = {name: MemoryJournal() for name in parties}
     banks = {b.name: b for b in dataset.banks}
     sessions = {name: RunSession(descriptor, banks[name], shares[name]) for name in parties}

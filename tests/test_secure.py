@@ -29,22 +29,27 @@ import numpy as np
 import phe
 import pytest
 from gmpy2 import mpz
+from helpers import bank_specs, write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskprop.core.data import BankData, FloatArray, load_dataset
-from riskprop.core.fixedpoint import DEFAULT_FRACTION_BITS, SCORE_BITS_SLACK, FixedPoint
+from riskprop.core.data import BankData, load_dataset
+from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS, SCORE_BITS_SLACK, FixedPoint
 from riskprop.core.graph import GlobalGraph, build_global
 from riskprop.core.paillier import FreshNoise, encrypt, rerandomize, unpack
+from riskprop.core.params import RunParameters
 from riskprop.core.plaintext import PreparedPeriod, propagate, step
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.core.threshold import KeyShare, combine, deal, partial_decrypt
+from riskprop.core.types import FloatArray
 from riskprop.errors import ConfigError, ProtocolError
-from riskprop.keys import write_keys
+from riskprop.files.keys import write_keys
+from riskprop.lab.simulate import simulate_plaintext, simulate_secure
 from riskprop.node.driver import drive
-from riskprop.node.inprocess import make_descriptor, run_in_process
+from riskprop.node.inprocess import run_in_process
 from riskprop.node.transport import InMemoryNetwork, InMemoryTransport
 from riskprop.protocol.messages import (
+    Codec,
     DecryptRequest,
     Done,
     Hello,
@@ -52,11 +57,8 @@ from riskprop.protocol.messages import (
     Partial,
     RunDescriptor,
     Scores,
-    decode,
-    encode,
 )
 from riskprop.protocol.session import Phase, RunSession, SessionStats, Stopwatch
-from riskprop.simulate import simulate_plaintext, simulate_secure
 
 KEY_BITS = 512
 #: Secure vs plaintext: the fixed-point bound (core.fixedpoint) with the default f = 32 for
@@ -67,31 +69,6 @@ TOL = 1e-7
 
 #: (id_source, bank_source, id_destination, bank_destination, amount, period)
 Row = tuple[str, str, str, str, float, int]
-
-
-def write_dataset(
-    root: Path,
-    accounts: Mapping[str, Sequence[tuple[str, float]]],
-    transactions: Mapping[str, Sequence[Row]],
-    *,
-    period_column: bool = True,
-) -> Path:
-    """One directory per bank with ``accounts.csv`` and ``transactions.csv``."""
-    for bank, rows in accounts.items():
-        directory = root / bank
-        directory.mkdir(parents=True, exist_ok=True)
-        with (directory / "accounts.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "risk_score"])
-            writer.writerows([acc, repr(float(score))] for acc, score in rows)
-        header = ["id_source", "bank_source", "id_destination", "bank_destination", "amount"]
-        with (directory / "transactions.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow([*header, "period"] if period_column else header)
-            for s, sb, d, db, amount, period in transactions.get(bank, ()):
-                extra = [str(period)] if period_column else []
-                writer.writerow([s, sb, d, db, repr(float(amount)), *extra])
-    return root
 
 
 def spread(rows: Iterable[Row]) -> dict[str, list[Row]]:
@@ -187,11 +164,11 @@ def run_sessions(
     """One session per bank (each with its own descriptor) over one in-memory network;
     ``runners`` replaces ``drive`` for some parties; ``idle_timeout`` may differ per party.
     Returns the sessions and each party's outcome (None or the exception it raised)."""
-    width = next(iter(shares.values())).key.public.ciphertext_bytes
+    public = next(iter(shares.values())).key.public
     parties = next(iter(descriptors.values())).parties
 
     async def main() -> tuple[dict[str, RunSession], list[BaseException | None]]:
-        network = InMemoryNetwork(parties, width, tap=tap)
+        network = InMemoryNetwork(parties, Codec.for_key(public), tap=tap)
         sessions = {b.name: RunSession(descriptors[b.name], b, shares[b.name]) for b in banks}
         jobs = []
         for name, session in sessions.items():
@@ -260,7 +237,7 @@ CYCLE_EXPECTED_T2 = {
 
 @pytest.fixture
 def cycle_data(tmp_path: Path) -> Path:
-    return write_dataset(tmp_path / "cycle", CYCLE_ACCOUNTS, spread(CYCLE_ROWS))
+    return write_dataset(tmp_path / "cycle", bank_specs(CYCLE_ACCOUNTS, spread(CYCLE_ROWS)))
 
 
 def test_known_answer_cycle(cycle_data: Path) -> None:
@@ -340,12 +317,10 @@ def test_secure_equals_plaintext(
 ) -> None:
     keys = key_dirs(scenario["banks"], scenario["threshold"])
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_dataset(
-            Path(tmp),
-            scenario["accounts"],
-            scenario["files"],
-            period_column=scenario["period_column"],
+        banks = bank_specs(
+            scenario["accounts"], scenario["files"], period_column=scenario["period_column"]
         )
+        data = write_dataset(Path(tmp), banks)
         options = {
             "iterations": scenario["iterations"],
             "delta_a": scenario["delta_a"],
@@ -383,7 +358,7 @@ EDGE_CASES: dict[str, tuple[dict[str, list[tuple[str, float]]], dict[str, list[R
 @pytest.mark.parametrize("case", sorted(EDGE_CASES))
 def test_secure_equals_plaintext_edge_cases(case: str, tmp_path: Path) -> None:
     accounts, files = EDGE_CASES[case]
-    data = write_dataset(tmp_path / "data", accounts, files)
+    data = write_dataset(tmp_path / "data", bank_specs(accounts, files))
     for iterations in (0, 2):
         plain = simulate_plaintext(data, iterations=iterations, delta_a=0.7)
         secure = simulate_secure(
@@ -400,7 +375,8 @@ def _cycle_run(cycle_data: Path, threshold: int = 1) -> tuple[Any, ...]:
     graph = build_global(dataset)
     shares = shares_for(dataset.names, threshold)
     key = shares[dataset.names[0]].key
-    descriptor = make_descriptor(key, iterations=2, delta_a=0.5, delta_b=0.0, periods=graph.periods)
+    parameters = RunParameters(2, delta_a=0.5, delta_b=0.0, periods=tuple(graph.periods))
+    descriptor = RunDescriptor.create("cycle", key, parameters)
     reference = propagate(graph, DeltaSchedule(0.5, 0.0), 2)
     return dataset, graph, shares, descriptor, reference
 
@@ -476,17 +452,17 @@ class Pump:
     ``hold`` selects wait in ``held`` until the test delivers them."""
 
     def __init__(
-        self, sessions: Mapping[str, RunSession], width: int, hold: Callable[[Message], bool]
+        self, sessions: Mapping[str, RunSession], codec: Codec, hold: Callable[[Message], bool]
     ) -> None:
         self.sessions = sessions
-        self.width = width
+        self.codec = codec
         self.hold = hold
         self.queue: deque[Message] = deque()
         self.held: list[Message] = []
 
     def post(self, messages: Iterable[Message]) -> None:
         for sent in messages:
-            message = decode(encode(sent, self.width), max_width=self.width)
+            message = self.codec.decode(self.codec.encode(sent))
             (self.held if self.hold(message) else self.queue).append(message)
 
     def deliver(self, message: Message) -> None:
@@ -505,7 +481,7 @@ def test_late_partial_from_a_replaced_helper_is_ignored(cycle_data: Path) -> Non
     slow = {("charlie", "bob", Partial), ("alice", "bob", Done)}
     pump = Pump(
         sessions,
-        shares["alice"].key.public.ciphertext_bytes,
+        Codec.for_key(shares["alice"].key.public),
         lambda m: (m.sender, m.recipient, type(m.body)) in slow,
     )
     for session in sessions.values():
@@ -642,18 +618,16 @@ class TappedRun:
 
 @pytest.fixture(scope="module")
 def tapped(tmp_path_factory: pytest.TempPathFactory) -> TappedRun:
-    data = write_dataset(tmp_path_factory.mktemp("privacy"), PRIVACY_ACCOUNTS, PRIVACY_FILES)
+    banks = bank_specs(PRIVACY_ACCOUNTS, PRIVACY_FILES)
+    data = write_dataset(tmp_path_factory.mktemp("privacy"), banks)
     dataset = load_dataset(data)
     graph = build_global(dataset)
     assert graph.periods == (0, 3)
     shares = shares_for(dataset.names, 2)
-    descriptor = make_descriptor(
-        shares["alice"].key,
-        iterations=PRIVACY_ITERATIONS,
-        delta_a=0.6,
-        delta_b=0.5,
-        periods=graph.periods,
+    parameters = RunParameters(
+        PRIVACY_ITERATIONS, delta_a=0.6, delta_b=0.5, periods=tuple(graph.periods)
     )
+    descriptor = RunDescriptor.create("privacy", shares["alice"].key, parameters)
     sent: list[tuple[Message, bytes]] = []
     outcomes = run_in_process(
         descriptor, dataset.banks, shares, tap=lambda m, b: sent.append((m, b)), idle_timeout=30.0
@@ -822,12 +796,11 @@ def test_an_account_sent_to_several_peers_is_rerandomised_once_per_step(tmp_path
         (hub, "alice", c0, "charlie", 7.0, 0),
         (other, "alice", c0, "charlie", 1.0, 0),
     ]
-    dataset = load_dataset(write_dataset(tmp_path, accounts, spread(rows)))
+    dataset = load_dataset(write_dataset(tmp_path, bank_specs(accounts, spread(rows))))
     shares = shares_for(dataset.names, 1)
     iterations = 3
-    descriptor = make_descriptor(
-        shares["alice"].key, iterations=iterations, delta_a=0.6, delta_b=0.5, periods=(0,)
-    )
+    parameters = RunParameters(iterations, delta_a=0.6, delta_b=0.5)
+    descriptor = RunDescriptor.create("hub", shares["alice"].key, parameters)
     sent: list[tuple[Message, bytes]] = []
     run_in_process(
         descriptor, dataset.banks, shares, tap=lambda m, b: sent.append((m, b)), idle_timeout=30.0
@@ -967,7 +940,7 @@ def read_scores(path: Path) -> tuple[list[tuple[str, str]], np.ndarray]:
 def test_cli_keygen_then_secure_simulate(cycle_data: Path, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     made = riskprop(
-        "keygen", "--parties", "alice,bob,charlie", "--threshold", "1", "--bits", KEY_BITS,
+        "keygen", "--parties", "alice,bob,charlie", "--threshold", "1", "--key-bits", KEY_BITS,
         "--out", keys,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -996,7 +969,7 @@ def test_cli_overflow_is_one_line_and_exit_1(cycle_data: Path, tmp_path: Path) -
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if " WARNING " not in f" {line}"]
     assert len(errors) == 1, result.stderr
-    f = DEFAULT_FRACTION_BITS
+    f = DEFAULT_PRECISION_BITS
     limit = FixedPoint(f, f - SCORE_BITS_SLACK).max_iterations(KEY_BITS)
     assert errors[0].startswith("riskprop: error:")
     assert f"at most {limit} iterations" in errors[0]
@@ -1030,7 +1003,7 @@ def test_secure_equals_plaintext_2048(tmp_path: Path) -> None:
         )
     files = spread(rows)
     files["bob"].append((ids["alice"][0], "alice", ids["bob"][0], "bob", 50.0, 1))  # disagreement
-    data = write_dataset(tmp_path / "data", accounts, files)
+    data = write_dataset(tmp_path / "data", bank_specs(accounts, files))
     plain = simulate_plaintext(data, iterations=3, delta_a=0.4, delta_b=0.5)
     secure = simulate_secure(data, iterations=3, delta_a=0.4, delta_b=0.5, key_bits=2048)
     assert sum(map(len, secure.account_ids)) == 30

@@ -12,7 +12,7 @@ import pytest
 
 from riskprop.core.data import load_dataset
 from riskprop.errors import ConfigError
-from riskprop.synthetic import GenerationSummary, generate_dataset
+from riskprop.lab.synthetic import GenerationSummary, generate_dataset
 
 BANKS = ("alice", "bob", "charlie")
 ACCOUNTS_HEADER = "id,risk_score"

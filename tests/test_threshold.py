@@ -24,7 +24,7 @@ from riskprop.core.threshold import (
     partial_decrypt,
 )
 from riskprop.errors import ConfigError
-from riskprop.keys import dealer_keygen, load_public, load_share, share_file
+from riskprop.files.keys import dealer_keygen, load_public, load_share, share_file
 
 KEY_BITS = 512
 NAMES = ("alice", "bob", "charlie", "dora", "eve")
@@ -248,6 +248,21 @@ def test_missing_share_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bits", [64, 520 + 1, 100])
 def test_dealer_keygen_refuses_bad_sizes(tmp_path: Path, bits: int) -> None:
-    with pytest.raises(ConfigError, match="--bits"):
+    with pytest.raises(ConfigError, match=f"--key-bits must be a multiple of 8 .*got {bits}"):
         dealer_keygen(tmp_path, ["alice", "bob"], 1, bits)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("existing", ["public.json", "bob.share.json"])
+def test_dealer_keygen_refuses_to_replace_key_files_without_force(
+    tmp_path: Path, existing: str
+) -> None:
+    (tmp_path / existing).write_text("an earlier key")
+    with pytest.raises(ConfigError, match=f"{existing}: a key file exists already.*--force"):
+        dealer_keygen(tmp_path, ["alice", "bob", "charlie"], 1, 512)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [existing]
+    assert (tmp_path / existing).read_text() == "an earlier key"
+    written = dealer_keygen(tmp_path, ["alice", "bob", "charlie"], 1, 512, force=True)
+    names = {"public.json", "alice.share.json", "bob.share.json", "charlie.share.json"}
+    assert {p.name for p in written} == names
+    assert load_public(tmp_path / "public.json").parties == ("alice", "bob", "charlie")

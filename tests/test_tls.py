@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import socket
 import ssl
 import stat
@@ -17,8 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from riskprop.cli import main
 from riskprop.errors import ConfigError
-from riskprop.tls import (
+from riskprop.localnet.certs import make_certs
+from riskprop.node.tls import (
     certificate_fingerprint,
     client_context,
     make_ca,
@@ -26,8 +27,6 @@ from riskprop.tls import (
     peer_name,
     server_context,
 )
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -237,21 +236,15 @@ def test_client_refuses_server_of_another_ca_or_host(certs: Certs, foreign: Cert
     assert "alice.bank" in str(outcome.client_error)
 
 
-# ------------------------------------------------------------------------ scripts/make_certs.py
+# ------------------------------------------------------------------------ riskprop certs
 
 
-def test_make_certs_script_reuses_the_ca(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    spec = importlib.util.spec_from_file_location("make_certs", REPO / "scripts/make_certs.py")
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-
+def test_certs_command_reuses_the_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "certs"
-    assert script.main([str(out), "--parties", "alice,bob", "--hosts", "127.0.0.1,bank-a"]) == 0
+    main(["certs", str(out), "--parties", "alice,bob", "--hosts", "127.0.0.1,bank-a"])
     ca = (out / "ca.pem").read_bytes()
-    assert script.main([str(out), "--parties", "charlie"]) == 0
+    assert "reused the CA" not in capsys.readouterr().out
+    main(["certs", str(out), "--parties", "charlie"])
     assert "reused the CA" in capsys.readouterr().out
     assert (out / "ca.pem").read_bytes() == ca
     names = sorted(p.name for p in out.iterdir())
@@ -265,5 +258,19 @@ def test_make_certs_script_reuses_the_ca(
     assert outcome.ok and outcome.server_peer == "alice", outcome
 
     (out / "ca.key").unlink()
-    assert script.main([str(out), "--parties", "dave"]) == 1
-    assert "ca.key: missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["certs", str(out), "--parties", "dave"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("riskprop: error:") and "ca.key: missing" in err[0]
+    assert not (out / "dave.pem").exists()
+
+
+def test_make_certs_returns_what_it_wrote(tmp_path: Path) -> None:
+    written = make_certs(tmp_path, ["alice"], ["127.0.0.1"])
+    assert sorted(p.name for p in written) == ["alice.key", "alice.pem", "ca.key", "ca.pem"]
+    again = make_certs(tmp_path, ["bob"], ["127.0.0.1"])
+    assert sorted(p.name for p in again) == ["bob.key", "bob.pem"]  # the CA is reused
+    (tmp_path / "ca.pem").unlink()
+    with pytest.raises(ConfigError, match=r"ca\.pem: missing beside the other half of the CA"):
+        make_certs(tmp_path, ["carol"], ["127.0.0.1"])
