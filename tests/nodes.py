@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ class Network:
 
     def url(self, party: str) -> str:
         network = yaml.safe_load((self.configs / "network.yaml").read_text())
-        return next(p["url"] for p in network["parties"] if p["name"] == party)
+        return str(next(p["url"] for p in network["parties"] if p["name"] == party))
 
     def command(self, party: str) -> list[str]:
         """The operator's command for ``party``'s node."""
@@ -63,7 +63,7 @@ class Network:
     def results_text(self) -> dict[str, str]:
         return {p: (self.out / p / "risk_scores.csv").read_text() for p in self.parties}
 
-    def another_run(self, root: Path, timeouts: dict[str, float] | None = None) -> Network:
+    def another_run(self, root: Path, timeouts: Mapping[str, float] | None = None) -> Network:
         """The same banks, data and keys, with new ports and a new output directory."""
         configure(root, self.parties, self.data, self.keys, self.certs, timeouts)
         return Network(
@@ -80,7 +80,7 @@ class Network:
 
 
 def make_network(
-    root: Path, parties: Sequence[str], *, timeouts: dict[str, float] | None = None
+    root: Path, parties: Sequence[str], *, timeouts: Mapping[str, float] | None = None
 ) -> Network:
     """Certificates, a 512-bit dealt key, a generated data set and configs for ``parties``."""
     certs, keys, data = root / "certs", root / "keys", root / "data"
@@ -101,7 +101,7 @@ def configure(
     data: Path,
     keys: Path,
     certs: Path,
-    timeouts: dict[str, float] | None,
+    timeouts: Mapping[str, float] | None,
 ) -> None:
     run = {
         "run_id": "test-run",

@@ -10,7 +10,10 @@ import http.client
 import json
 import ssl
 import struct
+import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,7 @@ from riskprop.node.http import PATH
 from riskprop.node.tls import client_context
 from riskprop.protocol.messages import (
     Abort,
+    Body,
     DecryptRequest,
     Done,
     Hello,
@@ -69,27 +73,41 @@ class Client:
         raise AssertionError("the node stopped answering")
 
 
+@dataclass
+class Attacked:
+    """alice's node, started alone, and a client of it holding bob's certificate."""
+
+    network: Network
+    client: Client
+    alice: subprocess.Popen[bytes]
+
+
 @pytest.fixture(scope="module")
-def attacked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Network, Client]:
+def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attacked]:
     """alice's node up and waiting for its peers; a client holding bob's certificate."""
     network = make_network(
         tmp_path_factory.mktemp("hostile"), ["alice", "bob", "charlie"], timeouts=PATIENT
     )
-    network.processes = [network.start("alice")]  # type: ignore[attr-defined]
-    certs = network.certs
-    client = Client(
-        network.url("alice"),
-        client_context(certs / "bob.pem", certs / "bob.key", certs / "ca.pem"),
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            client.post(b"")
-            break
-        except AssertionError:
-            assert time.monotonic() < deadline, "alice's node did not come up"
-            time.sleep(0.2)
-    return network, client
+    alice = network.start("alice")
+    try:
+        certs = network.certs
+        client = Client(
+            network.url("alice"),
+            client_context(certs / "bob.pem", certs / "bob.key", certs / "ca.pem"),
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.post(b"")
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "alice's node did not come up"
+                time.sleep(0.2)
+        yield Attacked(network, client, alice)
+    finally:
+        if alice.poll() is None:
+            alice.kill()
+            alice.wait()
 
 
 def frame(header: object, payload: bytes = b"") -> bytes:
@@ -197,19 +215,19 @@ def genuine(body: bytes, nsquare: int) -> bool:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(body=hostile_bodies())
-def test_fuzzed_requests_get_4xx(attacked: tuple[Network, Client], body: bytes) -> None:
-    network, client = attacked
+def test_fuzzed_requests_get_4xx(attacked: Attacked, body: bytes) -> None:
+    network, client = attacked.network, attacked.client
     assume(not genuine(body, load_public(network.keys / "public.json").public.nsquare))
     status = client.post(body)
     assert 400 <= status < 500, (status, body[:200])
 
 
-def test_replays_from_an_earlier_run_are_rejected(attacked: tuple[Network, Client]) -> None:
-    _, client = attacked
+def test_replays_from_an_earlier_run_are_rejected(attacked: Attacked) -> None:
+    client = attacked.client
     descriptor = RunDescriptor(
         "an-earlier-run", ("alice", "bob", "charlie"), 1, "0" * 64, 2, 0.5, 0.0, (0,), 48
     )
-    bodies = [
+    bodies: list[Body] = [
         Hello(descriptor, 3, ((),)),
         Scores(Rerandomized((5,))),
         DecryptRequest(Rerandomized((5,))),
@@ -223,10 +241,10 @@ def test_replays_from_an_earlier_run_are_rejected(attacked: tuple[Network, Clien
         assert client.post(encode(message, 128)) == 409
 
 
-def test_the_attacked_run_still_completes(attacked: tuple[Network, Client]) -> None:
-    network, client = attacked
+def test_the_attacked_run_still_completes(attacked: Attacked) -> None:
+    network, client = attacked.network, attacked.client
     assert len(client.statuses) >= FUZZ_CASES
-    processes = network.processes + [network.start(p) for p in ("bob", "charlie")]  # type: ignore[attr-defined]
+    processes = [attacked.alice, *(network.start(p) for p in ("bob", "charlie"))]
     assert wait_all(processes, 120) == [0, 0, 0], network.log("alice")[-2000:]
     assert_matches_plaintext(network)
     log = network.log("alice")

@@ -6,7 +6,9 @@ import asyncio
 import itertools
 import math
 import random
+import subprocess
 import sys
+from pathlib import Path
 
 import gmpy2
 import numpy as np
@@ -24,11 +26,13 @@ from riskprop.core.threshold import (
 )
 from riskprop.errors import ConfigError, ProtocolError
 from riskprop.node.keygen import drive_keygen
-from riskprop.node.transport import InMemoryNetwork
+from riskprop.node.transport import InMemoryNetwork, Transport
 from riskprop.protocol.keygen import KeygenParams, KeygenParty, run_in_lockstep
-from riskprop.protocol.messages import Codec
+from riskprop.protocol.messages import Codec, Message
 
 BITS = 512
+#: A key generated in lockstep: its parameters, every party's share and every party's state.
+Generated = tuple[KeygenParams, dict[str, KeyShare], dict[str, KeygenParty]]
 KEYGEN = [sys.executable, "-m", "riskprop", "keygen"]
 
 
@@ -37,19 +41,26 @@ def names(n: int) -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="module", params=[(3, 1), (5, 2)], ids=["n3t1", "n5t2"])
-def generated(
-    request: pytest.FixtureRequest,
-) -> tuple[KeygenParams, dict[str, KeyShare], dict[str, KeygenParty]]:
+def generated(request: pytest.FixtureRequest) -> Generated:
     n, t = request.param
     params = KeygenParams(names(n), t, bits=BITS, sigma=40, session=f"test-{n}")
     shares, parties = run_in_lockstep(params)
     return params, shares, parties
 
 
-def test_reconstructed_factors_are_prime_and_multiply_to_n(generated) -> None:  # type: ignore[no-untyped-def]
+def factors(parties: dict[str, KeygenParty]) -> tuple[int, int]:
+    """``p`` and ``q``, the sums of the parties' additive shares of them."""
+    p = q = 0
+    for party in parties.values():
+        assert party.factor_shares is not None  # the generation is over
+        p += party.factor_shares[0]
+        q += party.factor_shares[1]
+    return p, q
+
+
+def test_reconstructed_factors_are_prime_and_multiply_to_n(generated: Generated) -> None:
     params, shares, parties = generated
-    p = sum(party.factor_shares[0] for party in parties.values())  # type: ignore[index]
-    q = sum(party.factor_shares[1] for party in parties.values())  # type: ignore[index]
+    p, q = factors(parties)
     n = shares[params.parties[0]].key.public.n
     assert p * q == n
     assert gmpy2.is_prime(p, 50) and gmpy2.is_prime(q, 50)
@@ -58,7 +69,7 @@ def test_reconstructed_factors_are_prime_and_multiply_to_n(generated) -> None:  
     assert math.gcd(n, (p - 1) * (q - 1)) == 1
 
 
-def test_every_party_holds_the_same_public_key(generated) -> None:  # type: ignore[no-untyped-def]
+def test_every_party_holds_the_same_public_key(generated: Generated) -> None:
     params, shares, _ = generated
     keys = {share.key for share in shares.values()}
     assert len(keys) == 1
@@ -66,13 +77,12 @@ def test_every_party_holds_the_same_public_key(generated) -> None:  # type: igno
     assert key.parties == params.parties and key.threshold == params.threshold
 
 
-def _phi_and_secret(generated) -> tuple[ThresholdKey, int, int]:  # type: ignore[no-untyped-def]
+def _phi_and_secret(generated: Generated) -> tuple[ThresholdKey, int, int]:
     """The key, ``phi(N)`` from the parties' factor shares, and the shared secret ``f(0)``
     interpolated (times ``Delta``) from the first ``t + 1`` shares, checked divisible."""
     params, shares, parties = generated
     key = shares[params.parties[0]].key
-    p = sum(party.factor_shares[0] for party in parties.values())
-    q = sum(party.factor_shares[1] for party in parties.values())
+    p, q = factors(parties)
     chosen = params.parties[: params.threshold + 1]
     indices = [key.index(c) for c in chosen]
     delta_d = sum(
@@ -82,13 +92,13 @@ def _phi_and_secret(generated) -> tuple[ThresholdKey, int, int]:  # type: ignore
     return key, (p - 1) * (q - 1), delta_d // key.delta
 
 
-def test_shared_secret_is_a_multiple_of_phi_and_theta_is_its_residue(generated) -> None:  # type: ignore[no-untyped-def]
+def test_shared_secret_is_a_multiple_of_phi_and_theta_is_its_residue(generated: Generated) -> None:
     key, phi, d = _phi_and_secret(generated)
     assert d % phi == 0 and d != 0
     assert d % key.public.n == key.theta
 
 
-def test_the_shared_secret_is_no_longer_than_hiding_theta_needs(generated) -> None:  # type: ignore[no-untyped-def]
+def test_the_shared_secret_is_no_longer_than_hiding_theta_needs(generated: Generated) -> None:
     """``D = Delta**4 phi beta`` with ``beta`` the sum of one value below ``N`` per party: that is
     uniform mod ``N`` already, and a longer ``beta`` would only lengthen every share, hence every
     partial decryption's exponent."""
@@ -98,7 +108,7 @@ def test_the_shared_secret_is_no_longer_than_hiding_theta_needs(generated) -> No
     assert 0 < beta < len(key.parties) * key.public.n
 
 
-def test_every_subset_of_t_plus_one_decrypts_and_t_cannot(generated) -> None:  # type: ignore[no-untyped-def]
+def test_every_subset_of_t_plus_one_decrypts_and_t_cannot(generated: Generated) -> None:
     params, shares, _ = generated
     key = shares[params.parties[0]].key
     rng = random.Random(5)
@@ -111,7 +121,9 @@ def test_every_subset_of_t_plus_one_decrypts_and_t_cannot(generated) -> None:  #
         combine(key, {p: partials[p] for p in params.parties[: params.threshold]})
 
 
-def test_secure_run_with_a_distributed_key_matches_plaintext(generated, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_secure_run_with_a_distributed_key_matches_plaintext(
+    generated: Generated, tmp_path: Path
+) -> None:
     from riskprop.files.keys import write_keys
     from riskprop.lab.simulate import simulate_plaintext, simulate_secure
     from riskprop.lab.synthetic import generate_dataset
@@ -156,7 +168,7 @@ def test_payload_codec_round_trips_and_rejects_garbage() -> None:
     ints = [0, -1, 2**700 + 3, -(2**64)]
     data = dkg.encode_fields([array, ints])
     decoded = dkg.decode_fields(data)
-    assert np.array_equal(decoded[0], array)  # type: ignore[arg-type]
+    assert np.array_equal(decoded[0], array)
     assert decoded[1] == ints
     for bad in (data[:-1], data + b"x", b"", b"\x00\x00\x00\x01\x09"):
         with pytest.raises(ProtocolError, match="malformed key-generation payload"):
@@ -183,23 +195,22 @@ def run_networked(
         class Dropping:
             def __init__(self, name: str) -> None:
                 self.inner = network.endpoint(name)
-                self.sent = 0
+                self.name = name
+                self.bytes_sent = 0
 
-            async def send(self, message):  # type: ignore[no-untyped-def]
+            async def send(self, message: Message) -> None:
                 if message.iteration > after_round:
                     await asyncio.sleep(3600)  # the process hangs or died: nothing more arrives
                 await self.inner.send(message)
 
-            async def receive(self):  # type: ignore[no-untyped-def]
+            async def receive(self) -> Message:
                 return await self.inner.receive()
 
         tasks = {}
         for name in params.parties:
-            transport = Dropping(name) if name == drop else network.endpoint(name)
+            transport: Transport = Dropping(name) if name == drop else network.endpoint(name)
             party = KeygenParty(params, name)
-            tasks[name] = asyncio.create_task(
-                drive_keygen(party, transport, round_timeout=timeout)  # type: ignore[arg-type]
-            )
+            tasks[name] = asyncio.create_task(drive_keygen(party, transport, round_timeout=timeout))
         honest = [tasks[p] for p in params.parties if p != drop]
         done = await asyncio.gather(*honest, return_exceptions=True)
         if drop:
@@ -261,15 +272,13 @@ def test_public_base_has_jacobi_one_and_biprimality_detects_a_non_biprime() -> N
 
 
 def test_three_node_processes_generate_a_key_over_tls_and_a_run_uses_it(
-    tmp_path, processes
-) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    from nodes import Network, assert_matches_plaintext, configure, wait_all
 
     from riskprop.files.keys import PUBLIC_FILE, load_public, load_share, share_file
     from riskprop.lab.synthetic import generate_dataset
     from riskprop.node.tls import make_ca, make_node_certificate
-    from tests.nodes import Network, assert_matches_plaintext, configure, wait_all
 
     parties = list(names(3))
     certs, keys, data = tmp_path / "certs", tmp_path / "keys", tmp_path / "data"

@@ -17,6 +17,7 @@ from riskprop.errors import ProtocolError
 from riskprop.protocol.messages import (
     MAGIC,
     Abort,
+    Body,
     Codec,
     DecryptRequest,
     Done,
@@ -50,7 +51,7 @@ DESCRIPTOR = RunDescriptor(
     precision_bits=48,
 )
 
-BODIES = {
+BODIES: dict[str, Body] = {
     "hello": Hello(
         DESCRIPTOR,
         7,
@@ -110,12 +111,14 @@ def test_round_trip_every_kind(kind: str) -> None:
     assert type(decoded.body) is type(original.body)
     assert encode(decoded, WIDTH) == data
     if isinstance(original.body, Scores | DecryptRequest):
+        assert isinstance(decoded.body, Scores | DecryptRequest)
         assert isinstance(decoded.body.values, Rerandomized)
 
 
 @pytest.mark.parametrize("kind", ["scores", "decrypt_request", "partial"])
 def test_value_body_is_fixed_width_integers(kind: str) -> None:
     body = BODIES[kind]
+    assert isinstance(body, Scores | DecryptRequest | Partial)
     data = encode(message(body), WIDTH)
     header = header_of(data)
     assert header["count"] == len(body.values)
@@ -136,9 +139,9 @@ def test_only_rerandomized_ciphertexts_can_be_sent() -> None:
     values = (mpz(5), mpz(7))
     for kind in (Scores, DecryptRequest):
         with pytest.raises(TypeError, match="carries only re-randomised ciphertexts"):
-            kind(values)
+            kind(values)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="carries only re-randomised ciphertexts"):
-            kind(list(values))
+            kind(list(values))  # type: ignore[arg-type]
         assert kind(Rerandomized(values)).values == values
     assert Partial(values).values == values  # partial decryptions are not ciphertexts
 
@@ -297,9 +300,11 @@ def _mutations() -> list[tuple[str, str, Any]]:
     out += [("scores", "count", v) for v in ("4", 4.0, None, True, "<delete>")]
     out += [("scores", "width", v) for v in ("128", 128.0, None, "<delete>")]
     out += [("abort", "reason", v) for v in (1, None, ["x"], "<delete>")]
-    out += [("hello", "rosters", v) for v in ("abc", 1, None, [1], [["a", 2]], [{"a": 1}])]
+    rosters: tuple[Any, ...] = ("abc", 1, None, [1], [["a", 2]], [{"a": 1}])
+    out += [("hello", "rosters", v) for v in rosters]
     out += [("hello", "n_accounts", v) for v in ("7", 7.5, None, True, "<delete>")]
-    out += [("hello", "descriptor", v) for v in ([], "x", 1, None, {}, "<delete>")]
+    descriptors: tuple[Any, ...] = ([], "x", 1, None, {}, "<delete>")
+    out += [("hello", "descriptor", v) for v in descriptors]
     out += [("kind_unknown", "kind", "hello_world")]
     return out
 

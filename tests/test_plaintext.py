@@ -428,7 +428,8 @@ def reference(
         for account, risk in accounts:
             order.append((name, account))
             score[name, account] = float(str(risk))
-        kept, loops, implicit = [], 0, 0
+        kept: list[tuple[Key, Key, float, int]] = []
+        loops = implicit = 0
         for raw in transactions:
             src, dst, amount, period = parse_row(raw)
             if src == dst:
@@ -438,7 +439,7 @@ def reference(
         # implicit accounts: own-bank endpoints, id_source column first, then id_destination
         for column in (0, 1):
             for row in kept:
-                key = row[column]
+                key = row[1] if column else row[0]
                 if key[0] == name and key not in score:
                     order.append(key)
                     score[key] = 0.0

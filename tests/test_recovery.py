@@ -18,7 +18,7 @@ from riskprop.node.driver import drive
 from riskprop.node.journal import FileJournal, MemoryJournal
 from riskprop.node.transport import InMemoryNetwork
 from riskprop.protocol.checkpoint import decode_checkpoint, encode_checkpoint
-from riskprop.protocol.messages import Codec, RunDescriptor
+from riskprop.protocol.messages import Codec, Message, RunDescriptor
 from riskprop.protocol.session import RunSession
 
 ITERATIONS = 2
@@ -56,7 +56,9 @@ async def run(
     journals = {name: MemoryJournal() for name in parties}
     sessions = {b.name: RunSession(descriptor, b, shares[b.name]) for b in dataset.banks}
 
-    def start(name: str, session: RunSession, pending: list | None = None) -> asyncio.Task[None]:  # type: ignore[type-arg]
+    def start(
+        name: str, session: RunSession, pending: list[Message] | None = None
+    ) -> asyncio.Task[None]:
         return asyncio.create_task(
             drive(
                 session,
@@ -197,7 +199,7 @@ async def run_with_lost_rejoin(
     banks = {b.name: b for b in dataset.banks}
     sessions = {name: RunSession(descriptor, banks[name], shares[name]) for name in parties}
 
-    def start(name: str, pending: list | None = None) -> asyncio.Task[None]:  # type: ignore[type-arg]
+    def start(name: str, pending: list[Message] | None = None) -> asyncio.Task[None]:
         coroutine = drive(
             sessions[name], network.endpoint(name), idle_timeout=5, journal=journals[name],
             resume_with=pending,

@@ -488,11 +488,11 @@ def test_late_partial_from_a_replaced_helper_is_ignored(cycle_data: Path) -> Non
         pump.post(session.start())
     pump.run()
     bob = sessions["bob"]
-    assert bob.phase is Phase.DECRYPTING and bob.overdue_peers() == ["charlie"]
+    assert phase(bob) is Phase.DECRYPTING and bob.overdue_peers() == ["charlie"]
     # what drive does when charlie stays silent for idle_timeout
     pump.post(bob.peer_unavailable("charlie"))
     pump.run()
-    assert bob.phase is Phase.FINISHING and bob.result is not None
+    assert phase(bob) is Phase.FINISHING and bob.result is not None
     late = [m for m in pump.held if isinstance(m.body, Partial)]
     assert len(late) == 1
     pump.deliver(late[0])  # charlie was only slow: its answer arrives after all
@@ -616,6 +616,17 @@ class TappedRun:
         return [m for m, _ in self.sent if isinstance(m.body, kind)]
 
 
+def values_of(message: Message) -> tuple[mpz, ...]:
+    """The values a ``Scores``, ``DecryptRequest`` or ``Partial`` message carries."""
+    assert isinstance(message.body, Scores | DecryptRequest | Partial)
+    return message.body.values
+
+
+def phase(session: RunSession) -> Phase:
+    """``session.phase``, read afresh where a test checks it before and after a step."""
+    return session.phase
+
+
 @pytest.fixture(scope="module")
 def tapped(tmp_path_factory: pytest.TempPathFactory) -> TappedRun:
     banks = bank_specs(PRIVACY_ACCOUNTS, PRIVACY_FILES)
@@ -690,7 +701,7 @@ def test_ciphertexts_are_fresh_units_and_decrypt_to_the_senders_scores(tapped: T
     }
     checked = 0
     for message in tapped.of(Scores) + tapped.of(DecryptRequest):
-        for value in message.body.values:  # type: ignore[union-attr]
+        for value in values_of(message):
             assert n <= value < n2
             assert gmpy2.gcd(value, n) == 1
             assert int(value) not in encoded
@@ -758,13 +769,13 @@ def test_partials_only_answer_the_requester(tapped: TappedRun) -> None:
 
 
 def test_no_ciphertext_is_sent_twice(tapped: TappedRun) -> None:
-    scores = [int(v) for m in tapped.of(Scores) for v in m.body.values]  # type: ignore[union-attr]
+    scores = [int(v) for m in tapped.of(Scores) for v in values_of(m)]
     assert len(scores) == len(set(scores))
     # a requester sends the same ciphertexts to each of its helpers (they must decrypt the
     # same values), but they are fresh: none was sent before, by anyone
     requested: dict[str, tuple[int, ...]] = {}
     for message in tapped.of(DecryptRequest):
-        values = tuple(int(v) for v in message.body.values)  # type: ignore[union-attr]
+        values = tuple(int(v) for v in values_of(message))
         assert requested.setdefault(message.sender, values) == values
     flat = [v for values in requested.values() for v in values]
     assert len(requested) == len(PRIVACY_ACCOUNTS)
@@ -780,7 +791,7 @@ def test_no_ciphertext_is_sent_twice(tapped: TappedRun) -> None:
     for message in tapped.of(Scores):
         if (message.sender, message.recipient) == ("dora", "alice"):
             roster = rosters["dora", "alice"][message.period]
-            zeros.append(message.body.values[roster.index(D[1])])  # type: ignore[union-attr]
+            zeros.append(values_of(message)[roster.index(D[1])])
     assert len(zeros) == len(tapped.descriptor.periods) * PRIVACY_ITERATIONS
     assert len(set(zeros)) == len(zeros)
     assert full_decrypt(tapped.shares, zeros) == [0] * len(zeros)
@@ -940,7 +951,7 @@ def read_scores(path: Path) -> tuple[list[tuple[str, str]], np.ndarray]:
 def test_cli_keygen_then_secure_simulate(cycle_data: Path, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     made = riskprop(
-        "keygen", "--parties", "alice,bob,charlie", "--threshold", "1", "--key-bits", KEY_BITS,
+        "keygen", "--parties", "alice,bob,charlie", "--threshold", "1", "--key-bits", str(KEY_BITS),
         "--out", keys,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -963,7 +974,7 @@ def test_cli_keygen_then_secure_simulate(cycle_data: Path, tmp_path: Path) -> No
 def test_cli_overflow_is_one_line_and_exit_1(cycle_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "never.csv"
     result = riskprop(
-        "simulate", cycle_data, "--secure", "--key-bits", KEY_BITS, "-T", "50", "--out", out
+        "simulate", cycle_data, "--secure", "--key-bits", str(KEY_BITS), "-T", "50", "--out", out
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

@@ -165,7 +165,7 @@ def test_key_files_modes_and_round_trip(key_dir: Path) -> None:
     assert public.threshold == 1
     assert public.public.bits == KEY_BITS
     assert "share" not in json.loads((key_dir / "public.json").read_text())
-    shares = {}
+    shares: dict[str, KeyShare] = {}
     for party in public.parties:
         path = share_file(key_dir, party)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
