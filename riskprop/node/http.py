@@ -51,7 +51,8 @@ class HttpSettings:
     host: str
     port: int
     server_ssl: ssl.SSLContext | None
-    client_ssl: ssl.SSLContext | None
+    #: peer name -> client context that accepts only that peer's certificate (empty: plain)
+    client_ssl: Mapping[str, ssl.SSLContext]
     pinned: Mapping[str, str]  # peer name -> sha256 of its certificate (optional pins)
     max_body_bytes: int = 256 * 2**20
     connect_timeout: float = 60.0
@@ -101,7 +102,7 @@ class HttpTransport:
             raise ProtocolError(
                 f"cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror})"
             ) from None
-        connector = aiohttp.TCPConnector(ssl=self.settings.client_ssl or False, limit_per_host=4)
+        connector = aiohttp.TCPConnector(limit_per_host=4)
         self._client = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
@@ -185,6 +186,7 @@ class HttpTransport:
             raise PeerUnavailableError(peer)
         data = self.codec.encode(message)
         url = self.settings.peers[peer].rstrip("/") + PATH
+        context: ssl.SSLContext | bool = self.settings.client_ssl.get(peer, False)
         headers = {"Content-Type": "application/octet-stream", SENDER_HEADER: self.name}
         loop = asyncio.get_running_loop()
         window = (
@@ -197,7 +199,8 @@ class HttpTransport:
         async with self._locks[peer]:
             while True:
                 try:
-                    async with self._client.post(url, data=data, headers=headers) as response:
+                    post = self._client.post(url, data=data, headers=headers, ssl=context)
+                    async with post as response:
                         if response.status < 300:
                             break
                         text = (await response.text())[:200]

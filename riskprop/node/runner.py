@@ -63,13 +63,25 @@ def prepare_session(config: PlayerConfig) -> RunSession:
 
 
 def http_settings(config: PlayerConfig) -> HttpSettings:
-    """Transport settings: TLS contexts from the certificate files, pins, limits."""
-    server_ssl = client_ssl = None
+    """Transport settings: TLS contexts from the certificate files (one client context per
+    peer, which accepts only that peer's certificate), pins, limits."""
+    pinned = {
+        p.name: certificate_fingerprint(p.certificate)
+        for p in config.network.parties
+        if p.certificate is not None
+    }
+    server_ssl = None
+    client_ssl = {}
     if not config.insecure:
-        if config.tls_certificate is None or config.tls_key is None or config.network.ca is None:
+        cert, key, ca = config.tls_certificate, config.tls_key, config.network.ca
+        if cert is None or key is None or ca is None:
             raise ConfigError(f"{config.path}: tls certificate, key and network ca are required")
-        server_ssl = server_context(config.tls_certificate, config.tls_key, config.network.ca)
-        client_ssl = client_context(config.tls_certificate, config.tls_key, config.network.ca)
+        server_ssl = server_context(cert, key, ca)
+        client_ssl = {
+            p.name: client_context(cert, key, ca, server=p.name, pin=pinned.get(p.name))
+            for p in config.network.parties
+            if p.name != config.player
+        }
     else:
         log.warning("%s: --insecure: plain HTTP, peers are not authenticated", config.player)
     return HttpSettings(
@@ -80,11 +92,7 @@ def http_settings(config: PlayerConfig) -> HttpSettings:
         port=config.listen_port,
         server_ssl=server_ssl,
         client_ssl=client_ssl,
-        pinned={
-            p.name: certificate_fingerprint(p.certificate)
-            for p in config.network.parties
-            if p.certificate is not None
-        },
+        pinned=pinned,
         max_body_bytes=config.max_body_bytes,
         connect_timeout=config.timeouts.connect,
         reconnect_timeout=max(config.timeouts.connect, config.timeouts.idle),

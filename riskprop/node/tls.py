@@ -185,12 +185,54 @@ def server_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
     return _load_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), cert, key, ca)
 
 
-def client_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+def client_context(
+    cert: Path, key: Path, ca: Path, *, server: str | None = None, pin: str | None = None
+) -> ssl.SSLContext:
     """TLS (>= 1.2) client presenting ``cert``, verifying the server and its host name
-    against ``ca``."""
+    against ``ca``. With ``server`` the handshake also fails unless the server's certificate
+    names that party (common name or DNS name) and, with ``pin``, has that SHA-256
+    fingerprint: a member of the network on the peer's address learns nothing, as the
+    request is never sent."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = True
+    if server is not None:
+        context.sslobject_class = _expecting(server, pin)
     return _load_chain(context, cert, key, ca)
+
+
+def certificate_names(peercert: Mapping[str, Any] | None) -> set[str]:
+    """The subject common names and DNS names of ``getpeercert()``'s dictionary."""
+    if not peercert:
+        return set()
+    names = {
+        value
+        for rdn in peercert.get("subject", ())
+        for attribute, value in rdn
+        if attribute == "commonName" and isinstance(value, str)
+    }
+    names.update(v for k, v in peercert.get("subjectAltName", ()) if k == "DNS")
+    return names
+
+
+def _expecting(party: str, pin: str | None) -> type[ssl.SSLObject]:
+    """An ``SSLObject`` whose handshake fails unless the server is ``party`` (and pinned)."""
+
+    class PartyCheck(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()  # the chain and the host name are verified by now
+            names = certificate_names(self.getpeercert())
+            if party not in names:
+                shown = ", ".join(sorted(names)) or "no name"
+                raise ssl.SSLCertVerificationError(
+                    f"the server's certificate names {shown}, not {party}"
+                )
+            der = self.getpeercert(binary_form=True)
+            if pin is not None and (der is None or certificate_fingerprint(der) != pin):
+                raise ssl.SSLCertVerificationError(
+                    f"the server's certificate is not the one pinned for {party}"
+                )
+
+    return PartyCheck
 
 
 def peer_name(peercert: Mapping[str, Any] | None) -> str | None:
