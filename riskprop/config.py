@@ -26,6 +26,11 @@ from riskprop.errors import ConfigError, ParameterError
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 DEFAULT_MAX_BODY_MB = 256
+#: The largest message header a node decodes (``protocol.messages.MAX_HEADER_BYTES``).
+MAX_HEADER_MB = 64
+DEFAULT_RESULTS_MODE = 0o600
+#: Bits a results mode may have: the owner reads and writes, a group may read; others nothing.
+ALLOWED_RESULTS_MODE = 0o640
 #: The run parameters of the ``run`` section, named as everywhere (``riskprop.core.params``).
 RUN_KEYS = ("iterations", "delta_a", "delta_b", "precision_bits", "periods")
 #: Old names still read, with a deprecation warning: old -> new.
@@ -81,6 +86,21 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """The ``limits`` section besides ``max_body_mb``: what the node grants its clients
+    (``riskprop.node.limits.InboundLimits`` says what each bounds)."""
+
+    max_connections: int = 256
+    max_connections_per_address: int = 16
+    handshake_timeout: float = 10.0
+    max_concurrent_bodies: int = 16
+    max_concurrent_bodies_per_peer: int = 4
+    #: the most accounts one bank of the network holds (None: not known)
+    max_accounts: int | None = None
+    max_header_bytes: int = MAX_HEADER_MB * 2**20
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """The ``run`` section: the run's id and its parameters (``riskprop.core.params``)."""
 
@@ -103,7 +123,10 @@ class PlayerConfig:
     run: RunSettings
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_body_bytes: int = DEFAULT_MAX_BODY_MB * 2**20
+    limits: Limits = field(default_factory=Limits)
     insecure: bool = False
+    #: mode of risk_scores.csv and run-report.json (0600; 0640 for a group that reads them)
+    results_mode: int = DEFAULT_RESULTS_MODE
 
 
 # ------------------------------------------------------------------------- reading
@@ -195,6 +218,22 @@ def _positive(value: Any) -> float:
     if number <= 0:
         raise ValueError(f"must be > 0 (got {number:g})")
     return number
+
+
+def _results_mode(value: Any) -> int:
+    """A file mode as octal digits (``"0640"``; YAML may already have read ``0640`` as 416)."""
+    if isinstance(value, str):
+        try:
+            mode = int(value, 8)
+        except ValueError:
+            raise ValueError(f'expected octal digits such as "0640", got {value!r}') from None
+    else:
+        mode = expect_int(value)
+    if mode & ~ALLOWED_RESULTS_MODE or not mode & 0o600 == 0o600:
+        raise ValueError(
+            f"must give the owner read and write and others nothing, at most 0640 (got {mode:04o})"
+        )
+    return mode
 
 
 def _periods(value: Any) -> tuple[int, ...]:
@@ -335,6 +374,7 @@ def load_player_config(
         "run",
         "timeouts",
         "limits",
+        "results_mode",
     )
     named = top.get("player", _string)
     if named != player:
@@ -362,7 +402,7 @@ def load_player_config(
     run = _run_settings(top.section("run"), given)
     timeouts = _timeouts(top.section("timeouts", required=False))
     limits = top.section("limits", required=False)
-    limits.only("max_body_mb")
+    inbound = _limits(limits)
     max_body_bytes = int(limits.get("max_body_mb", _positive, float(DEFAULT_MAX_BODY_MB)) * 2**20)
     if max_body_bytes < 1:
         raise limits.error("max_body_mb", "must allow at least one byte")
@@ -386,7 +426,9 @@ def load_player_config(
         run=run,
         timeouts=timeouts,
         max_body_bytes=max_body_bytes,
+        limits=inbound,
         insecure=insecure,
+        results_mode=top.get("results_mode", _results_mode, DEFAULT_RESULTS_MODE),
     )
 
 
@@ -398,6 +440,45 @@ def _timeouts(section: _Section) -> Timeouts:
         request=section.get("request", _positive, defaults.request),
         idle=section.get("idle", _positive, defaults.idle),
         deadline=section.get("deadline", _positive, defaults.deadline),
+    )
+
+
+def _count(value: Any) -> int:
+    number = expect_int(value)
+    if number < 1:
+        raise ValueError(f"must be >= 1 (got {number})")
+    return number
+
+
+def _limits(section: _Section) -> Limits:
+    section.only(
+        "max_body_mb",
+        "max_header_mb",
+        "max_accounts",
+        "max_connections",
+        "max_connections_per_address",
+        "handshake_timeout",
+        "max_concurrent_bodies",
+        "max_concurrent_bodies_per_peer",
+    )
+    defaults = Limits()
+    header_mb = section.get("max_header_mb", _positive, float(MAX_HEADER_MB))
+    if header_mb > MAX_HEADER_MB:
+        raise section.error("max_header_mb", f"must be at most {MAX_HEADER_MB} (got {header_mb:g})")
+    return Limits(
+        max_connections=section.get("max_connections", _count, defaults.max_connections),
+        max_connections_per_address=section.get(
+            "max_connections_per_address", _count, defaults.max_connections_per_address
+        ),
+        handshake_timeout=section.get("handshake_timeout", _positive, defaults.handshake_timeout),
+        max_concurrent_bodies=section.get(
+            "max_concurrent_bodies", _count, defaults.max_concurrent_bodies
+        ),
+        max_concurrent_bodies_per_peer=section.get(
+            "max_concurrent_bodies_per_peer", _count, defaults.max_concurrent_bodies_per_peer
+        ),
+        max_accounts=section.get("max_accounts", _count) if section.given("max_accounts") else None,
+        max_header_bytes=max(1, int(header_mb * 2**20)),
     )
 
 

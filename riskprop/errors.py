@@ -25,3 +25,11 @@ class ParameterError(ConfigError):
         super().__init__(f"{name}: {problem}")
         self.name = name
         self.problem = problem
+
+
+class StorageError(RiskpropError):
+    """The node could not write its state or results (disk full, read-only, gone)."""
+
+
+class StoppedError(RiskpropError):
+    """The node was asked to stop (SIGTERM/SIGINT) and did; its last checkpoint resumes it."""

@@ -18,7 +18,7 @@ from riskprop.cli.lab import detection, generate, simulate
 from riskprop.cli.local import certs, demo, setup_local
 from riskprop.cli.node import keygen, node_options, run, run_node_command
 from riskprop.cli.options import CONTEXT
-from riskprop.errors import ParameterError, RiskpropError
+from riskprop.errors import ParameterError, RiskpropError, StoppedError
 
 
 @click.group(context_settings=CONTEXT, invoke_without_command=True)
@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except StoppedError as exc:
+        click.echo(f"riskprop: {exc}", err=True)
+        sys.exit(0)
     except ParameterError as exc:
         flag = "--" + exc.name.replace("_", "-")
         click.echo(f"riskprop: error: {flag}: {exc.problem}", err=True)

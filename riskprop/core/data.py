@@ -14,6 +14,7 @@ accounts by ``(bank code, position)`` where the bank code indexes ``banks``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.abc
 import sys
 from collections.abc import Iterable, Sequence
@@ -87,6 +88,23 @@ def load_bank(directory: Path, name: str, banks: Sequence[str]) -> BankData:
             raise InputError(f"{path}: file not found")
     ids, scores = _read_accounts(accounts_path)
     return _read_transactions(transactions_path, name, tuple(banks), ids, scores)
+
+
+def data_digest(directory: Path) -> str:
+    """SHA-256 (hex) over a bank's ``accounts.csv`` and ``transactions.csv`` as stored: names a
+    run's input, so that a run id reused with other data is noticed."""
+    digest = hashlib.sha256()
+    for name in ("accounts.csv", "transactions.csv"):
+        path = directory / name
+        digest.update(name.encode() + b"\0")
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def skip_pandas_probe() -> None:

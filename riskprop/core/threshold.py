@@ -31,7 +31,7 @@ from gmpy2 import mpz
 
 from riskprop.core.modexp import powmod_many
 from riskprop.core.paillier import PublicKey
-from riskprop.errors import ConfigError
+from riskprop.errors import ConfigError, ProtocolError
 
 DEFAULT_STATISTICAL_SECURITY = 128
 
@@ -156,5 +156,10 @@ def combine(key: ThresholdKey, partials: Mapping[str, Sequence[mpz]]) -> list[in
         u = mpz(1)
         for value, e in zip(column, exps, strict=True):
             u = u * gmpy2.powmod(value, e, n2) % n2
+        if (u - 1) % n:
+            raise ProtocolError(
+                "partial decryptions do not combine to a plaintext (u != 1 mod N): a helper "
+                "sent a wrong partial decryption, or a ciphertext was damaged"
+            )
         out.append(int((u - 1) // n * inv % n))
     return out

@@ -14,10 +14,12 @@ Layout of a node's output directory::
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from riskprop.core.types import FloatArray
-from riskprop.errors import InputError
+from riskprop.errors import InputError, ProtocolError
 from riskprop.files.atomic import atomic_write_text
 
 RESULTS_FILE = "risk_scores.csv"
@@ -71,9 +73,22 @@ def write_or_print(text: str, out: Path | None) -> None:
         atomic_write_text(out, text)
 
 
-def write_scores(path: Path, account_ids: Sequence[str], scores: FloatArray) -> None:
-    """``id,risk_score`` for one bank's accounts, atomically."""
-    atomic_write_text(path, scores_csv(SCORES_HEADER, [(i,) for i in account_ids], scores))
+def write_scores(
+    path: Path, account_ids: Sequence[str], scores: FloatArray, *, mode: int = 0o600
+) -> str:
+    """``id,risk_score`` for one bank's accounts, atomically, readable by ``mode``; returns
+    the SHA-256 (hex) of what was written. Refuses, before writing anything, a score outside
+    [0, 1] or not a number: results it cannot vouch for are never written."""
+    values = np.asarray(scores, dtype=np.float64)
+    bad = np.flatnonzero(~((values >= 0.0) & (values <= 1.0)))
+    if bad.size:
+        raise ProtocolError(
+            f"{bad.size} decrypted score(s) outside [0, 1] (first: account "
+            f"{account_ids[int(bad[0])]!r}, {values[int(bad[0])]!r}); nothing written"
+        )
+    text = scores_csv(SCORES_HEADER, [(i,) for i in account_ids], values)
+    atomic_write_text(path, text, mode=mode)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def read_score_rows(path: Path, header: Sequence[str]) -> list[tuple[list[str], float]]:
@@ -96,9 +111,20 @@ def read_score_rows(path: Path, header: Sequence[str]) -> list[tuple[list[str], 
     return parsed
 
 
-def read_scores(path: Path, account_ids: Sequence[str]) -> FloatArray:
+def read_scores(path: Path, account_ids: Sequence[str], *, sha256: str | None = None) -> FloatArray:
     """A bank's saved scores, in account order (as ``write_scores`` wrote them); an
-    ``InputError`` when the file does not list exactly these accounts in this order."""
+    ``InputError`` when the file does not list exactly these accounts in this order or, with
+    ``sha256``, is not byte for byte what was written."""
+    if sha256 is not None:
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+        if digest != sha256:
+            raise InputError(
+                f"{path}: changed since the run wrote it (its checksum in {REPORT_FILE} "
+                "differs); start with --fresh"
+            )
     rows = read_score_rows(path, SCORES_HEADER)
     if [key[0] for key, _ in rows] != list(account_ids):
         raise InputError(f"{path}: does not list this bank's accounts; start with --fresh")
@@ -125,6 +151,10 @@ class NodeReport:
     warnings: tuple[str, ...] = field(default=())
     #: CPU seconds of the session's thread per phase (``seconds`` is wall time)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    #: what the run was started with (descriptor fields, a digest of the bank's data)
+    identity: dict[str, str] = field(default_factory=dict)
+    #: SHA-256 (hex) of ``results`` as written
+    results_sha256: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeReport:
@@ -138,6 +168,8 @@ class NodeReport:
             bytes_sent=int(data["bytes_sent"]),
             wall_seconds=float(data["wall_seconds"]),
             cpu_seconds={str(k): float(v) for k, v in data.get("cpu_seconds", {}).items()},
+            identity={str(k): str(v) for k, v in data.get("identity", {}).items()},
+            results_sha256=str(data.get("results_sha256", "")),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -151,20 +183,64 @@ class NodeReport:
             "bytes_sent": self.bytes_sent,
             "wall_seconds": self.wall_seconds,
             "cpu_seconds": self.cpu_seconds,
+            "identity": self.identity,
+            "results_sha256": self.results_sha256,
         }
 
 
-def write_report(output: Path, report: NodeReport) -> None:
-    atomic_write_text(output / REPORT_FILE, json.dumps(report.to_json(), indent=1) + "\n")
+def _report_mac(fields: dict[str, object], key: bytes) -> str:
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, b"run-report|" + canonical, hashlib.sha256).hexdigest()
 
 
-def read_report(output: Path) -> NodeReport:
-    """The report in ``output`` (an ``InputError`` when it is missing or malformed)."""
+def write_report(
+    output: Path, report: NodeReport, *, key: bytes | None = None, mode: int = 0o600
+) -> None:
+    """``run-report.json`` atomically; with ``key`` it carries a MAC over its content, which
+    ``read_report(..., key=key)`` verifies."""
+    fields = report.to_json()
+    if key is not None:
+        fields["mac"] = _report_mac(fields, key)
+    atomic_write_text(output / REPORT_FILE, json.dumps(fields, indent=1) + "\n", mode=mode)
+
+
+def read_report(output: Path, *, key: bytes | None = None) -> NodeReport:
+    """The report in ``output`` (an ``InputError`` when it is missing or malformed, or, with
+    ``key``, when its MAC does not verify)."""
     path = output / REPORT_FILE
     try:
-        return NodeReport.from_json(json.loads(path.read_text(encoding="utf-8")))
+        fields = json.loads(path.read_text(encoding="utf-8"))
+        if key is not None:
+            mac = fields.pop("mac", None)
+            if not isinstance(mac, str) or not hmac.compare_digest(mac, _report_mac(fields, key)):
+                raise InputError(
+                    f"{path}: changed since the run wrote it (or another bank's); "
+                    "start with --fresh"
+                )
+        return NodeReport.from_json(fields)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{path}: not a readable run report ({exc})") from None
+
+
+def describe_changes(old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    """What differs between two run identities, for people (``""`` when nothing does):
+    ``iterations 3 -> 5, the bank's data``."""
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        if name == "data":
+            changes.append("the bank's data")
+        else:
+            changes.append(f"{name} {_short(before)} -> {_short(after)}")
+    return ", ".join(changes)
+
+
+def _short(value: str | None) -> str:
+    if value is None:
+        return "(none)"
+    return value if len(value) <= 24 else value[:16] + "..."
 
 
 def previous_run(output: Path) -> str | None:

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
-from riskprop.errors import ProtocolError, RiskpropError
+from riskprop.errors import InputError, ProtocolError, StorageError
 from riskprop.node.journal import Journal
+from riskprop.node.stopping import in_thread, until_stopped
 from riskprop.node.transport import PeerUnavailableError, Transport
 from riskprop.protocol.checkpoint import encode_checkpoint
 from riskprop.protocol.messages import Abort, Message, Rejoin
@@ -25,10 +26,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: How many idle time-outs a party with its result waits for its peers' completion.
 FINISHING_PATIENCE = 3
-
-
-class StoppedError(RiskpropError):
-    """The node was asked to stop (SIGTERM); its last checkpoint lets it resume."""
+#: Seconds an abort notice may take to reach a peer.
+ABORT_NOTICE = 10.0
 
 
 async def drive(
@@ -50,12 +49,24 @@ async def drive(
     session's (CPU-heavy) work runs in a worker thread so the event loop keeps serving the
     network meanwhile. With a ``journal`` the driver checkpoints and can replay; a session
     restored from a checkpoint passes that checkpoint's pending messages as ``resume_with``.
-    Setting ``stop`` makes the driver raise ``StoppedError`` at the next message boundary.
-    ``on_result`` runs as soon as the session has its result and *before* it tells anyone
-    ``Done``: once peers may leave, the result must already be safe. On a protocol error every
-    peer is told (best effort) and the error propagates.
+    Setting ``stop`` makes the driver raise ``StoppedError`` within ``STOP_GRACE`` seconds
+    (see ``node.stopping``). ``on_result`` runs as soon as the session has its result and
+    *before* it tells anyone ``Done``: once peers may leave, the result must already be safe.
+    On a protocol or storage error every peer is told (best effort, bounded in time) and the
+    error propagates, so nobody waits out a time-out for a node that is gone.
     """
     driver = _Driver(session, transport, journal, offload, on_result)
+
+    def what() -> str:
+        return f"{session.name}: {session.phase.value}"
+
+    await until_stopped(_pump(driver, idle_timeout, resume_with), stop, what)
+
+
+async def _pump(
+    driver: _Driver, idle_timeout: float, resume_with: Sequence[Message] | None
+) -> None:
+    session, transport, journal = driver.session, driver.transport, driver.journal
     try:
         if journal is None or driver.restarted:
             # Ask every peer to replay what it sent us: after a crash our inbox is gone. A
@@ -69,7 +80,7 @@ async def drive(
         while not session.done:
             finishing = session.phase is Phase.FINISHING
             timeout = idle_timeout * (FINISHING_PATIENCE if finishing else 1)
-            message = await driver.next_message(timeout, stop)
+            message = await driver.next_message(timeout)
             if message is None:
                 overdue = session.overdue_peers()
                 if not overdue:
@@ -87,7 +98,7 @@ async def drive(
                     await driver.send_all([Message(run_id, session.name, peer, Rejoin(True))])
             else:
                 await driver.checkpoint_then_send(await driver.call(session.receive, message))
-    except ProtocolError as exc:
+    except (ProtocolError, StorageError, InputError) as exc:
         await _abort_peers(session, transport, str(exc))
         raise
 
@@ -108,36 +119,22 @@ class _Driver:
         self.on_result = on_result
         self.checkpointed = 0
         self.restarted = journal is not None and journal.restarted
+        self.busy = asyncio.Lock()
 
     async def call(self, method: Callable[[T], list[Message]], argument: T) -> list[Message]:
-        if self.offload:
-            return await asyncio.to_thread(method, argument)
-        return method(argument)
+        """``method(argument)`` on the session, one at a time (in a daemon thread with
+        ``offload``, so the event loop keeps serving the network and a stop is prompt)."""
+        async with self.busy:
+            if self.offload:
+                return await in_thread(method, argument)
+            return method(argument)
 
-    async def next_message(self, timeout: float, stop: asyncio.Event | None) -> Message | None:
-        """The next message, or None after ``timeout``; raises ``StoppedError`` when asked to."""
-        if stop is not None and stop.is_set():
-            self.stopped()
-        receive = asyncio.ensure_future(self.transport.receive())
-        waiters: set[asyncio.Future[object]] = {receive}  # type: ignore[arg-type]
-        stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-        if stopper is not None:
-            waiters.add(stopper)  # type: ignore[arg-type]
-        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if stopper is not None:
-            stopper.cancel()
-        if receive in done:
-            return receive.result()
-        receive.cancel()
-        if stopper is not None and stopper in done:
-            self.stopped()
-        return None
-
-    def stopped(self) -> NoReturn:
-        raise StoppedError(
-            f"{self.session.name}: stopped on request during {self.session.phase.value}; "
-            "the same command resumes the run"
-        )
+    async def next_message(self, timeout: float) -> Message | None:
+        """The next message, or None after ``timeout``."""
+        try:
+            return await asyncio.wait_for(self.transport.receive(), timeout)
+        except TimeoutError:
+            return None
 
     async def checkpoint_then_send(self, messages: list[Message]) -> None:
         """Checkpoint at a new safe point (the messages included), then send them."""
@@ -149,8 +146,11 @@ class _Driver:
         ):
             width = session.public.ciphertext_bytes
             snapshot = session.snapshot()
-            data = await asyncio.to_thread(encode_checkpoint, snapshot, messages, width)
-            self.journal.save_checkpoint(data)
+            data = await in_thread(encode_checkpoint, snapshot, messages, width)
+            try:
+                self.journal.save_checkpoint(data)
+            except OSError as exc:
+                raise StorageError(f"cannot save the checkpoint ({exc.strerror})") from None
             self.checkpointed = session.safe_points
         if self.on_result is not None and session.result is not None:
             self.on_result()  # before the Done among ``messages`` lets peers leave
@@ -158,17 +158,33 @@ class _Driver:
         await self.send_all(messages)
 
     async def send_all(self, messages: Iterable[Message]) -> None:
+        """Send each peer its messages in order, peers concurrently; a peer found unavailable
+        is reported to the session, and what is still queued for it is dropped (a peer that
+        is gone after it finished does not hold this node up once per message)."""
         pending = list(messages)
         while pending:
-            message = pending.pop(0)
+            by_peer: dict[str, list[Message]] = {}
+            for message in pending:
+                by_peer.setdefault(message.recipient, []).append(message)
+            outcomes = await asyncio.gather(*(self._send_in_order(q) for q in by_peer.values()))
+            pending = [m for more in outcomes for m in more]
+
+    async def _send_in_order(self, messages: list[Message]) -> list[Message]:
+        """Send ``messages`` (all to one peer); returns what the session wants sent next."""
+        for message in messages:
+            if message.recipient in self.session.unavailable:
+                continue
             try:
                 await self.transport.send(message)
             except PeerUnavailableError as exc:
                 log.warning("%s: %s", self.session.name, exc)
-                pending.extend(await self.call(self.session.peer_unavailable, exc.peer))
-                continue
+                return await self.call(self.session.peer_unavailable, exc.peer)
             if self.journal is not None and message.seq:
-                self.journal.record(message)
+                try:
+                    self.journal.record(message)
+                except OSError as exc:
+                    raise StorageError(f"cannot write the journal ({exc.strerror})") from None
+        return []
 
     async def replay(self, peer: str) -> None:
         """Send ``peer`` again everything it got from us (it restarted)."""
@@ -188,7 +204,11 @@ class _Driver:
 
 
 async def _abort_peers(session: RunSession, transport: Transport, reason: str) -> None:
-    for peer in session.peers:
+    """Tell every peer the run is over, concurrently and for at most ``ABORT_NOTICE`` s."""
+
+    async def tell(peer: str) -> None:
         message = Message(session.descriptor.run_id, session.name, peer, Abort(reason[:500]))
-        with contextlib.suppress(PeerUnavailableError, OSError, ProtocolError):
-            await transport.send(message)
+        with contextlib.suppress(PeerUnavailableError, OSError, ProtocolError, TimeoutError):
+            await asyncio.wait_for(transport.send(message), ABORT_NOTICE)
+
+    await asyncio.gather(*(tell(peer) for peer in session.peers))

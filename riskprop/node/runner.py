@@ -9,8 +9,10 @@ protocol within the run deadline. Results are written atomically only after the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,22 +20,26 @@ from pathlib import Path
 
 from riskprop.config import PlayerConfig
 from riskprop.core import modexp
-from riskprop.core.data import load_bank
-from riskprop.errors import ConfigError, ProtocolError
+from riskprop.core.data import data_digest, load_bank
+from riskprop.errors import ConfigError, ProtocolError, StorageError
 from riskprop.files.keys import load_share
 from riskprop.files.results import (
     REPORT_FILE,
     RESULTS_FILE,
     NodeReport,
+    describe_changes,
     previous_run,
     read_report,
     read_scores,
     write_report,
     write_scores,
 )
+from riskprop.files.sealed import state_key
 from riskprop.node.driver import drive
 from riskprop.node.http import HttpSettings, HttpTransport
-from riskprop.node.journal import FileJournal
+from riskprop.node.journal import FileJournal, remove_journal
+from riskprop.node.limits import inbound_limits
+from riskprop.node.stopping import in_thread, until_stopped
 from riskprop.node.tls import certificate_fingerprint, client_context, server_context
 from riskprop.node.transport import PeerUnavailableError
 from riskprop.protocol.checkpoint import decode_checkpoint
@@ -97,6 +103,7 @@ def http_settings(config: PlayerConfig) -> HttpSettings:
         connect_timeout=config.timeouts.connect,
         reconnect_timeout=max(config.timeouts.connect, config.timeouts.idle),
         request_timeout=config.timeouts.request,
+        limits=inbound_limits(config.limits),
     )
 
 
@@ -109,6 +116,26 @@ def set_aside_stale_results(output: Path) -> None:
             target = output / f"{name}.{earlier}.previous"
             path.replace(target)
             log.warning("moved %s of an earlier run to %s", path, target)
+
+
+def run_identity(config: PlayerConfig, session: RunSession) -> dict[str, str]:
+    """What a run is started with: every descriptor field, and a digest of the bank's data.
+    Checkpoints and results are bound to it; a run id reused with other inputs is refused."""
+    identity = {k: json.dumps(v, sort_keys=True) for k, v in session.descriptor.to_json().items()}
+    identity["data"] = data_digest(config.data)
+    return identity
+
+
+def check_output(output: Path) -> None:
+    """One line, before anything is sent, when results could not be written to ``output``."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output}: the output path is a file, not a directory")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{output}: cannot write results here ({exc.strerror})") from None
 
 
 def resume_session(
@@ -140,19 +167,31 @@ async def run_node(
 ) -> NodeReport:
     """Run this bank's side of the protocol and write its results.
 
-    A checkpoint of the same run in OUT/.riskprop/<run_id>/ is resumed unless ``fresh``.
-    Setting ``stop`` (the CLI does on SIGTERM) ends the node at the next message boundary;
-    its checkpoint stays for the next start. ``progress`` is called with one line on where
-    the run stands twice a second, and with ``""`` at the end.
+    A checkpoint of the same run in OUT/.riskprop/<run_id>/ is resumed unless ``fresh``; it
+    and the results are bound to the run's identity (``run_identity``), so a run id reused
+    with other inputs is refused unless ``fresh``. Setting ``stop`` (the CLI does on
+    SIGTERM) ends the node within about a second, whatever it is doing, with
+    ``StoppedError``; its checkpoint stays for the next start. ``progress`` is called with
+    one line on where the run stands twice a second, and with ``""`` at the end.
     """
     started = time.perf_counter()
-    session = prepare_session(config)
+    session = await in_thread(prepare_session, config)  # the loop stays free for a stop
+    check_output(config.output)
     run_id = config.run.run_id
-    width = session.public.ciphertext_bytes
+    key = state_key(session.share.secret)
+    identity = run_identity(config, session)
     journal_dir = config.output / ".riskprop" / run_id
     if fresh:
-        FileJournal(journal_dir, width).discard()
-    journal = FileJournal(journal_dir, width)
+        remove_journal(journal_dir)
+    elif previous_run(config.output) == run_id:
+        earlier = read_report(config.output, key=key)
+        changes = describe_changes(earlier.identity, identity)
+        if changes:
+            raise ConfigError(
+                f"{config.output / REPORT_FILE}: run {run_id} was completed with other inputs "
+                f"({changes}); use a new run id, or --fresh to run it again"
+            )
+    journal = FileJournal(journal_dir, session.public.ciphertext_bytes, key=key, identity=identity)
     if previous_run(config.output) == run_id and not fresh:
         if journal.load_checkpoint() is None:
             # The run completed (its journal is gone): tell the peers once more, and stop.
@@ -161,11 +200,16 @@ async def run_node(
                 "%s: run %s is already complete (--fresh runs it again)", config.player, run_id
             )
             await announce_done(config, session)
-            return read_report(config.output)
+            return read_report(config.output, key=key)
         # Killed after saving its result, before its peers were done: it still owes them
         # partial decryptions, so it comes back as a helper with its saved result.
         session, _ = resume_session(session, journal)
-        saved = read_scores(config.output / RESULTS_FILE, session.bank.account_ids)
+        saved_report = read_report(config.output, key=key)
+        saved = read_scores(
+            config.output / RESULTS_FILE,
+            session.bank.account_ids,
+            sha256=saved_report.results_sha256,
+        )
         resume_with: list[Message] | None = session.finish_with(saved)
         log.info("%s: result already saved; serving the peers until they are done", config.player)
     else:
@@ -187,6 +231,7 @@ async def run_node(
     )
     ticker = asyncio.create_task(_progress(session, progress)) if progress else None
     transport = HttpTransport(settings, Codec.for_key(session.public))
+    results_sha256 = ""
 
     def report() -> NodeReport:
         return NodeReport(
@@ -200,17 +245,31 @@ async def run_node(
             bytes_sent=transport.bytes_sent,
             wall_seconds=time.perf_counter() - started,
             warnings=session.bank.warnings,
+            identity=identity,
+            results_sha256=results_sha256,
         )
 
+    def save_report() -> None:
+        write_report(config.output, report(), key=key, mode=config.results_mode)
+
     def write_results() -> None:
+        nonlocal results_sha256
         assert session.result is not None  # called once the result is known
         write_started = Stopwatch.start()
-        write_scores(config.output / RESULTS_FILE, session.bank.account_ids, session.result)
+        results_sha256 = write_scores(
+            config.output / RESULTS_FILE,
+            session.bank.account_ids,
+            session.result,
+            mode=config.results_mode,
+        )
         session.stats.lap("write", write_started)
-        write_report(config.output, report())
+        save_report()
 
-    # Save the result the moment it is known (unless it was saved before the restart).
-    on_result = write_results if session.result is None else None
+    if session.result is None:  # save the result the moment it is known
+        on_result: Callable[[], None] | None = storing(write_results, config.output)
+    else:  # it was saved before the restart
+        on_result = None
+        results_sha256 = saved_report.results_sha256
     try:
         async with transport:
             try:
@@ -239,9 +298,22 @@ async def run_node(
             progress("")
         journal.close()
     final = report()
-    write_report(config.output, final)  # with the figures of the whole run
+    storing(save_report, config.output)()  # with the figures of the whole run
     journal.discard()  # the run is complete: nothing left to resume
     return final
+
+
+def storing(write: Callable[[], None], where: Path) -> Callable[[], None]:
+    """``write`` with a disk error (full, read-only, gone) as one ``StorageError`` line, which
+    the driver announces to the peers before it stops."""
+
+    def guarded() -> None:
+        try:
+            write()
+        except OSError as exc:
+            raise StorageError(f"{exc.filename or where}: cannot write ({exc.strerror})") from None
+
+    return guarded
 
 
 async def announce_done(config: PlayerConfig, session: RunSession) -> None:
@@ -272,13 +344,24 @@ async def _progress(session: RunSession, progress: Progress) -> None:
 def run_node_sync(
     config: PlayerConfig, *, fresh: bool = False, progress: Progress | None = None
 ) -> NodeReport:
-    """Run the node; SIGTERM and SIGINT stop it cleanly at the next message boundary."""
+    """Run the node; SIGTERM and SIGINT stop it within ``STOP_GRACE`` seconds, whatever it is
+    doing, with one line at once and ``StoppedError`` (its checkpoint kept for the next start).
+    """
 
     async def main() -> NodeReport:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        return await run_node(config, fresh=fresh, stop=stop, progress=progress)
+        where = [f"{config.player}: starting"]
+
+        def track(line: str) -> None:
+            if line:
+                where[0] = line
+            if progress is not None:
+                progress(line)
+
+        work = run_node(config, fresh=fresh, progress=track)
+        return await until_stopped(work, stop, lambda: where[0])
 
     return asyncio.run(main())

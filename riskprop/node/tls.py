@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import re
 import ssl
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,20 @@ def make_node_certificate(
     return cert_path, key_path
 
 
+def check_private(path: Path, what: str) -> None:
+    """Refuse a secret file that group or others may read (as for key shares)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: {what} is accessible by group/others (mode {mode:04o}); run: chmod 600 {path}"
+        )
+
+
 def _load_chain(context: ssl.SSLContext, cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+    check_private(key, "TLS private key")
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
     try:

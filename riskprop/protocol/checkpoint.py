@@ -22,7 +22,7 @@ from typing import Any
 from gmpy2 import mpz
 
 from riskprop.core.paillier import Rerandomized
-from riskprop.errors import ConfigError
+from riskprop.errors import ConfigError, ProtocolError
 from riskprop.protocol.messages import Message, RunDescriptor, decode, encode
 
 MAGIC = b"RPK1"
@@ -120,6 +120,6 @@ def decode_checkpoint(data: bytes, where: str) -> tuple[SessionSnapshot, list[Me
             packed=Rerandomized(packed),  # saved after re-randomisation
             asked=tuple(str(a) for a in header["asked"]),
         )
-    except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, struct.error, ProtocolError) as exc:
         raise ConfigError(f"{where}: unreadable checkpoint ({exc}); start with --fresh") from None
     return snapshot, pending

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -217,6 +218,11 @@ class RunSession:
         if self.phase is Phase.DECRYPTING and peer in self._asked and peer not in self._partials:
             out.extend(self._ask_helpers())
         return out + self._advance()
+
+    @property
+    def unavailable(self) -> frozenset[str]:
+        """Peers found unreachable in this run: nothing more is sent to them."""
+        return frozenset(self._unavailable)
 
     def overdue_peers(self) -> list[str]:
         """Peers a time-out may give up on without failing the run: decryption helpers that
@@ -527,6 +533,7 @@ class RunSession:
     def _finish_decryption(self) -> None:
         started = Stopwatch.start()
         plain = combine(self.share.key, self._partials)
+        check_packed(plain, self.slot_bits, self.slots, self.bank.n_accounts)
         values = unpack(plain, self.slot_bits, self.slots, self.bank.n_accounts)
         self.result = self.fixed.decode(values, self.descriptor.total_iterations)
         self.stats.lap("decrypt", started)
@@ -571,6 +578,30 @@ class RunSession:
             period=period,
             iteration=iteration,
             seq=self._seq[peer],
+        )
+
+
+def check_packed(plaintexts: Sequence[int], slot_bits: int, slots: int, count: int) -> None:
+    """Refuse decrypted packed plaintexts that no honest run produces: by the fixed-point
+    bound every slot value is at most ``2**(slot_bits - 1)`` and a plaintext holding ``k``
+    values is below ``2**(k * slot_bits)``. Damaged ciphertexts (on disk or on the wire) or a
+    wrong partial decryption fail this with overwhelming probability, so nothing out of
+    range is ever decoded or written."""
+    bound = 1 << (slot_bits - 1)
+    mask = (1 << slot_bits) - 1
+    for index, plaintext in enumerate(plaintexts):
+        held = min(slots, count - index * slots)
+        rest = plaintext
+        for _ in range(max(held, 0)):
+            if rest & mask > bound:
+                break
+            rest >>= slot_bits
+        else:
+            if rest == 0:
+                continue
+        raise ProtocolError(
+            f"decrypted value {index + 1} of {len(plaintexts)} is out of range: a ciphertext "
+            "was damaged or a partial decryption is wrong; no result is written"
         )
 
 
