@@ -8,7 +8,8 @@ A sealed file is::
 an extension, a file of another kind (another magic) or of another bank fails verification,
 and so does a forgery by anyone who cannot read the share. Records appended to a log
 (:func:`seal_record`) carry their position in the MAC, so records cannot be dropped from the
-middle, reordered or repeated unnoticed; only an incomplete last record (a crash while
+middle, reordered or repeated unnoticed. A record's length has a MAC of its own, so a damaged
+length is not mistaken for the end of the log: only an incomplete last record (a crash while
 appending) is recognisable as such and dropped by the reader.
 """
 
@@ -22,6 +23,8 @@ from pathlib import Path
 from riskprop.errors import InputError
 
 MAC_BYTES = 32
+#: A record's length carries a MAC of its own, shortened: it only tells damage from a crash.
+HEADER_MAC_BYTES = 8
 _LENGTH = struct.Struct(">Q")
 _RECORD = struct.Struct(">I")
 
@@ -77,10 +80,16 @@ def unseal(magic: bytes, data: bytes, key: bytes, path: Path, remedy: str) -> by
     return payload
 
 
+def _record_header(index: int, size: int, key: bytes) -> bytes:
+    length = _RECORD.pack(size)
+    return length + _mac(key, b"length", _LENGTH.pack(index), length)[:HEADER_MAC_BYTES]
+
+
 def seal_record(index: int, payload: bytes, key: bytes) -> bytes:
-    """Record number ``index`` of a log: ``u32 length | payload | MAC(index, length, payload)``."""
-    length = _RECORD.pack(len(payload))
-    return length + payload + _mac(key, _LENGTH.pack(index), length, payload)
+    """Record number ``index`` of a log: ``u32 length | MAC(index, length)[:8] | payload |
+    MAC(index, header, payload)``."""
+    header = _record_header(index, len(payload), key)
+    return header + payload + _mac(key, _LENGTH.pack(index), header, payload)
 
 
 def unseal_records(data: bytes, key: bytes, path: Path, remedy: str) -> tuple[list[bytes], int]:
@@ -89,15 +98,19 @@ def unseal_records(data: bytes, key: bytes, path: Path, remedy: str) -> tuple[li
     record that fails verification is a ``DamagedFileError``."""
     records: list[bytes] = []
     offset = 0
-    while offset + _RECORD.size <= len(data):
-        (size,) = _RECORD.unpack(data[offset : offset + _RECORD.size])
-        end = offset + _RECORD.size + size + MAC_BYTES
+    head = _RECORD.size + HEADER_MAC_BYTES
+    while offset + head <= len(data):
+        header = data[offset : offset + head]
+        (size,) = _RECORD.unpack(header[: _RECORD.size])
+        if not hmac.compare_digest(header, _record_header(len(records), size, key)):
+            raise DamagedFileError(
+                path, f"damaged: record {len(records) + 1} fails its checksum", remedy
+            )
+        end = offset + head + size + MAC_BYTES
         if end > len(data):
             break
-        payload = data[offset + _RECORD.size : offset + _RECORD.size + size]
-        expected = _mac(
-            key, _LENGTH.pack(len(records)), data[offset : offset + _RECORD.size], payload
-        )
+        payload = data[offset + head : end - MAC_BYTES]
+        expected = _mac(key, _LENGTH.pack(len(records)), header, payload)
         if not hmac.compare_digest(expected, data[end - MAC_BYTES : end]):
             raise DamagedFileError(
                 path, f"damaged: record {len(records) + 1} fails its checksum", remedy
