@@ -80,8 +80,9 @@ class FileJournal:
         self.key = key
         # created before the node listens: if it is there, an earlier process listened
         self.restarted = directory.is_dir()
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
+        for level in (directory.parent, directory):  # OUT/.riskprop and its run directory
+            level.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(level, 0o700)
         self._check_identity(dict(identity))
         self._sent: dict[str, list[Message]] = defaultdict(list)
         self._records = 0

@@ -31,7 +31,7 @@ def test_files_are_private(tmp_path: Path) -> None:
     files.save_checkpoint(b"checkpoint")
     files.record(Message("run", "alice", "bob", Done(), seq=1))
     files.close()
-    assert mode(tmp_path / "run") == 0o700
+    assert mode(tmp_path) == mode(tmp_path / "run") == 0o700
     for name in ("checkpoint.bin", "outbox.log", "identity.bin"):
         assert mode(tmp_path / "run" / name) == 0o600, name
 
