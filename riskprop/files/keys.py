@@ -3,13 +3,21 @@
 The format is the same whether a trusted dealer or the distributed key generation made the
 key, so runs do not care which. Integers are hexadecimal strings. A share file holds the public
 data too, so a node needs only its own file.
+
+The distributed key generation writes in two steps (``StagedKey``): the share and the public key
+go to temporary files beside their targets first, and are renamed into place only once every
+bank has confirmed it wrote its own. So a target share exists only after a complete generation,
+and a temporary one is never valid: a later start removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +47,147 @@ def _public_fields(key: ThresholdKey) -> dict[str, Any]:
     }
 
 
+def _share_text(share: KeyShare) -> str:
+    fields = _public_fields(share.key) | {"party": share.party, "share": format(share.secret, "x")}
+    return json.dumps(fields, indent=1) + "\n"
+
+
+def _public_text(key: ThresholdKey) -> str:
+    return json.dumps(_public_fields(key), indent=1) + "\n"
+
+
 def write_share(path: Path, share: KeyShare) -> None:
     """Write one party's share file (mode 0600, atomically)."""
-    fields = _public_fields(share.key) | {"party": share.party, "share": format(share.secret, "x")}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(fields, indent=1) + "\n", mode=0o600)
+    atomic_write_text(path, _share_text(share), mode=0o600)
 
 
 def write_public(path: Path, key: ThresholdKey) -> None:
     """Write the public key file (what every party and auditor may read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(_public_fields(key), indent=1) + "\n")
+    atomic_write_text(path, _public_text(key))
+
+
+@dataclass(frozen=True)
+class StagedKey:
+    """A generated key on its way to ``share`` and ``public``: ``write`` puts both in temporary
+    files beside them (0600, fsynced), ``commit`` renames them into place (the share last, so
+    that its presence means the public file is in place too), ``discard`` removes them.
+
+    The temporary names are fixed per party (``.<share name>.keygen.tmp`` and
+    ``.public.json.<party>.keygen.tmp``): banks may share one directory and one public file,
+    and a start can find what an interrupted generation left.
+    """
+
+    share: Path
+    public: Path
+    party: str
+
+    @classmethod
+    def beside(cls, share: Path, party: str) -> StagedKey:
+        return cls(share, share.parent / PUBLIC_FILE, party)
+
+    @property
+    def share_tmp(self) -> Path:
+        return self.share.parent / f".{self.share.name}.keygen.tmp"
+
+    @property
+    def public_tmp(self) -> Path:
+        return self.public.parent / f".{self.public.name}.{self.party}.keygen.tmp"
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files of this party's earlier, interrupted generations (including those of
+        a plain atomic write of the share, ``.<share name>.*.tmp``)."""
+        found = {self.public_tmp} if self.public_tmp.exists() else set()
+        prefix = f".{self.share.name}."
+        if self.share.parent.is_dir():
+            found.update(
+                path
+                for path in self.share.parent.iterdir()
+                if path.name.startswith(prefix) and path.name.endswith(".tmp")
+            )
+        return sorted(found)
+
+    def remove_leftovers(self) -> list[Path]:
+        """Remove ``leftovers()``; return what was removed."""
+        try:
+            removed = self.leftovers()
+            for path in removed:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"{exc.filename or self.share.parent}: cannot remove the temporary files of an "
+                f"interrupted key generation ({exc.strerror or exc})"
+            ) from None
+        return removed
+
+    def check_writable(self) -> None:
+        """Fail now, not after the generation, if the temporary files cannot be made."""
+        try:
+            for tmp in (self.share_tmp, self.public_tmp):
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                _write_new(tmp, b"")
+        except OSError as exc:
+            raise ConfigError(
+                f"{exc.filename or self.share.parent}: cannot write the key share there "
+                f"({exc.strerror or exc})"
+            ) from None
+        finally:
+            self.discard()
+
+    def write(self, share: KeyShare) -> None:
+        """Both files, complete and on disk, under their temporary names (mode 0600)."""
+        try:
+            self.share.parent.mkdir(parents=True, exist_ok=True)
+            self.public.parent.mkdir(parents=True, exist_ok=True)
+            _write_new(self.share_tmp, _share_text(share).encode())
+            _write_new(self.public_tmp, _public_text(share.key).encode())
+        except OSError as exc:
+            self.discard()
+            raise ConfigError(
+                f"{exc.filename or self.share_tmp}: cannot write the key share "
+                f"({exc.strerror or exc})"
+            ) from None
+
+    def commit(self) -> None:
+        """Rename the written files over their targets (the public file first)."""
+        try:
+            os.chmod(self.public_tmp, 0o644)
+            os.replace(self.public_tmp, self.public)
+            os.replace(self.share_tmp, self.share)
+            _fsync_directory(self.share.parent)
+        except OSError as exc:
+            self.discard()
+            raise ConfigError(
+                f"{exc.filename or self.share}: cannot move the key share into place "
+                f"({exc.strerror or exc})"
+            ) from None
+
+    def discard(self) -> None:
+        for tmp in (self.share_tmp, self.public_tmp):
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` afresh (mode 0600, never through a symbolic link) with ``data``, fsynced."""
+    path.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make renames in ``directory`` durable (where the platform allows opening a directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_keys(directory: Path, shares: Sequence[KeyShare]) -> list[Path]:
