@@ -186,7 +186,9 @@ def keygen(
     With --player NAME every bank runs this command at the same time; the nodes generate
     N = pq and the decryption key shares jointly over mutual TLS (Boneh-Franklin with
     distributed sieving), so nobody ever learns p, q or the key. Each node writes only its own
-    share (mode 0600) and public.json beside it.
+    share (mode 0600) and public.json beside it, and only once every bank has confirmed that it
+    wrote the same key: after any failure no bank has a new share, and the same command starts
+    over. SIGTERM or Ctrl-C abandons the generation at every bank.
 
     With --parties and --out this process deals every share itself: whoever runs it can
     decrypt everything. Use that for tests only.
@@ -210,10 +212,8 @@ def keygen(
             click.echo(f"wrote {path}")
         return
 
-    import asyncio
-
     from riskprop.config import load_player_config
-    from riskprop.node.keygen import keygen_node, keygen_params
+    from riskprop.node.keygen import keygen_node_sync, keygen_params
 
     config = load_player_config(
         config_dir,
@@ -224,5 +224,5 @@ def keygen(
     )
     t = default_threshold(len(config.network.names)) if threshold is None else threshold
     params = keygen_params(config, bits=key_bits, threshold=t, sigma=sigma, session=session)
-    path = asyncio.run(keygen_node(config, params, force=force))
+    path = keygen_node_sync(config, params, force=force)
     click.echo(f"{player}: key share written to {path}")
