@@ -2,10 +2,19 @@
 
 Inbound (``POST /riskprop/v1/messages``, body = one encoded message):
 
+0. Connections are bounded before anything is read (``riskprop.node.limits``): in all and per
+   remote address, a TLS handshake time-out, an idle time-out, and no spinning or flooding
+   the log when the process runs out of descriptors.
 1. Mutual TLS: the TLS layer already refused clients without a certificate signed by the CA.
    The peer's identity is its certificate's common name; anything but a peer of the network
    (or a certificate that differs from a pinned one) gets 403 *before the body is read*.
-2. A declared body over the limit gets 413, again before reading.
+2. The body limit is that of the run's largest message (``limits.body_limit``: the largest
+   header, and ``max_values`` values of the Codec's width), capped by ``max_body_bytes``.
+   A declared body over it gets 413 before reading; a chunked one that grows past it, 413
+   when it does. At most ``max_concurrent_bodies`` bodies (``..._per_peer`` from one peer)
+   are read and decoded at once; other requests wait their turn. A body that has not
+   arrived ``request_timeout`` seconds after its turn came gets 408. Either closes the
+   connection.
 3. The body must decode (400), come from the certificate's owner (403), be addressed to this
    node (400) and belong to this run (409); the run's ``Codec`` refuses malformed bodies and
    values outside (0, N^2) (400).
@@ -25,12 +34,13 @@ import logging
 import ssl
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
 from riskprop.errors import ProtocolError
+from riskprop.node.limits import InboundLimits, Listener, body_limit
 from riskprop.node.tls import certificate_fingerprint, peer_name
 from riskprop.node.transport import PeerUnavailableError
 from riskprop.protocol.messages import Abort, Codec, Message, Rejoin, Scores
@@ -39,6 +49,10 @@ log = logging.getLogger(__name__)
 
 PATH = "/riskprop/v1/messages"
 SENDER_HEADER = "X-Riskprop-Sender"  # identity in --insecure mode only
+
+
+class _BodyTooLargeError(Exception):
+    """A body without a declared length grew past the limit."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,7 @@ class HttpSettings:
     #: Once a peer was reached, how long to keep trying it (it may be restarting).
     reconnect_timeout: float = 600.0
     request_timeout: float = 60.0
+    limits: InboundLimits = field(default_factory=InboundLimits)
 
     @property
     def insecure(self) -> bool:
@@ -79,24 +94,35 @@ class HttpTransport:
         self._seen: set[tuple[str, str, int, int]] = set()
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._reached: set[str] = set()
+        limits = settings.limits
+        #: the largest body accepted (see the module doc)
+        self.body_limit = body_limit(settings.max_body_bytes, self.codec.width, limits)
+        self._bodies = asyncio.Semaphore(limits.max_concurrent_bodies)
+        self._peer_bodies = {
+            peer: asyncio.Semaphore(limits.max_concurrent_bodies_per_peer)
+            for peer in settings.peers
+        }
         self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self._client: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app = web.Application(client_max_size=self.body_limit)
         app.router.add_post(PATH, self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner,
-            self.settings.host,
-            self.settings.port,
-            ssl_context=self.settings.server_ssl,
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.settings.limits.idle_timeout,
         )
+        await self._runner.setup()
+        server = self._runner.server
+        assert server is not None  # made by setup()
+        self._listener = Listener(self.name, server, self.settings.limits, self.settings.server_ssl)
         try:
-            await site.start()
+            await self._listener.start(self.settings.host, self.settings.port)
         except OSError as exc:
             await self._runner.cleanup()
             raise ProtocolError(
@@ -111,6 +137,8 @@ class HttpTransport:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+        if self._listener is not None:
+            await self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -141,26 +169,51 @@ class HttpTransport:
                 return None
         return name
 
-    def _reject(self, status: int, reason: str, peer: str | None) -> web.Response:
+    def _reject(
+        self, status: int, reason: str, peer: str | None, *, close: bool = False
+    ) -> web.Response:
         self.rejected += 1
         log.warning("%s: rejected a request from %s: %d %s", self.name, peer or "?", status, reason)
-        return web.Response(status=status, text=reason)
+        response = web.Response(status=status, text=reason)
+        if close:
+            response.force_close()  # no keep-alive: the connection ends with this answer
+        return response
+
+    async def _read_body(self, request: web.Request, limit: int) -> bytes:
+        """The body, if it has at most ``limit`` bytes and arrives within the request
+        time-out (``_BodyTooLargeError``, ``TimeoutError``)."""
+        chunks: list[bytes] = []
+        size = 0
+        async with asyncio.timeout(self.settings.request_timeout):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise _BodyTooLargeError
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _handle(self, request: web.Request) -> web.Response:
         peer = self._identify(request)
         if peer is None or peer not in self.settings.peers:
             return self._reject(403, "not a peer of this network", peer)
+        limit = self.body_limit
         length = request.content_length
-        if length is not None and length > self.settings.max_body_bytes:
-            return self._reject(413, f"body over {self.settings.max_body_bytes} bytes", peer)
-        try:
-            data = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._reject(413, f"body over {self.settings.max_body_bytes} bytes", peer)
-        try:
-            message = self.codec.decode(data)
-        except ProtocolError as exc:
-            return self._reject(400, str(exc), peer)
+        if length is not None and length > limit:
+            return self._reject(413, f"body over {limit} bytes", peer)
+        async with self._peer_bodies[peer], self._bodies:
+            try:
+                data = await self._read_body(request, limit)
+            except _BodyTooLargeError:
+                return self._reject(413, f"body over {limit} bytes", peer, close=True)
+            except TimeoutError:
+                timeout = self.settings.request_timeout
+                return self._reject(408, f"body not received in {timeout:g} s", peer, close=True)
+            except (ConnectionError, web.RequestPayloadError) as exc:
+                return self._reject(400, f"body not received ({exc})", peer, close=True)
+            try:
+                message = self.codec.decode(data)
+            except ProtocolError as exc:
+                return self._reject(400, str(exc), peer)
         if message.sender != peer:
             return self._reject(403, f"message claims sender {message.sender!r}", peer)
         if message.recipient != self.name:
