@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import signal
@@ -482,4 +483,11 @@ def keygen_node_sync(
             config, params, force=force, stop=stop, before_confirm=before_confirm
         )
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except KeygenStoppedError:
+        # The abandoned step's thread still holds the generation's state (for a 2048-bit key,
+        # enough containers that the collector's last pass at exit takes most of a second):
+        # the process is about to end, so leave what exists now to the exit.
+        gc.freeze()
+        raise
