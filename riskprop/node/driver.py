@@ -146,7 +146,10 @@ class _Driver:
         ):
             width = session.public.ciphertext_bytes
             snapshot = session.snapshot()
-            data = await in_thread(encode_checkpoint, snapshot, messages, width)
+            if self.offload:  # off the event loop, as the session's own work
+                data = await in_thread(encode_checkpoint, snapshot, messages, width)
+            else:
+                data = encode_checkpoint(snapshot, messages, width)
             try:
                 self.journal.save_checkpoint(data)
             except OSError as exc:
