@@ -12,6 +12,7 @@ import pytest
 from riskprop.core.data import Dataset, load_dataset
 from riskprop.core.params import RunParameters
 from riskprop.core.threshold import KeyShare, deal
+from riskprop.files.sealed import state_key
 from riskprop.lab.simulate import simulate_plaintext
 from riskprop.lab.synthetic import generate_dataset
 from riskprop.node.driver import drive
@@ -138,13 +139,14 @@ def test_checkpoint_round_trip_and_file_journal(
     # no plaintext score is in a checkpoint: only ciphertexts (units mod N) and public data
     n = shares["alice"].key.public.n
     assert all(int(c) >= n for c in (*snapshot.state, *snapshot.packed))
-    files = FileJournal(tmp_path / "journal", width)
+    key, identity = state_key(shares["alice"].secret), {"run": descriptor.run_id}
+    files = FileJournal(tmp_path / "journal", width, key=key, identity=identity)
     files.save_checkpoint(journal.checkpoint)
     for peer in ("bob", "charlie"):
         for message in journal.sent_to(peer):
             files.record(message)
     files.close()
-    reopened = FileJournal(tmp_path / "journal", width)
+    reopened = FileJournal(tmp_path / "journal", width, key=key, identity=identity)
     assert reopened.load_checkpoint() == journal.checkpoint
     assert reopened.sent_to("bob") == journal.sent_to("bob")
     assert (tmp_path / "journal" / "checkpoint.bin").stat().st_mode & 0o077 == 0
@@ -152,7 +154,7 @@ def test_checkpoint_round_trip_and_file_journal(
     reopened.close()
     with (tmp_path / "journal" / "outbox.log").open("ab") as handle:
         handle.write(b"\x00\x00\x10\x00partial")
-    again = FileJournal(tmp_path / "journal", width)
+    again = FileJournal(tmp_path / "journal", width, key=key, identity=identity)
     assert again.sent_to("charlie") == journal.sent_to("charlie")
     again.discard()
     assert not (tmp_path / "journal").exists()
