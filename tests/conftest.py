@@ -9,12 +9,18 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # test modules import the plain helpers as ``helpers``, whatever pytest's import mode
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import BankSpec, WriteDataset, write_dataset
+
+# Hypothesis judges examples by their count, never by the clock: its default per-example
+# deadline (200 ms) and its too-slow health check fail tests on a busy machine.
+settings.register_profile("riskprop", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("riskprop")
 
 
 @pytest.fixture

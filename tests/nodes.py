@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import random
 import subprocess
 import sys
 import threading
@@ -57,8 +56,16 @@ class Network:
         log = (self.root / f"{party}.log").open("ab")  # a restart appends
         return subprocess.Popen(self.command(party), stdout=log, stderr=subprocess.STDOUT)
 
-    def log(self, party: str) -> str:
-        return (self.root / f"{party}.log").read_text(errors="replace")
+    def log(self, party: str, since: int = 0) -> str:
+        """``party``'s node log (every process of it appends), from byte ``since`` on."""
+        with (self.root / f"{party}.log").open("rb") as handle:
+            handle.seek(since)
+            return handle.read().decode(errors="replace")
+
+    def log_size(self, party: str) -> int:
+        """Bytes in ``party``'s log so far (where a process started next begins)."""
+        path = self.root / f"{party}.log"
+        return path.stat().st_size if path.exists() else 0
 
     def results_text(self) -> dict[str, str]:
         return {p: (self.out / p / "risk_scores.csv").read_text() for p in self.parties}
@@ -155,15 +162,20 @@ class FaultyLinks:
     """A TCP proxy in front of every node that delays and loses traffic, on loopback.
 
     There is no netem here, so loss is modelled where TCP makes it visible: each forwarded
-    chunk waits ``latency`` seconds; with probability ``loss`` it waits a retransmission
-    time-out more (what a lost segment costs a TCP stream); and with probability ``reset``
-    a connection is cut mid-stream, which the nodes' retries and de-duplication must absorb.
+    chunk waits ``latency`` seconds; every ``lose_every``-th chunk (over all links) waits a
+    retransmission time-out more (what a lost segment costs a TCP stream); and every
+    ``cut_every``-th connection is cut once it has forwarded ``cut_after`` chunks towards its
+    node (past the TLS handshake, into a request), which the nodes' retries and de-duplication
+    must absorb. The faults are counted, not drawn: how many there are depends on the traffic,
+    not on how a busy machine interleaves the connections.
     """
 
-    def __init__(self, latency: float, loss: float, reset: float, seed: int) -> None:
-        self.latency, self.loss, self.reset = latency, loss, reset
-        self.rng = random.Random(seed)
-        self.chunks = self.lost = self.resets = 0
+    def __init__(
+        self, latency: float, *, lose_every: int = 20, cut_every: int = 2, cut_after: int = 3
+    ) -> None:
+        self.latency = latency
+        self.lose_every, self.cut_every, self.cut_after = lose_every, cut_every, cut_after
+        self.chunks = self.lost = self.resets = self.connections = 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -189,30 +201,33 @@ class FaultyLinks:
         except OSError:
             writer.close()
             return
-        cut = self.rng.random() < self.reset
+        self.connections += 1
+        cut = self.connections % self.cut_every == 0
         await asyncio.gather(
-            self._pipe(reader, up_writer, cut),
-            self._pipe(up_reader, writer, False),
+            self._pipe(reader, up_writer, self.cut_after if cut else None),
+            self._pipe(up_reader, writer, None),
             return_exceptions=True,
         )
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cut: bool
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cut_after: int | None
     ) -> None:
+        forwarded = 0
         try:
             while chunk := await reader.read(65536):
                 self.chunks += 1
                 delay = self.latency
-                if self.rng.random() < self.loss:
+                if self.chunks % self.lose_every == 0:
                     self.lost += 1
                     delay += 0.6  # a retransmission time-out
                 await asyncio.sleep(delay)
-                if cut and self.rng.random() < 0.5:
+                writer.write(chunk)
+                await writer.drain()
+                forwarded += 1
+                if forwarded == cut_after:
                     self.resets += 1
                     writer.transport.abort()
                     return
-                writer.write(chunk)
-                await writer.drain()
         finally:
             writer.close()
 

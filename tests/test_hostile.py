@@ -43,7 +43,9 @@ from riskprop.protocol.messages import (
 
 FUZZ_CASES = 3000
 JUNK = b"\xff" * 128  # one value of a 512-bit key's ciphertext width (128 bytes), >= N^2
-PATIENT = {"connect": 60, "request": 30, "idle": 120, "deadline": 300}
+#: alice waits for bob and charlie while the fuzzing runs: however long a busy machine takes for
+#: it, she must not give up on them (connect) nor on the run (deadline) before they start.
+PATIENT = {"connect": 600, "request": 60, "idle": 120, "deadline": 900}
 
 
 class Client:
@@ -59,7 +61,7 @@ class Client:
         for _ in range(3):
             if self.connection is None:
                 self.connection = http.client.HTTPSConnection(
-                    self.host, self.port, context=self.context, timeout=10
+                    self.host, self.port, context=self.context, timeout=60
                 )
             try:
                 self.connection.request("POST", PATH, body=body)
@@ -95,7 +97,7 @@ def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attacked]:
             network.url("alice"),
             client_context(certs / "bob.pem", certs / "bob.key", certs / "ca.pem"),
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             try:
                 client.post(b"")

@@ -13,6 +13,7 @@ from pathlib import Path
 import gmpy2
 import numpy as np
 import pytest
+import virtualtime
 from gmpy2 import mpz
 
 from riskprop.core import dkg
@@ -217,7 +218,7 @@ def run_networked(
             tasks[drop].cancel()
         return dict(zip([p for p in params.parties if p != drop], done, strict=True))
 
-    return asyncio.run(main())
+    return virtualtime.run(main())
 
 
 def test_networked_key_generation_agrees() -> None:
@@ -252,7 +253,7 @@ def test_mismatched_parameters_abort() -> None:
             runs.append(drive_keygen(party, network.endpoint(name), round_timeout=5))
         return await asyncio.gather(*runs, return_exceptions=True)
 
-    for outcome in asyncio.run(main()):
+    for outcome in virtualtime.run(main()):
         assert isinstance(outcome, ProtocolError)
         assert "other parameters" in str(outcome) or "aborted by" in str(outcome)
 

@@ -49,7 +49,9 @@ def problems(draw: st.DrawFn) -> tuple[list[int], int, int, bool]:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(problems())
 def test_powmod_many_equals_pow(arithmetic: str, problem: tuple[list[int], int, int, bool]) -> None:
@@ -135,7 +137,9 @@ def _schedule_reference(values: list[int], row: list[int], blocks: int, modulus:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     bits=st.integers(2, 1100),

@@ -25,9 +25,13 @@ def test_nodes_in_reverse_order_match_plaintext(
     tmp_path: Path, parties: list[str], processes: list[subprocess.Popen[bytes]]
 ) -> None:
     network = make_network(tmp_path, parties)
-    for party in reversed(parties):
+    certs = network.certs
+    for index, party in reversed(list(enumerate(parties))):
         processes.append(network.start(party))
-        time.sleep(0.3)
+        # the next one starts once this one listens: the order is the test's, not the clock's
+        prober = parties[index - 1]
+        member = client_context(certs / f"{prober}.pem", certs / f"{prober}.key", certs / "ca.pem")
+        wait_listening(network.url(party), member)
     codes = wait_all(processes, 120)
     assert codes == [0] * len(parties), [network.log(p)[-2000:] for p in parties]
     assert_matches_plaintext(network)
@@ -43,16 +47,18 @@ def test_nodes_in_reverse_order_match_plaintext(
 def test_missing_peer_fails_others_with_its_name(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    timeouts = {"connect": 3, "request": 5, "idle": 20, "deadline": 60}
+    # connect: long enough for the two to reach each other however unevenly a busy machine
+    # starts them, short enough that giving up on charlie is quick
+    timeouts = {"connect": 6, "request": 6, "idle": 6, "deadline": 600}
     network = make_network(tmp_path, ["alice", "bob", "charlie"], timeouts=timeouts)
     processes.extend(network.start(p) for p in ("alice", "bob"))  # charlie never comes up
-    started = time.monotonic()
-    codes = wait_all(processes, 60)
+    codes = wait_all(processes, 300)
     assert codes == [1, 1]
-    assert time.monotonic() - started < 30
     for party in ("alice", "bob"):
+        # they gave up on charlie at the handshake (connect), not at the run's deadline
         last = network.log(party).strip().splitlines()[-1]
-        assert last.startswith("riskprop: error:") and "charlie" in last, last
+        assert last == "riskprop: error: peer charlie is unavailable during handshake", last
+        assert "gave up after 6 s" in network.log(party)
         assert not (network.out / party / "risk_scores.csv").exists()
 
 
@@ -65,7 +71,7 @@ async def post(url: str, context: ssl.SSLContext | None, body: bytes) -> int:
         return response.status
 
 
-def wait_listening(url: str, context: ssl.SSLContext, timeout: float = 30.0) -> None:
+def wait_listening(url: str, context: ssl.SSLContext, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:

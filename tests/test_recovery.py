@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import phe
 import pytest
+import virtualtime
 
 from riskprop.core.data import Dataset, load_dataset
 from riskprop.core.params import RunParameters
@@ -103,7 +104,7 @@ def test_uninterrupted_run_matches_plaintext(
     setup: tuple[Path, Dataset, dict[str, KeyShare]],
 ) -> None:
     root, dataset, shares = setup
-    results = asyncio.run(run(dataset, shares, descriptor_for(dataset, shares)))
+    results = virtualtime.run(run(dataset, shares, descriptor_for(dataset, shares)))
     reference = simulate_plaintext(root, iterations=ITERATIONS, delta_a=0.5, delta_b=0.3)
     assert (
         np.max(np.abs(np.concatenate([results[n] for n in dataset.names]) - reference.scores))
@@ -118,8 +119,8 @@ def test_crash_at_any_safe_point_gives_identical_scores(
 ) -> None:
     _, dataset, shares = setup
     descriptor = descriptor_for(dataset, shares)
-    expected = asyncio.run(run(dataset, shares, descriptor))
-    found = asyncio.run(run(dataset, shares, descriptor, victim, crash_at))
+    expected = virtualtime.run(run(dataset, shares, descriptor))
+    found = virtualtime.run(run(dataset, shares, descriptor, victim, crash_at))
     for name in dataset.names:
         assert np.array_equal(found[name], expected[name]), name  # bit for bit
 
@@ -130,7 +131,7 @@ def test_checkpoint_round_trip_and_file_journal(
     _, dataset, shares = setup
     descriptor = descriptor_for(dataset, shares)
     journal = MemoryJournal()
-    asyncio.run(run_and_keep(dataset, shares, descriptor, journal))
+    virtualtime.run(run_and_keep(dataset, shares, descriptor, journal))
     assert journal.checkpoint is not None
     snapshot, pending = decode_checkpoint(journal.checkpoint, "memory")
     assert snapshot.descriptor == descriptor and snapshot.party == "alice"
@@ -237,8 +238,8 @@ def test_a_rejoin_lost_with_a_crashed_peer_is_recovered(
 ) -> None:
     _, dataset, shares = setup
     descriptor = descriptor_for(dataset, shares)
-    expected = asyncio.run(run(dataset, shares, descriptor))
-    found = asyncio.run(run_with_lost_rejoin(dataset, shares, descriptor))
+    expected = virtualtime.run(run(dataset, shares, descriptor))
+    found = virtualtime.run(run_with_lost_rejoin(dataset, shares, descriptor))
     assert found.keys() == expected.keys()
     for name in dataset.names:
         assert np.array_equal(found[name], expected[name]), name

@@ -18,7 +18,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ import gmpy2
 import numpy as np
 import phe
 import pytest
+import virtualtime
 from gmpy2 import mpz
 from helpers import bank_specs, write_dataset
 from hypothesis import HealthCheck, given, settings
@@ -46,8 +46,9 @@ from riskprop.errors import ConfigError, ProtocolError
 from riskprop.files.keys import write_keys
 from riskprop.lab.simulate import simulate_plaintext, simulate_secure
 from riskprop.node.driver import drive
-from riskprop.node.inprocess import run_in_process
+from riskprop.node.inprocess import PartyOutcome, run_parties
 from riskprop.node.transport import InMemoryNetwork, InMemoryTransport
+from riskprop.protocol import session as session_module
 from riskprop.protocol.messages import (
     Codec,
     DecryptRequest,
@@ -149,6 +150,20 @@ def assert_same_result(secure: Any, plain: Any) -> None:
         assert secure.max_difference == pytest.approx(difference, abs=1e-15)
 
 
+def run_on_virtual_time(
+    descriptor: RunDescriptor,
+    banks: Sequence[BankData],
+    shares: Mapping[str, KeyShare],
+    *,
+    tap: Callable[[Message, bytes], None] | None = None,
+    idle_timeout: float = 30.0,
+) -> dict[str, PartyOutcome]:
+    """``node.inprocess.run_in_process`` with its time-outs on the virtual clock."""
+    return virtualtime.run(
+        run_parties(descriptor, banks, shares, tap=tap, idle_timeout=idle_timeout)
+    )
+
+
 SessionRunner = Callable[[RunSession, InMemoryTransport, InMemoryNetwork], Awaitable[None]]
 
 
@@ -181,7 +196,7 @@ def run_sessions(
         results = await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), timeout=60)
         return sessions, list(results)
 
-    sessions, results = asyncio.run(main())
+    sessions, results = virtualtime.run(main())
     return sessions, dict(zip(sessions, results, strict=True))
 
 
@@ -640,7 +655,7 @@ def tapped(tmp_path_factory: pytest.TempPathFactory) -> TappedRun:
     )
     descriptor = RunDescriptor.create("privacy", shares["alice"].key, parameters)
     sent: list[tuple[Message, bytes]] = []
-    outcomes = run_in_process(
+    outcomes = run_on_virtual_time(
         descriptor, dataset.banks, shares, tap=lambda m, b: sent.append((m, b)), idle_timeout=30.0
     )
     states = reference_states(graph, DeltaSchedule(0.6, 0.5), PRIVACY_ITERATIONS)
@@ -813,7 +828,7 @@ def test_an_account_sent_to_several_peers_is_rerandomised_once_per_step(tmp_path
     parameters = RunParameters(iterations, delta_a=0.6, delta_b=0.5)
     descriptor = RunDescriptor.create("hub", shares["alice"].key, parameters)
     sent: list[tuple[Message, bytes]] = []
-    run_in_process(
+    run_on_virtual_time(
         descriptor, dataset.banks, shares, tap=lambda m, b: sent.append((m, b)), idle_timeout=30.0
     )
     rosters = {
@@ -925,7 +940,7 @@ def test_largest_iteration_count_that_fits_is_exact(cycle_data: Path) -> None:
     f = descriptor.precision_bits
     limit = FixedPoint(f, f - SCORE_BITS_SLACK).max_iterations(shares["alice"].key.public.bits)
     at_limit = dataclasses.replace(descriptor, iterations=limit, delta_a=0.3, delta_b=0.5)
-    outcomes = run_in_process(at_limit, dataset.banks, shares, idle_timeout=30.0)
+    outcomes = run_on_virtual_time(at_limit, dataset.banks, shares, idle_timeout=30.0)
     reference = propagate(graph, DeltaSchedule(0.3, 0.5), limit)
     for name, outcome in outcomes.items():
         assert np.max(np.abs(outcome.scores - reference[bank_slice(graph, name)])) <= TOL
@@ -1040,16 +1055,46 @@ def test_phase_statistics_give_wall_and_cpu_time_per_phase(cycle_data: Path) -> 
         assert stats.cpu_seconds["decrypt"] > 0.0
 
 
-def test_stopwatch_tells_cpu_from_waiting() -> None:
+class FakeClocks:
+    """Stands in for the ``time`` module of ``protocol.session``: a wall clock and this
+    thread's CPU clock that the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.wall = 100.0
+        self.cpu = 7.0
+
+    def perf_counter(self) -> float:
+        return self.wall
+
+    def thread_time(self) -> float:
+        return self.cpu
+
+    def wait(self, seconds: float) -> None:
+        self.wall += seconds
+
+    def work(self, seconds: float) -> None:
+        self.wall += seconds
+        self.cpu += seconds
+
+
+def test_stopwatch_tells_cpu_from_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phase's wall time is the wall clock's, its CPU time the session thread's: waiting
+    adds only to the first, working to both. (Fake clocks: a real busy loop gets as much CPU
+    as a loaded machine grants it, which says nothing about the stopwatch.)"""
+    clocks = FakeClocks()
+    monkeypatch.setattr(session_module, "time", clocks)
     stats = SessionStats()
     started = Stopwatch.start()
-    time.sleep(0.2)
+    assert (started.wall, started.cpu) == (100.0, 7.0)
+    clocks.wait(0.2)
     stats.lap("sleeping", started, sent=3)
     started = Stopwatch.start()
-    deadline = time.perf_counter() + 0.2
-    while time.perf_counter() < deadline:
-        pass
+    clocks.work(0.25)
+    clocks.wait(0.5)
     stats.lap("busy", started)
-    assert stats.seconds["sleeping"] >= 0.2 and stats.cpu_seconds["sleeping"] < 0.1
-    assert stats.cpu_seconds["busy"] >= 0.1
-    assert stats.ciphertexts_sent == {"sleeping": 3, "busy": 0}
+    started = Stopwatch.start()
+    clocks.work(0.5)
+    stats.lap("busy", started, sent=2)
+    assert stats.seconds == {"sleeping": pytest.approx(0.2), "busy": pytest.approx(1.25)}
+    assert stats.cpu_seconds == {"sleeping": 0.0, "busy": pytest.approx(0.75)}
+    assert stats.ciphertexts_sent == {"sleeping": 3, "busy": 2}

@@ -28,6 +28,9 @@ from riskprop.node.tls import (
     server_context,
 )
 
+#: Seconds a test handshake's sockets wait (see ``handshake``).
+SOCKET_TIMEOUT = 60.0
+
 
 @dataclass(frozen=True)
 class Certs:
@@ -77,16 +80,18 @@ class Outcome:
 def handshake(
     server: ssl.SSLContext, client: ssl.SSLContext, server_hostname: str = "127.0.0.1"
 ) -> Outcome:
-    """One TLS connection over loopback: the server (in a thread) names its peer and says ok."""
+    """One TLS connection over loopback: the server (in a thread) names its peer and says ok.
+    The socket time-outs only stop a broken test from hanging: a refused handshake fails at
+    once, so they can be as generous as a loaded machine needs."""
     outcome = Outcome()
     listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(5)
+    listener.settimeout(SOCKET_TIMEOUT)
     port = listener.getsockname()[1]
 
     def serve() -> None:
         try:
             conn, _ = listener.accept()
-            conn.settimeout(5)
+            conn.settimeout(SOCKET_TIMEOUT)
             with server.wrap_socket(conn, server_side=True) as tls:
                 outcome.server_peer = peer_name(tls.getpeercert())
                 tls.sendall(b"ok")
@@ -97,7 +102,7 @@ def handshake(
     thread.start()
     try:
         with (
-            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT) as raw,
             client.wrap_socket(raw, server_hostname=server_hostname) as tls,
         ):
             outcome.client_peer = peer_name(tls.getpeercert())
@@ -105,7 +110,7 @@ def handshake(
     except (ssl.SSLError, OSError) as exc:
         outcome.client_error = exc
     finally:
-        thread.join(10)
+        thread.join(2 * SOCKET_TIMEOUT)
         listener.close()
     assert not thread.is_alive()
     return outcome
