@@ -21,7 +21,7 @@ from pathlib import Path
 from riskprop.config import PlayerConfig
 from riskprop.core import modexp
 from riskprop.core.data import data_digest, load_bank
-from riskprop.errors import ConfigError, ProtocolError, StorageError
+from riskprop.errors import ConfigError, ProtocolError, RiskpropError, StorageError
 from riskprop.files.keys import load_share
 from riskprop.files.results import (
     REPORT_FILE,
@@ -43,8 +43,8 @@ from riskprop.node.stopping import in_thread, until_stopped
 from riskprop.node.tls import certificate_fingerprint, client_context, server_context
 from riskprop.node.transport import PeerUnavailableError
 from riskprop.protocol.checkpoint import decode_checkpoint
-from riskprop.protocol.messages import Codec, Done, Message, RunDescriptor
-from riskprop.protocol.session import RunSession, Stopwatch
+from riskprop.protocol.messages import Abort, Codec, Done, Message, RunDescriptor
+from riskprop.protocol.session import Phase, RunSession, Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -191,31 +191,17 @@ async def run_node(
                 f"{config.output / REPORT_FILE}: run {run_id} was completed with other inputs "
                 f"({changes}); use a new run id, or --fresh to run it again"
             )
-    journal = FileJournal(journal_dir, session.public.ciphertext_bytes, key=key, identity=identity)
-    if previous_run(config.output) == run_id and not fresh:
-        if journal.load_checkpoint() is None:
-            # The run completed (its journal is gone): tell the peers once more, and stop.
-            journal.discard()
-            log.info(
-                "%s: run %s is already complete (--fresh runs it again)", config.player, run_id
-            )
-            await announce_done(config, session)
-            return read_report(config.output, key=key)
-        # Killed after saving its result, before its peers were done: it still owes them
-        # partial decryptions, so it comes back as a helper with its saved result.
-        session, _ = resume_session(session, journal)
-        saved_report = read_report(config.output, key=key)
-        saved = read_scores(
-            config.output / RESULTS_FILE,
-            session.bank.account_ids,
-            sha256=saved_report.results_sha256,
+    try:
+        journal = FileJournal(
+            journal_dir, session.public.ciphertext_bytes, key=key, identity=identity
         )
-        resume_with: list[Message] | None = session.finish_with(saved)
-        log.info("%s: result already saved; serving the peers until they are done", config.player)
-    else:
-        session, resume_with = resume_session(session, journal)
-        if resume_with is None:
-            set_aside_stale_results(config.output)
+        session, resume_with, saved_report = await _restore(config, session, journal, key, fresh)
+    except RiskpropError as exc:
+        # The peers may be mid-run, waiting for us: tell them, so none waits out a time-out.
+        await announce(config, session, Abort(str(exc)[:500]), "that this node stopped")
+        raise
+    if session.done:  # the run was complete already
+        return read_report(config.output, key=key)
     settings = http_settings(config)
     log.info(
         "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d, "
@@ -265,10 +251,10 @@ async def run_node(
         session.stats.lap("write", write_started)
         save_report()
 
-    if session.result is None:  # save the result the moment it is known
-        on_result: Callable[[], None] | None = storing(write_results, config.output)
+    on_result: Callable[[], None] | None = None
+    if saved_report is None:  # save the result the moment it is known
+        on_result = storing(write_results, config.output)
     else:  # it was saved before the restart
-        on_result = None
         results_sha256 = saved_report.results_sha256
     try:
         async with transport:
@@ -303,6 +289,37 @@ async def run_node(
     return final
 
 
+async def _restore(
+    config: PlayerConfig, session: RunSession, journal: FileJournal, key: bytes, fresh: bool
+) -> tuple[RunSession, list[Message] | None, NodeReport | None]:
+    """Where this node stands in its run: the session (restored from its checkpoint, or
+    ``done`` when the run completed before), the messages to resume with, and the report of
+    results it saved before a restart."""
+    run_id = config.run.run_id
+    if previous_run(config.output) != run_id or fresh:
+        session, resume_with = resume_session(session, journal)
+        if resume_with is None:
+            set_aside_stale_results(config.output)
+        return session, resume_with, None
+    if journal.load_checkpoint() is None:
+        # The run completed (its journal is gone): tell the peers once more, and stop.
+        journal.discard()
+        log.info("%s: run %s is already complete (--fresh runs it again)", config.player, run_id)
+        await announce(config, session, Done(), "that the run is complete")
+        session.phase = Phase.DONE
+        return session, None, None
+    # Killed after saving its result, before its peers were done: it still owes them
+    # partial decryptions, so it comes back as a helper with its saved result.
+    session, _ = resume_session(session, journal)
+    saved_report = read_report(config.output, key=key)
+    saved = read_scores(
+        config.output / RESULTS_FILE, session.bank.account_ids, sha256=saved_report.results_sha256
+    )
+    resume_with = session.finish_with(saved)
+    log.info("%s: result already saved; serving the peers until they are done", config.player)
+    return session, resume_with, saved_report
+
+
 def storing(write: Callable[[], None], where: Path) -> Callable[[], None]:
     """``write`` with a disk error (full, read-only, gone) as one ``StorageError`` line, which
     the driver announces to the peers before it stops."""
@@ -316,22 +333,29 @@ def storing(write: Callable[[], None], where: Path) -> Callable[[], None]:
     return guarded
 
 
-async def announce_done(config: PlayerConfig, session: RunSession) -> None:
-    """Best effort: send every peer ``Done`` (sequence 0: never dropped as a duplicate)."""
+async def announce(
+    config: PlayerConfig, session: RunSession, body: Done | Abort, what: str
+) -> None:
+    """Best effort, at most a few seconds: send every peer ``body`` (sequence 0: never
+    dropped as a duplicate), e.g. ``Done`` for a run completed before or ``Abort`` when this
+    node cannot go on."""
     settings = replace(
         http_settings(config),
         connect_timeout=min(2.0, config.timeouts.connect),
         reconnect_timeout=min(2.0, config.timeouts.connect),
     )
-    async with HttpTransport(settings, Codec.for_key(session.public)) as transport:
-        for peer in session.peers:
-            message = Message(config.run.run_id, config.player, peer, Done())
-            try:
-                await transport.send(message)
-            except (PeerUnavailableError, ProtocolError) as exc:
-                log.info(
-                    "%s: could not tell %s that the run is complete: %s", config.player, peer, exc
-                )
+
+    async def tell(transport: HttpTransport, peer: str) -> None:
+        try:
+            await transport.send(Message(config.run.run_id, config.player, peer, body))
+        except (PeerUnavailableError, ProtocolError) as exc:
+            log.info("%s: could not tell %s %s: %s", config.player, peer, what, exc)
+
+    try:
+        async with HttpTransport(settings, Codec.for_key(session.public)) as transport:
+            await asyncio.gather(*(tell(transport, peer) for peer in session.peers))
+    except ProtocolError as exc:  # e.g. the port is taken: the peers will time out instead
+        log.info("%s: could not tell the peers %s: %s", config.player, what, exc)
 
 
 async def _progress(session: RunSession, progress: Progress) -> None:
