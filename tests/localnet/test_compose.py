@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 BANKS = ("alice", "bob", "charlie")
 SUBNET = "10.231.77"  # this test's own namespaces only
 IN_CI = os.environ.get("CI") == "true"
