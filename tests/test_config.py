@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 
-from riskprop.cli import main
 from riskprop.config import PlayerConfig, Timeouts, load_player_config
 from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS
 from riskprop.core.params import RunParameters
@@ -81,15 +80,6 @@ def test_shipped_configs_load(local: Path) -> None:
         assert config.max_body_bytes == 256 * 2**20
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.player = "mallory"  # type: ignore[misc]
-
-
-def test_setup_local_keeps_what_exists(local: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    before = (local / "local" / "keys" / "alice.share.json").read_text()
-    main(["setup-local", "--root", str(local / "local"), "--key-bits", "512"])
-    assert "nothing to do" in capsys.readouterr().out
-    assert (local / "local" / "keys" / "alice.share.json").read_text() == before
-    public = yaml.safe_load((local / "local" / "keys" / "public.json").read_text())
-    assert public["threshold"] == 1 and public["parties"] == list(PARTIES)
 
 
 def test_compose_configs_are_consistent() -> None:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import ssl
 import stat
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,42 +12,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from handshake import Certs, handshake, make_set
 
-from riskprop.cli import main
 from riskprop.errors import ConfigError
-from riskprop.localnet.certs import make_certs
 from riskprop.node.tls import (
     certificate_fingerprint,
     client_context,
-    make_ca,
     make_node_certificate,
     peer_name,
     server_context,
 )
-
-#: Seconds a test handshake's sockets wait (see ``handshake``).
-SOCKET_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True)
-class Certs:
-    directory: Path
-    ca: Path
-
-    def server(self, name: str) -> ssl.SSLContext:
-        d = self.directory
-        return server_context(d / f"{name}.pem", d / f"{name}.key", self.ca)
-
-    def client(self, name: str) -> ssl.SSLContext:
-        d = self.directory
-        return client_context(d / f"{name}.pem", d / f"{name}.key", self.ca)
-
-
-def make_set(directory: Path, *names: str) -> Certs:
-    ca_cert, ca_key = make_ca(directory)
-    for name in names:
-        make_node_certificate(directory, name, ca_cert=ca_cert, ca_key=ca_key)
-    return Certs(directory, ca_cert)
 
 
 @pytest.fixture(scope="module")
@@ -62,58 +33,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 def foreign(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     """Another CA, with certificates bearing the same party names."""
     return make_set(tmp_path_factory.mktemp("foreign"), "alice", "bob")
-
-
-@dataclass
-class Outcome:
-    server_peer: str | None = None
-    client_peer: str | None = None
-    reply: bytes = b""
-    server_error: BaseException | None = None
-    client_error: BaseException | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.reply == b"ok" and self.server_error is None and self.client_error is None
-
-
-def handshake(
-    server: ssl.SSLContext, client: ssl.SSLContext, server_hostname: str = "127.0.0.1"
-) -> Outcome:
-    """One TLS connection over loopback: the server (in a thread) names its peer and says ok.
-    The socket time-outs only stop a broken test from hanging: a refused handshake fails at
-    once, so they can be as generous as a loaded machine needs."""
-    outcome = Outcome()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(SOCKET_TIMEOUT)
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        try:
-            conn, _ = listener.accept()
-            conn.settimeout(SOCKET_TIMEOUT)
-            with server.wrap_socket(conn, server_side=True) as tls:
-                outcome.server_peer = peer_name(tls.getpeercert())
-                tls.sendall(b"ok")
-        except (ssl.SSLError, OSError) as exc:
-            outcome.server_error = exc
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT) as raw,
-            client.wrap_socket(raw, server_hostname=server_hostname) as tls,
-        ):
-            outcome.client_peer = peer_name(tls.getpeercert())
-            outcome.reply = tls.recv(2)
-    except (ssl.SSLError, OSError) as exc:
-        outcome.client_error = exc
-    finally:
-        thread.join(2 * SOCKET_TIMEOUT)
-        listener.close()
-    assert not thread.is_alive()
-    return outcome
 
 
 # ------------------------------------------------------------------------ certificates
@@ -239,43 +158,3 @@ def test_client_refuses_server_of_another_ca_or_host(certs: Certs, foreign: Cert
     outcome = handshake(certs.server("alice"), certs.client("bob"), server_hostname="alice.bank")
     assert isinstance(outcome.client_error, ssl.SSLCertVerificationError), outcome
     assert "alice.bank" in str(outcome.client_error)
-
-
-# ------------------------------------------------------------------------ riskprop certs
-
-
-def test_certs_command_reuses_the_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "certs"
-    main(["certs", str(out), "--parties", "alice,bob", "--hosts", "127.0.0.1,bank-a"])
-    ca = (out / "ca.pem").read_bytes()
-    assert "reused the CA" not in capsys.readouterr().out
-    main(["certs", str(out), "--parties", "charlie"])
-    assert "reused the CA" in capsys.readouterr().out
-    assert (out / "ca.pem").read_bytes() == ca
-    names = sorted(p.name for p in out.iterdir())
-    assert names == [f"{n}.{e}" for n in ("alice", "bob", "ca", "charlie") for e in ("key", "pem")]
-    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in out.glob("*.key"))
-    san = x509.load_pem_x509_certificate((out / "bob.pem").read_bytes()).extensions
-    dns = san.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert dns.get_values_for_type(x509.DNSName) == ["bank-a"]
-    certs = Certs(out, out / "ca.pem")
-    outcome = handshake(certs.server("charlie"), certs.client("alice"))
-    assert outcome.ok and outcome.server_peer == "alice", outcome
-
-    (out / "ca.key").unlink()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["certs", str(out), "--parties", "dave"])
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("riskprop: error:") and "ca.key: missing" in err[0]
-    assert not (out / "dave.pem").exists()
-
-
-def test_make_certs_returns_what_it_wrote(tmp_path: Path) -> None:
-    written = make_certs(tmp_path, ["alice"], ["127.0.0.1"])
-    assert sorted(p.name for p in written) == ["alice.key", "alice.pem", "ca.key", "ca.pem"]
-    again = make_certs(tmp_path, ["bob"], ["127.0.0.1"])
-    assert sorted(p.name for p in again) == ["bob.key", "bob.pem"]  # the CA is reused
-    (tmp_path / "ca.pem").unlink()
-    with pytest.raises(ConfigError, match=r"ca\.pem: missing beside the other half of the CA"):
-        make_certs(tmp_path, ["carol"], ["127.0.0.1"])
