@@ -94,6 +94,8 @@ class HttpTransport:
         self._seen: set[tuple[str, str, int, int]] = set()
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._reached: set[str] = set()
+        #: peers that sent ``Abort``, with their reason: nothing more is sent to them
+        self._aborted: dict[str, str] = {}
         limits = settings.limits
         #: the largest body accepted (see the module doc)
         self.body_limit = body_limit(settings.max_body_bytes, self.codec.width, limits)
@@ -221,6 +223,8 @@ class HttpTransport:
         if message.run_id != self.settings.run_id:
             return self._reject(409, "message of another run", peer)
         self._reached.add(peer)
+        if isinstance(message.body, Abort):
+            self._aborted.setdefault(peer, message.body.reason)
         if not isinstance(message.body, Abort | Rejoin):
             # A message's logical identity occurs once per run. (Not its sequence number:
             # a restored peer may number its later messages in another order.)
@@ -251,6 +255,9 @@ class HttpTransport:
         delay = 0.1
         async with self._locks[peer]:
             while True:
+                if peer in self._aborted and not isinstance(message.body, Abort):
+                    # it told us it stopped: retrying it would only delay our own stop
+                    raise ProtocolError(f"{peer} aborted the run: {self._aborted[peer]}")
                 try:
                     post = self._client.post(url, data=data, headers=headers, ssl=context)
                     async with post as response:
