@@ -47,6 +47,21 @@ def show_progress(text: str) -> None:
             handler.redraw()
 
 
+class OneLineLibraryErrors(logging.Filter):
+    """A library's error records (aiohttp's on a malformed request, say) as one line: the
+    exception's type and message instead of a traceback that a client can make the node print
+    at will."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not record.name.startswith("riskprop"):
+            _, error, _ = record.exc_info
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure(level: int, fmt: str = "text") -> None:
     """Send riskprop's log records to stderr in ``fmt`` ("text" or "json"); on a terminal the
     text format keeps a progress line under the log."""
@@ -59,5 +74,6 @@ def configure(level: int, fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(OneLineLibraryErrors())
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))

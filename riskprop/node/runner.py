@@ -65,6 +65,12 @@ def prepare_session(config: PlayerConfig) -> RunSession:
     bank = load_bank(config.data, config.player, key.parties)
     for warning in bank.warnings:
         log.warning("%s", warning)
+    most = config.limits.max_accounts
+    if most is not None and bank.n_accounts > most:
+        raise ConfigError(
+            f"{config.path}: limits.max_accounts is {most}, but this bank has {bank.n_accounts} "
+            "accounts: its peers would refuse its messages (raise it at every bank)"
+        )
     return RunSession(descriptor, bank, share)
 
 

@@ -176,3 +176,12 @@ def test_read_only_or_file_output_is_one_line_before_anything_is_sent(run: Netwo
     assert alice.wait(60) == 1
     assert last_line(run, "alice").endswith("the output path is a file, not a directory")
     assert "Traceback" not in run.log("alice") + run.log("bob")
+
+
+def test_a_bank_larger_than_the_agreed_limit_is_one_line(run: Network) -> None:
+    player = yaml.safe_load((run.configs / "bob.yaml").read_text())
+    player["limits"] = {"max_accounts": 10}
+    (run.configs / "bob.yaml").write_text(yaml.safe_dump(player))
+    bob = start(run, "bob")
+    assert bob.wait(60) == 1
+    assert "limits.max_accounts is 10, but this bank has" in last_line(run, "bob")
