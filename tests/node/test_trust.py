@@ -185,3 +185,14 @@ def test_a_bank_larger_than_the_agreed_limit_is_one_line(run: Network) -> None:
     bob = start(run, "bob")
     assert bob.wait(60) == 1
     assert "limits.max_accounts is 10, but this bank has" in last_line(run, "bob")
+
+
+def test_fresh_starts_and_a_completed_rerun_log_no_replays_and_no_errors(run: Network) -> None:
+    assert wait_all([start(run, p) for p in PARTIES], 240) == [0, 0, 0]
+    for party in PARTIES:  # nobody restarted, so nobody replays
+        assert "replaying" not in run.log(party) and " ERROR " not in run.log(party)
+    since = run.log_size("alice")
+    assert start(run, "alice").wait(60) == 0  # the run is complete: a no-op
+    again = run.log("alice", since)
+    assert "already complete" in again
+    assert " ERROR " not in again and "Traceback" not in again
