@@ -35,11 +35,9 @@ import gc
 import inspect
 import logging
 import signal
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +48,7 @@ from riskprop.errors import ConfigError, ProtocolError, RiskpropError
 from riskprop.files.keys import StagedKey
 from riskprop.node.http import HttpTransport
 from riskprop.node.runner import http_settings
+from riskprop.node.stopping import in_thread
 from riskprop.node.transport import PeerUnavailableError, Transport
 from riskprop.protocol.keygen import KeygenParams, KeygenParty, Outbound, Rounds
 from riskprop.protocol.messages import Abort, KeygenRound, Message
@@ -91,11 +90,10 @@ async def drive_keygen(
     confirms (see the module doc)."""
     generator: Rounds = party.rounds()
     early: dict[int, dict[str, bytes]] = defaultdict(dict)
-    executor = _DaemonThreads()
     round_no = 0
     phase = "before round 1"
     try:
-        step = await _compute(executor, generator, None)
+        step = await _compute(generator, None)
         while isinstance(step, dict):
             round_no += 1
             phase = f"round {round_no}"
@@ -103,7 +101,7 @@ async def drive_keygen(
             inbound = await _exchange(
                 party, transport, round_no, step, early, limit, f"round {round_no} message"
             )
-            step = await _compute(executor, generator, inbound)
+            step = await _compute(generator, inbound)
         if stage is not None:
             await stage(step)
         round_no += 1
@@ -129,32 +127,9 @@ async def drive_keygen(
                 generator.close()
 
 
-class _DaemonThreads(Executor):
-    """Runs each call in a new daemon thread. A node that stops abandons a running step of the
-    key generation; ``asyncio.to_thread``'s pool would make the process wait for it at exit."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-
-        def work() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:  # handed to the awaiting task
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
-        threading.Thread(target=work, name="keygen-step", daemon=True).start()
-        return future
-
-
-async def _compute(
-    executor: Executor, generator: Rounds, inbound: dict[str, bytes] | None
-) -> Outbound | KeyShare:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, _advance, generator, inbound)
+async def _compute(generator: Rounds, inbound: dict[str, bytes] | None) -> Outbound | KeyShare:
+    """The next step in a daemon thread (a stop abandons it; see ``node.stopping``)."""
+    return await in_thread(_advance, generator, inbound)
 
 
 def _advance(generator: Rounds, inbound: dict[str, bytes] | None) -> Outbound | KeyShare:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from riskprop.errors import StoppedError
@@ -55,29 +56,34 @@ async def until_stopped(
     raise StoppedError(f"{description}: stopped on request; the same command resumes")
 
 
+class DaemonThreads(Executor):
+    """Runs each call in a new daemon thread (named ``riskprop-<function>``). A node that stops
+    abandons a running computation; ``asyncio.to_thread``'s pool would make the process wait
+    for it at exit."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the awaiting task
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        name = f"riskprop-{getattr(fn, '__name__', 'work')}"
+        threading.Thread(target=work, name=name, daemon=True).start()
+        return future
+
+
+#: The executor of ``in_thread``.
+DAEMON_THREADS = DaemonThreads()
+
+
 async def in_thread(function: Callable[..., T], *args: Any) -> T:
     """``function(*args)`` in a daemon thread. Awaiting it can be cancelled at once; the
     thread then runs to its end unobserved (it must not write anything that matters)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():  # cancelled: nobody waits for it
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def work() -> None:
-        result: T | None = None
-        error: BaseException | None = None
-        try:
-            result = function(*args)
-        except BaseException as exc:  # handed to the awaiting coroutine
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=work, name=f"riskprop-{function.__name__}", daemon=True).start()
-    return await future
+    return await asyncio.get_running_loop().run_in_executor(DAEMON_THREADS, function, *args)
