@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, settings
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import BankSpec, WriteDataset, write_dataset
+from cycle import CYCLE_ACCOUNTS, CYCLE_ROWS
+from helpers import BankSpec, WriteDataset, bank_specs, spread, write_dataset
 
 # Hypothesis judges examples by their count, never by the clock: its default per-example
 # deadline (200 ms) and its too-slow health check fail tests on a busy machine.
@@ -33,6 +34,12 @@ def dataset(tmp_path: Path) -> WriteDataset:
         return write_dataset(tmp_path / f"data{next(counter)}", banks)
 
     return write
+
+
+@pytest.fixture
+def cycle_data(tmp_path: Path) -> Path:
+    """The three-bank cycle of ``cycle.py``, written under ``tmp_path``."""
+    return write_dataset(tmp_path / "cycle", bank_specs(CYCLE_ACCOUNTS, spread(CYCLE_ROWS)))
 
 
 @pytest.fixture(params=["native", "gmp"])

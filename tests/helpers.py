@@ -1,5 +1,5 @@
 """Plain helpers shared by the tests: small data sets from Python literals (usable from
-hypothesis), and where the repository and the AMLSim sample are."""
+hypothesis), dealt keys, and where the repository and the AMLSim sample are."""
 
 from __future__ import annotations
 
@@ -8,15 +8,23 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import phe
 import pytest
+from gmpy2 import mpz
+
+from riskprop.core.threshold import KeyShare, combine, deal, partial_decrypt
 
 #: The repository's root (this file is tests/helpers.py).
 REPO = Path(__file__).resolve().parent.parent
+#: Modulus size of the keys tests deal (fast; 2048 bits only where a test says so).
+KEY_BITS = 512
 
 ACCOUNTS_HEADER = "id,risk_score"
 TRANSACTIONS_HEADER = "id_source,bank_source,id_destination,bank_destination,amount"
 
 AccountRow = tuple[str, float | str]
+#: A transaction: (id_source, bank_source, id_destination, bank_destination, amount, period)
+TxRow = tuple[str, str, str, str, float, int]
 BankSpec = tuple[Sequence[AccountRow], Sequence[tuple[object, ...]]]
 #: the ``dataset`` fixture: writes a data set under ``tmp_path`` and returns its root
 WriteDataset = Callable[[Mapping[str, BankSpec]], Path]
@@ -69,6 +77,34 @@ def bank_specs(
         )
         for bank, rows in accounts.items()
     }
+
+
+def spread(rows: Iterable[TxRow]) -> dict[str, list[TxRow]]:
+    """Each transaction in the file of every bank it touches (both, for cross-bank ones)."""
+    files: dict[str, list[TxRow]] = {}
+    for row in rows:
+        for bank in dict.fromkeys((row[1], row[3])):
+            files.setdefault(bank, []).append(row)
+    return files
+
+
+_DEALT: dict[tuple[tuple[str, ...], int], dict[str, KeyShare]] = {}
+
+
+def dealt_shares(parties: Sequence[str], threshold: int) -> dict[str, KeyShare]:
+    """A dealt ``KEY_BITS``-bit key for ``parties``: each party's share, cached per
+    (parties, threshold) for the whole session."""
+    cache_key = (tuple(parties), threshold)
+    if cache_key not in _DEALT:
+        _, private = phe.generate_paillier_keypair(n_length=KEY_BITS)
+        _DEALT[cache_key] = {s.party: s for s in deal(private.p, private.q, parties, threshold)}
+    return _DEALT[cache_key]
+
+
+def full_decrypt(shares: Mapping[str, KeyShare], values: Sequence[mpz]) -> list[int]:
+    """Decrypt with every share (what no single bank can do)."""
+    key = next(iter(shares.values())).key
+    return combine(key, {p: partial_decrypt(s, values) for p, s in shares.items()})
 
 
 def amlsim_sample() -> Path:

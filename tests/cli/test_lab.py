@@ -3,11 +3,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import require_amlsim_sample
+from cycle import TOL
+from helpers import KEY_BITS, require_amlsim_sample
 
 from riskprop.cli import cli
+from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS, SCORE_BITS_SLACK, FixedPoint
+from riskprop.core.types import FloatArray
 
 
 def test_detection_command_prints_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,3 +36,59 @@ def test_detection_command_prints_the_table(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(rows) == 2
     (initial_auc, propagated_auc) = (float(row[3]) for row in rows)
     assert propagated_auc > initial_auc + 0.1
+
+
+CLI = [sys.executable, "-c", "import sys; from riskprop.cli import main; main(sys.argv[1:])"]
+
+
+def riskprop(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def read_global_csv(path: Path) -> tuple[list[tuple[str, str]], FloatArray]:
+    """The (bank, id) keys in file order and the scores of a ``bank,id,risk_score`` file."""
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    assert rows[0] == ["bank", "id", "risk_score"]
+    return [(r[0], r[1]) for r in rows[1:]], np.array([float(r[2]) for r in rows[1:]])
+
+
+def test_cli_keygen_then_secure_simulate(cycle_data: Path, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    made = riskprop(
+        "keygen", "--parties", "alice,bob,charlie", "--threshold", "1", "--key-bits", str(KEY_BITS),
+        "--out", keys,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    for party in ("alice", "bob", "charlie"):
+        assert stat.S_IMODE((keys / f"{party}.share.json").stat().st_mode) == 0o600
+    secure_out, plain_out = tmp_path / "secure.csv", tmp_path / "plain.csv"
+    secure = riskprop(
+        "simulate", cycle_data, "--secure", "--keys", keys, "-T", "2", "--out", secure_out
+    )
+    assert secure.returncode == 0, secure.stderr
+    plain = riskprop("simulate", cycle_data, "-T", "2", "--out", plain_out)
+    assert plain.returncode == 0, plain.stderr
+    secure_keys, secure_scores = read_global_csv(secure_out)
+    plain_keys, plain_scores = read_global_csv(plain_out)
+    assert secure_keys == plain_keys
+    assert len(secure_keys) == 5
+    assert np.max(np.abs(secure_scores - plain_scores)) <= TOL
+
+
+def test_cli_overflow_is_one_line_and_exit_1(cycle_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "never.csv"
+    result = riskprop(
+        "simulate", cycle_data, "--secure", "--key-bits", str(KEY_BITS), "-T", "50", "--out", out
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if " WARNING " not in f" {line}"]
+    assert len(errors) == 1, result.stderr
+    f = DEFAULT_PRECISION_BITS
+    limit = FixedPoint(f, f - SCORE_BITS_SLACK).max_iterations(KEY_BITS)
+    assert errors[0].startswith("riskprop: error:")
+    assert f"at most {limit} iterations" in errors[0]
+    assert not out.exists()
+    assert result.stdout == ""

@@ -9,6 +9,7 @@ import gmpy2
 import phe
 import pytest
 from gmpy2 import mpz
+from helpers import dealt_shares, full_decrypt
 
 from riskprop.core.paillier import FreshNoise, encrypt, rerandomize
 from riskprop.core.threshold import (
@@ -139,3 +140,18 @@ def test_deal_refuses_duplicate_parties() -> None:
     _, private = phe.generate_paillier_keypair(n_length=256)
     with pytest.raises(ConfigError, match="unique"):
         deal(private.p, private.q, ["alice", "alice", "bob"], 1)
+
+
+def test_rerandomize_gives_a_fresh_ciphertext_of_the_same_plaintext() -> None:
+    shares = dealt_shares(("alice", "bob", "charlie"), 1)
+    public = shares["alice"].key.public
+    noise = FreshNoise(public)
+    plain = [0, 1, 2**48, public.n - 1]
+    cts = encrypt(public, plain, noise)
+    again = encrypt(public, plain, noise)
+    once = rerandomize(public, cts, noise)
+    twice = rerandomize(public, cts, noise)
+    for group in zip(cts, again, once, twice, strict=True):
+        assert len(set(map(int, group))) == 4
+    for values in (cts, again, once, twice):
+        assert full_decrypt(shares, values) == plain
