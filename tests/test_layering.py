@@ -1,4 +1,15 @@
-"""The layering of ../shared/DESIGN.md: core/ is pure, protocol/ does no I/O."""
+"""The layering of ../shared/DESIGN.md, read from the imports of every module (lazy ones
+inside functions too): each layer imports only the layers below it.
+
+    core       maths and data, pure: nothing of riskprop above it, no I/O frameworks
+    files      the files a run reads and writes: core and errors only
+    protocol   the sans-I/O protocol: no event loop, network, configuration or commands
+    config     configuration files: no node, lab, local network or commands
+    node       a bank's node: no lab, local network or commands
+    lab        the researcher's simulations and experiments: no local network or commands
+    localnet   networks of node processes on one machine: no commands
+    cli        the commands, on top of everything
+"""
 
 from __future__ import annotations
 
@@ -8,19 +19,42 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "riskprop"
-FORBIDDEN = {
+ABOVE_CORE = ("files", "protocol", "config", "node", "lab", "localnet", "cli")
+
+#: layer -> modules it must not import (a name or any module below it)
+FORBIDDEN: dict[str, set[str]] = {
     "core": {
+        *(f"riskprop.{layer}" for layer in ABOVE_CORE),
         "asyncio",
         "aiohttp",
         "click",
         "yaml",
         "logging",
-        "riskprop.protocol",
-        "riskprop.node",
-        "riskprop.cli",
     },
-    "protocol": {"asyncio", "aiohttp", "click", "yaml", "socket", "riskprop.node", "riskprop.cli"},
+    "files": {"asyncio", "aiohttp", "click", "yaml", "socket"},
+    "protocol": {
+        *(f"riskprop.{layer}" for layer in ("config", "node", "lab", "localnet", "cli")),
+        "asyncio",
+        "aiohttp",
+        "click",
+        "yaml",
+        "socket",
+    },
+    "config": {f"riskprop.{layer}" for layer in ("node", "lab", "localnet", "cli")},
+    "node": {f"riskprop.{layer}" for layer in ("lab", "localnet", "cli")},
+    "lab": {"riskprop.localnet", "riskprop.cli"},
+    "localnet": {"riskprop.cli"},
 }
+#: layer -> the only parts of riskprop it may import (besides itself)
+ALLOWED: dict[str, set[str]] = {"files": {"riskprop.core", "riskprop.errors"}}
+
+
+def modules_of(layer: str) -> list[Path]:
+    """The layer's modules: its package's files, or its single module."""
+    package = PACKAGE / layer
+    if package.is_dir():
+        return sorted(package.rglob("*.py"))
+    return [PACKAGE / f"{layer}.py"]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -30,17 +64,54 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
+            assert node.level == 0, f"{path}: relative import of {node.module}"
             names.add(node.module)
+            # ``from riskprop import cli`` imports riskprop.cli
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def within(name: str, module: str) -> bool:
+    return name == module or name.startswith(module + ".")
+
+
+def outside(name: str, own: str, allowed: set[str]) -> bool:
+    """Whether ``name`` is a part of riskprop other than ``own`` and those ``allowed``."""
+    inside = within(name, "riskprop") and name != "riskprop" and not within(name, own)
+    return inside and not any(within(name, a) for a in allowed)
+
+
+def violations(layer: str) -> list[str]:
+    found = []
+    own = f"riskprop.{layer}"
+    for path in modules_of(layer):
+        where = path.relative_to(PACKAGE.parent)
+        for name in sorted(imported_modules(path)):
+            found += [f"{where} imports {name}" for b in FORBIDDEN[layer] if within(name, b)]
+            allowed = ALLOWED.get(layer)
+            if allowed is not None and outside(name, own, allowed):
+                found.append(f"{where} imports {name} ({layer}/ may import only {allowed})")
+    return found
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_layer_imports_nothing_above_it(layer: str) -> None:
-    files = sorted((PACKAGE / layer).glob("*.py"))
-    assert files, f"no modules found under riskprop/{layer}"
-    for path in files:
-        for name in imported_modules(path):
-            for banned in FORBIDDEN[layer]:
-                assert name != banned and not name.startswith(banned + "."), (
-                    f"{path.relative_to(PACKAGE.parent)} imports {name} ({layer}/ must not)"
-                )
+    assert modules_of(layer), f"no modules found for riskprop/{layer}"
+    assert violations(layer) == []
+
+
+def test_the_checks_see_forbidden_imports(tmp_path: Path) -> None:
+    """The control: a module that breaks the rules is caught, lazy import and all."""
+    module = tmp_path / "bad.py"
+    module.write_text(
+        "from riskprop.core import paillier\n"
+        "def later() -> None:\n"
+        "    from riskprop import cli\n"
+        "    import asyncio\n"
+    )
+    names = imported_modules(module)
+    assert {"riskprop.core.paillier", "riskprop.cli", "asyncio"} <= names
+    assert any(within(n, "riskprop.cli") for n in names)
+    assert not any(within(n, "riskprop.cli") for n in ("riskprop.client", "riskprop.core"))
+    assert outside("riskprop.node.http", "riskprop.files", {"riskprop.core", "riskprop.errors"})
+    assert not outside("riskprop.errors", "riskprop.files", {"riskprop.core", "riskprop.errors"})
