@@ -163,19 +163,21 @@ class FaultyLinks:
 
     There is no netem here, so loss is modelled where TCP makes it visible: each forwarded
     chunk waits ``latency`` seconds; every ``lose_every``-th chunk (over all links) waits a
-    retransmission time-out more (what a lost segment costs a TCP stream); and every
-    ``cut_every``-th connection is cut once it has forwarded ``cut_after`` chunks towards its
-    node (past the TLS handshake, into a request), which the nodes' retries and de-duplication
-    must absorb. The faults are counted, not drawn: how many there are depends on the traffic,
-    not on how a busy machine interleaves the connections.
+    retransmission time-out more (what a lost segment costs a TCP stream); and the first
+    ``cut_first`` connections to each node are cut once they have forwarded ``cut_after``
+    chunks towards it (past the TLS handshake, into a request), which the nodes' retries and
+    de-duplication must absorb. The faults are counted, not drawn: how many there are depends
+    on the traffic, not on how a busy machine interleaves the connections, and a sender's
+    retry always gets through.
     """
 
     def __init__(
-        self, latency: float, *, lose_every: int = 20, cut_every: int = 2, cut_after: int = 3
+        self, latency: float, *, lose_every: int = 20, cut_first: int = 1, cut_after: int = 3
     ) -> None:
         self.latency = latency
-        self.lose_every, self.cut_every, self.cut_after = lose_every, cut_every, cut_after
+        self.lose_every, self.cut_first, self.cut_after = lose_every, cut_first, cut_after
         self.chunks = self.lost = self.resets = self.connections = 0
+        self._accepted: dict[int, int] = {}  # node port -> connections made to it
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -202,7 +204,8 @@ class FaultyLinks:
             writer.close()
             return
         self.connections += 1
-        cut = self.connections % self.cut_every == 0
+        self._accepted[port] = self._accepted.get(port, 0) + 1
+        cut = self._accepted[port] <= self.cut_first
         await asyncio.gather(
             self._pipe(reader, up_writer, self.cut_after if cut else None),
             self._pipe(up_reader, writer, None),
