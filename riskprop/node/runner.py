@@ -185,7 +185,7 @@ async def run_node(
     check_output(config.output)
     run_id = config.run.run_id
     key = state_key(session.share.secret)
-    identity = run_identity(config, session)
+    identity = await in_thread(run_identity, config, session)  # hashes the input files
     journal_dir = config.output / ".riskprop" / run_id
     if fresh:
         remove_journal(journal_dir)
