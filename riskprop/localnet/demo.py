@@ -163,6 +163,7 @@ def run_demo(
     directory; OUT/<bank>/risk_scores.csv appear only once every node succeeded, and are
     compared with the plaintext engine.
     """
+    out = out.resolve()  # the nodes' configuration lives below it: no relative paths there
     if data is None:
         data = sample_data(party_names(parties))
     dataset = load_dataset(data)  # validates every bank's files before any node starts

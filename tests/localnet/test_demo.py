@@ -18,8 +18,9 @@ def test_demo_runs_secure_protocol_and_matches_plaintext(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    args = ["demo", "--key-bits", "512", "--out", str(out), "-T", "2"]
+    args = ["demo", "--key-bits", "512", "--out", "out", "-T", "2"]  # relative, as the default
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "results in" in result.output
