@@ -8,10 +8,13 @@ Files holding secrets or rosters are written with mode ``0o600`` by their caller
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from riskprop.errors import ConfigError
 
 
 @contextmanager
@@ -44,3 +47,15 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically (see ``atomic_path``)."""
     with atomic_path(path, mode=mode) as tmp:
         tmp.write_bytes(data)
+
+
+def check_private(path: Path, what: str) -> None:
+    """Refuse a secret file (a key share, a TLS private key) that group or others may read."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: {what} is accessible by group/others (mode {mode:04o}); run: chmod 600 {path}"
+        )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import phe
 from riskprop.core.paillier import PublicKey
 from riskprop.core.threshold import KeyShare, ThresholdKey, deal
 from riskprop.errors import ConfigError
-from riskprop.files.atomic import atomic_write_text
+from riskprop.files.atomic import atomic_write_text, check_private
 
 FORMAT = "riskprop-threshold-paillier/1"
 PUBLIC_FILE = "public.json"
@@ -255,12 +254,7 @@ def load_share(path: Path, party: str | None = None) -> KeyShare:
     """Read a share file; refuse one that group or others may read, or of another party."""
     if not path.is_file():
         raise ConfigError(f"{path}: key share file not found")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path}: key share is accessible by group/others (mode {mode:04o}); "
-            f"run: chmod 600 {path}"
-        )
+    check_private(path, "key share")
     data = _parse(path, path.read_text(encoding="utf-8"))
     key = _key_from(path, data)
     owner = str(data.get("party", ""))

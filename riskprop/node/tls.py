@@ -12,7 +12,6 @@ import hashlib
 import ipaddress
 import re
 import ssl
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from riskprop.errors import ConfigError
-from riskprop.files.atomic import atomic_write_text
+from riskprop.files.atomic import atomic_write_text, check_private
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -165,18 +164,6 @@ def make_node_certificate(
     _write_key(key_path, key)
     _write_cert(cert_path, cert)
     return cert_path, key_path
-
-
-def check_private(path: Path, what: str) -> None:
-    """Refuse a secret file that group or others may read (as for key shares)."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from None
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path}: {what} is accessible by group/others (mode {mode:04o}); run: chmod 600 {path}"
-        )
 
 
 def _load_chain(context: ssl.SSLContext, cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
