@@ -1,4 +1,5 @@
-"""Key-share files: modes, round trips, and every kind of damaged or foreign file refused."""
+"""Key-share files: modes, round trips (verification keys included), and every kind of damaged,
+foreign or outdated file refused."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
+from helpers import dealt_shares
 
 from riskprop.core.paillier import FreshNoise, encrypt
 from riskprop.core.threshold import (
@@ -17,7 +19,13 @@ from riskprop.core.threshold import (
     partial_decrypt,
 )
 from riskprop.errors import ConfigError
-from riskprop.files.keys import dealer_keygen, load_public, load_share, share_file
+from riskprop.files.keys import (
+    dealer_keygen,
+    load_public,
+    load_share,
+    share_file,
+    write_keys,
+)
 
 KEY_BITS = 512
 
@@ -139,3 +147,110 @@ def test_dealer_keygen_refuses_to_replace_key_files_without_force(
     names = {"public.json", "alice.share.json", "bob.share.json", "charlie.share.json"}
     assert {p.name for p in written} == names
     assert load_public(tmp_path / "public.json").parties == ("alice", "bob", "charlie")
+
+
+# ------------------------------------------------------------------ verification keys
+
+
+def test_round_trip_keeps_the_verification_keys(key_dir: Path) -> None:
+    public = load_public(key_dir / "public.json")
+    data = json.loads((key_dir / "public.json").read_text())
+    assert data["format"] == "riskprop-threshold-paillier/2"
+    assert set(data["verification_keys"]) == set(public.parties)
+    assert int(data["verification_base"], 16) == public.base
+    assert len(public.verification) == len(public.parties)
+    public.check_verification()
+    for party in public.parties:
+        share = load_share(share_file(key_dir, party), party)
+        assert share.key.verification == public.verification
+        assert share.verification_key() == public.verification_key(party)
+        assert int(data["verification_keys"][party], 16) == public.verification_key(party)
+    # what a dealt key writes is what it reads back
+    shares = dealt_shares(("alice", "bob", "charlie"), 1)
+    again = write_keys(key_dir / "again", list(shares.values()))
+    assert load_public(again[0]) == shares["alice"].key
+    assert load_share(again[2], "bob").secret == shares["bob"].secret
+
+
+def test_a_format_1_file_is_refused_as_older(key_dir: Path) -> None:
+    for path in (key_dir / "public.json", share_file(key_dir, "alice")):
+        data = json.loads(path.read_text())
+        del data["verification_base"], data["verification_keys"]
+        data["format"] = "riskprop-threshold-paillier/1"
+        path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="older riskprop") as info:
+        load_public(key_dir / "public.json")
+    assert "public.json" in str(info.value) and "riskprop keygen" in str(info.value)
+    with pytest.raises(ConfigError, match="older riskprop"):
+        load_share(share_file(key_dir, "alice"), "alice")
+
+
+def _altered(hex_value: str, delta: int = 1) -> str:
+    return format(int(hex_value, 16) + delta, "x")
+
+
+@pytest.mark.parametrize("party", ["alice", "bob", "charlie"])
+def test_an_altered_verification_key_is_refused(key_dir: Path, party: str) -> None:
+    for path in (key_dir / "public.json", share_file(key_dir, "bob")):
+        keys = json.loads(path.read_text())["verification_keys"]
+        _rewrite(path, verification_keys=keys | {party: _altered(keys[party])})
+    with pytest.raises(ConfigError, match="verification keys are inconsistent") as info:
+        load_public(key_dir / "public.json")
+    assert party in str(info.value) and "public.json" in str(info.value)
+    with pytest.raises(ConfigError, match="verification keys are inconsistent"):
+        load_share(share_file(key_dir, "bob"), "bob")
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"alice": "1", "bob": "2"},  # one party missing
+        {"alice": "1", "bob": "2", "charlie": "3", "mallory": "4"},  # one too many
+        ["1", "2", "3"],
+        {"alice": "1", "bob": "2", "charlie": "not hex"},
+    ],
+)
+def test_malformed_verification_keys_are_refused(key_dir: Path, keys: object) -> None:
+    path = key_dir / "public.json"
+    _rewrite(path, verification_keys=keys)
+    with pytest.raises(ConfigError, match="malformed key file"):
+        load_public(path)
+
+
+def test_a_missing_verification_key_field_is_refused(key_dir: Path) -> None:
+    path = key_dir / "public.json"
+    data = json.loads(path.read_text())
+    del data["verification_keys"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="malformed key file"):
+        load_public(path)
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_an_altered_share_does_not_match_its_verification_key(key_dir: Path, delta: int) -> None:
+    path = share_file(key_dir, "charlie")
+    share = json.loads(path.read_text())["share"]
+    _rewrite(path, share=_altered(share, delta))
+    with pytest.raises(ConfigError, match="does not match its verification key") as info:
+        load_share(path, "charlie")
+    assert str(path) in str(info.value)
+
+
+def test_another_partys_share_under_its_own_name_is_refused(key_dir: Path) -> None:
+    """bob's secret copied into charlie's file: the verification key tells them apart."""
+    bob = json.loads(share_file(key_dir, "bob").read_text())["share"]
+    path = share_file(key_dir, "charlie")
+    _rewrite(path, share=bob)
+    with pytest.raises(ConfigError, match="does not match its verification key"):
+        load_share(path, "charlie")
+
+
+def test_an_altered_verification_base_is_refused(key_dir: Path) -> None:
+    for path in (key_dir / "public.json", share_file(key_dir, "alice")):
+        base = json.loads(path.read_text())["verification_base"]
+        _rewrite(path, verification_base=_altered(base))
+    with pytest.raises(ConfigError, match="verification_base") as info:
+        load_public(key_dir / "public.json")
+    assert "public.json" in str(info.value)
+    with pytest.raises(ConfigError, match="verification_base"):
+        load_share(share_file(key_dir, "alice"), "alice")
