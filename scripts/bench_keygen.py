@@ -24,12 +24,15 @@ from pathlib import Path
 from riskprop.files.keys import PUBLIC_FILE, load_public
 from riskprop.localnet.harness import write_configs
 from riskprop.node.tls import make_ca, make_node_certificate
+from riskprop.protocol.keygen import DEFAULT_BIPRIMALITY_TESTS, DEFAULT_SIGMA
 
 NAMES = ("alice", "bob", "charlie", "dave", "erin")
 SUMMARY = re.compile(r"generated in [0-9.]+ s \((?P<summary>[^)]*)\)")
 
 
-def one_run(root: Path, parties: list[str], bits: int, sigma: int) -> dict[str, object]:
+def one_run(
+    root: Path, parties: list[str], bits: int, sigma: int, biprimality_tests: int
+) -> dict[str, object]:
     certs, keys = root / "certs", root / "keys"
     ca_cert, ca_key = make_ca(certs)
     for name in parties:
@@ -57,6 +60,8 @@ def one_run(root: Path, parties: list[str], bits: int, sigma: int) -> dict[str, 
             str(bits),
             "--sigma",
             str(sigma),
+            "--biprimality-tests",
+            str(biprimality_tests),
         ]
         processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
     codes = [p.wait() for p in processes]
@@ -78,15 +83,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--key-bits", "--bits", dest="bits", type=int, default=2048)
     parser.add_argument("--parties", type=int, default=3)
-    parser.add_argument("--sigma", type=int, default=64)
+    parser.add_argument("--sigma", type=int, default=DEFAULT_SIGMA)
+    parser.add_argument("--biprimality-tests", type=int, default=DEFAULT_BIPRIMALITY_TESTS)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     parties = list(NAMES[: args.parties])
-    print(f"dealerless key generation: {args.bits}-bit N, {args.parties} node processes, TLS")
+    print(
+        f"dealerless key generation: {args.bits}-bit N, {args.parties} node processes, TLS; "
+        f"sigma {args.sigma}, {args.biprimality_tests} biprimality tests"
+    )
     results = []
     for run in range(1, args.runs + 1):
         with tempfile.TemporaryDirectory(prefix="riskprop-keygen-") as tmp:
-            result = one_run(Path(tmp), parties, args.bits, args.sigma)
+            result = one_run(Path(tmp), parties, args.bits, args.sigma, args.biprimality_tests)
         results.append(result)
         print(
             f"run {run}: wall {result['wall']:.1f} s, cpu (all nodes) {result['cpu']:.1f} s; "

@@ -162,9 +162,17 @@ def run(ctx: click.Context, /, **node: Any) -> None:
 @click.option(
     "--sigma",
     type=int,
-    default=64,
+    default=128,
     show_default=True,
-    help="Distributed: statistical security in bits (share hiding, biprimality tests).",
+    help="Distributed: statistical hiding of the key shares in bits (at least 40).",
+)
+@click.option(
+    "--biprimality-tests",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Distributed: Boneh-Franklin tests N must pass; a wrong N passes with probability "
+    "2^-count (at least 40).",
 )
 def keygen(
     player: str | None,
@@ -180,6 +188,7 @@ def keygen(
     threshold: int | None,
     key_bits: int,
     sigma: int,
+    biprimality_tests: int,
 ) -> None:
     """Generate a threshold Paillier key: dealerless (--player) or by a trusted dealer.
 
@@ -223,6 +232,13 @@ def keygen(
         for_keygen=True,
     )
     t = default_threshold(len(config.network.names)) if threshold is None else threshold
-    params = keygen_params(config, bits=key_bits, threshold=t, sigma=sigma, session=session)
+    params = keygen_params(
+        config,
+        bits=key_bits,
+        threshold=t,
+        sigma=sigma,
+        biprimality_tests=biprimality_tests,
+        session=session,
+    )
     path = keygen_node_sync(config, params, force=force)
     click.echo(f"{player}: key share written to {path}")

@@ -50,7 +50,13 @@ from riskprop.node.http import HttpTransport
 from riskprop.node.runner import http_settings
 from riskprop.node.stopping import in_thread
 from riskprop.node.transport import PeerUnavailableError, Transport
-from riskprop.protocol.keygen import KeygenParams, KeygenParty, Outbound, Rounds
+from riskprop.protocol.keygen import (
+    DEFAULT_BIPRIMALITY_TESTS,
+    KeygenParams,
+    KeygenParty,
+    Outbound,
+    Rounds,
+)
 from riskprop.protocol.messages import Abort, KeygenRound, Message
 
 log = logging.getLogger(__name__)
@@ -291,13 +297,26 @@ async def _notify_abort(
 
 
 def keygen_params(
-    config: PlayerConfig, *, bits: int, threshold: int, sigma: int, session: str | None
+    config: PlayerConfig,
+    *,
+    bits: int,
+    threshold: int,
+    sigma: int,
+    session: str | None,
+    biprimality_tests: int = DEFAULT_BIPRIMALITY_TESTS,
 ) -> KeygenParams:
     """Parameters from a node's configuration; the session name defaults to one derived from
     the party set, threshold and key size (every node derives the same)."""
     parties = config.network.names
     name = session or f"keygen-{'-'.join(parties)}-t{threshold}-{bits}"
-    return KeygenParams(parties, threshold, bits=bits, sigma=sigma, session=name)
+    return KeygenParams(
+        parties,
+        threshold,
+        bits=bits,
+        sigma=sigma,
+        biprimality_tests=biprimality_tests,
+        session=name,
+    )
 
 
 async def generate_key(

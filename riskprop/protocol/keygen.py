@@ -13,10 +13,13 @@ drive all parties in lockstep in one process. The arithmetic is in ``core.dkg``;
    prime field above ``2**B``.
 3. **Biprimality**: pairs in blocks, one round each: moduli with a prime factor below
    ``2**20`` are dropped (a public gcd), the rest get one Boneh-Franklin test; the first to
-   pass gets ``sigma`` more in one round.
+   pass gets ``biprimality_tests - 1`` more in one round. A modulus that is not a product of
+   two distinct primes passes each test (an independent public base) with probability at
+   most 1/2, so it is accepted with probability at most ``2**-biprimality_tests``.
 4. **Key** (2 rounds): ``gcd(N, p + q - 1) = 1`` and ``theta`` by masked products over ``Z_N``;
    integer Shamir shares of ``D = Delta**4 phi beta`` by a product of integer sharings and an
-   integer degree reduction. ``D = 0 mod phi(N)``, ``theta = D mod N``: the format of
+   integer degree reduction (any ``t`` shares are within statistical distance ``t * 2**-sigma``
+   of shares of another secret). ``D = 0 mod phi(N)``, ``theta = D mod N``: the format of
    ``core.threshold`` shares (a dealer's key and this one are used alike).
 5. **Verification** (2 rounds): all parties agree on ``(N, theta)``; a jointly encrypted public
    value decrypts correctly with every subset of ``t + 1`` shares.
@@ -51,13 +54,19 @@ from riskprop.core.threshold import (
     partial_decrypt,
     validate_threshold,
 )
-from riskprop.errors import ConfigError, ProtocolError
+from riskprop.errors import ConfigError, ParameterError, ProtocolError
 
 log = logging.getLogger(__name__)
 
-#: Statistical security (bits) of the integer sharings and biprimality repetitions.
-DEFAULT_SIGMA = 64
+#: Statistical hiding (bits) of the integer Shamir sharings of the key: 2**-128, as the dealer's
+#: (``core.threshold.DEFAULT_STATISTICAL_SECURITY``).
+DEFAULT_SIGMA = 128
 MIN_SIGMA = 40
+#: Boneh-Franklin tests the chosen modulus passes: a non-biprime survives each with probability
+#: at most 1/2, so 128 tests bound a wrong key by 2**-128. Each is one exponentiation mod N
+#: per party in the confirmation round (about 1-3 ms at 2048 bits).
+DEFAULT_BIPRIMALITY_TESTS = 128
+MIN_BIPRIMALITY_TESTS = 40
 #: Candidate pairs trial-divided, and the survivors tested for biprimality, per round.
 PAIRS_PER_ROUND = 512
 #: Candidate pairs per batch, as a multiple of the expected number until success: a batch
@@ -78,6 +87,7 @@ class KeygenParams:
     threshold: int
     bits: int = 2048
     sigma: int = DEFAULT_SIGMA
+    biprimality_tests: int = DEFAULT_BIPRIMALITY_TESTS
     session: str = "keygen"
     trial_division_bound: int = dkg.TRIAL_DIVISION_BOUND
     batch_pairs: int | None = None  # None: BATCH_FACTOR times the expected number
@@ -97,11 +107,24 @@ class KeygenParams:
                 f"key bits must be a multiple of 16 and at least 256 (got {self.bits})"
             )
         if self.sigma < MIN_SIGMA:
-            raise ConfigError(f"statistical security must be at least {MIN_SIGMA} bits")
+            raise ParameterError(
+                "sigma",
+                f"statistical hiding of the key shares must be at least {MIN_SIGMA} bits "
+                f"(got {self.sigma})",
+            )
+        if self.biprimality_tests < MIN_BIPRIMALITY_TESTS:
+            raise ParameterError(
+                "biprimality_tests",
+                f"must be at least {MIN_BIPRIMALITY_TESTS}: a modulus that is not a biprime "
+                f"passes them with probability up to 2**-count (got {self.biprimality_tests})",
+            )
 
     def digest(self) -> str:
         """Parameters as one string every party checks in the first round."""
-        text = f"{','.join(self.parties)}|{self.threshold}|{self.bits}|{self.sigma}|{self.session}"
+        text = (
+            f"{','.join(self.parties)}|{self.threshold}|{self.bits}|{self.sigma}|"
+            f"{self.biprimality_tests}|{self.session}"
+        )
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -310,7 +333,9 @@ class KeygenParty:
     def _search(
         self, candidates: list[int], moduli: list[int]
     ) -> Generator[Outbound, Inbound, tuple[int, int, int] | None]:
-        """The first pair whose modulus is a biprime: ``(N, p_i, q_i)`` or None."""
+        """The first pair whose modulus is a biprime: ``(N, p_i, q_i)`` or None. A modulus
+        is accepted after ``biprimality_tests`` tests in all: one screening the block, the
+        rest confirming it."""
         bits = self.params.bits
         bound = self.params.trial_division_bound
         for start in range(0, len(moduli), PAIRS_PER_ROUND):
@@ -324,7 +349,11 @@ class KeygenParty:
             passed = yield from self._biprimality(candidates, moduli, survivors, repetitions=1)
             for k in passed:
                 confirmed = yield from self._biprimality(
-                    candidates, moduli, [k], repetitions=self.params.sigma
+                    candidates,
+                    moduli,
+                    [k],
+                    repetitions=self.params.biprimality_tests - 1,
+                    step="confirmation",
                 )
                 if not confirmed:
                     continue
@@ -335,9 +364,16 @@ class KeygenParty:
         return None
 
     def _biprimality(
-        self, candidates: list[int], moduli: list[int], chosen: list[int], *, repetitions: int
+        self,
+        candidates: list[int],
+        moduli: list[int],
+        chosen: list[int],
+        *,
+        repetitions: int,
+        step: str = "biprimality",
     ) -> Generator[Outbound, Inbound, list[int]]:
-        """Indices in ``chosen`` whose modulus passes ``repetitions`` Boneh-Franklin tests."""
+        """Indices in ``chosen`` whose modulus passes ``repetitions`` Boneh-Franklin tests
+        (time counted under ``step``)."""
         started = time.perf_counter()
         values = []
         for k in chosen:
@@ -356,7 +392,7 @@ class KeygenParty:
             rows = range(position * repetitions, (position + 1) * repetitions)
             if all(dkg.biprimality_holds(moduli[k], [c[r] for c in columns]) for r in rows):
                 passed.append(k)
-        self.stats.add("biprimality", time.perf_counter() - started)
+        self.stats.add(step, time.perf_counter() - started)
         return passed
 
     def _coprime_check(

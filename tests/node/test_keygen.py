@@ -146,3 +146,45 @@ def test_three_node_processes_generate_a_key_over_tls_and_a_run_uses_it(
     processes.extend(network.start(p) for p in parties)
     assert wait_all(processes[-3:], timeout=240) == [0, 0, 0]
     assert_matches_plaintext(network)
+
+
+def test_the_command_line_passes_sigma_and_biprimality_tests_to_every_party(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--sigma`` and ``--biprimality-tests`` reach ``KeygenParams`` (hence the digest every
+    party checks); their defaults are the library's; a count below the bound is one line."""
+    from riskprop.cli import main
+    from riskprop.localnet.harness import write_configs
+    from riskprop.protocol.keygen import DEFAULT_BIPRIMALITY_TESTS, DEFAULT_SIGMA
+
+    write_configs(
+        tmp_path / "configs",
+        data=tmp_path / "data",
+        keys=tmp_path / "keys",
+        certs=tmp_path / "certs",
+        out=tmp_path / "out",
+        parties=list(names(3)),
+        run={"run_id": "r", "iterations": 1},
+    )
+    seen: list[KeygenParams] = []
+
+    def fake_keygen(config: object, params: KeygenParams, **_: object) -> Path:
+        seen.append(params)
+        return tmp_path / "share.json"
+
+    monkeypatch.setattr("riskprop.node.keygen.keygen_node_sync", fake_keygen)
+    command = ["keygen", "--player", "bank1", "--config", str(tmp_path / "configs")]
+    command += ["--insecure", "--key-bits", str(BITS)]
+    main(command)
+    main([*command, "--sigma", "41", "--biprimality-tests", "57"])
+    assert [(p.sigma, p.biprimality_tests) for p in seen] == [
+        (DEFAULT_SIGMA, DEFAULT_BIPRIMALITY_TESTS),
+        (41, 57),
+    ]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--biprimality-tests", "39"])
+    assert exit_.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and len(seen) == 2
+    assert errors[0].startswith("riskprop: error: --biprimality-tests: must be at least 40")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import gmpy2
@@ -14,14 +15,23 @@ import pytest
 
 from riskprop.core.paillier import FreshNoise, encrypt
 from riskprop.core.threshold import (
+    DEFAULT_STATISTICAL_SECURITY,
     KeyShare,
     ThresholdKey,
     combine,
     lagrange_at_zero,
     partial_decrypt,
 )
-from riskprop.errors import ConfigError
-from riskprop.protocol.keygen import KeygenParams, KeygenParty, run_in_lockstep
+from riskprop.errors import ConfigError, ParameterError
+from riskprop.protocol.keygen import (
+    DEFAULT_BIPRIMALITY_TESTS,
+    DEFAULT_SIGMA,
+    MIN_BIPRIMALITY_TESTS,
+    MIN_SIGMA,
+    KeygenParams,
+    KeygenParty,
+    run_in_lockstep,
+)
 
 BITS = 512
 #: A key generated in lockstep: its parameters, every party's share and every party's state.
@@ -133,7 +143,46 @@ def test_secure_run_with_a_distributed_key_matches_plaintext(
 def test_parameters_are_checked() -> None:
     with pytest.raises(ConfigError, match="honest majority"):
         KeygenParams(names(4), 2, bits=BITS)
-    with pytest.raises(ConfigError, match="statistical security"):
+    with pytest.raises(ParameterError, match=r"^sigma: .* at least 40 bits \(got 20\)$") as err:
         KeygenParams(names(3), 1, bits=BITS, sigma=20)
+    assert err.value.name == "sigma"
+    with pytest.raises(ParameterError, match=r"^biprimality_tests: must be at least 40: .*39\)$"):
+        KeygenParams(names(3), 1, bits=BITS, biprimality_tests=39)
     with pytest.raises(ConfigError, match="multiple of 16"):
         KeygenParams(names(3), 1, bits=500)
+    KeygenParams(names(3), 1, bits=BITS, sigma=MIN_SIGMA, biprimality_tests=MIN_BIPRIMALITY_TESTS)
+
+
+def test_defaults_match_the_dealer_and_a_2_to_the_minus_128_claim() -> None:
+    params = KeygenParams(names(3), 1)
+    assert params.sigma == DEFAULT_SIGMA == DEFAULT_STATISTICAL_SECURITY == 128
+    assert params.biprimality_tests == DEFAULT_BIPRIMALITY_TESTS == 128
+
+
+def test_every_parameter_party_checks_in_round_one_is_in_the_digest() -> None:
+    base = KeygenParams(names(5), 1, bits=BITS)
+    changed = [
+        replace(base, sigma=base.sigma + 1),
+        replace(base, biprimality_tests=base.biprimality_tests + 1),
+        replace(base, bits=BITS + 16),
+        replace(base, threshold=2),
+        replace(base, parties=names(6)[1:]),
+        replace(base, session="other"),
+    ]
+    digests = {params.digest() for params in [base, *changed]}
+    assert len(digests) == 1 + len(changed)
+    assert replace(base).digest() == base.digest()
+
+
+def test_the_chosen_modulus_passes_the_requested_number_of_biprimality_tests() -> None:
+    """One screening test for every survivor of trial division, then ``count - 1`` for the
+    first to pass, so a party runs ``survivors + count - 1`` tests per accepted modulus."""
+    counts = {}
+    for count in (40, 57):
+        params = KeygenParams(names(3), 1, bits=BITS, biprimality_tests=count, session="count")
+        shares, parties = run_in_lockstep(params)
+        assert len({share.key for share in shares.values()}) == 1
+        party = parties["bank1"]
+        counts[count] = party.stats.biprimality_tests - party.stats.after_trial_division
+        assert "confirmation" in party.stats.seconds
+    assert counts[57] - counts[40] == 17
