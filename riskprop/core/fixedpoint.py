@@ -5,22 +5,33 @@ Weights get ``f`` fractional bits, initial scores ``f_s`` (``f - 4 <= f_s <= f``
 iteration ``k`` maps the integer state with non-negative integer coefficients::
 
     R_k(x) = c_self * R_{k-1}(x) + sum_s c(s, x) * R_{k-1}(s)
-    c_self = floor((1 - d) * 2**f),   c(s, x) = floor(d * w(s, x) * 2**f)
+    c_self = floor((1 - d) * 2**f),   c(s, x) = floor(D * w(s, x) / W(x)),   D = floor(d * 2**f)
 
-so after ``K`` iterations in all (every period counts) ``R_K / 2**(f_s + f*K)`` approximates the
-real score. Invariants:
+with ``w(s, x)`` the weight of edge ``s -> x`` and ``W(x) = sum_s w(s, x)`` (1 up to the weights'
+rounding; amounts in place of weights give the same, only ratios within a row count), so after
+``K`` iterations in all (every period counts) ``R_K / 2**(f_s + f*K)`` approximates the real
+score. The coefficients are exact integer arithmetic on the exact binary values of ``d`` and
+of the weights (float64 values are dyadic rationals), never float products, so the invariants
+hold for every ``f`` up to ``MAX_PRECISION_BITS``:
 
-* Bound: each row's coefficients sum to at most ``2**f`` (floors of terms summing to ``2**f``)
-  and ``R_0 <= 2**f_s``, hence ``0 <= R_K <= 2**(f_s + f*K)``: one slot of ``f_s + f*K + 1`` bits
-  always holds a value, and a modulus of ``b`` bits holds ``(b - 1) // slot_bits`` slots.
-* Precision: flooring loses less than ``2**-f`` per coefficient and the update is
-  non-expansive in the sup norm, so ``|decoded - exact| <= 2**-(f_s+1) + sum_k (deg_k + 1) * 2**-f``
-  where ``deg_k`` is the largest in-degree used in iteration ``k``. With the default ``f = 32``
-  (``f_s >= 28``) that is below 1e-7 while ``K * (max in-degree + 1) <= 400`` and below 1e-6
-  while it is at most 4,000 (TNO's toolbox encodes weights with 12 and scores with 8 decimal
-  digits and reports differences of about 2e-6 on the same data); ``--precision-bits 48`` gives
-  about 1e-12 for 1.5 times the decryption cost (wider slots). The secure result is never above
-  the exact one by more than the initial rounding ``2**-(f_s+1)``.
+* Bound: ``sum_s c(s, x) <= D`` (a sum of floors is at most the floor of the sum, ``D W / W``)
+  and ``c_self + D = 2**f - ceil(d 2**f) + floor(d 2**f) <= 2**f``: each row's coefficients sum
+  to at most ``2**f``. With ``R_0 <= 2**f_s``, ``0 <= R_K <= 2**(f_s + f*K)``: one slot of
+  ``f_s + f*K + 1`` bits always holds a value, and a modulus of ``b`` bits holds
+  ``(b - 1) // slot_bits`` slots.
+* Precision: in units of ``2**-f`` a row loses ``ceil(d 2**f) - d 2**f`` on its own term and
+  ``(d 2**f - D) w / W`` plus less than 1 on each edge: less than ``deg + 1`` in all (the first
+  two add up to at most 1), and it gains nothing (no coefficient is above its real value). The
+  update is non-expansive in the sup norm, so ``|decoded - exact| <= 2**-(f_s+1) + sum_k (deg_k
+  + 1) * 2**-f``, where ``deg_k`` is the largest in-degree used in iteration ``k`` and ``exact``
+  propagates the weights ``w / W``; the secure result is never above it by more than the
+  initial rounding ``2**-(f_s+1)``. (Float64 weights ``amount / row total`` are within a
+  relative ``2**-52`` of the amounts' exact ratios: at most ``2**-52`` more per iteration
+  against those.) With the default ``f = 32`` (``f_s >= 28``) the bound is below 1e-7 while
+  ``K * (max in-degree + 1) <= 400`` and below 1e-6 while it is at most 4,000 (TNO's toolbox
+  encodes weights with 12 and scores with 8 decimal digits and reports differences of about
+  2e-6 on the same data); ``--precision-bits 48`` gives about 1e-12 for 1.5 times the
+  decryption cost (wider slots).
 * Packing: the score bits only enter the bound through ``2**-(f_s+1)``, far below the weight
   term, so :meth:`FixedPoint.for_packing` gives up to ``SCORE_BITS_SLACK`` of them when that
   fits one more slot into the plaintext (at ``K = 3``, ``f = 32``: ``f_s = 30`` and slots of 127
@@ -29,18 +40,21 @@ real score. Invariants:
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
-from riskprop.core.types import FloatArray
+from riskprop.core.types import FloatArray, IntArray
 from riskprop.errors import ConfigError, ParameterError
 
 DEFAULT_PRECISION_BITS = 32
 #: Fewer fractional bits than this make every score too coarse to rank accounts.
 MIN_PRECISION_BITS = 8
-#: float64 has a 53-bit significand: beyond that, d * w * 2**f is no longer an exact floor.
+#: Scores enter and leave as float64 (53-bit significand): finer weights would not show.
 MAX_PRECISION_BITS = 52
 #: How many score bits :meth:`FixedPoint.for_packing` may give up for one more slot.
 SCORE_BITS_SLACK = 4
@@ -99,11 +113,28 @@ class FixedPoint:
         scale = float(1 << self.initial_bits)
         return [int(v) for v in np.rint(np.asarray(scores, dtype=np.float64) * scale)]
 
-    def coefficients(self, delta: float, weights: FloatArray) -> tuple[int, list[int]]:
-        """``(c_self, [c(s, x) per edge])`` for one iteration with ``delta`` and edge weights."""
-        c_self = int(np.floor((1.0 - delta) * self.scale))
-        edge = np.floor(np.asarray(weights, dtype=np.float64) * (delta * self.scale))
-        return c_self, [int(v) for v in edge.astype(np.int64)]
+    def coefficients(
+        self, delta: float, weights: FloatArray, indptr: IntArray | None = None
+    ) -> tuple[int, list[int]]:
+        """``(c_self, [c(s, x) per edge])`` for one iteration with ``delta`` in [0, 1], exactly
+        as the module doc defines them. ``weights`` holds the edges' non-negative weights (or
+        amounts) row after row, ``indptr`` where each row starts (CSR; without it the edges are
+        one row); a row whose weights are all 0 gets coefficients 0."""
+        d = Fraction(delta)
+        if not 0 <= d <= 1:
+            raise ValueError(f"delta must lie in [0, 1] (got {delta!r})")
+        c_self = math.floor((1 - d) * self.scale)
+        total = math.floor(d * self.scale)
+        numerators = _dyadic_numerators(weights)
+        bounds = [0, len(numerators)] if indptr is None else [int(v) for v in indptr]
+        if bounds[0] != 0 or bounds[-1] != len(numerators):
+            raise ValueError("indptr does not describe the rows of the weights")
+        coefs: list[int] = []
+        for start, stop in itertools.pairwise(bounds):
+            row = numerators[start:stop]
+            row_total = sum(row)
+            coefs.extend([total * a // row_total for a in row] if row_total else [0] * len(row))
+        return c_self, coefs
 
     def slot_bits(self, total_iterations: int) -> int:
         """Bits that hold any state value after ``total_iterations`` iterations."""
@@ -133,3 +164,17 @@ class FixedPoint:
         """``R_K / 2**(f_s + f*K)`` as float64 (exact integer division, correctly rounded)."""
         denominator = 1 << (self.initial_bits + self.precision_bits * total_iterations)
         return np.array([v / denominator for v in values], dtype=np.float64)
+
+
+def _dyadic_numerators(weights: FloatArray) -> list[int]:
+    """Integers ``n_j`` with ``weights[j] = n_j * 2**e`` exactly, one ``e`` for all: each float64
+    is ``m * 2**k`` with an integer ``m < 2**53``, and ``e`` is the smallest such ``k``."""
+    values = np.asarray(weights, dtype=np.float64)
+    if not np.all(np.isfinite(values) & (values >= 0.0)):
+        raise ValueError("weights must be finite and non-negative")
+    fraction, exponent = np.frexp(values)  # values = fraction * 2**exponent, fraction in [0.5, 1)
+    mantissa = (fraction * 2.0**53).astype(np.int64)  # exact: 53 significant bits at most
+    if not mantissa.any():
+        return [0] * len(values)
+    shift = np.where(mantissa > 0, exponent - exponent[mantissa > 0].min(), 0)
+    return [m << k for m, k in zip(mantissa.tolist(), shift.tolist(), strict=True)]
