@@ -5,8 +5,10 @@ The threshold decryption raises every packed ciphertext to the same share ``s_i`
 like these fit multi-buffer arithmetic: the native kernel ``riskprop.core._mbx`` runs eight
 Montgomery exponentiations at once in the eight 64-bit lanes of AVX-512 IFMA registers (radix
 ``2**52``, Gueron and Krasnov, ARITH 2016). On a CPU without IFMA, or if the extension was not
-built, or with ``RISKPROP_ARITHMETIC=gmp`` in the environment, each base goes to
-``gmpy2.powmod``. Both give the same integers; tests compare them.
+built, or with ``RISKPROP_ARITHMETIC=gmp`` in the environment, each base goes to gmpy2:
+``gmpy2.powmod_sec`` (GMP's ``mpz_powm_sec``, same time and cache accesses for arguments of the
+same size) for a secret exponent, ``gmpy2.powmod`` for a public one. Both give the same
+integers; tests compare them.
 
 The kernel's window: for a *secret* exponent every window multiplies, so the sequence of
 Montgomery products is fixed by the exponent's length alone; for a *public* exponent zero
@@ -115,7 +117,11 @@ def powmod_many(
         return []
     if not native():
         m, e = mpz(modulus), mpz(exponent)
-        return [gmpy2.powmod(mpz(b), e, m) for b in bases]
+        if not secret:
+            return [gmpy2.powmod(mpz(b), e, m) for b in bases]
+        if exponent == 0:  # powmod_sec needs e > 0; b**0 = 1 (modulus > 1)
+            return [mpz(1) for _ in bases]
+        return [gmpy2.powmod_sec(mpz(b), e, m) for b in bases]
     assert _KERNEL is not None
     mod = _modulus(modulus)
     raw = _KERNEL.powmod(

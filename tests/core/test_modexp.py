@@ -28,8 +28,11 @@ KERNEL = modexp.backend() == "avx512-ifma"
 needs_kernel = pytest.mark.skipif(not KERNEL, reason="CPU without AVX-512 IFMA (gmp path only)")
 
 
-def test_the_kernel_is_built_and_used_exactly_where_the_cpu_has_ifma() -> None:
+def test_the_kernel_is_built_and_used_exactly_where_the_cpu_has_ifma(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # a failed build on an IFMA machine would silently cost 4x; this makes it a failure
+    monkeypatch.delenv(modexp.ENVIRONMENT, raising=False)  # also when the suite runs with gmp
     assert modexp.backend() == ("avx512-ifma" if _cpu_has_ifma() else "gmp")
 
 
@@ -77,6 +80,40 @@ def test_a_negative_exponent_inverts(arithmetic: str) -> None:
     ]
     with pytest.raises(ValueError, match="not invertible"):
         modexp.powmod_many([1009], -1, modulus)
+
+
+def test_the_gmp_path_sends_secret_exponents_to_powmod_sec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
+    modulus = (1 << 521) - 1  # odd
+    bases = [3, 5, modulus + 7]
+    calls: list[str] = []
+    powmod, powmod_sec = gmpy2.powmod, gmpy2.powmod_sec
+
+    def public(b: object, e: object, m: object) -> object:
+        calls.append("powmod")
+        return powmod(b, e, m)
+
+    def secret(b: object, e: object, m: object) -> object:
+        calls.append("powmod_sec")
+        return powmod_sec(b, e, m)
+
+    monkeypatch.setattr(gmpy2, "powmod", public)
+    monkeypatch.setattr(gmpy2, "powmod_sec", secret)
+    for exponent in (1, 2**300 + 1, secrets.randbits(600), -(2**100) - 1):
+        calls.clear()
+        got = modexp.powmod_many(bases, exponent, modulus, secret=True)
+        assert calls == ["powmod_sec"] * 3
+        assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
+        calls.clear()
+        got = modexp.powmod_many(bases, exponent, modulus, secret=False)
+        assert calls == ["powmod"] * 3
+        assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
+    calls.clear()
+    # powmod_sec needs a positive exponent: b**0 is 1 without either
+    assert modexp.powmod_many(bases, 0, modulus, secret=True) == [1, 1, 1]
+    assert calls == []
 
 
 @pytest.mark.parametrize("modulus", [0, 1, 2, 1 << 64, -7])
