@@ -18,9 +18,20 @@
  * once per multiplication.
  *
  * Exponentiation is left-to-right with a fixed window of w bits and a table of base^k R for
- * k < 2^w.  For a secret exponent every window multiplies (also by base^0 R), so the sequence
- * of operations does not depend on the exponent; the table index does, as GMP's mpz_powm's
- * does (see docs/threat-model.md).  For a public exponent zero windows are skipped.
+ * k < 2^w.  For a public exponent the table is indexed by the digit and zero windows are skipped.
+ * For a secret exponent the operations and the memory they touch do not depend on its bits, only
+ * on its length in bytes: every window squares w times and multiplies (also by base^0 R), and
+ * the factor is found by a scan, which reads every table entry in the same order with the same
+ * full-width loads and keeps the one whose index equals the digit by and/or with a mask made by
+ * a vector comparison (scan_vectors).  No branch and no address depends on the digit.
+ *
+ * The comb (comb_products) multiplies table entries chosen per lane.  Given positions it gathers
+ * them, so which cache lines it touches depends on them; given a sub-table size s (a power of
+ * two) it instead scans, for each product, the aligned run of s entries that holds every lane's
+ * entry (the run is public: it is the same in all lanes), as above but with a mask per lane.
+ *
+ * For tests, the *_traced entry points also return the sequence of operations (one code per
+ * Montgomery product) and the number of table entries read; the arithmetic is the same code.
  *
  * The kernel is compiled for AVX-512 IFMA by a function attribute and only called after the
  * CPU reports the feature; elsewhere the module builds and `available()` returns False.
@@ -42,8 +53,47 @@
 #define MASK52 ((UINT64_C(1) << RADIX) - 1)
 #define MAX_WINDOW 8
 #define MAX_LIMBS 1000
+#define CHUNK 8 /* limbs a scan holds in registers */
+
+/* Operation codes of a trace */
+#define OP_TABLE 'T'   /* a product that builds the window table */
+#define OP_SQUARE 'S'  /* a squaring of the accumulator */
+#define OP_DIRECT 'M'  /* a product by a table entry read at the digit's index */
+#define OP_SCAN 'C'    /* a product by a table entry found by a scan of the (sub-)table */
+#define OP_GATHER 'G'  /* a product by table entries gathered at each lane's position */
+#define OP_CONVERT 'X' /* into or out of Montgomery form */
+
+/* What a traced call did, in order (NULL when not traced). */
+typedef struct {
+    unsigned char *ops; /* one operation code per Montgomery product */
+    size_t len, cap;
+    uint64_t reads;     /* table entries read (per lane) */
+    int failed;         /* out of memory while tracing */
+} Trace;
+
+static void traced_op(Trace *tr, unsigned char op)
+{
+    if (!tr || tr->failed) return;
+    if (tr->len == tr->cap) {
+        const size_t cap = tr->cap ? 2 * tr->cap : 4096;
+        unsigned char *ops = realloc(tr->ops, cap);
+        if (!ops) {
+            tr->failed = 1;
+            return;
+        }
+        tr->ops = ops;
+        tr->cap = cap;
+    }
+    tr->ops[tr->len++] = op;
+}
+
+static void traced_reads(Trace *tr, uint64_t entries)
+{
+    if (tr) tr->reads += entries;
+}
 
 #ifdef MBX_X86
+#define INLINE inline __attribute__((always_inline))
 
 /* r = amm(a, b) in every lane.  a, b: n normalised limbs (< 2^52); mod: n limbs of M;
  * t: n + 1 vectors of scratch.  r may alias a or b: it is written only at the end. */
@@ -87,6 +137,67 @@ MBX_TARGET static void amm(__m512i *r, const __m512i *a, const __m512i *b, const
     }
 }
 
+/* all-ones in the lanes where a == b, zero elsewhere */
+MBX_TARGET static INLINE __m512i lanes_equal(__m512i a, __m512i b)
+{
+    return _mm512_maskz_set1_epi64(_mm512_cmpeq_epi64_mask(a, b), -1);
+}
+
+/* One pass of a scan over limbs j0 .. j0 + width - 1 (width <= CHUNK, kept in registers): for
+ * every entry e < size in order, limb j of entry e in all lanes (a vector of the table, or a
+ * number of a shared table broadcast), and-ed with the lanes where digit == e, or-ed into
+ * dst[j].  Adds the entries read to *read on the pass that starts at limb 0. */
+MBX_TARGET static INLINE void scan_pass(__m512i *dst, const void *table, int shared,
+                                        Py_ssize_t size, int n, int j0, int width, __m512i digit,
+                                        Py_ssize_t *read)
+{
+    const __m512i step = _mm512_set1_epi64(1);
+    __m512i r[CHUNK], k = _mm512_setzero_si512();
+    for (int i = 0; i < width; i++) r[i] = _mm512_setzero_si512();
+    for (Py_ssize_t e = 0; e < size; e++, k = _mm512_add_epi64(k, step)) {
+        *read += j0 == 0;
+        const __m512i hit = lanes_equal(digit, k);
+        for (int i = 0; i < width; i++) {
+            const Py_ssize_t at = e * n + j0 + i;
+            const __m512i x = shared ? _mm512_set1_epi64((long long)((const uint64_t *)table)[at])
+                                     : _mm512_load_si512((const __m512i *)table + at);
+            r[i] = _mm512_or_si512(r[i], _mm512_and_si512(hit, x));
+        }
+    }
+    for (int i = 0; i < width; i++) dst[j0 + i] = r[i];
+}
+
+/* dst = entry digit_l of the table in lane l (n limbs each), by a scan of all size entries:
+ * the same loads in the same order, whatever the digits; returns the entries read. */
+MBX_TARGET static INLINE Py_ssize_t scan(__m512i *dst, const void *table, int shared,
+                                         Py_ssize_t size, int n, __m512i digit)
+{
+    Py_ssize_t read = 0;
+    if (n < CHUNK) {
+        for (int j = 0; j < n; j++) scan_pass(dst, table, shared, size, n, j, 1, digit, &read);
+        return read;
+    }
+    for (int j0 = 0;; j0 += CHUNK) {
+        if (j0 > n - CHUNK) j0 = n - CHUNK; /* the last chunk overlaps the one before */
+        scan_pass(dst, table, shared, size, n, j0, CHUNK, digit, &read);
+        if (j0 == n - CHUNK) return read;
+    }
+}
+
+/* a table of numbers per lane: entry e is n vectors */
+MBX_TARGET static Py_ssize_t scan_vectors(__m512i *dst, const __m512i *table, Py_ssize_t size,
+                                          int n, __m512i digit)
+{
+    return scan(dst, table, 0, size, n, digit);
+}
+
+/* a table of numbers shared by the lanes: entry e is n uint64 limbs, broadcast */
+MBX_TARGET static Py_ssize_t scan_scalars(__m512i *dst, const uint64_t *table, Py_ssize_t size,
+                                          int n, __m512i digit)
+{
+    return scan(dst, table, 1, size, n, digit);
+}
+
 static int exponent_bit(const unsigned char *e, Py_ssize_t bit)
 {
     return (e[bit >> 3] >> (bit & 7)) & 1;
@@ -95,14 +206,15 @@ static int exponent_bit(const unsigned char *e, Py_ssize_t bit)
 typedef struct {
     int n;                 /* limbs per number */
     int w;                 /* window bits */
-    int secret;            /* multiply on zero windows too */
+    int secret;            /* fixed operations: multiply on every window, scan the table */
     uint64_t k0;           /* -M^-1 mod 2^52 */
     const uint64_t *mod;   /* n limbs of M */
     const __m512i *r2;     /* R^2 mod M, broadcast to all lanes */
     const unsigned char *e;
-    Py_ssize_t ebits;      /* exponent bits (no leading zeros) */
+    Py_ssize_t ebits;      /* exponent bits: 8 per byte if secret, else no leading zeros */
     __m512i *table;        /* 2^w numbers */
-    __m512i *acc, *one, *t;
+    __m512i *acc, *one, *entry, *t;
+    Trace *trace;
 } Plan;
 
 /* out = base^e mod M (almost reduced, < 2M) in all lanes; base < 2^(52 n). */
@@ -111,23 +223,41 @@ MBX_TARGET static void powmod8(const Plan *p, __m512i *out, const __m512i *base)
     const int n = p->n, w = p->w;
     const Py_ssize_t size = (Py_ssize_t)1 << w;
     __m512i *table = p->table, *acc = p->acc, *t = p->t;
+    Trace *tr = p->trace;
     amm(table, p->r2, p->one, p->mod, p->k0, n, t);   /* R mod M: one, Montgomery form */
+    traced_op(tr, OP_CONVERT);
     amm(table + n, base, p->r2, p->mod, p->k0, n, t); /* base R mod M */
-    for (Py_ssize_t k = 2; k < size; k++)
+    traced_op(tr, OP_CONVERT);
+    for (Py_ssize_t k = 2; k < size; k++) {
         amm(table + k * n, table + (k - 1) * n, table + n, p->mod, p->k0, n, t);
+        traced_op(tr, OP_TABLE);
+    }
     memcpy(acc, table, sizeof(__m512i) * (size_t)n);
     const Py_ssize_t top = (p->ebits + w - 1) / w * w;
     for (Py_ssize_t pos = top - w; pos >= 0; pos -= w) {
         if (pos != top - w)
-            for (int s = 0; s < w; s++) amm(acc, acc, acc, p->mod, p->k0, n, t);
-        Py_ssize_t digit = 0;
+            for (int s = 0; s < w; s++) {
+                amm(acc, acc, acc, p->mod, p->k0, n, t);
+                traced_op(tr, OP_SQUARE);
+            }
+        uint64_t digit = 0;
         for (int s = w - 1; s >= 0; s--) {
             const Py_ssize_t bit = pos + s;
-            digit = (digit << 1) | (bit < p->ebits ? exponent_bit(p->e, bit) : 0);
+            digit = (digit << 1) | (uint64_t)(bit < p->ebits ? exponent_bit(p->e, bit) : 0);
         }
-        if (digit || p->secret) amm(acc, acc, table + digit * n, p->mod, p->k0, n, t);
+        if (p->secret) {
+            const __m512i lanes = _mm512_set1_epi64((long long)digit);
+            traced_reads(tr, (uint64_t)scan_vectors(p->entry, table, size, n, lanes));
+            amm(acc, acc, p->entry, p->mod, p->k0, n, t);
+            traced_op(tr, OP_SCAN);
+        } else if (digit) {
+            traced_reads(tr, 1);
+            amm(acc, acc, table + (Py_ssize_t)digit * n, p->mod, p->k0, n, t);
+            traced_op(tr, OP_DIRECT);
+        }
     }
     amm(out, acc, p->one, p->mod, p->k0, n, t); /* leave Montgomery form */
+    traced_op(tr, OP_CONVERT);
 }
 
 /* limb j of a little-endian number of nbytes bytes; the buffer has 8 bytes of zero padding */
@@ -200,8 +330,9 @@ MBX_TARGET static void run(Plan *p, unsigned char *out, const unsigned char *bas
     __m512i *base = vectors, *result = vectors + n, *r2v = vectors + 2 * n;
     p->one = vectors + 3 * n;
     p->acc = vectors + 4 * n;
-    p->t = vectors + 5 * n;            /* n + 1 */
-    p->table = vectors + 6 * n + 1;    /* 2^w n */
+    p->entry = vectors + 5 * n;
+    p->t = vectors + 6 * n;            /* n + 1 */
+    p->table = vectors + 7 * n + 1;    /* 2^w n */
     broadcast(r2v, r2, nbytes, n, padded);
     for (int j = 0; j < n; j++) p->one[j] = _mm512_setzero_si512();
     p->one[0] = _mm512_set1_epi64(1);
@@ -232,30 +363,52 @@ MBX_TARGET static void to_montgomery(uint64_t *table, const unsigned char *value
 
 /* Products along one schedule, eight at a time: for each value, with p its per_value table
  * positions, acc = T[p_0]; for k >= 1: square acc when k is a multiple of blocks, then
- * acc = acc T[p_k].  Lanes read different entries (gathered), but do the same products. */
+ * acc = acc T[p_k].  Lanes read different entries but do the same products.  sub = 0: each
+ * lane's entry is gathered.  sub > 0 (a power of two): position k of the eight values lies in
+ * one aligned run of sub entries, which is scanned whole (see scan_scalars). */
 MBX_TARGET static void comb_products(unsigned char *out, Py_ssize_t count, Py_ssize_t nbytes,
                                      int n, const uint64_t *table, const uint32_t *positions,
-                                     Py_ssize_t per_value, Py_ssize_t blocks, const uint64_t *mod,
-                                     uint64_t k0, uint64_t *lanes, __m512i *vectors)
+                                     Py_ssize_t per_value, Py_ssize_t blocks, Py_ssize_t sub,
+                                     const uint64_t *mod, uint64_t k0, uint64_t *lanes,
+                                     __m512i *vectors, Trace *tr)
 {
     __m512i *acc = vectors, *entry = vectors + n, *one = vectors + 2 * n;
     __m512i *t = vectors + 3 * n; /* n + 1 */
+    const uint32_t low = (uint32_t)(sub - 1);
     for (int j = 0; j < n; j++) one[j] = _mm512_setzero_si512();
     one[0] = _mm512_set1_epi64(1);
     for (Py_ssize_t g = 0; g < count; g += LANES) {
         for (Py_ssize_t k = 0; k < per_value; k++) {
             long long index[LANES];
-            for (int l = 0; l < LANES; l++)
-                index[l] = g + l < count ? (long long)positions[(g + l) * per_value + k] * n : 0;
-            const __m512i vindex = _mm512_loadu_si512(index);
             __m512i *dst = k == 0 ? acc : entry;
-            for (int j = 0; j < n; j++)
-                dst[j] = _mm512_i64gather_epi64(vindex, (const void *)(table + j), 8);
+            if (sub) {
+                /* the run: position k of the group's first value without its low bits */
+                const size_t first = positions[g * per_value + k] & ~low;
+                const uint64_t *run = table + first * (size_t)n;
+                for (int l = 0; l < LANES; l++)
+                    index[l] = g + l < count ? (long long)(positions[(g + l) * per_value + k] & low)
+                                             : 0;
+                traced_reads(tr, (uint64_t)scan_scalars(dst, run, sub, n,
+                                                        _mm512_loadu_si512(index)));
+            } else {
+                for (int l = 0; l < LANES; l++)
+                    index[l] =
+                        g + l < count ? (long long)positions[(g + l) * per_value + k] * n : 0;
+                const __m512i vindex = _mm512_loadu_si512(index);
+                for (int j = 0; j < n; j++)
+                    dst[j] = _mm512_i64gather_epi64(vindex, (const void *)(table + j), 8);
+                traced_reads(tr, 1);
+            }
             if (k == 0) continue;
-            if (k % blocks == 0) amm(acc, acc, acc, mod, k0, n, t);
+            if (k % blocks == 0) {
+                amm(acc, acc, acc, mod, k0, n, t);
+                traced_op(tr, OP_SQUARE);
+            }
             amm(acc, acc, entry, mod, k0, n, t);
+            traced_op(tr, sub ? OP_SCAN : OP_GATHER);
         }
         amm(acc, acc, one, mod, k0, n, t);
+        traced_op(tr, OP_CONVERT);
         store_lanes(out, acc, g, count, nbytes, n, lanes);
     }
 }
@@ -299,10 +452,25 @@ static int modulus_limbs(const Py_buffer *modulus, uint64_t **mod)
 }
 #endif
 
-/* powmod(bases, exponent, modulus, r2, k0, window, secret) -> bytes; see riskprop/core/modexp.py */
-static PyObject *powmod(PyObject *self, PyObject *args)
+/* result alone, or (result, operation codes, entries read) for a traced call; frees the trace */
+static PyObject *finish(PyObject *result, Trace *tr)
 {
-    (void)self;
+    PyObject *out = result;
+    if (result && tr && tr->failed) {
+        Py_CLEAR(result);
+        out = PyErr_NoMemory();
+    } else if (result && tr) {
+        out = Py_BuildValue("(Ny#K)", result, (const char *)tr->ops, (Py_ssize_t)tr->len,
+                            (unsigned long long)tr->reads);
+    }
+    if (tr) free(tr->ops);
+    return out;
+}
+
+/* powmod(bases, exponent, modulus, r2, k0, window, secret) -> bytes; see riskprop/core/modexp.py.
+ * A secret exponent's bits all count (leading zero bytes too); a public one's from its top bit. */
+static PyObject *powmod_call(PyObject *args, int traced)
+{
     Py_buffer bases, exponent, modulus, r2;
     unsigned long long k0;
     int w, secret;
@@ -310,6 +478,7 @@ static PyObject *powmod(PyObject *self, PyObject *args)
         return NULL;
     PyObject *result = NULL;
     uint64_t *mod = NULL;
+    Trace trace = {0}, *tr = traced ? &trace : NULL;
 #ifdef MBX_X86
     const Py_ssize_t nbytes = modulus.len;
     const int n = modulus_limbs(&modulus, &mod);
@@ -323,11 +492,12 @@ static PyObject *powmod(PyObject *self, PyObject *args)
     if (!result) goto done;
     unsigned char *padded = calloc((size_t)nbytes + 8, 1);
     uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
-    void *scratch = aligned_alloc(64, ((size_t)n * (6 + ((size_t)1 << w)) + 1) * 64);
+    void *scratch = aligned_alloc(64, ((size_t)n * (7 + ((size_t)1 << w)) + 1) * 64);
     if (padded && lanes && scratch) {
-        Plan plan = {.n = n, .w = w, .secret = secret, .k0 = k0, .mod = mod, .e = exponent.buf};
+        Plan plan = {.n = n, .w = w, .secret = secret, .k0 = k0, .mod = mod, .e = exponent.buf,
+                     .trace = tr};
         plan.ebits = exponent.len * 8;
-        while (plan.ebits > 0 && !exponent_bit(plan.e, plan.ebits - 1)) plan.ebits--;
+        while (!secret && plan.ebits > 0 && !exponent_bit(plan.e, plan.ebits - 1)) plan.ebits--;
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
         Py_BEGIN_ALLOW_THREADS
         run(&plan, out, bases.buf, count, nbytes, r2.buf, padded, lanes, scratch);
@@ -352,9 +522,20 @@ done:
     PyBuffer_Release(&exponent);
     PyBuffer_Release(&modulus);
     PyBuffer_Release(&r2);
-    return result;
+    return finish(result, tr);
 }
 
+static PyObject *powmod(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return powmod_call(args, 0);
+}
+
+static PyObject *powmod_traced(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return powmod_call(args, 1);
+}
 
 /* montgomery(values, modulus, r2, k0) -> bytes: n little-endian uint64 limbs per value */
 static PyObject *montgomery(PyObject *self, PyObject *args)
@@ -404,19 +585,20 @@ done:
     return result;
 }
 
-/* comb(table, positions, per_value, blocks, modulus, k0) -> bytes: len(positions) / (4
- * per_value) products (len(modulus) little-endian bytes each), at most M; see modexp.py. */
-static PyObject *comb(PyObject *self, PyObject *args)
+/* comb(table, positions, per_value, blocks, modulus, k0, subtable=0) -> bytes: len(positions) /
+ * (4 per_value) products (len(modulus) little-endian bytes each), at most M; see modexp.py.
+ * subtable > 0: position k of every value must lie in the same aligned run of subtable entries. */
+static PyObject *comb_call(PyObject *args, int traced)
 {
-    (void)self;
     Py_buffer table, positions, modulus;
-    Py_ssize_t per_value, blocks;
+    Py_ssize_t per_value, blocks, sub = 0;
     unsigned long long k0;
-    if (!PyArg_ParseTuple(args, "y*y*nny*K", &table, &positions, &per_value, &blocks, &modulus,
-                          &k0))
+    if (!PyArg_ParseTuple(args, "y*y*nny*K|n", &table, &positions, &per_value, &blocks, &modulus,
+                          &k0, &sub))
         return NULL;
     PyObject *result = NULL;
     uint64_t *mod = NULL;
+    Trace trace = {0}, *tr = traced ? &trace : NULL;
 #ifdef MBX_X86
     const Py_ssize_t nbytes = modulus.len;
     const int n = modulus_limbs(&modulus, &mod);
@@ -428,10 +610,18 @@ static PyObject *comb(PyObject *self, PyObject *args)
         goto done;
     }
     const Py_ssize_t count = positions.len / (4 * per_value), entries = table.len / entry;
-    const uint32_t *pos = positions.buf;
+    if (sub < 0 || (sub & (sub - 1)) || sub > entries || (sub && entries % sub)) {
+        PyErr_SetString(PyExc_ValueError, "comb: the sub-table size must divide the table");
+        goto done;
+    }
+    const uint32_t *pos = positions.buf, high = ~(uint32_t)(sub - 1);
     for (Py_ssize_t i = 0; i < count * per_value; i++) {
         if ((Py_ssize_t)pos[i] >= entries) {
             PyErr_SetString(PyExc_ValueError, "comb: position outside the table");
+            goto done;
+        }
+        if (sub && (pos[i] ^ pos[i % per_value]) & high) {
+            PyErr_SetString(PyExc_ValueError, "comb: a position outside its step's sub-table");
             goto done;
         }
     }
@@ -442,8 +632,8 @@ static PyObject *comb(PyObject *self, PyObject *args)
     if (lanes && scratch) {
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
         Py_BEGIN_ALLOW_THREADS
-        comb_products(out, count, nbytes, n, table.buf, pos, per_value, blocks, mod, k0, lanes,
-                      scratch);
+        comb_products(out, count, nbytes, n, table.buf, pos, per_value, blocks, sub, mod, k0,
+                      lanes, scratch, tr);
         Py_END_ALLOW_THREADS
     } else {
         Py_CLEAR(result);
@@ -455,6 +645,7 @@ static PyObject *comb(PyObject *self, PyObject *args)
     (void)k0;
     (void)per_value;
     (void)blocks;
+    (void)sub;
     PyErr_SetString(PyExc_RuntimeError, "comb: built without the AVX-512 IFMA kernel");
     goto done;
 #endif
@@ -463,14 +654,28 @@ done:
     PyBuffer_Release(&table);
     PyBuffer_Release(&positions);
     PyBuffer_Release(&modulus);
-    return result;
+    return finish(result, tr);
+}
+
+static PyObject *comb(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return comb_call(args, 0);
+}
+
+static PyObject *comb_traced(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return comb_call(args, 1);
 }
 
 static PyMethodDef methods[] = {
     {"available", available, METH_NOARGS, "True if this CPU runs the AVX-512 IFMA kernel."},
     {"powmod", powmod, METH_VARARGS, "Eight-lane Montgomery exponentiation (see modexp.py)."},
     {"montgomery", montgomery, METH_VARARGS, "Values in Montgomery form, as limbs (modexp.py)."},
+    {"powmod_traced", powmod_traced, METH_VARARGS, "powmod, and its operations (for tests)."},
     {"comb", comb, METH_VARARGS, "Eight-lane products of table entries (see modexp.py)."},
+    {"comb_traced", comb_traced, METH_VARARGS, "comb, and its operations (for tests)."},
     {NULL, NULL, 0, NULL},
 };
 

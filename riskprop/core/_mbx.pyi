@@ -11,6 +11,16 @@ def powmod(
     secret: bool,
     /,
 ) -> bytes: ...
+def powmod_traced(
+    bases: bytes,
+    exponent: bytes,
+    modulus: bytes,
+    r2: bytes,
+    k0: int,
+    window: int,
+    secret: bool,
+    /,
+) -> tuple[bytes, bytes, int]: ...
 def montgomery(values: bytes, modulus: bytes, r2: bytes, k0: int, /) -> bytes: ...
 def comb(
     table: bytes,
@@ -19,5 +29,16 @@ def comb(
     blocks: int,
     modulus: bytes,
     k0: int,
+    subtable: int = 0,
     /,
 ) -> bytes: ...
+def comb_traced(
+    table: bytes,
+    positions: bytes,
+    per_value: int,
+    blocks: int,
+    modulus: bytes,
+    k0: int,
+    subtable: int = 0,
+    /,
+) -> tuple[bytes, bytes, int]: ...

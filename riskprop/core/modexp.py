@@ -5,14 +5,19 @@ The threshold decryption raises every packed ciphertext to the same share ``s_i`
 like these fit multi-buffer arithmetic: the native kernel ``riskprop.core._mbx`` runs eight
 Montgomery exponentiations at once in the eight 64-bit lanes of AVX-512 IFMA registers (radix
 ``2**52``, Gueron and Krasnov, ARITH 2016). On a CPU without IFMA, or if the extension was not
-built, or with ``RISKPROP_ARITHMETIC=gmp`` in the environment, each base goes to gmpy2:
-``gmpy2.powmod_sec`` (GMP's ``mpz_powm_sec``, same time and cache accesses for arguments of the
-same size) for a secret exponent, ``gmpy2.powmod`` for a public one. Both give the same
-integers; tests compare them.
+built, or with ``RISKPROP_ARITHMETIC=gmp`` in the environment, each base goes to gmpy2. Both
+give the same integers; tests compare them.
 
-The kernel's window: for a *secret* exponent every window multiplies, so the sequence of
-Montgomery products is fixed by the exponent's length alone; for a *public* exponent zero
-windows are skipped (a power of two then costs its squarings and one product).
+Constant time. A *secret* exponent (a key share) must not steer the computation. In the kernel
+its operations and the memory they touch depend only on its length in bytes: a fixed window, a
+squaring per bit and a product per window (zero windows too), each factor found by a scan that
+reads the whole window table and keeps the wanted entry with masks. On the gmpy2 path it goes
+to ``gmpy2.powmod_sec`` (GMP's ``mpz_powm_sec``, which depends only on the exponent's size in
+limbs). A *public* exponent (a packing shift) indexes the table and skips zero windows in the
+kernel, and goes to ``gmpy2.powmod``. Not covered: the sign of a negative exponent (a branch)
+and the Python code around the kernel (``int`` to bytes and back), which handles the exponent
+as a whole. Table products (:class:`ProductTable`, the noise comb) are constant-time only in
+the kernel and only when given a sub-table size; see there.
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ from riskprop.core.types import IntArray
 RADIX = 52
 LANES = 8
 MAX_WINDOW = 8
+#: A constant-time read scans every table entry; one entry of ``n`` limbs costs about
+#: ``SCAN_COST / n`` Montgomery products of that size in ``powmod``'s window table (a vector per
+#: limb, the lanes' own numbers), ``SHARED_SCAN_COST / n`` in a :class:`ProductTable` (one number
+#: broadcast to the lanes). Fitted on this project's machine (0.42 to 0.54 and 0.16 to 0.20 at
+#: 1024- and 2048-bit N): bench_arith.py --constant-time.
+SCAN_COST = 0.5
+SHARED_SCAN_COST = 0.2
 ENVIRONMENT = "RISKPROP_ARITHMETIC"  # "gmp" forces the portable path
 
 
@@ -62,35 +74,59 @@ class _Modulus:
     """Per-modulus constants of the kernel: ``R = 2**(52 n)`` with ``4 M < R``."""
 
     nbytes: int
+    limbs: int  # n
     raw: bytes  # M, little-endian
     r2: bytes  # R**2 mod M, little-endian
     k0: int  # -M**-1 mod 2**52
 
 
+def limbs(modulus_bits: int) -> int:
+    """The kernel's limbs ``n`` for a modulus of ``modulus_bits`` bits: ``4 M < 2**(52 n)``
+    (whole bytes, as the kernel takes them)."""
+    return (8 * -(-modulus_bits // 8) + 2 + RADIX - 1) // RADIX
+
+
 @functools.lru_cache(maxsize=16)
 def _modulus(modulus: int) -> _Modulus:
     nbytes = (modulus.bit_length() + 7) // 8
-    limbs = (8 * nbytes + 2 + RADIX - 1) // RADIX
-    r2 = pow(2, 2 * RADIX * limbs, modulus)
+    n = limbs(modulus.bit_length())
+    r2 = pow(2, 2 * RADIX * n, modulus)
     k0 = -pow(modulus, -1, 1 << RADIX) % (1 << RADIX)
-    return _Modulus(nbytes, modulus.to_bytes(nbytes, "little"), r2.to_bytes(nbytes, "little"), k0)
+    raw = modulus.to_bytes(nbytes, "little")
+    return _Modulus(nbytes, n, raw, r2.to_bytes(nbytes, "little"), k0)
 
 
-def window(exponent: int, secret: bool) -> int:
-    """The window width with the fewest Montgomery products for ``exponent``.
+def scan_cost(entries: int, limbs: int, *, shared: bool = False) -> float:
+    """A constant-time read of one of ``entries`` table entries of ``limbs`` limbs (it reads
+    them all), in Montgomery products of that size; ``shared``: a :class:`ProductTable`'s."""
+    return entries * (SHARED_SCAN_COST if shared else SCAN_COST) / limbs
 
-    Table ``2**w - 1`` products; squarings do not depend on ``w`` (one per bit); then one
-    product per window, or per non-zero window for a public exponent.
+
+def window(exponent: int, *, secret: bool, limbs: int) -> int:
+    """The window width with the lowest cost for ``exponent`` modulo a ``limbs``-limb modulus.
+
+    Squarings do not depend on ``w`` (one per bit); the table costs ``2**w - 1`` products. A
+    public exponent then costs one product per non-zero window; a secret one, read as ``8 *
+    bytes`` bits, one product and one scan of the ``2**w`` entries (:func:`scan_cost`) per
+    window, whatever its digits.
     """
-    bits = exponent.bit_length()
+    if not secret:
+        bits = exponent.bit_length()
+        windows = [
+            sum(1 for k in range(-(-bits // w)) if (exponent >> (k * w)) & ((1 << w) - 1))
+            for w in range(1, MAX_WINDOW + 1)
+        ]
+        return min(range(1, MAX_WINDOW + 1), key=lambda w: (1 << w) - 1 + windows[w - 1])
+    bits = 8 * _exponent_bytes(exponent)
 
-    def products(w: int) -> int:
-        windows = -(-bits // w)
-        if not secret:
-            windows = sum(1 for k in range(windows) if (exponent >> (k * w)) & ((1 << w) - 1))
-        return (1 << w) - 1 + windows
+    def cost(w: int) -> float:
+        return (1 << w) - 1 + -(-bits // w) * (1 + scan_cost(1 << w, limbs))
 
-    return min(range(1, MAX_WINDOW + 1), key=products)
+    return min(range(1, MAX_WINDOW + 1), key=cost)
+
+
+def _exponent_bytes(exponent: int) -> int:
+    return (exponent.bit_length() + 7) // 8
 
 
 def powmod_many(
@@ -100,8 +136,8 @@ def powmod_many(
 
     A negative exponent inverts the results (``b**-e = (b**e)**-1``; integer Shamir shares can
     be negative), and a base without an inverse then raises ``ValueError``. ``secret`` says
-    whether the exponent must not steer which products are computed (a key share) or may (a
-    public shift).
+    whether the exponent must not steer the computation (a key share: constant-time, module
+    docstring) or may (a public shift: faster).
     """
     if modulus <= 1 or modulus % 2 == 0:
         raise ValueError("modulus must be odd and greater than 1")
@@ -126,11 +162,11 @@ def powmod_many(
     mod = _modulus(modulus)
     raw = _KERNEL.powmod(
         _encode(bases, modulus, mod.nbytes),
-        exponent.to_bytes((exponent.bit_length() + 7) // 8, "little"),
+        exponent.to_bytes(_exponent_bytes(exponent), "little"),
         mod.raw,
         mod.r2,
         mod.k0,
-        window(exponent, secret),
+        window(exponent, secret=secret, limbs=mod.limbs),
         secret,
     )
     return _decode(raw, mod.nbytes, mpz(modulus))
@@ -161,8 +197,14 @@ class ProductTable:
     square ``acc`` when ``blocks`` divides ``k`` and multiply by ``T[p_k]``, all mod ``M``:
     ``K - 1`` multiplications and ``(K - 1) // blocks`` squarings. A Lim-Lee comb is this with
     ``K = blocks * columns``. In the kernel the table is kept in Montgomery form (``n`` limbs of
-    52 bits in ``uint64`` each) and eight schedules run at once, each lane gathering its own
+    52 bits in ``uint64`` each) and eight schedules run at once, each lane reading its own
     entries; otherwise gmpy2 multiplies entry by entry.
+
+    Which entries are read depends on the positions, unless :meth:`products` is given a
+    ``subtable`` size and runs in the kernel: then each read scans the whole aligned run of
+    ``subtable`` entries that holds position ``k`` of every row (which run is public; where in
+    it is not), so its memory accesses do not depend on the positions. On the gmpy2 path the
+    products are the same but the reads are list indexing, not constant-time.
     """
 
     def __init__(self, values: Sequence[int], modulus: int) -> None:
@@ -188,8 +230,12 @@ class ProductTable:
             return len(self._limbs)
         return sum(sys.getsizeof(v) for v in self._values) + sys.getsizeof(self._values)
 
-    def products(self, positions: IntArray, blocks: int) -> list[mpz]:
-        """One product per row of ``positions`` (shape ``(count, K)``, entries < ``entries``)."""
+    def products(self, positions: IntArray, blocks: int, *, subtable: int = 0) -> list[mpz]:
+        """One product per row of ``positions`` (shape ``(count, K)``, entries < ``entries``).
+
+        ``subtable`` (a power of two dividing ``entries``; 0: none): column ``k`` of every row
+        lies in one aligned run of that many entries, which the kernel scans for each read.
+        """
         if positions.ndim != 2 or blocks < 1:
             raise ValueError("positions must be a (count, K) array and blocks >= 1")
         count, per_value = positions.shape
@@ -197,6 +243,12 @@ class ProductTable:
             return []
         if per_value == 0 or positions.min() < 0 or positions.max() >= self.entries:
             raise ValueError("positions outside the table")
+        if subtable:
+            if subtable < 0 or subtable & (subtable - 1) or self.entries % subtable:
+                raise ValueError("the sub-table size must be a power of two dividing the table")
+            runs = positions // subtable
+            if (runs != runs[0]).any():
+                raise ValueError("a column's positions lie in different sub-tables")
         if not self.native:
             return [self._product(row, blocks) for row in positions.tolist()]
         assert _KERNEL is not None
@@ -208,6 +260,7 @@ class ProductTable:
             blocks,
             mod.raw,
             mod.k0,
+            subtable,
         )
         return _decode(raw, mod.nbytes, self.modulus)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import random
 import secrets
@@ -25,7 +26,10 @@ def _cpu_has_ifma() -> bool:
 
 
 KERNEL = modexp.backend() == "avx512-ifma"
-needs_kernel = pytest.mark.skipif(not KERNEL, reason="CPU without AVX-512 IFMA (gmp path only)")
+needs_kernel = pytest.mark.skipif(
+    not KERNEL,
+    reason="native kernel not in use (no AVX-512 IFMA, not built, or RISKPROP_ARITHMETIC=gmp)",
+)
 
 
 def test_the_kernel_is_built_and_used_exactly_where_the_cpu_has_ifma(
@@ -82,40 +86,6 @@ def test_a_negative_exponent_inverts(arithmetic: str) -> None:
         modexp.powmod_many([1009], -1, modulus)
 
 
-def test_the_gmp_path_sends_secret_exponents_to_powmod_sec(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
-    modulus = (1 << 521) - 1  # odd
-    bases = [3, 5, modulus + 7]
-    calls: list[str] = []
-    powmod, powmod_sec = gmpy2.powmod, gmpy2.powmod_sec
-
-    def public(b: object, e: object, m: object) -> object:
-        calls.append("powmod")
-        return powmod(b, e, m)
-
-    def secret(b: object, e: object, m: object) -> object:
-        calls.append("powmod_sec")
-        return powmod_sec(b, e, m)
-
-    monkeypatch.setattr(gmpy2, "powmod", public)
-    monkeypatch.setattr(gmpy2, "powmod_sec", secret)
-    for exponent in (1, 2**300 + 1, secrets.randbits(600), -(2**100) - 1):
-        calls.clear()
-        got = modexp.powmod_many(bases, exponent, modulus, secret=True)
-        assert calls == ["powmod_sec"] * 3
-        assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
-        calls.clear()
-        got = modexp.powmod_many(bases, exponent, modulus, secret=False)
-        assert calls == ["powmod"] * 3
-        assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
-    calls.clear()
-    # powmod_sec needs a positive exponent: b**0 is 1 without either
-    assert modexp.powmod_many(bases, 0, modulus, secret=True) == [1, 1, 1]
-    assert calls == []
-
-
 @pytest.mark.parametrize("modulus", [0, 1, 2, 1 << 64, -7])
 def test_the_modulus_must_be_odd_and_above_one(modulus: int) -> None:
     with pytest.raises(ValueError, match="odd and greater than 1"):
@@ -156,12 +126,150 @@ def test_the_kernel_refuses_what_it_cannot_compute() -> None:
         _mbx.powmod(b"\x01\x00", b"\x03", b"\x0b\x01", b"\x00\x00", 1, 9, True)  # window
 
 
-def test_the_window_minimises_the_products() -> None:
-    # secret: table 2**w - 1 plus one product per window, whatever the digits
+def test_the_window_minimises_the_cost() -> None:
+    # secret, 4306 bits in 539 bytes, 79 limbs (2048-bit N): 2**w - 1 table products, then
+    # one product and one scan of 2**w entries (SCAN_COST / 79 products each) per window
     exponent = (1 << 4306) | 1
-    assert modexp.window(exponent, secret=True) == 7  # 127 + 616 < 63 + 718 < 255 + 539
+    scan = modexp.SCAN_COST / 79
+    cost = {w: 2**w - 1 + -(-4312 // w) * (1 + 2**w * scan) for w in (4, 5, 6)}
+    assert cost[5] < min(cost[4], cost[6])
+    assert modexp.window(exponent, secret=True, limbs=79) == 5
+    # it depends on the length in bytes alone
+    assert modexp.window((1 << 4311) - 1, secret=True, limbs=79) == 5
+    assert modexp.window(1 << 4304, secret=True, limbs=79) == 5
     # public: a power of two has a single non-zero window, so the smallest table wins
-    assert modexp.window(1 << 128, secret=False) == 1
+    assert modexp.window(1 << 128, secret=False, limbs=79) == 1
+    assert modexp.window(exponent, secret=False, limbs=79) == 1
+
+
+def _kernel_call(
+    traced: bool, bases: list[int], exponent: int, modulus: int, secret: bool
+) -> tuple[list[int], bytes, int, int]:
+    """The kernel's powers of ``bases`` (reduced), its operation codes, entries read and window."""
+    from riskprop.core import _mbx
+
+    constants = modexp._modulus(modulus)
+    size = constants.nbytes
+    w = modexp.window(exponent, secret=secret, limbs=constants.limbs)
+    args = (
+        modexp._encode(bases, modulus, size),
+        exponent.to_bytes((exponent.bit_length() + 7) // 8, "little"),
+        constants.raw,
+        constants.r2,
+        constants.k0,
+        w,
+        secret,
+    )
+    if traced:
+        out, ops, reads = _mbx.powmod_traced(*args)
+    else:
+        out, ops, reads = _mbx.powmod(*args), b"", 0
+    got = [int.from_bytes(out[i : i + size], "little") % modulus for i in range(0, len(out), size)]
+    return got, ops, reads, w
+
+
+@needs_kernel
+@pytest.mark.parametrize("bits", [2048, 4096])
+def test_secret_exponents_take_one_operation_sequence_whatever_their_bits(bits: int) -> None:
+    """Same length, very different density: the same squarings and products in the same order,
+    and every window's product reads the whole table."""
+    modulus = secrets.randbits(bits) | 1 | (1 << (bits - 1))
+    bases = [secrets.randbelow(modulus) for _ in range(8)]
+    top = bits + 210  # key-share-sized, the top bit of byte nbytes - 1
+    nbytes = top // 8 + 1
+    exponents = [
+        (1 << top) + 1,  # sparse
+        (1 << (top + 1)) - 1,  # all ones
+        secrets.randbits(top) | 1 << top,  # random
+        1 << top,  # a single bit
+        1 << (8 * nbytes - 8),  # shorter, but as many bytes
+    ]
+    traces = set()
+    for exponent in exponents:
+        got, ops, reads, w = _kernel_call(True, bases, exponent, modulus, secret=True)
+        assert got == [gmpy2.powmod(b, exponent, modulus) for b in bases]
+        windows = -(-8 * nbytes // w)
+        assert ops == b"XX" + b"T" * (2**w - 2) + b"C" + (b"S" * w + b"C") * (windows - 1) + b"X"
+        assert reads == windows * 2**w  # every multiplication scanned the whole table
+        traces.add((ops, reads))
+        # the untraced entry point computes the same
+        assert _kernel_call(False, bases, exponent, modulus, secret=True)[0] == got
+    assert len(traces) == 1
+
+
+@needs_kernel
+def test_public_exponents_skip_zero_windows() -> None:
+    modulus = secrets.randbits(2048) | 1 | (1 << 2047)
+    bases = [secrets.randbelow(modulus) for _ in range(3)]
+    for exponent in (1 << 127, (1 << 300) + 1, secrets.randbits(500) | 1 << 499):
+        got, ops, reads, w = _kernel_call(True, bases, exponent, modulus, secret=False)
+        assert got == [pow(b, exponent, modulus) for b in bases]
+        digits = [(exponent >> k) & (2**w - 1) for k in range(0, exponent.bit_length(), w)]
+        nonzero = sum(1 for d in digits if d)
+        assert b"C" not in ops
+        assert ops.count(b"M") == reads == nonzero
+        assert ops.count(b"S") == w * (len(digits) - 1)
+    _, sparse, _, _ = _kernel_call(True, bases, (1 << 300) + 1, modulus, secret=False)
+    _, dense, _, _ = _kernel_call(True, bases, (1 << 301) - 1, modulus, secret=False)
+    assert sparse != dense
+
+
+@functools.cache
+def _agreement_problem(bits: int) -> tuple[int, list[int], dict[int, list[int]]]:
+    """A modulus, 9 invertible bases and Python's ``pow`` of them for a few exponents (once
+    per size: both arithmetic paths compare with it)."""
+    modulus = secrets.randbits(bits) | 1 | (1 << (bits - 1))
+    bases = [secrets.randbelow(modulus) for _ in range(9)]
+    bases = [b if gmpy2.gcd(b, modulus) == 1 else 1 for b in bases]
+    share, sparse = secrets.randbits(bits + 210), (1 << (bits + 210)) + 1
+    want = {e: [pow(b, e, modulus) for b in bases] for e in (0, 1, 2, share, sparse, 1 << 64)}
+    for e in (1, share, 1 << 64):
+        want[-e] = [pow(x, -1, modulus) for x in want[e]]
+    return modulus, bases, want
+
+
+@pytest.mark.parametrize("bits", [2048, 4096])
+def test_constant_time_and_public_paths_agree_with_pow(arithmetic: str, bits: int) -> None:
+    """N**2-sized moduli (1024- and 2048-bit N), a batch of 9 (8 lanes and 1)."""
+    modulus, bases, want = _agreement_problem(bits)
+    for exponent, powers in want.items():
+        secret = modexp.powmod_many(bases, exponent, modulus, secret=True)
+        public = modexp.powmod_many(bases, exponent, modulus, secret=False)
+        assert [int(x) for x in secret] == [int(x) for x in public] == powers, exponent
+
+
+def test_the_gmp_path_sends_secret_exponents_to_powmod_sec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
+    modulus = (1 << 521) - 1  # odd
+    bases = [3, 5, modulus + 7]
+    calls: list[str] = []
+    powmod, powmod_sec = gmpy2.powmod, gmpy2.powmod_sec
+
+    def public(b: object, e: object, m: object) -> object:
+        calls.append("powmod")
+        return powmod(b, e, m)
+
+    def secret(b: object, e: object, m: object) -> object:
+        calls.append("powmod_sec")
+        return powmod_sec(b, e, m)
+
+    monkeypatch.setattr(gmpy2, "powmod", public)
+    monkeypatch.setattr(gmpy2, "powmod_sec", secret)
+    for exponent in (1, 2**300 + 1, secrets.randbits(600), -(2**100) - 1):
+        calls.clear()
+        got = modexp.powmod_many(bases, exponent, modulus, secret=True)
+        assert calls == ["powmod_sec"] * 3
+        assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
+        calls.clear()
+        got = modexp.powmod_many(bases, exponent, modulus, secret=False)
+        assert calls == ["powmod"] * 3
+        assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
+    calls.clear()
+    # powmod_sec needs a positive exponent: b**0 is 1 without either
+    assert modexp.powmod_many(bases, 0, modulus, secret=True) == [1, 1, 1]
+    assert calls == []
 
 
 def _schedule_reference(values: list[int], row: list[int], blocks: int, modulus: int) -> int:
@@ -228,3 +336,81 @@ def test_the_comb_kernel_checks_bounds_itself() -> None:
         _mbx.comb(table, good[:4], 2, 2, constants.raw, constants.k0)
     with pytest.raises(ValueError, match="bad buffer"):
         _mbx.montgomery(b"\x02", constants.raw, constants.r2, constants.k0)
+
+
+@needs_kernel
+def test_the_constant_time_comb_scans_each_sub_table() -> None:
+    """With a sub-table size every read scans its step's sub-table whatever the digits; without
+    one, each lane's entry is gathered. Both give the schedule's products."""
+    from riskprop.core import _mbx
+
+    modulus = secrets.randbits(2048) | 1 | (1 << 2047)
+    constants = modexp._modulus(modulus)
+    sub, blocks, columns, count = 16, 3, 4, 11
+    values = [secrets.randbelow(modulus) for _ in range(blocks * sub)]
+    table = _mbx.montgomery(
+        modexp._encode(values, modulus, constants.nbytes), constants.raw, constants.r2, constants.k0
+    )
+    offsets = np.tile(np.arange(blocks) * sub, columns)
+    rng = np.random.default_rng(7)
+    digits = {
+        "zeros": np.zeros((count, blocks * columns), dtype=np.int64),
+        "top": np.full((count, blocks * columns), sub - 1, dtype=np.int64),
+        "random": rng.integers(0, sub, size=(count, blocks * columns)),
+    }
+    groups = -(-count // modexp.LANES)
+    per_value = blocks * columns
+    traces = set()
+    for name, d in digits.items():
+        positions = d + offsets
+        raw = positions.astype("<u4").tobytes()
+        want = [_schedule_reference(values, row, blocks, modulus) for row in positions.tolist()]
+        size = constants.nbytes
+        for subtable in (sub, 0):
+            out, ops, reads = _mbx.comb_traced(
+                table, raw, per_value, blocks, constants.raw, constants.k0, subtable
+            )
+            got = [
+                int.from_bytes(out[i : i + size], "little") % modulus
+                for i in range(0, len(out), size)
+            ]
+            assert got == want, name
+            step = b"".join(
+                (b"S" if k % blocks == 0 else b"") + (b"C" if subtable else b"G")
+                for k in range(1, per_value)
+            )
+            assert ops == (step + b"X") * groups
+            assert reads == groups * per_value * (subtable or 1)
+            if subtable:
+                traces.add((ops, reads))
+    assert len(traces) == 1
+
+
+@needs_kernel
+def test_the_comb_kernel_checks_sub_tables_itself() -> None:
+    from riskprop.core import _mbx
+
+    constants = modexp._modulus(1009)
+    values = b"".join(v.to_bytes(2, "little") for v in (2, 3, 5, 7))
+    table = _mbx.montgomery(values, constants.raw, constants.r2, constants.k0)
+    same = np.array([[0, 2], [1, 3]], dtype="<u4").tobytes()
+    crossing = np.array([[0, 2], [2, 3]], dtype="<u4").tobytes()
+    out = _mbx.comb(table, same, 2, 2, constants.raw, constants.k0, 2)
+    assert [int.from_bytes(out[i : i + 2], "little") % 1009 for i in (0, 2)] == [10, 21]
+    with pytest.raises(ValueError, match="sub-table"):
+        _mbx.comb(table, crossing, 2, 2, constants.raw, constants.k0, 2)
+    for bad in (3, 8, -2):
+        with pytest.raises(ValueError, match="sub-table"):
+            _mbx.comb(table, same, 2, 2, constants.raw, constants.k0, bad)
+
+
+def test_table_products_check_sub_tables(arithmetic: str) -> None:
+    table = modexp.ProductTable([2, 3, 5, 7], 1009)
+    positions = np.array([[0, 2], [1, 3]])
+    assert [int(x) for x in table.products(positions, 2, subtable=2)] == [10, 21]
+    assert table.products(positions, 2, subtable=2) == table.products(positions, 2)
+    with pytest.raises(ValueError, match="different sub-tables"):
+        table.products(np.array([[0, 2], [2, 3]]), 2, subtable=2)
+    for bad in (3, 8, -2):
+        with pytest.raises(ValueError, match="power of two"):
+            table.products(positions, 2, subtable=bad)
