@@ -36,7 +36,13 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from riskprop.core.modexp import NATIVE_PRODUCT_COST, RADIX, ProductTable, powmod_many
+from riskprop.core.modexp import (
+    NATIVE_PRODUCT_COST,
+    ProductTable,
+    limbs,
+    powmod_many,
+    scan_cost,
+)
 from riskprop.core.types import IntArray
 
 
@@ -72,7 +78,9 @@ class NoiseSource(Protocol):
 
 
 class FreshNoise:
-    """Computes each noise value on demand: one full exponentiation mod ``N**2`` each."""
+    """Computes each noise value on demand: ``r**N mod N**2`` for a uniform unit ``r``, one
+    full exponentiation each (batched, and constant-time in the secret ``r``: see
+    ``modexp.powmod_many``)."""
 
     def __init__(self, key: PublicKey, randbelow: Callable[[int], int] = secrets.randbelow):
         self._n = mpz(key.n)
@@ -86,7 +94,8 @@ class FreshNoise:
                 return r
 
     def draw(self, count: int) -> list[mpz]:
-        return [gmpy2.powmod(self._unit(), self._n, self._n2) for _ in range(count)]
+        units = [self._unit() for _ in range(count)]
+        return powmod_many(units, int(self._n), int(self._n2), secret=True)
 
 
 #: ``FixedBaseNoise.draw`` takes its random digits in batches of this many values.
@@ -145,8 +154,7 @@ def comb_value_bytes(key_bits: int) -> int:
     """Memory of one comb value: as an ``mpz`` (the ``|N**2|``-bit number, its object header
     and list slot) or as the native kernel's Montgomery limbs (52 bits in 8 bytes), the larger."""
     as_mpz = 2 * key_bits // 8 + _MPZ_OVERHEAD + 8
-    as_limbs = 8 * -(-(8 * -(-2 * key_bits // 8) + 2) // RADIX)
-    return max(as_mpz, as_limbs)
+    return max(as_mpz, 8 * limbs(2 * key_bits))
 
 
 def comb_shape(key_bits: int, teeth: int, blocks: int) -> CombShape:
@@ -178,17 +186,33 @@ class FixedBaseNoise:
     where a product costs about a fifth (13 columns; 115 per value, 9,100 to build, 5 MiB). A
     million draws get 10 tables of 32,768 on either path (7 columns; 75 per value, 329,000 to
     build, 198 MiB). ``r**N`` costs about 2,400.
+
+    Side channels: the products do not depend on ``alpha``, but which table entries they read
+    are its digits. By default they are read directly (gathered in the kernel, list indexing
+    with gmpy2), so cache timing on the node's host can reveal digits of ``alpha`` and with
+    them the plaintext of the ciphertext this value re-randomises. With ``constant_time`` and
+    the native kernel, every read scans its digit's whole sub-table ``T_j`` (the block ``j`` is
+    public): the reads no longer depend on ``alpha``, at the cost of smaller tables and more
+    products (:meth:`shape_for`). With gmpy2 ``constant_time`` changes nothing: Python object
+    access cannot be made cache-constant-time.
     """
 
     @staticmethod
     def shape_for(
-        key_bits: int, draws: int, memory: int = NOISE_TABLE_BYTES, *, native: bool = False
+        key_bits: int,
+        draws: int,
+        memory: int = NOISE_TABLE_BYTES,
+        *,
+        native: bool = False,
+        constant_time: bool = False,
     ) -> CombShape:
         """The comb that minimises the cost of building it plus ``draws`` draws, among those
         whose values take at most ``memory`` bytes (:func:`comb_value_bytes` each); ties go to
         the smaller table. Cost is in multiplications mod ``N**2`` with gmpy2, which builds
         the table. For a ``native`` table the draws' products, and one per table value (its
-        conversion to Montgomery form), cost ``modexp.NATIVE_PRODUCT_COST`` each."""
+        conversion to Montgomery form), cost ``modexp.NATIVE_PRODUCT_COST`` each, and with
+        ``constant_time`` each of a value's ``blocks * columns`` reads adds the scan of a
+        sub-table (``modexp.scan_cost``)."""
         value_bytes = comb_value_bytes(key_bits)
         exponent_bits = (key_bits + 1) // 2
         best: CombShape | None = None
@@ -201,6 +225,10 @@ class FixedBaseNoise:
                 if fits or best is None:
                     products: float = draws * shape.draw_multiplications
                     if native:
+                        if constant_time:
+                            reads = shape.blocks * shape.columns
+                            scans = reads * scan_cost(1 << teeth, limbs(2 * key_bits), shared=True)
+                            products += draws * scans
                         products = NATIVE_PRODUCT_COST * (products + shape.entries)
                     cost = shape.build_multiplications + products
                     if best is None or (cost, shape.entries) < best_key:
@@ -218,6 +246,7 @@ class FixedBaseNoise:
         *,
         shape: CombShape | None = None,
         randbelow: Callable[[int], int] = secrets.randbelow,
+        constant_time: bool = False,
     ) -> None:
         n, n2 = mpz(key.n), mpz(key.nsquare)
         short_bits = (key.bits + 1) // 2  # L
@@ -227,6 +256,7 @@ class FixedBaseNoise:
         if not 1 <= self.shape.teeth <= MAX_TEETH:
             raise ValueError(f"a comb needs 1..{MAX_TEETH} teeth")
         self.exponent_bits = self.shape.exponent_bits
+        self.constant_time = constant_time
         self._n2 = n2
         self._nsquare = key.nsquare
         x = FreshNoise(key, randbelow)._unit()
@@ -291,8 +321,10 @@ class FixedBaseNoise:
 
     def _combine(self, positions: IntArray) -> list[mpz]:
         """One value per row of table positions (:meth:`digits` order): per column from the
-        top, a squaring (but first) and a product per block."""
-        return self.table.products(positions, self.shape.blocks)
+        top, a squaring (but first) and a product per block. Position ``k`` is in table ``k %
+        blocks``, the sub-table a constant-time read scans."""
+        subtable = 1 << self.shape.teeth if self.constant_time else 0
+        return self.table.products(positions, self.shape.blocks, subtable=subtable)
 
     def draw(self, count: int) -> list[mpz]:
         """``count`` values ``h_N**alpha``, the digits of each ``alpha`` from ``secrets``."""

@@ -80,14 +80,16 @@ def test_fixed_base_draws_differ() -> None:
 SHAPES = [(8, 65, 1), (1, 1, 129), (4, 3, 11), (7, 2, 10), (16, 1, 9), (5, 26, 1), (3, 4, 11)]
 
 
+@pytest.mark.parametrize("constant_time", [False, True])
 @pytest.mark.parametrize(("teeth", "blocks", "columns"), SHAPES)
 def test_comb_evaluation_is_the_power(
-    arithmetic: str, teeth: int, blocks: int, columns: int
+    arithmetic: str, teeth: int, blocks: int, columns: int, constant_time: bool
 ) -> None:
-    """Every digit layout, squaring-free (one column) to a single table, computes h_N**alpha."""
+    """Every digit layout, squaring-free (one column) to a single table, computes h_N**alpha,
+    with entries gathered or found by a scan of their sub-table."""
     shape = CombShape(teeth, blocks, columns)
     assert shape.exponent_bits >= 128  # KEY: L = 128 bits
-    noise = FixedBaseNoise(KEY, shape=shape)
+    noise = FixedBaseNoise(KEY, shape=shape, constant_time=constant_time)
     top = 2**noise.exponent_bits - 1
     for alpha in [0, 1, 2, 255, 256, top, top >> 1, *(secrets.randbits(128) for _ in range(10))]:
         assert noise.power(alpha) == gmpy2.powmod(noise.base, alpha, N2)
@@ -143,6 +145,30 @@ def test_draw_digits_cover_every_exponent_bit(
     assert noise.draw(3) == [gmpy2.powmod(noise.base, alpha, N2)] * 3
 
 
+@pytest.mark.parametrize("constant_time", [False, True])
+def test_constant_time_noise_scans_the_sub_table_of_each_read(
+    monkeypatch: pytest.MonkeyPatch, arithmetic: str, constant_time: bool
+) -> None:
+    """Draws and powers ask the table for a scan of each position's ``2**teeth`` sub-table (in
+    the kernel; the gmpy2 path computes the same products by indexing)."""
+    shape = CombShape(5, 6, 5)
+    noise = FixedBaseNoise(KEY, shape=shape, constant_time=constant_time)
+    table = noise.table
+    asked: list[int] = []
+    products = table.products
+
+    def spy(positions: IntArray, blocks: int, *, subtable: int = 0) -> list[mpz]:
+        asked.append(subtable)
+        return products(positions, blocks, subtable=subtable)
+
+    monkeypatch.setattr(table, "products", spy)
+    values = noise.draw(9)
+    assert decrypt(values) == [0] * 9
+    alpha = secrets.randbits(shape.exponent_bits)
+    assert noise.power(alpha) == gmpy2.powmod(noise.base, alpha, N2)
+    assert asked == [32 if constant_time else 0] * 2
+
+
 def test_fixed_base_noise_refuses_bad_combs() -> None:
     with pytest.raises(ValueError, match="shorter"):
         FixedBaseNoise(KEY, shape=CombShape(8, 2, 7))  # 112 < 128 bits
@@ -154,12 +180,14 @@ def test_fixed_base_noise_refuses_bad_combs() -> None:
 
 @pytest.mark.parametrize("key_bits", [256, 1024, 2048])
 @pytest.mark.parametrize("draws", [0, 1, 50, 3_000, 100_000, 2_000_000])
-@pytest.mark.parametrize("native", [False, True])
+@pytest.mark.parametrize(("native", "constant_time"), [(False, False), (True, False), (True, True)])
 def test_comb_shape_minimises_multiplications_within_the_memory_cap(
-    key_bits: int, draws: int, native: bool
+    key_bits: int, draws: int, native: bool, constant_time: bool
 ) -> None:
     """Brute force over every (teeth, blocks) against ``shape_for``; for a native table the
-    draws' products and converting the table cost ``NATIVE_PRODUCT_COST`` each."""
+    draws' products and converting the table cost ``NATIVE_PRODUCT_COST`` each, and a
+    constant-time read adds the scan of a sub-table."""
+    scan = modexp.scan_cost(1, modexp.limbs(2 * key_bits), shared=True)
     memory = 64 << 20
     value_bytes = comb_value_bytes(key_bits)
     exponent_bits = (key_bits + 1) // 2
@@ -170,10 +198,15 @@ def test_comb_shape_minimises_multiplications_within_the_memory_cap(
             assert shape.exponent_bits >= exponent_bits
             if shape.entries * value_bytes <= memory:
                 products: float = draws * shape.draw_multiplications
+                if constant_time:
+                    reads = blocks * shape.columns
+                    products += draws * reads * scan * 2**teeth
                 if native:
                     products = modexp.NATIVE_PRODUCT_COST * (products + shape.entries)
                 fitting[shape] = shape.build_multiplications + products
-    chosen = FixedBaseNoise.shape_for(key_bits, draws, memory, native=native)
+    chosen = FixedBaseNoise.shape_for(
+        key_bits, draws, memory, native=native, constant_time=constant_time
+    )
     assert chosen in fitting
     assert fitting[chosen] == min(fitting.values())
 
@@ -186,6 +219,9 @@ def test_session_noise_comb_follows_the_expected_draws() -> None:
     # the documented figures (class docstring)
     assert few == CombShape(13, 5, 16) and few.draw_multiplications == 94
     assert FixedBaseNoise.shape_for(2048, 3_000, native=True) == CombShape(10, 8, 13)
+    # a constant-time read scans its sub-table: smaller ones, more products (docs/performance.md)
+    constant = FixedBaseNoise.shape_for(2048, 3_000, native=True, constant_time=True)
+    assert constant == CombShape(7, 21, 7) and constant.draw_multiplications == 152
     assert many == CombShape(15, 10, 7) and many.draw_multiplications == 75
     assert many.entries * comb_value_bytes(2048) <= NOISE_TABLE_BYTES
     squaring_free = comb_shape(2048, 12, 86)
