@@ -32,7 +32,7 @@ DEFAULT_RESULTS_MODE = 0o600
 #: Bits a results mode may have: the owner reads and writes, a group may read; others nothing.
 ALLOWED_RESULTS_MODE = 0o640
 #: The run parameters of the ``run`` section, named as everywhere (``riskprop.core.params``).
-RUN_KEYS = ("iterations", "delta_a", "delta_b", "precision_bits", "periods")
+RUN_KEYS = ("iterations", "delta_a", "delta_b", "precision_bits", "periods", "noise")
 #: Old names still read, with a deprecation warning: old -> new.
 DEPRECATED_RUN_KEYS = {"delta": "delta_a"}
 #: Keys ``load_player_config`` accepts in ``overrides`` (``out`` is an alias of ``output``).
@@ -48,6 +48,7 @@ OVERRIDE_KEYS = (
     "delta_a",
     "delta_b",
     "precision_bits",
+    "noise",
 )
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -500,6 +501,7 @@ def _run_settings(run: _Section, given: Mapping[str, object]) -> RunSettings:
         "delta_b": run.get("delta_b", _finite, defaults.delta_b),
         "precision_bits": run.get("precision_bits", expect_int, defaults.precision_bits),
         "periods": run.get("periods", _periods, defaults.periods),
+        "noise": run.get("noise", _string, defaults.noise),
     }
     try:
         return RunSettings(run_id, RunParameters(**values))  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ def simulate(
     delta_a: float,
     delta_b: float,
     precision_bits: int,
+    noise: str,
     out: Path | None,
     secure: bool,
     key_bits: int,
@@ -60,6 +61,7 @@ def simulate(
             delta_a=delta_a,
             delta_b=delta_b,
             precision_bits=precision_bits,
+            noise=noise,
             key_bits=key_bits,
             keys=keys,
         )

@@ -43,6 +43,7 @@ def demo(
     delta_a: float,
     delta_b: float,
     precision_bits: int,
+    noise: str,
     key_bits: int,
     out: Path,
     parties: int,
@@ -60,7 +61,7 @@ def demo(
     from riskprop.localnet.demo import run_demo
 
     warn_small_key(key_bits)
-    parameters = RunParameters(iterations, delta_a, delta_b, precision_bits)
+    parameters = RunParameters(iterations, delta_a, delta_b, precision_bits, noise=noise)
     report = run_demo(
         data=data,
         parameters=parameters,

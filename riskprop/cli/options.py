@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS
-from riskprop.core.params import DEFAULT_KEY_BITS
+from riskprop.core.params import DEFAULT_KEY_BITS, DEFAULT_NOISE, NOISE_KINDS
 from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,6 +100,15 @@ def parameter_options(
                 show_default=show,
                 help="Fractional bits of the fixed-point encoding per iteration (secure runs)."
                 + source.format("precision_bits"),
+            ),
+            click.option(
+                "--noise",
+                type=click.Choice(NOISE_KINDS),
+                default=default(DEFAULT_NOISE),
+                show_default=show,
+                help="Re-randomisation of ciphertexts (secure runs): djn, short-exponent "
+                "fixed-base noise (fast; DCRA plus a short-exponent assumption) or full, r**N "
+                "per ciphertext (DCRA alone; slower)." + source.format("noise"),
             ),
         )
 

@@ -8,6 +8,7 @@ command line       configuration (run.)  here / descriptor   meaning
 ``--delta-a``      ``delta_a``           ``delta_a``         a in delta_k = a / k**b, (0, 1)
 ``--delta-b``      ``delta_b``           ``delta_b``         b in delta_k = a / k**b, >= 0
 ``--precision-bits`` ``precision_bits``  ``precision_bits``  f, fractional bits per iteration
+``--noise``        ``noise``             ``noise``           re-randomisation: djn or full
 (from the data)    ``periods``           ``periods``         distinct period numbers >= 0
 =================  ====================  ==================  ===============================
 
@@ -29,6 +30,11 @@ from riskprop.errors import ParameterError
 DEFAULT_KEY_BITS = 2048
 #: Iterations per period when none are asked for (the demo's).
 DEFAULT_ITERATIONS = 3
+#: How ciphertexts are re-randomised (``core.paillier``): ``djn`` is DJN's short-exponent
+#: fixed-base noise ``h**alpha`` (DCRA plus a short-exponent assumption, much faster),
+#: ``full`` is Paillier's own ``r**N`` for a uniform unit ``r`` (DCRA alone).
+NOISE_KINDS = ("djn", "full")
+DEFAULT_NOISE = "djn"
 
 
 def check_periods(periods: Sequence[int]) -> tuple[int, ...]:
@@ -50,10 +56,15 @@ class RunParameters:
     delta_b: float = DEFAULT_DELTA_B
     precision_bits: int = DEFAULT_PRECISION_BITS
     periods: tuple[int, ...] = (0,)
+    noise: str = DEFAULT_NOISE
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
             raise ParameterError("iterations", f"must be >= 0 (got {self.iterations})")
+        if self.noise not in NOISE_KINDS:
+            raise ParameterError(
+                "noise", f"must be one of {', '.join(NOISE_KINDS)} (got {self.noise!r})"
+            )
         object.__setattr__(self, "periods", check_periods(self.periods))
         self.schedule  # noqa: B018 -- checks delta_a and delta_b
         FixedPoint(self.precision_bits)  # checks precision_bits

@@ -15,7 +15,7 @@ import phe
 from riskprop.core.data import load_dataset
 from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS
 from riskprop.core.graph import GlobalGraph, build_global
-from riskprop.core.params import DEFAULT_KEY_BITS, RunParameters
+from riskprop.core.params import DEFAULT_KEY_BITS, DEFAULT_NOISE, RunParameters
 from riskprop.core.plaintext import propagate
 from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B, DeltaSchedule
 from riskprop.core.threshold import deal, default_threshold
@@ -95,6 +95,7 @@ def simulate_secure(
     delta_a: float = DEFAULT_DELTA_A,
     delta_b: float = DEFAULT_DELTA_B,
     precision_bits: int = DEFAULT_PRECISION_BITS,
+    noise: str = DEFAULT_NOISE,
     key_bits: int = DEFAULT_KEY_BITS,
     keys: Path | None = None,
     threshold: int | None = None,
@@ -114,6 +115,7 @@ def simulate_secure(
         delta_b=delta_b,
         precision_bits=precision_bits,
         periods=tuple(graph.periods),
+        noise=noise,
     )
     names = dataset.names
     if keys is not None:

@@ -179,6 +179,7 @@ def run_demo(
         "delta_b": parameters.delta_b,
         "precision_bits": parameters.precision_bits,
         "periods": list(parameters.periods),
+        "noise": parameters.noise,
     }
     logs = out / "logs"
     if logs.is_dir():
