@@ -2,11 +2,29 @@
 
 
 class RiskpropError(Exception):
-    """Base class of every error riskprop reports to a user."""
+    """Base class of every error riskprop reports to a user.
+
+    ``peer_reason`` is what the other banks are told when this error stops a node: the message
+    itself only for protocol errors about the exchange; for anything local (input, storage,
+    configuration), or a protocol error raised with ``private=True``, a generic line, because
+    local messages may quote the bank's own account ids, values or paths."""
+
+    #: The generic line peers get for a local error of this class.
+    PEER_REASON = "stopped by a local error (see its log)"
+
+    def __init__(self, *args: object, private: bool = False) -> None:
+        super().__init__(*args)
+        self.private = private
+
+    @property
+    def peer_reason(self) -> str:
+        return self.PEER_REASON
 
 
 class InputError(RiskpropError):
     """Bad input data: the message names the file, the line and the problem."""
+
+    PEER_REASON = "stopped: its input data is invalid (see its log)"
 
 
 class ConfigError(RiskpropError):
@@ -15,6 +33,12 @@ class ConfigError(RiskpropError):
 
 class ProtocolError(RiskpropError):
     """A protocol run cannot continue (mismatch between parties, bad message, peer abort)."""
+
+    PEER_REASON = "stopped by a protocol error (see its log)"
+
+    @property
+    def peer_reason(self) -> str:
+        return self.PEER_REASON if self.private else str(self)
 
 
 class ParameterError(ConfigError):
@@ -29,6 +53,8 @@ class ParameterError(ConfigError):
 
 class StorageError(RiskpropError):
     """The node could not write its state or results (disk full, read-only, gone)."""
+
+    PEER_REASON = "stopped: it cannot write its state or results (see its log)"
 
 
 class StoppedError(RiskpropError):

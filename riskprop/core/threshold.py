@@ -1,4 +1,5 @@
-"""Threshold Paillier decryption with a key shared t-out-of-n (Shamir over the integers).
+"""Threshold Paillier decryption with a key shared t-out-of-n (Shamir over the integers),
+verifiable partial decryptions (Shoup 2000; Damgård-Jurik 2001).
 
 Secret: an integer ``d`` with ``d = 0 mod lambda(N)`` and ``d = theta mod N`` for a public
 ``theta`` coprime to ``N``. For ``c = (1 + N)**m r**N``: ``c**d = (1 + N)**(m d) = 1 + (m theta
@@ -7,20 +8,39 @@ mod N) N`` because ``r**(N lambda) = 1 mod N**2``.
 Sharing: party ``i = 1..n`` holds ``s_i = f(i)`` for an integer polynomial ``f`` of degree
 ``t`` with ``f(0) = d``. With ``Delta = n!`` the Lagrange coefficients ``l_i = Delta *
 prod_{j in S, j != i} j / (j - i)`` are integers for any set ``S`` of ``t + 1`` parties and
-``sum_i l_i s_i = Delta d``. So (Shoup's trick, as in Damgård-Jurik's threshold Paillier)::
+``sum_i l_i s_i = Delta d``. So::
 
-    partial_i = c**s_i mod N**2
-    prod_i partial_i**l_i = c**(Delta d) = 1 + (m Delta theta mod N) N
-    m = L(prod) * (Delta theta)**-1 mod N,   L(u) = (u - 1) / N
+    partial_i = c**(2 Delta s_i) mod N**2
+    u = prod_i partial_i**(2 l_i) = c**(4 Delta**2 d) = 1 + (m 4 Delta**2 theta mod N) N
+    m = L(u) * (4 Delta**2 theta)**-1 mod N,   L(u) = (u - 1) / N
 
-No group order is needed, so ``N`` need not be a product of safe primes (the distributed key
-generation makes ordinary primes). Hiding: the dealer shares a multiple of ``Delta`` and draws
-the other coefficients uniformly from ``[0, 2**(|d| + t + sigma))``; any ``t`` shares are then
-within statistical distance ``t * 2**-sigma`` of shares of any other such secret.
+The factor 2 makes every partial a square (its Jacobi symbol says nothing about ``s_i``) and
+the second 2 kills any element of order 2 a helper multiplies in. No group order is needed,
+so ``N`` need not be a product of safe primes. Hiding: shares of a multiple of ``Delta`` with
+the other coefficients uniform in ``[0, 2**(|d| + t + sigma))``: any ``t`` shares are within
+statistical distance ``t * 2**-sigma`` of shares of any other such secret.
+
+Verification: ``v`` is a public square mod ``N**2`` derived from ``N`` by a hash (nobody
+chooses it) and ``v_i = v**(Delta s_i)`` is party ``i``'s verification key. A helper answers a
+batch ``c_1..c_k`` with ``x_j = c_j**(2 Delta s_i)`` and one proof for the whole batch:
+weights ``rho_j`` (128 bits) are hashed from the context, the batch and the answers, and the
+helper proves ``log_{C**4}(X**2) = log_v(v_i)`` for ``C = prod c_j**rho_j`` and ``X = prod
+x_j**rho_j`` (equality of discrete logarithms, Fiat-Shamir: challenge ``e`` of 128 bits,
+response ``z = r + e Delta s_i`` over the integers with ``r`` longer than ``e Delta s_i`` by
+``sigma`` bits, so ``z`` hides ``s_i``). ``Z_{N**2}^*`` is ``G x H`` with ``G = <1 + N>`` of
+order ``N`` and ``H`` of order ``phi(N)``. In ``G`` (all prime factors huge) the proof is sound:
+a wrong ``x_j`` in its ``G`` part (a shifted plaintext, a wrong share, garbage) fails except
+with probability about ``2**-128`` per hash evaluation, because ``rho_j`` and ``e`` are below
+the primes of ``N``. A factor of small order in ``H`` can survive the proof (without safe
+primes such elements exist), but it never changes the plaintext, which lives in ``G``, and
+:func:`combine` refuses it: the ``H`` part of an honest ``u`` is 1, so ``u = 1 mod N``
+fails. Checking ``k`` answers costs two multi-exponentiations with 128-bit exponents (a few
+dozen products per ciphertext) and two full exponentiations per helper.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 from collections.abc import Mapping, Sequence
@@ -34,27 +54,112 @@ from riskprop.core.paillier import PublicKey
 from riskprop.errors import ConfigError, ProtocolError
 
 DEFAULT_STATISTICAL_SECURITY = 128
+#: Bits of the Fiat-Shamir challenge and of each batch weight.
+CHALLENGE_BITS = 128
+#: Bits by which the prover's mask ``r`` exceeds ``e Delta s_i`` (statistical hiding of ``z``).
+PROOF_HIDING_BITS = 128
+_DOMAIN = b"riskprop-threshold-paillier/2"
+
+
+def verification_base(n: int) -> mpz:
+    """``v = h**2 mod N**2`` for ``h`` hashed from ``N`` (a unit): public, the same for every
+    key holder and chosen by no one."""
+    n2 = mpz(n) * n
+    width = (int(n2).bit_length() + 128 + 7) // 8
+    counter = 0
+    while True:
+        seed = _DOMAIN + b"|verification-base|" + _int_bytes(n) + counter.to_bytes(4, "big")
+        h = mpz(int.from_bytes(hashlib.shake_256(seed).digest(width), "big")) % n2
+        if h > 1 and gmpy2.gcd(h, n) == 1:
+            return h * h % n2
+        counter += 1
 
 
 @dataclass(frozen=True)
 class ThresholdKey:
-    """Public part of a threshold key: ``N``, parties (index = position + 1), ``t``, ``theta``."""
+    """Public part of a threshold key: ``N``, parties (index = position + 1), ``t``, ``theta``
+    and the verification keys ``v_i = v**(Delta s_i) mod N**2`` in party order (empty only
+    while a key generation is under way)."""
 
     public: PublicKey
     parties: tuple[str, ...]
     threshold: int
     theta: int
+    verification: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         validate_threshold(len(self.parties), self.threshold)
+        if self.verification and len(self.verification) != len(self.parties):
+            raise ConfigError(
+                f"{len(self.verification)} verification keys for {len(self.parties)} parties"
+            )
 
     @property
     def delta(self) -> int:
         return math.factorial(len(self.parties))
 
+    @property
+    def base(self) -> mpz:
+        """The verification base ``v`` (see :func:`verification_base`)."""
+        return _base(self.public.n)
+
     def index(self, party: str) -> int:
         """1-based Shamir index of ``party``."""
         return self.parties.index(party) + 1
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of everything public about the key: ``N``, ``theta``, the parties, ``t``
+        and the verification keys. Runs and key generation compare this, not ``N`` alone, so
+        banks holding different verification keys notice at the handshake."""
+        digest = hashlib.sha256()
+        _absorb(digest, _DOMAIN, b"key", self.public.n, self.theta, self.threshold)
+        _absorb(digest, *self.parties, *self.verification)
+        return digest.hexdigest()
+
+    def verification_key(self, party: str) -> mpz:
+        """``v_i`` of ``party``."""
+        if not self.verification:
+            raise ConfigError("the key has no verification keys (made by an older version)")
+        return mpz(self.verification[self.index(party) - 1])
+
+    def with_verification(self, keys: Sequence[int]) -> ThresholdKey:
+        return ThresholdKey(self.public, self.parties, self.threshold, self.theta, tuple(keys))
+
+    def check_verification(self) -> None:
+        """Refuse verification keys that are not units mod ``N**2`` or, with ``n >= t + 2``,
+        do not lie on one polynomial of degree ``t`` in the exponent: for the first ``t + 1``
+        parties ``S`` and every other ``j``, ``v_j**Delta = prod_{i in S} v_i**L_i(j)`` with
+        ``L_i(j) = Delta prod_{k in S, k != i} (j - k) / (i - k)`` (integers). Wrong keys are
+        caught while at most ``n - t - 1`` of them are wrong (so ``t`` with an honest majority
+        ``n >= 2t + 1``); with ``n = t + 1`` only the key generation's test decryption checks
+        them."""
+        n, n2 = self.public.n, mpz(self.public.nsquare)
+        if len(self.verification) != len(self.parties):
+            raise ConfigError("the key has no verification keys (made by an older version)")
+        for party, value in zip(self.parties, self.verification, strict=True):
+            if not 0 < value < n2 or gmpy2.gcd(value, n) != 1:
+                raise ConfigError(f"the verification key of {party} is not a unit mod N^2")
+        chosen = list(range(1, self.threshold + 2))
+        for j in range(self.threshold + 2, len(self.parties) + 1):
+            expected = mpz(1)
+            for i in chosen:
+                weight = _lagrange_at(chosen, i, j, self.delta)
+                expected = expected * gmpy2.powmod(self.verification[i - 1], weight, n2) % n2
+            if gmpy2.powmod(self.verification[j - 1], self.delta, n2) != expected:
+                raise ConfigError(
+                    f"the verification keys are inconsistent (that of {self.parties[j - 1]} "
+                    f"does not lie on the polynomial of {', '.join(self.parties[: len(chosen)])})"
+                )
+
+
+def _base(n: int) -> mpz:
+    cached = _BASES.get(n)
+    if cached is None:
+        cached = _BASES[n] = verification_base(n)
+    return cached
+
+
+_BASES: dict[int, mpz] = {}
 
 
 @dataclass(frozen=True)
@@ -71,6 +176,12 @@ class KeyShare:
     @property
     def index(self) -> int:
         return self.key.index(self.party)
+
+    def verification_key(self) -> mpz:
+        """``v**(Delta s_i) mod N**2``, computed from the share (constant time)."""
+        key = self.key
+        (value,) = powmod_many([key.base], key.delta * self.secret, key.public.nsquare)
+        return value
 
 
 def validate_threshold(n_parties: int, threshold: int) -> None:
@@ -97,7 +208,8 @@ def deal(
     *,
     statistical_security: int = DEFAULT_STATISTICAL_SECURITY,
 ) -> list[KeyShare]:
-    """Trusted-dealer sharing of the decryption key of ``N = p q`` (see module doc)."""
+    """Trusted-dealer sharing of the decryption key of ``N = p q`` (see module doc), with the
+    verification keys."""
     n = p * q
     parties = tuple(parties)
     if len(set(parties)) != len(parties):
@@ -109,7 +221,11 @@ def deal(
     key = ThresholdKey(PublicKey(n), parties, threshold, theta=d % n)
     bound = 1 << (d.bit_length() + threshold + statistical_security)
     coefficients = [d] + [secrets.randbelow(bound) for _ in range(threshold)]
-    return [KeyShare(key, party, _evaluate(coefficients, i + 1)) for i, party in enumerate(parties)]
+    shares = [
+        KeyShare(key, party, _evaluate(coefficients, i + 1)) for i, party in enumerate(parties)
+    ]
+    key = key.with_verification([int(share.verification_key()) for share in shares])
+    return [KeyShare(key, share.party, share.secret) for share in shares]
 
 
 def _evaluate(coefficients: Sequence[int], x: int) -> int:
@@ -121,23 +237,33 @@ def _evaluate(coefficients: Sequence[int], x: int) -> int:
 
 def lagrange_at_zero(indices: Sequence[int], i: int, delta: int) -> int:
     """``Delta * prod_{j != i} j / (j - i)``: an integer for distinct indices in ``1..n``."""
+    return _lagrange_at(indices, i, 0, delta)
+
+
+def _lagrange_at(indices: Sequence[int], i: int, x: int, delta: int) -> int:
+    """``Delta * prod_{j != i} (x - j) / (i - j)``: an integer for distinct indices in
+    ``1..n`` and ``Delta = n!`` (the denominator divides ``(i - 1)! (n - i)!``)."""
     num, den = delta, 1
     for j in indices:
         if j != i:
-            num *= j
-            den *= j - i
+            num *= x - j
+            den *= i - j
     if num % den:
         raise ArithmeticError("Lagrange coefficient is not an integer")  # cannot happen
     return num // den
 
 
 def partial_decrypt(share: KeyShare, ciphertexts: Sequence[mpz]) -> list[mpz]:
-    """``c**s_i mod N**2`` for each ciphertext: this party's contribution (one batch)."""
-    return powmod_many(ciphertexts, share.secret, share.key.public.nsquare, secret=True)
+    """``c**(2 Delta s_i) mod N**2`` for each ciphertext (constant time in ``s_i``)."""
+    key = share.key
+    return powmod_many(ciphertexts, 2 * key.delta * share.secret, key.public.nsquare, secret=True)
 
 
 def combine(key: ThresholdKey, partials: Mapping[str, Sequence[mpz]]) -> list[int]:
-    """Plaintexts from the partial decryptions of at least ``t + 1`` parties (first t+1 used)."""
+    """Plaintexts from the partial decryptions of at least ``t + 1`` parties (first t+1 used).
+
+    Raises ``ProtocolError`` if ``u != 1 mod N`` for any value: no honest set of partials gives
+    that (see the module doc), so a wrong partial or a damaged ciphertext never decodes."""
     if len(partials) < key.threshold + 1:
         raise ValueError(
             f"need partial decryptions from {key.threshold + 1} parties, got {len(partials)}"
@@ -149,8 +275,8 @@ def combine(key: ThresholdKey, partials: Mapping[str, Sequence[mpz]]) -> list[in
         raise ValueError("partial decryptions differ in length")
     n = mpz(key.public.n)
     n2 = mpz(key.public.nsquare)
-    exps = [mpz(lagrange_at_zero(indices, i, key.delta)) for i in indices]
-    inv = pow(key.delta * key.theta, -1, key.public.n)
+    exps = [mpz(2 * lagrange_at_zero(indices, i, key.delta)) for i in indices]
+    inv = pow(4 * key.delta * key.delta * key.theta, -1, key.public.n)
     out = []
     for column in zip(*(partials[p] for p in chosen), strict=True):
         u = mpz(1)
@@ -158,8 +284,169 @@ def combine(key: ThresholdKey, partials: Mapping[str, Sequence[mpz]]) -> list[in
             u = u * gmpy2.powmod(value, e, n2) % n2
         if (u - 1) % n:
             raise ProtocolError(
-                "partial decryptions do not combine to a plaintext (u != 1 mod N): a helper "
-                "sent a wrong partial decryption, or a ciphertext was damaged"
+                f"partial decryptions of {', '.join(chosen)} do not combine to a plaintext "
+                "(u != 1 mod N): a helper sent a wrong partial decryption, or a ciphertext was "
+                "damaged"
             )
         out.append(int((u - 1) // n * inv % n))
     return out
+
+
+# ------------------------------------------------------------------------------ proofs
+
+
+@dataclass(frozen=True)
+class PartialProof:
+    """A proof that a batch of partial decryptions used the helper's share: challenge ``e``
+    and response ``z`` (see the module doc)."""
+
+    challenge: int
+    response: int
+
+
+def prove(
+    share: KeyShare, ciphertexts: Sequence[mpz], partials: Sequence[mpz], context: bytes
+) -> PartialProof:
+    """Prove that ``partials == partial_decrypt(share, ciphertexts)`` for the request named by
+    ``context`` (run, requester, request; the helper and key are added here). The secret enters
+    only exponentiations in constant time. ``X`` need not be computed: the challenge hashes the
+    partials themselves, which fix it."""
+    key = share.key
+    n2 = key.public.nsquare
+    seed = _batch_seed(key, share.party, ciphertexts, partials, context)
+    big_c = product_of_powers(ciphertexts, _weights(seed, len(ciphertexts)), n2)
+    secret = key.delta * share.secret
+    # |r| = |Delta s_i| rounded up to 64 bits, plus the challenge's and the hiding bits
+    mask = secrets.randbits(-(-abs(secret).bit_length() // 64) * 64 + _MASK_EXTRA_BITS)
+    commit_c, commit_v = powmod_many([big_c**4 % n2, key.base], mask, n2)
+    challenge = _challenge(seed, key, key.verification_key(share.party), commit_c, commit_v)
+    return PartialProof(challenge, mask + challenge * secret)
+
+
+def verify(
+    key: ThresholdKey,
+    party: str,
+    ciphertexts: Sequence[mpz],
+    partials: Sequence[mpz],
+    proof: PartialProof,
+    context: bytes,
+) -> bool:
+    """Whether ``partials`` are ``party``'s partial decryptions of ``ciphertexts`` for the
+    request named by ``context`` (up to factors of small order, which :func:`combine`
+    refuses). Public values only: variable-time arithmetic is fine."""
+    n, n2 = key.public.n, mpz(key.public.nsquare)
+    if len(partials) != len(ciphertexts) or party not in key.parties:
+        return False
+    if not 0 <= proof.challenge < 1 << CHALLENGE_BITS:
+        return False
+    if abs(proof.response).bit_length() > _max_response_bits(key):
+        return False
+    if any(not 0 < x < n2 for x in partials):
+        return False
+    seed = _batch_seed(key, party, ciphertexts, partials, context)
+    weights = _weights(seed, len(partials))
+    big_c = product_of_powers(ciphertexts, weights, n2)
+    big_x = product_of_powers(partials, weights, n2)
+    if gmpy2.gcd(big_x, n) != 1 or gmpy2.gcd(big_c, n) != 1:
+        return False
+    v_i = key.verification_key(party)
+    e, z = mpz(proof.challenge), mpz(proof.response)
+    commit_c = gmpy2.powmod(big_c, 4 * z, n2) * gmpy2.powmod(big_x, -2 * e, n2) % n2
+    commit_v = gmpy2.powmod(key.base, z, n2) * gmpy2.powmod(v_i, -e, n2) % n2
+    return proof.challenge == _challenge(seed, key, v_i, commit_c, commit_v)
+
+
+_MASK_EXTRA_BITS = CHALLENGE_BITS + PROOF_HIDING_BITS
+
+
+def _max_response_bits(key: ThresholdKey) -> int:
+    """A generous public bound on ``|z|`` (refuses absurd exponents before any work): shares
+    of either key generation stay far below ``2**(2 |N| + 1024)`` for up to 100 parties."""
+    return 2 * key.public.bits + 1024 + 8 * key.delta.bit_length() + _MASK_EXTRA_BITS
+
+
+def _int_bytes(value: int) -> bytes:
+    value = int(value)
+    return value.to_bytes((value.bit_length() + 8) // 8, "big", signed=True)
+
+
+def _absorb(digest: hashlib._Hash, *values: int | bytes | str) -> None:
+    for value in values:
+        data = (
+            value
+            if isinstance(value, bytes)
+            else value.encode()
+            if isinstance(value, str)
+            else _int_bytes(value)
+        )
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+
+
+def _batch_seed(
+    key: ThresholdKey,
+    party: str,
+    ciphertexts: Sequence[mpz],
+    partials: Sequence[mpz],
+    context: bytes,
+) -> bytes:
+    """Binds the domain, the key, the helper, the request's context and the whole batch."""
+    digest = hashlib.sha256()
+    _absorb(digest, _DOMAIN, b"batch", key.public.n, party, context, len(ciphertexts))
+    for value in ciphertexts:
+        _absorb(digest, int(value))
+    for value in partials:
+        _absorb(digest, int(value))
+    return digest.digest()
+
+
+def _weights(seed: bytes, count: int) -> list[int]:
+    """``count`` weights of ``CHALLENGE_BITS`` bits from ``seed`` (none zero)."""
+    width = CHALLENGE_BITS // 8
+    stream = hashlib.shake_256(seed + b"|weights").digest(width * count)
+    return [
+        int.from_bytes(stream[i : i + width], "big") | 1 for i in range(0, width * count, width)
+    ]
+
+
+def _challenge(seed: bytes, key: ThresholdKey, v_i: mpz, *values: mpz) -> int:
+    digest = hashlib.sha256()
+    _absorb(digest, _DOMAIN, b"challenge", seed, int(key.base), int(v_i), *(int(v) for v in values))
+    return int.from_bytes(digest.digest(), "big") >> (256 - CHALLENGE_BITS)
+
+
+def product_of_powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: int) -> mpz:
+    """``prod_j bases[j]**exponents[j] mod modulus`` for non-negative public exponents, by
+    Pippenger's bucket method: windows of ``w`` bits, each costing a product per base and
+    ``2**(w+1)`` more, plus one squaring per bit overall."""
+    m = mpz(modulus)
+    if not bases:
+        return mpz(1) % m
+    bits = max(int(e).bit_length() for e in exponents)
+    count = len(bases)
+    width = min(range(1, 17), key=lambda w: -(-bits // w) * (count + (2 << w)) + bits)
+    mask = (1 << width) - 1
+    values = [mpz(b) % m for b in bases]
+    exps = [int(e) for e in exponents]
+    acc = mpz(1)
+    for window in reversed(range(-(-bits // width))):
+        if acc != 1:
+            for _ in range(width):
+                acc = acc * acc % m
+        buckets: dict[int, mpz] = {}
+        shift = window * width
+        for value, e in zip(values, exps, strict=True):
+            digit = (e >> shift) & mask
+            if digit:
+                held = buckets.get(digit)
+                buckets[digit] = value if held is None else held * value % m
+        running = total = None
+        for digit in range(mask, 0, -1):
+            held = buckets.get(digit)
+            if held is not None:
+                running = held if running is None else running * held % m
+            if running is not None:
+                total = running if total is None else total * running % m
+        if total is not None:
+            acc = acc * total % m
+    return acc % m

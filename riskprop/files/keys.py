@@ -27,7 +27,9 @@ from riskprop.core.threshold import KeyShare, ThresholdKey, deal
 from riskprop.errors import ConfigError
 from riskprop.files.atomic import atomic_write_text, check_private
 
-FORMAT = "riskprop-threshold-paillier/1"
+FORMAT = "riskprop-threshold-paillier/2"
+#: Files of format 1 lack the verification keys: decryptions cannot be checked with them.
+OLD_FORMATS = ("riskprop-threshold-paillier/1",)
 PUBLIC_FILE = "public.json"
 
 
@@ -43,6 +45,11 @@ def _public_fields(key: ThresholdKey) -> dict[str, Any]:
         "threshold": key.threshold,
         "n": format(key.public.n, "x"),
         "theta": format(key.theta, "x"),
+        "verification_base": format(key.base, "x"),
+        "verification_keys": {
+            party: format(value, "x")
+            for party, value in zip(key.parties, key.verification, strict=True)
+        },
     }
 
 
@@ -223,6 +230,11 @@ def _parse(path: Path, text: str) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not a key file ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(data, dict) and data.get("format") in OLD_FORMATS:
+        raise ConfigError(
+            f"{path}: key made by an older riskprop without verification keys; generate a new "
+            "key (riskprop keygen) so that partial decryptions can be verified"
+        )
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a {FORMAT} key file")
     return data
@@ -230,16 +242,28 @@ def _parse(path: Path, text: str) -> dict[str, Any]:
 
 def _key_from(path: Path, data: dict[str, Any]) -> ThresholdKey:
     try:
+        parties = tuple(str(p) for p in data["parties"])
+        verification = data["verification_keys"]
+        if not isinstance(verification, dict) or set(verification) != set(parties):
+            raise ValueError("verification_keys must name every party once")
         key = ThresholdKey(
             public=PublicKey(int(data["n"], 16)),
-            parties=tuple(str(p) for p in data["parties"]),
+            parties=parties,
             threshold=int(data["threshold"]),
             theta=int(data["theta"], 16),
+            verification=tuple(int(verification[p], 16) for p in parties),
         )
+        base = int(data["verification_base"], 16)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: malformed key file ({type(exc).__name__}: {exc})") from None
     if key.public.fingerprint() != data.get("fingerprint"):
         raise ConfigError(f"{path}: fingerprint does not match the modulus")
+    if base != key.base:
+        raise ConfigError(f"{path}: verification_base is not the one derived from the modulus")
+    try:
+        key.check_verification()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return key
 
 
@@ -266,4 +290,9 @@ def load_share(path: Path, party: str | None = None) -> KeyShare:
         secret = int(data["share"], 16)
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{path}: malformed share value") from None
-    return KeyShare(key, owner, secret)
+    share = KeyShare(key, owner, secret)
+    if share.verification_key() != key.verification_key(owner):
+        raise ConfigError(
+            f"{path}: the share does not match its verification key (damaged or altered)"
+        )
+    return share

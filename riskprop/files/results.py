@@ -84,7 +84,8 @@ def write_scores(
     if bad.size:
         raise ProtocolError(
             f"{bad.size} decrypted score(s) outside [0, 1] (first: account "
-            f"{account_ids[int(bad[0])]!r}, {values[int(bad[0])]!r}); nothing written"
+            f"{account_ids[int(bad[0])]!r}, {values[int(bad[0])]!r}); nothing written",
+            private=True,
         )
     text = scores_csv(SCORES_HEADER, [(i,) for i in account_ids], values)
     atomic_write_text(path, text, mode=mode)
@@ -155,6 +156,8 @@ class NodeReport:
     identity: dict[str, str] = field(default_factory=dict)
     #: SHA-256 (hex) of ``results`` as written
     results_sha256: str = ""
+    #: decryption helpers whose answers were refused (their proof failed), and why
+    rejected_helpers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeReport:
@@ -170,6 +173,7 @@ class NodeReport:
             cpu_seconds={str(k): float(v) for k, v in data.get("cpu_seconds", {}).items()},
             identity={str(k): str(v) for k, v in data.get("identity", {}).items()},
             results_sha256=str(data.get("results_sha256", "")),
+            rejected_helpers={str(k): str(v) for k, v in data.get("rejected_helpers", {}).items()},
         )
 
     def to_json(self) -> dict[str, object]:
@@ -185,6 +189,7 @@ class NodeReport:
             "cpu_seconds": self.cpu_seconds,
             "identity": self.identity,
             "results_sha256": self.results_sha256,
+            "rejected_helpers": self.rejected_helpers,
         }
 
 

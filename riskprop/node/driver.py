@@ -2,7 +2,8 @@
 
 The driver owns everything around the session that involves time and storage: time-outs,
 checkpoints (after every safe point, before that step's messages go out, see
-``protocol.checkpoint``), the outbox journal, replays to a peer that announces a restart
+``protocol.checkpoint``), the ledger of served decryption requests (saved before a partial
+decryption goes out), the outbox journal, replays to a peer that announces a restart
 (``Rejoin``), and stopping cleanly when asked.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
@@ -99,7 +101,7 @@ async def _pump(
             else:
                 await driver.checkpoint_then_send(await driver.call(session.receive, message))
     except (ProtocolError, StorageError, InputError) as exc:
-        await _abort_peers(session, transport, str(exc))
+        await _abort_peers(session, transport, exc.peer_reason)
         raise
 
 
@@ -118,6 +120,7 @@ class _Driver:
         self.offload = offload
         self.on_result = on_result
         self.checkpointed = 0
+        self.ledger_saved = 0
         self.restarted = journal is not None and journal.restarted
         self.busy = asyncio.Lock()
 
@@ -160,12 +163,26 @@ class _Driver:
             self.on_result = None
         await self.send_all(messages)
 
+    def save_ledger(self) -> None:
+        """Persist the session's ledger of served requests if it changed: every send goes
+        through here first, so no partial decryption leaves before it is on record."""
+        session = self.session
+        if self.journal is None or session.ledger_changes == self.ledger_saved:
+            return
+        data = json.dumps(session.ledger(), sort_keys=True).encode()
+        try:
+            self.journal.save_ledger(data)
+        except OSError as exc:
+            raise StorageError(f"cannot save the served requests ({exc.strerror})") from None
+        self.ledger_saved = session.ledger_changes
+
     async def send_all(self, messages: Iterable[Message]) -> None:
         """Send each peer its messages in order, peers concurrently; a peer found unavailable
         is reported to the session, and what is still queued for it is dropped (a peer that
         is gone after it finished does not hold this node up once per message)."""
         pending = list(messages)
         while pending:
+            self.save_ledger()
             by_peer: dict[str, list[Message]] = {}
             for message in pending:
                 by_peer.setdefault(message.recipient, []).append(message)

@@ -25,6 +25,7 @@ from riskprop.protocol.messages import Message, decode, encode
 
 CHECKPOINT_MAGIC = b"RPK2"
 IDENTITY_MAGIC = b"RPI1"
+LEDGER_MAGIC = b"RPL1"
 #: What an operator does about a damaged journal file.
 REMEDY = "the run cannot resume from it: start it again with --fresh at every bank"
 
@@ -43,6 +44,12 @@ class Journal(Protocol):
     def save_checkpoint(self, data: bytes) -> None:
         """Replace the checkpoint."""
 
+    def save_ledger(self, data: bytes) -> None:
+        """Replace the ledger of served decryption requests (durably, before sending)."""
+
+    def load_ledger(self) -> bytes | None:
+        """The saved ledger, or None."""
+
 
 class MemoryJournal:
     """A journal that lives as long as the process (tests, in-process runs)."""
@@ -50,6 +57,7 @@ class MemoryJournal:
     def __init__(self, *, restarted: bool = False) -> None:
         self.restarted = restarted
         self.checkpoint: bytes | None = None
+        self.ledger: bytes | None = None
         self._sent: dict[str, list[Message]] = defaultdict(list)
 
     def record(self, message: Message) -> None:
@@ -60,6 +68,12 @@ class MemoryJournal:
 
     def save_checkpoint(self, data: bytes) -> None:
         self.checkpoint = data
+
+    def save_ledger(self, data: bytes) -> None:
+        self.ledger = data
+
+    def load_ledger(self) -> bytes | None:
+        return self.ledger
 
 
 class FileJournal:
@@ -149,6 +163,19 @@ class FileJournal:
     def save_checkpoint(self, data: bytes) -> None:
         sealed = seal(CHECKPOINT_MAGIC, data, self.key)
         atomic_write_bytes(self.checkpoint_path, sealed, mode=0o600)
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.directory / "served.bin"
+
+    def save_ledger(self, data: bytes) -> None:
+        atomic_write_bytes(self.ledger_path, seal(LEDGER_MAGIC, data, self.key), mode=0o600)
+
+    def load_ledger(self) -> bytes | None:
+        path = self.ledger_path
+        if not path.is_file():
+            return None
+        return unseal(LEDGER_MAGIC, path.read_bytes(), self.key, path, REMEDY)
 
     def close(self) -> None:
         self._log.close()

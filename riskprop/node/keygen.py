@@ -261,7 +261,7 @@ async def _confirm(
 ) -> None:
     """Tell every peer this party has written its share of the key with our fingerprint, and
     wait until every peer has said the same."""
-    fingerprint = share.key.public.fingerprint()
+    fingerprint = share.key.fingerprint()
     ours = WRITTEN + fingerprint.encode()
     outbound = dict.fromkeys(party.peers, ours)
     confirmations = await _exchange(

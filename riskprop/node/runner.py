@@ -150,6 +150,7 @@ def resume_session(
     """The session restored from the journal's checkpoint, or as it is when there is none."""
     data = journal.load_checkpoint()
     if data is None:
+        _remember_served(session, journal)
         return session, None
     where = str(journal.checkpoint_path)
     snapshot, pending = decode_checkpoint(data, where)
@@ -160,8 +161,26 @@ def resume_session(
             "start with --fresh to discard it"
         )
     restored = RunSession.restore(snapshot, session.bank, session.share)
+    _remember_served(restored, journal)
     log.info("%s: resuming from the checkpoint (%s)", session.name, snapshot.phase)
     return restored, pending
+
+
+def _remember_served(session: RunSession, journal: FileJournal) -> None:
+    """Merge the journal's ledger of served decryption requests into ``session``."""
+    data = journal.load_ledger()
+    if data is None:
+        return
+    try:
+        ledger = json.loads(data)
+    except ValueError:
+        ledger = None
+    if not isinstance(ledger, dict):
+        raise ConfigError(f"{journal.ledger_path}: malformed record of served requests")
+    try:
+        session.remember(ledger)
+    except ConfigError as exc:
+        raise ConfigError(f"{journal.ledger_path}: {exc}") from None
 
 
 async def run_node(
@@ -204,7 +223,7 @@ async def run_node(
         session, resume_with, saved_report = await _restore(config, session, journal, key, fresh)
     except RiskpropError as exc:
         # The peers may be mid-run, waiting for us: tell them, so none waits out a time-out.
-        await announce(config, session, Abort(str(exc)[:500]), "that this node stopped")
+        await announce(config, session, Abort(exc.peer_reason[:500]), "that this node stopped")
         raise
     if session.done:  # the run was complete already
         return read_report(config.output, key=key)
@@ -239,6 +258,7 @@ async def run_node(
             warnings=session.bank.warnings,
             identity=identity,
             results_sha256=results_sha256,
+            rejected_helpers=session.rejected,
         )
 
     def save_report() -> None:

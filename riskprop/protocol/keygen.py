@@ -21,12 +21,14 @@ drive all parties in lockstep in one process. The arithmetic is in ``core.dkg``;
    integer degree reduction (any ``t`` shares are within statistical distance ``t * 2**-sigma``
    of shares of another secret). ``D = 0 mod phi(N)``, ``theta = D mod N``: the format of
    ``core.threshold`` shares (a dealer's key and this one are used alike).
-5. **Verification** (2 rounds): all parties agree on ``(N, theta)``; a jointly encrypted public
-   value decrypts correctly with every subset of ``t + 1`` shares.
+5. **Verification** (2 rounds): all parties agree on ``(N, theta)`` and publish their
+   verification keys ``v_i = v**(Delta s_i)`` (``core.threshold``; checked for consistency when
+   ``n >= t + 2``); a jointly encrypted public value decrypts correctly, each partial
+   decryption with a proof against its party's ``v_i``, with every subset of ``t + 1`` shares.
 
 What is revealed: the moduli of rejected candidate pairs, whether each passed, the biprimality
-values ``g**(share/4) mod N`` (as in Boneh-Franklin), ``N``, ``theta`` and the verification
-ciphertexts and partial decryptions of a public value.
+values ``g**(share/4) mod N`` (as in Boneh-Franklin), ``N``, ``theta``, the verification keys,
+and the test ciphertexts, partial decryptions and proofs of a public value.
 """
 
 from __future__ import annotations
@@ -48,11 +50,14 @@ from riskprop.core import dkg
 from riskprop.core.paillier import FreshNoise, PublicKey, encrypt
 from riskprop.core.threshold import (
     KeyShare,
+    PartialProof,
     ThresholdKey,
     combine,
     lagrange_at_zero,
     partial_decrypt,
+    prove,
     validate_threshold,
+    verify,
 )
 from riskprop.errors import ConfigError, ParameterError, ProtocolError
 
@@ -452,12 +457,13 @@ class KeygenParty:
         key = ThresholdKey(PublicKey(modulus), self.params.parties, t, theta)
         share = KeyShare(key, self.name, secret)
         self.stats.add("key sharing", time.perf_counter() - started)
-        yield from self._check(share)
-        return share
+        return (yield from self._check(share))
 
-    def _check(self, share: KeyShare) -> Generator[Outbound, Inbound, None]:
-        """Agree on ``(N, theta)``; decrypt a jointly encrypted public value with every
-        ``t + 1``-subset of partial decryptions."""
+    def _check(self, share: KeyShare) -> Generator[Outbound, Inbound, KeyShare]:
+        """Agree on ``(N, theta)``; publish the verification keys ``v_i = v**(Delta s_i)``;
+        decrypt a jointly encrypted public value with proofs (each checked against its
+        party's ``v_i``) and with every ``t + 1``-subset of partial decryptions. Returns the
+        share with the verification keys in its key."""
         started = time.perf_counter()
         key = share.key
         public = key.public
@@ -467,19 +473,35 @@ class KeygenParty:
             for p in self.params.parties
         ]
         (mine,) = encrypt(public, [values[self.me - 1]], FreshNoise(public))
-        everyone = yield from self._broadcast([[int(label, 16)], [int(mine)]])
+        everyone = yield from self._broadcast(
+            [[int(label, 16)], [int(mine)], [int(share.verification_key())]]
+        )
         for party, fields in zip(self.params.parties, everyone, strict=True):
             if self._ints(fields[0], 1)[0] != int(label, 16):
                 raise ProtocolError(f"key generation: {party} ended with another N or theta")
+        key = key.with_verification([self._ints(f[2], 1)[0] for f in everyone])
+        try:
+            key.check_verification()
+        except ConfigError as exc:
+            raise ProtocolError(f"key generation: {exc}") from None
+        share = KeyShare(key, share.party, share.secret)
         ciphertext = mpz(1)
         for fields in everyone:
             ciphertext = ciphertext * self._ints(fields[1], 1)[0] % public.nsquare
         (partial,) = partial_decrypt(share, [ciphertext])
-        everyone = yield from self._broadcast([[int(partial)]])
-        partials = {
-            p: [mpz(self._ints(f[0], 1)[0])]
-            for p, f in zip(self.params.parties, everyone, strict=True)
-        }
+        context = f"keygen|{self.params.digest()}|{label}".encode()
+        proof = prove(share, [ciphertext], [partial], context)
+        everyone = yield from self._broadcast([[int(partial)], [proof.challenge], [proof.response]])
+        partials: dict[str, list[mpz]] = {}
+        for party, fields in zip(self.params.parties, everyone, strict=True):
+            value = mpz(self._ints(fields[0], 1)[0])
+            claimed = PartialProof(self._ints(fields[1], 1)[0], self._ints(fields[2], 1)[0])
+            if not verify(key, party, [ciphertext], [value], claimed, context):
+                raise ProtocolError(
+                    f"key generation: the test decryption of {party} fails its proof (its "
+                    "verification key or its share is wrong)"
+                )
+            partials[party] = [value]
         expected = sum(values) % public.n
         for subset in itertools.combinations(self.params.parties, self.t + 1):
             got = combine(key, {p: partials[p] for p in subset})
@@ -488,6 +510,7 @@ class KeygenParty:
                     f"key generation: test decryption by {', '.join(subset)} failed"
                 )
         self.stats.add("verification", time.perf_counter() - started)
+        return share
 
 
 def run_in_lockstep(params: KeygenParams) -> tuple[dict[str, KeyShare], dict[str, KeygenParty]]:

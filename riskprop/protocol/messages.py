@@ -13,6 +13,7 @@ No pickle, no per-account strings after the handshake.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
@@ -26,11 +27,12 @@ from riskprop.core.jsontypes import expect_number as _float
 from riskprop.core.jsontypes import expect_str as _str
 from riskprop.core.paillier import PublicKey, Rerandomized
 from riskprop.core.params import RunParameters
-from riskprop.core.threshold import ThresholdKey
+from riskprop.core.threshold import PartialProof, ThresholdKey
 from riskprop.errors import ProtocolError
 
 MAGIC = b"RPM1"
-PROTOCOL_VERSION = 1
+#: 2: partial decryptions ``c**(2 Delta s_i)`` with proofs, ``Served`` notices.
+PROTOCOL_VERSION = 2
 #: Largest header accepted when decoding (the Hello header holds the rosters).
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 
@@ -48,6 +50,7 @@ class RunDescriptor:
     delta_b: float
     periods: tuple[int, ...]
     precision_bits: int
+    noise: str = "djn"
     protocol_version: int = PROTOCOL_VERSION
 
     @classmethod
@@ -58,12 +61,13 @@ class RunDescriptor:
             run_id=run_id,
             parties=key.parties,
             threshold=key.threshold,
-            key_fingerprint=key.public.fingerprint(),
+            key_fingerprint=key.fingerprint(),
             iterations=parameters.iterations,
             delta_a=parameters.delta_a,
             delta_b=parameters.delta_b,
             periods=parameters.periods,
             precision_bits=parameters.precision_bits,
+            noise=parameters.noise,
         )
 
     @property
@@ -75,6 +79,7 @@ class RunDescriptor:
             delta_b=self.delta_b,
             precision_bits=self.precision_bits,
             periods=self.periods,
+            noise=self.noise,
         )
 
     @property
@@ -92,6 +97,7 @@ class RunDescriptor:
             "delta_b": self.delta_b,
             "periods": list(self.periods),
             "precision_bits": self.precision_bits,
+            "noise": self.noise,
             "protocol_version": self.protocol_version,
         }
 
@@ -108,10 +114,16 @@ class RunDescriptor:
                 delta_b=_float(data["delta_b"]),
                 periods=tuple(_int(p) for p in data["periods"]),
                 precision_bits=_int(data["precision_bits"]),
+                noise=_str(data["noise"]),
                 protocol_version=_int(data["protocol_version"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed run descriptor ({type(exc).__name__}: {exc})") from None
+
+    def digest(self) -> bytes:
+        """SHA-256 of the canonical JSON: names the run in proofs."""
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).digest()
 
     def first_difference(self, other: RunDescriptor) -> str | None:
         """Name of the first field in which the two descriptors differ."""
@@ -164,9 +176,20 @@ class DecryptRequest:
 
 @dataclass(frozen=True)
 class Partial:
-    """The recipient's partial decryptions, in request order."""
+    """The sender's partial decryptions, in request order, and its proof for the batch
+    (``core.threshold.prove``)."""
 
     values: tuple[mpz, ...]
+    proof: PartialProof
+
+
+@dataclass(frozen=True)
+class Served:
+    """The sender served ``requester`` the decryption request with SHA-256 ``digest``: every
+    other helper refuses that requester a different one (one decryption round per bank)."""
+
+    requester: str
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -201,13 +224,14 @@ class KeygenRound:
     payload: bytes
 
 
-Body = Hello | Scores | DecryptRequest | Partial | Done | Abort | Rejoin | KeygenRound
+Body = Hello | Scores | DecryptRequest | Partial | Served | Done | Abort | Rejoin | KeygenRound
 KINDS: dict[str, type[Any]] = {
     "rejoin": Rejoin,
     "hello": Hello,
     "scores": Scores,
     "decrypt_request": DecryptRequest,
     "partial": Partial,
+    "served": Served,
     "done": Done,
     "abort": Abort,
     "keygen": KeygenRound,
@@ -255,10 +279,15 @@ def encode(message: Message, width: int) -> bytes:
         header["count"] = len(body.values)
         header["width"] = width
         payload = b"".join(int(v).to_bytes(width, "big") for v in body.values)
+        if isinstance(body, Partial):
+            header["proof"] = [format(body.proof.challenge, "x"), format(body.proof.response, "x")]
     elif isinstance(body, Hello):
         header["descriptor"] = body.descriptor.to_json()
         header["n_accounts"] = body.n_accounts
         header["rosters"] = [list(r) for r in body.rosters]
+    elif isinstance(body, Served):
+        header["requester"] = body.requester
+        header["digest"] = body.digest
     elif isinstance(body, Abort):
         header["reason"] = body.reason
     elif isinstance(body, Rejoin):
@@ -301,7 +330,10 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
                 for i in range(0, count * width, width)
             )
             # what arrives was re-randomised by its sender (a receiver never forwards it)
-            body = kind(values) if kind is Partial else kind(Rerandomized(values))
+            if kind is Partial:
+                body = Partial(values, _proof(header["proof"]))
+            else:
+                body = kind(Rerandomized(values))
         elif kind is KeygenRound:
             body = KeygenRound(bytes(payload))
         elif payload:
@@ -317,6 +349,8 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
             )
         elif kind is Abort:
             body = Abort(_str(header["reason"]))
+        elif kind is Served:
+            body = Served(_str(header["requester"]), _str(header["digest"]))
         elif kind is Rejoin:
             answer = header.get("answer", False)  # absent from nodes before the answer
             if not isinstance(answer, bool):
@@ -336,6 +370,17 @@ def decode(data: bytes, max_width: int | None = None) -> Message:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed message header ({type(exc).__name__}: {exc})") from None
+
+
+def _proof(value: Any) -> PartialProof:
+    """A proof from its header field: two hexadecimal integers, each of bounded length."""
+    items = _list(value)
+    if len(items) != 2 or any(not isinstance(v, str) or len(v) > 4096 for v in items):
+        raise ProtocolError("a partial decryption's proof must be two hexadecimal integers")
+    try:
+        return PartialProof(int(items[0], 16), int(items[1], 16))
+    except ValueError:
+        raise ProtocolError("a partial decryption's proof is not hexadecimal") from None
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,13 @@ message addressed to this bank; both return the messages to send. Phases:
     homomorphically (``core.fixedpoint``, ``core.paillier.linear_step``).
 ``decrypting``
     Pack the final ciphertexts (several scores per plaintext), re-randomise them and ask the
-    next ``t`` available parties (ring order) for partial decryptions; combine them with our
-    own. A helper answers only the bank that asked, at most once per run and for at most as
-    many ciphertexts as that bank's announced accounts need.
+    next ``t`` available parties (ring order) for partial decryptions with proofs; a helper
+    whose proof fails is named and replaced by the next party; combine ``t + 1`` verified
+    partials (ours included) and check every plaintext before decoding. A helper answers only
+    the bank that asked, one request per requester and run (its digest is persisted before
+    the answer leaves, and announced to the other parties with ``Served``, so that none of
+    them serves that requester a different one), for at most as many ciphertexts as that
+    bank's announced accounts need.
 ``finishing``
     Tell every peer ``Done``; stop when every peer still up has said ``Done`` too, so no one
     leaves while a peer may still need a partial decryption from it.
@@ -46,6 +50,7 @@ from riskprop.core.graph import IncomingCSR, period_views, resolve_view
 from riskprop.core.paillier import (
     NO_CIPHERTEXTS,
     FixedBaseNoise,
+    FreshNoise,
     NoiseSource,
     embed,
     linear_step,
@@ -53,7 +58,7 @@ from riskprop.core.paillier import (
     rerandomize,
     unpack,
 )
-from riskprop.core.threshold import KeyShare, combine, partial_decrypt
+from riskprop.core.threshold import KeyShare, combine, partial_decrypt, prove, verify
 from riskprop.core.types import FloatArray
 from riskprop.errors import ConfigError, ProtocolError
 from riskprop.protocol.checkpoint import SessionSnapshot, request_digest
@@ -67,6 +72,7 @@ from riskprop.protocol.messages import (
     Partial,
     RunDescriptor,
     Scores,
+    Served,
 )
 
 log = logging.getLogger(__name__)
@@ -138,6 +144,8 @@ class RunSession:
         self.slot_bits = self.fixed.slot_bits(descriptor.total_iterations)
         self.slots = self.fixed.slots_per_plaintext(descriptor.total_iterations, self.public.bits)
         self.views = period_views(bank, self.peers, descriptor.periods)
+        if noise is None and descriptor.noise == "full":
+            noise = FreshNoise(self.public)
         if noise is None:
             # one draw per sent account per iteration and one per packed ciphertext
             sent = sum(len(view.sent()) for view in self.views)
@@ -160,9 +168,14 @@ class RunSession:
         self._packed = NO_CIPHERTEXTS
         self._asked: list[str] = []
         self._partials: dict[str, tuple[mpz, ...]] = {}
+        self._request = ""  # digest of our own decryption request
+        self._rejected: dict[str, str] = {}  # helper -> why its answer was refused
         # decryption, as helper
         self._waiting_requests: dict[str, DecryptRequest] = {}
         self._served: dict[str, str] = {}  # requester -> digest of the request served
+        self._served_elsewhere: dict[str, tuple[str, str]] = {}  # requester -> (helper, digest)
+        #: Counts changes to what ``ledger()`` returns; the driver persists it before sending.
+        self.ledger_changes = 0
         self._done_from: set[str] = set()
         self.result: FloatArray | None = None
         #: Counts the points after which a checkpoint may be taken (see ``snapshot``).
@@ -200,7 +213,9 @@ class RunSession:
         elif isinstance(body, DecryptRequest):
             out += self._on_decrypt_request(sender, body)
         elif isinstance(body, Partial):
-            self._on_partial(sender, body)
+            out += self._on_partial(sender, body)
+        elif isinstance(body, Served):
+            self._on_served(sender, body)
         elif isinstance(body, Done):
             self._done_from.add(sender)
         elif isinstance(body, Abort):
@@ -220,6 +235,40 @@ class RunSession:
         return out + self._advance()
 
     @property
+    def rejected(self) -> dict[str, str]:
+        """Helpers whose partial decryptions were refused, and why (for logs and the report)."""
+        return dict(self._rejected)
+
+    def ledger(self) -> dict[str, dict[str, object]]:
+        """What this bank served and heard served: persisted before any partial decryption
+        leaves (``ledger_changes``), so a restart never forgets a request it answered."""
+        return {
+            "served": dict(self._served),
+            "elsewhere": {r: [h, d] for r, (h, d) in self._served_elsewhere.items()},
+        }
+
+    def remember(self, ledger: dict[str, dict[str, object]]) -> None:
+        """Merge a persisted ``ledger()`` (after a restart); the ledger wins over a checkpoint,
+        which may predate it."""
+        served_in, elsewhere_in = ledger.get("served", {}), ledger.get("elsewhere", {})
+        if not isinstance(served_in, dict) or not isinstance(elsewhere_in, dict):
+            raise ConfigError("malformed record of served requests")
+        served: dict[str, str] = {}
+        elsewhere: dict[str, tuple[str, str]] = {}
+        for requester, digest in served_in.items():
+            if not isinstance(digest, str):
+                raise ConfigError("malformed record of served requests")
+            served[requester] = digest
+        for requester, pair in elsewhere_in.items():
+            if not (
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) for v in pair)
+            ):
+                raise ConfigError("malformed record of served requests")
+            elsewhere[requester] = (pair[0], pair[1])
+        self._served.update(served)
+        self._served_elsewhere.update(elsewhere)
+
+    @property
     def unavailable(self) -> frozenset[str]:
         """Peers found unreachable in this run: nothing more is sent to them."""
         return frozenset(self._unavailable)
@@ -230,7 +279,9 @@ class RunSession:
         that have not said ``Done``."""
         if self.phase is Phase.DECRYPTING:
             return [
-                q for q in self._asked if q not in self._partials and q not in self._unavailable
+                q
+                for q in self._asked
+                if q not in self._partials and q not in self._unavailable | set(self._rejected)
             ]
         if self.phase is Phase.FINISHING:
             return [q for q in self.peers if q not in self._done_from | self._unavailable]
@@ -258,7 +309,9 @@ class RunSession:
             period = self.descriptor.periods[p]
             return f"period {period} iteration {k} scores from {', '.join(missing)}"
         if self.phase is Phase.DECRYPTING:
-            missing = [q for q in self._asked if q not in self._partials]
+            missing = [
+                q for q in self._asked if q not in self._partials and q not in self._rejected
+            ]
             return f"partial decryptions from {', '.join(missing)}"
         missing = [q for q in self.peers if q not in self._done_from | self._unavailable]
         return f"completion of {', '.join(missing)}"
@@ -313,6 +366,7 @@ class RunSession:
             session._state = list(snapshot.state)
         else:
             session._packed = snapshot.packed
+            session._request = request_digest(snapshot.packed)
             session._asked = list(snapshot.asked)
             session._partials = {bank.name: tuple(partial_decrypt(share, snapshot.packed))}
         session.safe_points = 1
@@ -375,19 +429,47 @@ class RunSession:
             log.warning("refused a second decryption round requested by %s", sender)
             return [self._message(sender, Abort("a second decryption round was refused"))]
         if sender in self._served:  # the requester restarted and asks for the same again
-            return [
-                self._message(sender, Partial(tuple(partial_decrypt(self.share, request.values))))
-            ]
+            return [self._answer(sender, request, digest)]
         return []
 
-    def _on_partial(self, sender: str, partial: Partial) -> None:
+    def _on_partial(self, sender: str, partial: Partial) -> list[Message]:
+        """Keep a verified answer; name a helper whose proof fails and ask another party."""
         if sender not in self._asked:
             raise ProtocolError(f"unsolicited partial decryption from {sender}")
-        if self.phase is not Phase.DECRYPTING:
-            return  # a slow helper answering after another one stood in for it
-        if len(partial.values) != len(self._packed):
-            raise ProtocolError(f"{sender} sent {len(partial.values)} partial decryptions")
-        self._partials.setdefault(sender, partial.values)
+        if (
+            self.phase is not Phase.DECRYPTING
+            or sender in self._partials
+            or sender in self._rejected
+        ):
+            return []  # a slow helper answering after another one stood in for it
+        started = Stopwatch.start()
+        context = self._context(self.name, self._request)
+        valid = verify(self.share.key, sender, self._packed, partial.values, partial.proof, context)
+        self.stats.lap("proofs", started)
+        if valid:
+            self._partials[sender] = partial.values
+            return []
+        reason = "its partial decryptions fail their proof"
+        self._rejected[sender] = reason
+        log.warning("%s: %s: %s; asking another party", self.name, sender, reason)
+        return self._ask_helpers()
+
+    def _on_served(self, sender: str, notice: Served) -> None:
+        """Another helper served ``notice.requester``: no different request will be served
+        to it here, and one already served here is a deviation (two rounds) to stop."""
+        requester = notice.requester
+        if requester not in self.peers or requester == sender:
+            raise ProtocolError(f"{sender} sent a notice about requester {requester!r}")
+        known = self._served_elsewhere.setdefault(requester, (sender, notice.digest))
+        self.ledger_changes += 1
+        mine = self._served.get(requester)
+        for helper, digest in ((known[0], known[1]), (self.name, mine)):
+            if digest is not None and digest != notice.digest:
+                raise ProtocolError(
+                    f"{requester} obtained two different decryptions (from {helper} and, as "
+                    f"{sender} reports, from {sender}): {requester} deviates from the protocol, "
+                    f"or {sender} sent a false notice"
+                )
 
     # --------------------------------------------------------------------- progress
 
@@ -480,7 +562,7 @@ class RunSession:
         bases = self._state + imported
         if len(bases) != csr.n_cols:
             raise ProtocolError("imported scores do not match the rosters")  # invariant
-        c_self, coefs = self.fixed.coefficients(self.schedule.delta(k), weights)
+        c_self, coefs = self.fixed.coefficients(self.schedule.delta(k), weights, csr.indptr)
         self._state = linear_step(
             self.public, bases, csr.n_rows, c_self, csr.indptr, csr.indices, coefs
         )
@@ -501,6 +583,7 @@ class RunSession:
         started = Stopwatch.start()
         packed = pack(self.public, self._state, self.slot_bits, self.slots)
         self._packed = rerandomize(self.public, packed, self.noise)
+        self._request = request_digest(self._packed)
         self._partials = {self.name: tuple(partial_decrypt(self.share, self._packed))}
         self.phase = Phase.DECRYPTING
         self.safe_points += 1
@@ -509,24 +592,27 @@ class RunSession:
         return out
 
     def _ask_helpers(self) -> list[Message]:
-        """Ask more parties (ring order after us) until ``t`` helpers are asked and alive."""
+        """Ask more parties (ring order after us) until ``t`` helpers are asked and neither
+        unavailable nor refused."""
         parties = self.descriptor.parties
         me = parties.index(self.name)
         ring = [parties[(me + i) % len(parties)] for i in range(1, len(parties))]
-        alive_asked = [q for q in self._asked if q not in self._unavailable]
+        out_of_play = self._unavailable | set(self._rejected)
+        alive_asked = [q for q in self._asked if q not in out_of_play]
         out = []
         for peer in ring:
             if len(alive_asked) >= self.share.key.threshold:
                 break
-            if peer in self._asked or peer in self._unavailable:
+            if peer in self._asked or peer in out_of_play:
                 continue
             self._asked.append(peer)
             alive_asked.append(peer)
             out.append(self._message(peer, DecryptRequest(self._packed)))
         if len(alive_asked) < self.share.key.threshold:
+            refused = "".join(f"; {q}: {why}" for q, why in self._rejected.items())
             raise ProtocolError(
                 f"cannot decrypt: {self.share.key.threshold + 1} parties are needed but only "
-                f"{len(alive_asked) + 1} are available"
+                f"{len(alive_asked) + 1} are available{refused}; no result is written"
             )
         return out
 
@@ -546,7 +632,7 @@ class RunSession:
             if hello is None:
                 continue  # its handshake is still on the way
             request = self._waiting_requests.pop(requester)
-            self._served[requester] = request_digest(request.values)
+            digest = request_digest(request.values)
             quota = math.ceil(hello.n_accounts / self.slots) if self.slots else 0
             if len(request.values) > quota:
                 out.append(self._message(requester, Abort("decryption request over quota")))
@@ -557,11 +643,40 @@ class RunSession:
                     quota,
                 )
                 continue
-            started = Stopwatch.start()
-            partial = tuple(partial_decrypt(self.share, request.values))
-            out.append(self._message(requester, Partial(partial)))
-            self.stats.lap("decrypt", started, len(partial))
+            elsewhere = self._served_elsewhere.get(requester)
+            if elsewhere is not None and elsewhere[1] != digest:
+                out.append(self._message(requester, Abort("a second decryption round was refused")))
+                log.warning(
+                    "refused %s a decryption: %s reports serving it a different request (one "
+                    "of the two deviates from the protocol)",
+                    requester,
+                    elsewhere[0],
+                )
+                continue
+            self._served[requester] = digest
+            self.ledger_changes += 1
+            out.append(self._answer(requester, request, digest))
+            out += [
+                self._message(q, Served(requester, digest))
+                for q in self.peers
+                if q != requester and q not in self._unavailable
+            ]
         return out
+
+    def _answer(self, requester: str, request: DecryptRequest, digest: str) -> Message:
+        """Our partial decryptions of ``request`` with their proof."""
+        started = Stopwatch.start()
+        partial = tuple(partial_decrypt(self.share, request.values))
+        self.stats.lap("decrypt", started, len(partial))
+        started = Stopwatch.start()
+        proof = prove(self.share, request.values, partial, self._context(requester, digest))
+        self.stats.lap("proofs", started)
+        return self._message(requester, Partial(partial, proof))
+
+    def _context(self, requester: str, digest: str) -> bytes:
+        """What a proof is bound to besides the key, the helper and the batch: the run (its
+        descriptor), the requester and its request."""
+        return b"|".join((self.descriptor.digest(), requester.encode(), digest.encode()))
 
     # ---------------------------------------------------------------------- helpers
 
@@ -616,10 +731,7 @@ def _check_setup(descriptor: RunDescriptor, bank: BankData, share: KeyShare) -> 
             f"the key's parties ({', '.join(key.parties)}) differ from the run's "
             f"({', '.join(descriptor.parties)})"
         )
-    if (
-        key.public.fingerprint() != descriptor.key_fingerprint
-        or key.threshold != descriptor.threshold
-    ):
+    if key.fingerprint() != descriptor.key_fingerprint or key.threshold != descriptor.threshold:
         raise ConfigError("the key share does not belong to the run's key")
     if set(bank.banks) != set(descriptor.parties):
         raise ConfigError(

@@ -56,8 +56,8 @@ def manual_combine(key: ThresholdKey, partials: dict[str, list[mpz]]) -> list[in
     """``combine``'s formula applied to exactly the given parties, however few."""
     n, n2 = key.public.n, key.public.nsquare
     indices = [key.index(p) for p in partials]
-    exps = [lagrange_at_zero(indices, i, key.delta) for i in indices]
-    inv = pow(key.delta * key.theta, -1, n)
+    exps = [2 * lagrange_at_zero(indices, i, key.delta) for i in indices]
+    inv = pow(4 * key.delta**2 * key.theta, -1, n)
     out = []
     for column in zip(*partials.values(), strict=True):
         u = mpz(1)

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from nodes import Network, assert_matches_plaintext, make_network, wait_all
 
 from riskprop.core.paillier import Rerandomized
+from riskprop.core.threshold import PartialProof
 from riskprop.errors import ProtocolError
 from riskprop.files.keys import load_public, load_share
 from riskprop.node.http import PATH
@@ -233,7 +234,7 @@ def test_replays_from_an_earlier_run_are_rejected(attacked: Attacked) -> None:
         Hello(descriptor, 3, ((),)),
         Scores(Rerandomized((5,))),
         DecryptRequest(Rerandomized((5,))),
-        Partial((5,)),
+        Partial((5,), PartialProof(1, 2)),
         Done(),
         Abort("x"),
         Rejoin(),

@@ -20,6 +20,7 @@ import yaml
 from gmpy2 import mpz
 
 from riskprop.config import MAX_HEADER_MB, Limits, load_player_config
+from riskprop.core.threshold import PartialProof
 from riskprop.errors import ConfigError
 from riskprop.localnet.harness import free_ports
 from riskprop.node.http import PATH, HttpSettings, HttpTransport
@@ -122,7 +123,14 @@ class Trio:
         if count == 0:
             return Message("r", sender, "bob", Done(), seq=iteration)
         values = tuple(mpz(i + 1) for i in range(count))
-        return Message("r", sender, "bob", Partial(values), iteration=iteration, seq=iteration)
+        return Message(
+            "r",
+            sender,
+            "bob",
+            Partial(values, PartialProof(1, 2)),
+            iteration=iteration,
+            seq=iteration,
+        )
 
     async def received(self, count: int) -> list[Message]:
         """The next ``count`` messages bob's server delivers."""

@@ -215,11 +215,6 @@ def test_a_sealed_ledger_that_is_not_json_is_refused_naming_the_file(crashed: Cr
         assert str(path) in str(info.value)
 
 
-# BUG (riskprop/protocol/session.py, RunSession.remember): a ledger that is JSON but of the
-# wrong shape is refused with "the journal's record of served requests is malformed", which
-# does not name the file (riskprop/node/runner.py _remember_served names it only when the
-# payload is not a JSON object).
-@pytest.mark.xfail(strict=True, reason="RunSession.remember's error does not name served.bin")
 def test_a_ledger_of_the_wrong_shape_is_refused_naming_the_file(crashed: Crashed) -> None:
     path = crashed.directory / "served.bin"
     path.write_bytes(seal(LEDGER_MAGIC, b'{"served": ["alice"]}', crashed.key))

@@ -392,12 +392,6 @@ def test_a_notice_about_the_same_request_is_accepted(cycle_data: Path) -> None:
     assert_close(link.sessions["alice"].result, run.expected("alice"))
 
 
-# BUG (riskprop/protocol/session.py, RunSession._serve_requests and _on_decrypt_request): an
-# over-quota request is recorded in ``_served`` before the quota check refuses it, and
-# ``_on_decrypt_request`` answers any request whose digest is in ``_served`` ("the requester
-# restarted and asks for the same again") without checking the quota. So the second copy of
-# a refused over-quota request is answered in full: the quota is bypassed by asking twice.
-@pytest.mark.xfail(strict=True, reason="a refused over-quota request is answered when repeated")
 def test_an_over_quota_request_asked_twice_is_never_answered(cycle_data: Path) -> None:
     link, _ = _held_requests(cycle_data, never)
     (first,) = [m for m in link.held if m.sender == "alice" and isinstance(m.body, DecryptRequest)]

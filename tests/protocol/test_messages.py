@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskprop.core.paillier import PublicKey, Rerandomized
+from riskprop.core.threshold import PartialProof
 from riskprop.errors import ProtocolError
 from riskprop.protocol.messages import (
     MAGIC,
@@ -27,6 +28,7 @@ from riskprop.protocol.messages import (
     Rejoin,
     RunDescriptor,
     Scores,
+    Served,
     decode,
     encode,
 )
@@ -59,7 +61,8 @@ BODIES: dict[str, Body] = {
     ),
     "scores": Scores(Rerandomized((mpz(0), mpz(1), mpz(256) ** WIDTH - 1, mpz(123456789) ** 20))),
     "decrypt_request": DecryptRequest(Rerandomized((mpz(42),))),
-    "partial": Partial(()),
+    "partial": Partial((), PartialProof(0x1F, -0x2A)),
+    "served": Served("carol", "ab" * 32),
     "done": Done(),
     "abort": Abort('bob aborted: reason with \u00fc and "quotes"'),
     "rejoin": Rejoin(answer=True),
@@ -143,7 +146,9 @@ def test_only_rerandomized_ciphertexts_can_be_sent() -> None:
         with pytest.raises(TypeError, match="carries only re-randomised ciphertexts"):
             kind(list(values))  # type: ignore[arg-type]
         assert kind(Rerandomized(values)).values == values
-    assert Partial(values).values == values  # partial decryptions are not ciphertexts
+    assert (
+        Partial(values, PartialProof(1, 2)).values == values
+    )  # partial decryptions are not ciphertexts
 
 
 #: A toy modulus: N = 2**61 - 1 (a Mersenne prime is fine for the codec, which only needs N^2).
@@ -166,7 +171,7 @@ def test_codec_for_a_key_has_the_ciphertext_width_and_bound() -> None:
 def test_codec_refuses_values_outside_zero_and_n_squared(kind: type, outside: int) -> None:
     codec = Codec.for_key(TOY_KEY)
     values = (mpz(3), mpz(outside))
-    body = kind(values) if kind is Partial else kind(Rerandomized(values))
+    body = Partial(values, PartialProof(1, 2)) if kind is Partial else kind(Rerandomized(values))
     data = encode(message(body), codec.width)
     assert decode(data, max_width=codec.width).body == body  # well-formed: only out of range
     with pytest.raises(ProtocolError, match=r"alice sent a value outside \(0, N\^2\)"):
@@ -175,7 +180,7 @@ def test_codec_refuses_values_outside_zero_and_n_squared(kind: type, outside: in
 
 def test_codec_refuses_a_width_over_its_own() -> None:
     codec = Codec.for_key(TOY_KEY)
-    data = encode(message(Partial((mpz(3),))), codec.width + 1)
+    data = encode(message(Partial((mpz(3),), PartialProof(1, 2))), codec.width + 1)
     with pytest.raises(ProtocolError, match="bad value count or width"):
         codec.decode(data)
 
@@ -184,7 +189,7 @@ def test_key_generation_codec_carries_no_values() -> None:
     codec = Codec()
     assert (codec.width, codec.bound) == (0, None)
     with pytest.raises(ProtocolError):
-        codec.decode(encode(message(Partial((mpz(3),))), 1))
+        codec.decode(encode(message(Partial((mpz(3),), PartialProof(1, 2))), 1))
 
 
 def test_rejoin_answer_defaults_to_false_and_must_be_a_boolean() -> None:
@@ -212,7 +217,9 @@ def test_round_trip_random_values(
 ) -> None:
     ciphertexts = tuple(mpz(v) for v in values)
     original = message(
-        kind(ciphertexts) if kind is Partial else kind(Rerandomized(ciphertexts)),
+        Partial(ciphertexts, PartialProof(3, 4))
+        if kind is Partial
+        else kind(Rerandomized(ciphertexts)),
         sender=names[0],
         recipient=names[1],
         period=period,

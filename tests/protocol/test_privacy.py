@@ -265,7 +265,8 @@ def test_partials_only_answer_the_requester(tapped: TappedRun) -> None:
             assert asked[0] < position
             request = asked[1]
             assert len(message.body.values) == len(request.values)
-            secret = mpz(tapped.shares[message.sender].secret)
+            share = tapped.shares[message.sender]
+            secret = mpz(2 * share.key.delta * share.secret)
             for value, c in zip(message.body.values, request.values, strict=True):
                 assert value == gmpy2.powmod(c, secret, n2)
             assert pair not in answered

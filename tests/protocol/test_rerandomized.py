@@ -10,7 +10,7 @@ import pytest
 from gmpy2 import mpz
 
 from riskprop.core.paillier import FreshNoise, PublicKey, Rerandomized, embed, rerandomize
-from riskprop.core.threshold import combine, deal, partial_decrypt
+from riskprop.core.threshold import PartialProof, combine, deal, partial_decrypt
 from riskprop.protocol.messages import Codec, DecryptRequest, Message, Partial, Scores
 
 PACKAGE = Path(__file__).resolve().parents[2] / "riskprop"
@@ -63,5 +63,7 @@ def test_rerandomised_values_decrypt_to_the_same_plaintexts_and_survive_the_wire
         assert isinstance(decoded.values, Rerandomized) and decoded.values == fresh
     partials = {name: partial_decrypt(shares[name], fresh) for name in ("a", "b")}
     assert combine(key, partials) == plain
-    partial = codec.decode(codec.encode(Message("r", "a", "b", Partial(tuple(fresh))))).body
+    partial = codec.decode(
+        codec.encode(Message("r", "a", "b", Partial(tuple(fresh), PartialProof(1, 2))))
+    ).body
     assert isinstance(partial, Partial) and not isinstance(partial.values, Rerandomized)

@@ -130,7 +130,7 @@ def test_key_mismatch_names_the_fingerprint(cycle_data: Path) -> None:
     run = cycle_run(cycle_data)
     _, private = phe.generate_paillier_keypair(n_length=KEY_BITS)
     other = {s.party: s for s in deal(private.p, private.q, run.dataset.names, 1)}
-    fingerprint = other["charlie"].key.public.fingerprint()
+    fingerprint = other["charlie"].key.fingerprint()
     odd = dataclasses.replace(run.descriptor, key_fingerprint=fingerprint)
     link = Link.between(
         run.dataset.banks,
