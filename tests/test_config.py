@@ -136,6 +136,7 @@ OVERRIDE_ERRORS = [
     ({"delta_a": 1.5}, "run.delta_a (override): must lie strictly between 0 and 1 (got 1.5)"),
     ({"delta_b": -1.0}, "run.delta_b (override): must be a finite number >= 0 (got -1)"),
     ({"precision_bits": 7}, "run.precision_bits (override): must lie in 8..52 (got 7)"),
+    ({"noise": "none"}, "run.noise (override): must be one of djn, full (got 'none')"),
     ({"run_id": "a/b"}, "run.run_id (override): 'a/b' must match"),
     ({"data": "/nowhere/at/all"}, "data (override): directory not found: /nowhere/at/all"),
     ({"key_share": 3}, "key_share (override): expected a path, got int 3"),
@@ -147,6 +148,17 @@ OVERRIDE_ERRORS = [
 def test_override_errors(configs: Path, overrides: dict[str, object], message: str) -> None:
     text = failure(configs, overrides=overrides)
     assert text.startswith(f"{configs / 'alice.yaml'}: ") and message in text, text
+
+
+def test_noise_flows_from_the_file_and_the_command_line(configs: Path) -> None:
+    assert load_player_config(configs, "alice").run.parameters.noise == "djn"  # the default
+    edit(configs / "alice.yaml", lambda d: d["run"].update(noise="full"))
+    assert load_player_config(configs, "alice").run.parameters.noise == "full"
+    overridden = load_player_config(configs, "alice", overrides={"noise": "djn"})
+    assert overridden.run.parameters.noise == "djn"
+    edit(configs / "alice.yaml", lambda d: d["run"].update(noise="short"))
+    text = failure(configs)
+    assert "run.noise: must be one of djn, full (got 'short')" in text, text
 
 
 def test_periods_as_count(configs: Path) -> None:

@@ -17,6 +17,7 @@ from helpers import KEY_BITS
 from protocol.link import Link
 
 from riskprop.core.fixedpoint import SCORE_BITS_SLACK, FixedPoint
+from riskprop.core.paillier import FixedBaseNoise, FreshNoise
 from riskprop.core.plaintext import propagate
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.core.threshold import deal
@@ -35,6 +36,21 @@ def test_a_run_over_the_link_matches_plaintext(cycle_data: Path) -> None:
     run = cycle_run(cycle_data)
     link = Link.between(run.dataset.banks, run.shares, run.descriptor).start().run()
     assert link.done and not link.errors and not link.pending
+    for name, result in link.results().items():
+        assert np.max(np.abs(result - run.expected(name))) <= TOL
+
+
+def test_full_noise_runs_on_fresh_residues_and_matches_plaintext(cycle_data: Path) -> None:
+    """``noise: full`` in the descriptor: every session draws r**N afresh (``FreshNoise``),
+    never the fixed-base comb, and the results are those of the plaintext engine."""
+    run = cycle_run(cycle_data)
+    descriptor = dataclasses.replace(run.descriptor, noise="full")
+    link = Link.between(run.dataset.banks, run.shares, descriptor)
+    assert all(isinstance(s.noise, FreshNoise) for s in link.sessions.values())
+    default = Link.between(run.dataset.banks, run.shares, run.descriptor)
+    assert all(isinstance(s.noise, FixedBaseNoise) for s in default.sessions.values())
+    link.start().run()
+    assert link.done and not link.errors
     for name, result in link.results().items():
         assert np.max(np.abs(result - run.expected(name))) <= TOL
 
@@ -110,6 +126,7 @@ def test_a_lost_decryption_request_is_rerouted(cycle_data: Path) -> None:
         ("delta_b", {"delta_b": 1.0}),
         ("precision_bits", {"precision_bits": 40}),
         ("periods", {"periods": (0, 1)}),
+        ("noise", {"noise": "full"}),
     ],
 )
 def test_parameter_mismatch_names_the_field(
