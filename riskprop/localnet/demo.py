@@ -15,6 +15,7 @@ output directory::
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import tempfile
@@ -31,7 +32,7 @@ from riskprop.core.params import RunParameters
 from riskprop.core.plaintext import propagate
 from riskprop.core.threshold import default_threshold
 from riskprop.errors import ConfigError
-from riskprop.files.keys import dealer_keygen, share_file
+from riskprop.files.keys import PUBLIC_FILE, dealer_keygen, load_public, share_file
 from riskprop.files.results import (
     RESULTS_FILE,
     NodeReport,
@@ -42,6 +43,8 @@ from riskprop.files.results import (
 )
 from riskprop.localnet.certs import cache_dir, demo_certificates
 from riskprop.localnet.harness import party_names, start_nodes, wait_for_nodes, write_configs
+
+log = logging.getLogger(__name__)
 
 SAMPLE_ACCOUNTS = 300
 SAMPLE_EDGES = 1000
@@ -66,7 +69,7 @@ def demo_keys(parties: Sequence[str], bits: int, mode: str, *, fresh: bool = Fal
         raise ConfigError(f"--keygen must be one of {', '.join(KEYGEN_MODES)} (got {mode!r})")
     suffix = "" if mode == "dealer" else "-distributed"
     directory = cache_dir() / "keys" / f"{'-'.join(parties)}-{bits}{suffix}"
-    if not fresh and all(share_file(directory, p).is_file() for p in parties):
+    if not fresh and _cached_key_usable(directory, parties):
         return DemoKeys(directory, mode, None)
     started = time.perf_counter()
     if mode == "dealer":
@@ -74,6 +77,19 @@ def demo_keys(parties: Sequence[str], bits: int, mode: str, *, fresh: bool = Fal
     else:
         distributed_keygen(directory, parties, bits)
     return DemoKeys(directory, mode, time.perf_counter() - started)
+
+
+def _cached_key_usable(directory: Path, parties: Sequence[str]) -> bool:
+    """Whether the cache holds a complete key this version reads (a key of an older format,
+    without verification keys, is made anew)."""
+    if not all(share_file(directory, p).is_file() for p in parties):
+        return False
+    try:
+        load_public(directory / PUBLIC_FILE)
+    except ConfigError as exc:
+        log.info("cached demo key not used (%s); making a new one", exc)
+        return False
+    return True
 
 
 def distributed_keygen(directory: Path, parties: Sequence[str], bits: int) -> None:

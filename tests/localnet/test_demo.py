@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from riskprop.cli import cli
+from riskprop.files.keys import PUBLIC_FILE, load_public
 from riskprop.files.results import RESULTS_FILE, read_report
+from riskprop.localnet.demo import demo_keys
 
 
 def test_demo_runs_secure_protocol_and_matches_plaintext(
@@ -58,3 +60,21 @@ def test_demo_runs_secure_protocol_and_matches_plaintext(
         with (out / bank / "risk_scores.csv").open() as handle:
             rows = list(csv.DictReader(handle))
         assert rows and all(0.0 <= float(r["risk_score"]) <= 1.0 for r in rows)
+
+
+def test_a_cached_key_of_an_older_format_is_made_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A demo key cached by a version without verification keys is replaced, not used."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    parties = ("alice", "bob", "charlie")
+    made = demo_keys(parties, 512, "dealer")
+    assert made.seconds is not None and demo_keys(parties, 512, "dealer").seconds is None
+    public = made.directory / PUBLIC_FILE
+    old = json.loads(public.read_text())
+    old["format"] = "riskprop-threshold-paillier/1"
+    del old["verification_keys"], old["verification_base"]
+    public.write_text(json.dumps(old))
+    again = demo_keys(parties, 512, "dealer")
+    assert again.seconds is not None  # made anew
+    assert load_public(public).verification  # and of the current format
