@@ -128,6 +128,8 @@ class PlayerConfig:
     insecure: bool = False
     #: mode of risk_scores.csv and run-report.json (0600; 0640 for a group that reads them)
     results_mode: int = DEFAULT_RESULTS_MODE
+    #: read the noise comb in constant time (a local hardening against co-located observers)
+    constant_time_noise: bool = False
 
 
 # ------------------------------------------------------------------------- reading
@@ -205,6 +207,12 @@ class _Section:
 
 def _string(value: Any) -> str:
     return expect_str(value, non_empty=True)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {type(value).__name__} {value!r}")
+    return value
 
 
 def _finite(value: Any) -> float:
@@ -376,6 +384,7 @@ def load_player_config(
         "timeouts",
         "limits",
         "results_mode",
+        "constant_time_noise",
     )
     named = top.get("player", _string)
     if named != player:
@@ -430,6 +439,7 @@ def load_player_config(
         limits=inbound,
         insecure=insecure,
         results_mode=top.get("results_mode", _results_mode, DEFAULT_RESULTS_MODE),
+        constant_time_noise=top.get("constant_time_noise", _flag, False),
     )
 
 

@@ -442,3 +442,12 @@ def test_insecure_allows_http_without_tls(configs: Path) -> None:
     edit(configs / "network.yaml", url(1, "ftp://h:1"))
     text = failure(configs, insecure=True)
     assert "parties[1].url: URL 'ftp://h:1' must start with http:// or https://" in text
+
+
+def test_constant_time_noise_is_a_local_flag(configs: Path) -> None:
+    assert load_player_config(configs, "alice").constant_time_noise is False
+    edit(configs / "alice.yaml", lambda d: d.update(constant_time_noise=True))
+    assert load_player_config(configs, "alice").constant_time_noise is True
+    edit(configs / "alice.yaml", lambda d: d.update(constant_time_noise="yes"))
+    text = failure(configs)
+    assert "constant_time_noise: expected true or false, got str 'yes'" in text, text

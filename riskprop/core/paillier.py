@@ -6,9 +6,10 @@ Paillier with ``g = N + 1``: ``Enc(m; r) = (1 + m N) * r**N mod N**2``. Homomorp
 multiplying a ciphertext by one re-randomises it: same plaintext, new ciphertext. Every
 ciphertext leaving a bank gets a fresh one.
 
-Two noise sources. ``FreshNoise``: ``r**N`` for a uniform ``r`` in ``Z_N^*``, Paillier's own
-encryption, semantically secure under the decisional composite residuosity assumption (DCRA).
-``FixedBaseNoise`` (what a run uses): ``h_N**alpha`` with ``h_N = (-x**2 mod N)**N mod N**2``
+Two noise sources. ``FreshNoise`` (``noise: full``): ``r**N`` for a uniform ``r`` in
+``Z_N^*``, Paillier's own encryption, semantically secure under the decisional composite
+residuosity assumption (DCRA). ``FixedBaseNoise`` (a run's default, ``noise: djn``):
+``h_N**alpha`` with ``h_N = (-x**2 mod N)**N mod N**2``
 for a secret uniform ``x`` in ``Z_N^*`` and ``alpha`` uniform in ``[0, 2**L)``, ``L = ceil(|N|
 / 2)``. This is the variant of Damgård, Jurik and Nielsen, "A generalization of Paillier's
 public-key system with applications to electronic voting", Int. J. Inf. Secur. 9(6), 2010,

@@ -71,7 +71,7 @@ def prepare_session(config: PlayerConfig) -> RunSession:
             f"{config.path}: limits.max_accounts is {most}, but this bank has {bank.n_accounts} "
             "accounts: its peers would refuse its messages (raise it at every bank)"
         )
-    return RunSession(descriptor, bank, share)
+    return RunSession(descriptor, bank, share, constant_time_noise=config.constant_time_noise)
 
 
 def http_settings(config: PlayerConfig) -> HttpSettings:
@@ -160,7 +160,9 @@ def resume_session(
             f"{where}: the checkpoint's {difference} differs from the configuration; "
             "start with --fresh to discard it"
         )
-    restored = RunSession.restore(snapshot, session.bank, session.share)
+    restored = RunSession.restore(
+        snapshot, session.bank, session.share, constant_time_noise=session.constant_time_noise
+    )
     _remember_served(restored, journal)
     log.info("%s: resuming from the checkpoint (%s)", session.name, snapshot.phase)
     return restored, pending

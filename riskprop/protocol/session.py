@@ -127,7 +127,12 @@ class RunSession:
         bank: BankData,
         share: KeyShare,
         noise: NoiseSource | None = None,
+        *,
+        constant_time_noise: bool = False,
     ) -> None:
+        """``noise`` defaults to the descriptor's kind; for ``djn`` a comb shaped for this run,
+        read in constant time (each read scans its sub-table) with ``constant_time_noise``."""
+        self.constant_time_noise = constant_time_noise
         self.descriptor = descriptor
         self.name = bank.name
         self.bank = bank
@@ -150,8 +155,10 @@ class RunSession:
             # one draw per sent account per iteration and one per packed ciphertext
             sent = sum(len(view.sent()) for view in self.views)
             draws = sent * descriptor.iterations + -(-bank.n_accounts // max(1, self.slots))
-            shape = FixedBaseNoise.shape_for(self.public.bits, draws, native=modexp.native())
-            noise = FixedBaseNoise(self.public, shape=shape)
+            shape = FixedBaseNoise.shape_for(
+                self.public.bits, draws, native=modexp.native(), constant_time=constant_time_noise
+            )
+            noise = FixedBaseNoise(self.public, shape=shape, constant_time=constant_time_noise)
         self.noise = noise
         self.stats = SessionStats()
 
@@ -347,9 +354,13 @@ class RunSession:
         bank: BankData,
         share: KeyShare,
         noise: NoiseSource | None = None,
+        *,
+        constant_time_noise: bool = False,
     ) -> RunSession:
         """A session that continues from ``snapshot`` (made by the same bank for this run)."""
-        session = cls(snapshot.descriptor, bank, share, noise)
+        session = cls(
+            snapshot.descriptor, bank, share, noise, constant_time_noise=constant_time_noise
+        )
         if snapshot.party != bank.name:
             raise ConfigError(f"checkpoint belongs to {snapshot.party!r}, not {bank.name!r}")
         session._hellos = {

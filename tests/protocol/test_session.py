@@ -55,6 +55,22 @@ def test_full_noise_runs_on_fresh_residues_and_matches_plaintext(cycle_data: Pat
         assert np.max(np.abs(result - run.expected(name))) <= TOL
 
 
+def test_a_constant_time_comb_gives_the_same_results(cycle_data: Path) -> None:
+    """``constant_time_noise`` (a bank's own choice, not the run's) reads the comb by scans."""
+    run = cycle_run(cycle_data)
+    banks = {b.name: b for b in run.dataset.banks}
+    alice = RunSession(
+        run.descriptor, banks["alice"], run.shares["alice"], constant_time_noise=True
+    )
+    assert isinstance(alice.noise, FixedBaseNoise) and alice.noise.constant_time
+    link = Link.between(run.dataset.banks, run.shares, run.descriptor)
+    link.sessions["alice"] = alice
+    link.start().run()
+    assert link.done and not link.errors
+    for name, result in link.results().items():
+        assert np.max(np.abs(result - run.expected(name))) <= TOL
+
+
 def test_delivery_order_does_not_matter(cycle_data: Path) -> None:
     """Messages for a later step wait in the session's inbox: newest first works as well."""
     run = cycle_run(cycle_data)
