@@ -32,6 +32,8 @@ _RECORD = struct.Struct(">I")
 class DamagedFileError(InputError):
     """A state file failed verification: the message names it and what to do."""
 
+    PEER_REASON = "stopped: its saved state is damaged (see its log)"
+
     def __init__(self, path: Path, problem: str, remedy: str) -> None:
         super().__init__(f"{path}: {problem}; {remedy}")
         self.path = path

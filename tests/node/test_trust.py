@@ -72,6 +72,9 @@ def test_a_damaged_checkpoint_stops_every_bank_and_nothing_is_written(run: Netwo
     assert "--fresh at every bank" in last_line(run, "bob")
     for peer in ("alice", "charlie"):
         assert "bob aborted the run" in last_line(run, peer)
+        # peers get a generic reason, never bob's own paths or data
+        line = last_line(run, peer)
+        assert str(checkpoint) not in line and "its saved state is damaged" in line, line
     assert not any((run.out / p / RESULTS_FILE).exists() for p in PARTIES)
     # the remedy the line names works, and gives the right scores
     processes = {p: start(run, p, "--fresh") for p in PARTIES}
@@ -162,6 +165,8 @@ def test_a_full_disk_is_one_line_and_the_peers_are_told(run: Network) -> None:
         assert "Traceback" not in run.log("bob")
         for peer in ("alice", "charlie"):
             assert "bob aborted the run" in last_line(run, peer)
+            assert "cannot write its state or results" in last_line(run, peer)
+            assert "No space left" not in last_line(run, peer)
             assert not (run.out / peer / RESULTS_FILE).exists()
 
 
