@@ -30,6 +30,11 @@
  * two) it instead scans, for each product, the aligned run of s entries that holds every lane's
  * entry (the run is public: it is the same in all lanes), as above but with a mask per lane.
  *
+ * The multi-exponentiation (multiexp_windows: prod_j b_j^e_j for public e_j) is Pippenger's
+ * bucket method with the lanes on different windows of the exponents: lane l keeps its own
+ * buckets and multiplies the base, broadcast, into the bucket its digit names, gathered and
+ * scattered per lane.  Which buckets it touches follows the exponents' digits: public only.
+ *
  * For tests, the *_traced entry points also return the sequence of operations (one code per
  * Montgomery product) and the number of table entries read; the arithmetic is the same code.
  *
@@ -52,6 +57,7 @@
 #define RADIX 52
 #define MASK52 ((UINT64_C(1) << RADIX) - 1)
 #define MAX_WINDOW 8
+#define MAX_MULTI_WINDOW 16 /* multiexp: 8 2^16 buckets */
 #define MAX_LIMBS 1000
 #define CHUNK 8 /* limbs a scan holds in registers */
 
@@ -413,6 +419,101 @@ MBX_TARGET static void comb_products(unsigned char *out, Py_ssize_t count, Py_ss
     }
 }
 
+/* bits pos .. pos + c - 1 (c <= 16) of the little-endian number e of ebytes bytes; zero beyond */
+static uint32_t window_digit(const unsigned char *e, Py_ssize_t ebytes, Py_ssize_t pos, int c)
+{
+    const Py_ssize_t first = pos >> 3;
+    uint32_t v = 0;
+    for (int k = 0; k < 3 && first + k < ebytes; k++) v |= (uint32_t)e[first + k] << (8 * k);
+    return (v >> (pos & 7)) & ((UINT32_C(1) << c) - 1);
+}
+
+/* Window sums of a multi-exponentiation (Pippenger's bucket method), eight windows at once.
+ * bases: count numbers in Montgomery form (n limbs each); exponents: ebytes little-endian bytes
+ * each, read in windows of c bits.  Lane l of a pass owns window w = first + l and its buckets
+ * 1 .. 2^c - 1 (bucket 0 takes the products of zero digits and is never read): for every base,
+ * each lane gathers its bucket at the base's digit, one vector product multiplies the base
+ * (broadcast) into all eight, and they are scattered back.  Then, the same in every lane, the
+ * running product over d = 2^c - 1 .. 1 gives S_w = prod_d bucket_d^d = prod_j b_j^digit_{j,w}.
+ * out: the windows' S_w (nbytes each, at most M).  buckets: 8 2^c n limbs; vectors: 5 n + 1. */
+MBX_TARGET static void multiexp_windows(unsigned char *out, const uint64_t *bases,
+                                        Py_ssize_t count, const unsigned char *exps,
+                                        Py_ssize_t ebytes,
+                                        Py_ssize_t windows, int c, Py_ssize_t nbytes, int n,
+                                        const uint64_t *mod, uint64_t k0, const __m512i *one_r,
+                                        uint64_t *buckets, uint64_t *lanes, __m512i *vectors)
+{
+    __m512i *x = vectors, *b = vectors + n, *running = vectors + 2 * n, *one = vectors + 3 * n;
+    __m512i *t = vectors + 4 * n; /* n + 1 */
+    const Py_ssize_t size = (Py_ssize_t)1 << c, stride = size * n; /* one lane's buckets */
+    for (int j = 0; j < n; j++) one[j] = _mm512_setzero_si512();
+    one[0] = _mm512_set1_epi64(1);
+    for (Py_ssize_t first = 0; first < windows; first += LANES) {
+        /* every bucket of every lane starts at R mod M (one, in Montgomery form) */
+        spill_lanes(lanes, one_r, n);
+        for (int j = 0; j < n; j++) buckets[j] = lanes[(size_t)j * LANES];
+        for (Py_ssize_t e = 1; e < LANES * size; e++)
+            memcpy(buckets + e * n, buckets, sizeof(uint64_t) * (size_t)n);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            long long index[LANES];
+            uint32_t any = 0;
+            for (int l = 0; l < LANES; l++) {
+                const Py_ssize_t w = first + l;
+                const uint32_t d = w < windows ? window_digit(exps + i * ebytes, ebytes, w * c, c)
+                                               : 0;
+                any |= d;
+                index[l] = (long long)(l * stride + (Py_ssize_t)d * n);
+            }
+            if (!any) continue;
+            const __m512i vindex = _mm512_loadu_si512(index);
+            const uint64_t *base = bases + i * n;
+            for (int j = 0; j < n; j++) {
+                x[j] = _mm512_i64gather_epi64(vindex, (const void *)(buckets + j), 8);
+                b[j] = _mm512_set1_epi64((long long)base[j]);
+            }
+            amm(x, x, b, mod, k0, n, t);
+            for (int j = 0; j < n; j++)
+                _mm512_i64scatter_epi64((void *)(buckets + j), vindex, x[j], 8);
+        }
+        /* running = prod_{d' >= d} bucket_d'; x (the sum) = prod_d running_d */
+        for (Py_ssize_t d = size - 1; d >= 1; d--) {
+            long long index[LANES];
+            for (int l = 0; l < LANES; l++) index[l] = (long long)(l * stride + d * n);
+            const __m512i vindex = _mm512_loadu_si512(index);
+            __m512i *dst = d == size - 1 ? running : b;
+            for (int j = 0; j < n; j++)
+                dst[j] = _mm512_i64gather_epi64(vindex, (const void *)(buckets + j), 8);
+            if (d == size - 1) {
+                memcpy(x, running, sizeof(__m512i) * (size_t)n);
+                continue;
+            }
+            amm(running, running, b, mod, k0, n, t);
+            amm(x, x, running, mod, k0, n, t);
+        }
+        amm(x, x, one, mod, k0, n, t); /* leave Montgomery form */
+        store_lanes(out, x, first, windows, nbytes, n, lanes);
+    }
+}
+
+/* multiexp_windows for count bases of nbytes bytes each (< M); table: count n limbs, for their
+ * Montgomery form; vectors: 7 n + 1. */
+MBX_TARGET static void multiexp_run(unsigned char *out, const unsigned char *values,
+                                    Py_ssize_t count, const unsigned char *exps, Py_ssize_t ebytes,
+                                    Py_ssize_t windows, int c, Py_ssize_t nbytes, int n,
+                                    const uint64_t *mod, uint64_t k0, const unsigned char *r2,
+                                    uint64_t *table, uint64_t *buckets, unsigned char *padded,
+                                    uint64_t *lanes, __m512i *vectors)
+{
+    __m512i *r2v = vectors, *one_r = vectors + n, *rest = vectors + 2 * n; /* rest: 5 n + 1 */
+    to_montgomery(table, values, count, nbytes, n, mod, k0, r2, padded, lanes, rest);
+    broadcast(r2v, r2, nbytes, n, padded);
+    for (int j = 0; j < n; j++) one_r[j] = _mm512_setzero_si512();
+    one_r[0] = _mm512_set1_epi64(1);
+    amm(one_r, one_r, r2v, mod, k0, n, rest); /* R mod M: one in Montgomery form */
+    multiexp_windows(out, table, count, exps, ebytes, windows, c, nbytes, n, mod, k0, one_r,
+                     buckets, lanes, rest);
+}
+
 #endif /* MBX_X86 */
 
 static PyObject *available(PyObject *self, PyObject *noargs)
@@ -669,6 +770,70 @@ static PyObject *comb_traced(PyObject *self, PyObject *args)
     return comb_call(args, 1);
 }
 
+/* multiexp(bases, exponents, bits, modulus, r2, k0, window) -> bytes: the window sums of
+ * prod_j bases[j]^exponents[j] (public exponents of at most bits bits, ceil(bits / 8)
+ * little-endian bytes each) for windows of window bits, lowest first: ceil(bits / window)
+ * numbers of len(modulus) bytes, at most M.  See product_of_powers in modexp.py. */
+static PyObject *multiexp(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer bases, exponents, modulus, r2;
+    Py_ssize_t bits;
+    unsigned long long k0;
+    int c;
+    if (!PyArg_ParseTuple(args, "y*y*ny*y*Ki", &bases, &exponents, &bits, &modulus, &r2, &k0, &c))
+        return NULL;
+    PyObject *result = NULL;
+    uint64_t *mod = NULL;
+#ifdef MBX_X86
+    const Py_ssize_t nbytes = modulus.len;
+    const int n = modulus_limbs(&modulus, &mod);
+    if (!n) goto done;
+    const Py_ssize_t ebytes = (bits + 7) / 8;
+    if (bases.len % nbytes || r2.len != nbytes || bits < 1 || c < 1 || c > MAX_MULTI_WINDOW ||
+        exponents.len != bases.len / nbytes * ebytes) {
+        PyErr_SetString(PyExc_ValueError, "multiexp: bad modulus, window or buffer lengths");
+        goto done;
+    }
+    const Py_ssize_t count = bases.len / nbytes, windows = (bits + c - 1) / c;
+    result = PyBytes_FromStringAndSize(NULL, windows * nbytes);
+    if (!result) goto done;
+    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
+    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
+    uint64_t *table = malloc(((size_t)count + 1) * (size_t)n * sizeof(uint64_t));
+    uint64_t *buckets = malloc(((size_t)LANES << c) * (size_t)n * sizeof(uint64_t));
+    void *scratch = aligned_alloc(64, (size_t)(7 * n + 1) * 64);
+    if (padded && lanes && table && buckets && scratch) {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        Py_BEGIN_ALLOW_THREADS
+        multiexp_run(out, bases.buf, count, exponents.buf, ebytes, windows, c, nbytes, n, mod, k0,
+                     r2.buf, table, buckets, padded, lanes, scratch);
+        Py_END_ALLOW_THREADS
+    } else {
+        Py_CLEAR(result);
+        PyErr_NoMemory();
+    }
+    free(padded);
+    free(lanes);
+    free(table);
+    free(buckets);
+    free(scratch);
+#else
+    (void)bits;
+    (void)k0;
+    (void)c;
+    PyErr_SetString(PyExc_RuntimeError, "multiexp: built without the AVX-512 IFMA kernel");
+    goto done;
+#endif
+done:
+    free(mod);
+    PyBuffer_Release(&bases);
+    PyBuffer_Release(&exponents);
+    PyBuffer_Release(&modulus);
+    PyBuffer_Release(&r2);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"available", available, METH_NOARGS, "True if this CPU runs the AVX-512 IFMA kernel."},
     {"powmod", powmod, METH_VARARGS, "Eight-lane Montgomery exponentiation (see modexp.py)."},
@@ -676,6 +841,7 @@ static PyMethodDef methods[] = {
     {"powmod_traced", powmod_traced, METH_VARARGS, "powmod, and its operations (for tests)."},
     {"comb", comb, METH_VARARGS, "Eight-lane products of table entries (see modexp.py)."},
     {"comb_traced", comb_traced, METH_VARARGS, "comb, and its operations (for tests)."},
+    {"multiexp", multiexp, METH_VARARGS, "Window sums of a multi-exponentiation (modexp.py)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -42,3 +42,13 @@ def comb_traced(
     subtable: int = 0,
     /,
 ) -> tuple[bytes, bytes, int]: ...
+def multiexp(
+    bases: bytes,
+    exponents: bytes,
+    bits: int,
+    modulus: bytes,
+    r2: bytes,
+    k0: int,
+    window: int,
+    /,
+) -> bytes: ...
