@@ -1,4 +1,5 @@
-"""Batched modular exponentiation: ``b**e mod M`` for many bases ``b``, one ``e``, one odd ``M``.
+"""Batched modular exponentiation: ``b**e mod M`` for many bases ``b``, one ``e``, one odd ``M``;
+and multi-exponentiation, ``prod_j b_j**e_j mod M`` for public ``e_j``.
 
 The threshold decryption raises every packed ciphertext to the same share ``s_i`` modulo
 ``N**2``, and packing raises every group's accumulator to the same ``2**slot_bits``. Batches
@@ -17,7 +18,9 @@ limbs). A *public* exponent (a packing shift) indexes the table and skips zero w
 kernel, and goes to ``gmpy2.powmod``. Not covered: the sign of a negative exponent (a branch)
 and the Python code around the kernel (``int`` to bytes and back), which handles the exponent
 as a whole. Table products (:class:`ProductTable`, the noise comb) are constant-time only in
-the kernel and only when given a sub-table size; see there.
+the kernel and only when given a sub-table size; see there. Multi-exponentiation
+(:func:`product_of_powers`) is for public exponents only (batch verification weights): its
+memory accesses follow their digits.
 """
 
 from __future__ import annotations
@@ -183,6 +186,117 @@ def _decode(raw: bytes, size: int, modulus: mpz) -> list[mpz]:
     return [
         mpz(int.from_bytes(raw[i : i + size], "little")) % modulus for i in range(0, len(raw), size)
     ]
+
+
+#: :func:`product_of_powers` in the kernel: the widest window it may choose, and the budget for
+#: its buckets (eight lanes of ``2**c`` numbers of ``n`` limbs of 8 bytes).
+MULTI_WINDOW_MAX = 16
+BUCKET_BUDGET = 16 << 20
+
+
+def multi_window(count: int, bits: int, limbs: int) -> int:
+    """The kernel's window ``c`` for ``count`` public exponents of ``bits`` bits modulo a
+    ``limbs``-limb modulus.
+
+    Each lane owns one of the ``W = ceil(bits / c)`` windows; a pass over the bases serves eight
+    of them with one vector product per base, then reduces each lane's ``2**c - 1`` buckets with
+    two products per bucket. Cost in vector products: ``ceil(W / 8) * (count + 2**(c + 1))``,
+    over the widths whose buckets fit :data:`BUCKET_BUDGET` (at least ``c = 1``).
+    """
+    widths = [
+        c
+        for c in range(1, MULTI_WINDOW_MAX + 1)
+        if c == 1 or LANES * (1 << c) * limbs * 8 <= BUCKET_BUDGET
+    ]
+
+    def cost(c: int) -> int:
+        windows = -(-bits // c)
+        return -(-windows // LANES) * (count + (2 << c))
+
+    return min(widths, key=cost)
+
+
+def product_of_powers(bases: Sequence[int], exponents: Sequence[int], modulus: int) -> mpz:
+    """``prod_j bases[j]**exponents[j] mod modulus`` for non-negative *public* exponents (the
+    computation depends on them) and ``modulus >= 1``.
+
+    Pippenger's bucket method: for windows of ``c`` bits, ``S_w = prod_d B_{w,d}**d`` where the
+    bucket ``B_{w,d}`` is the product of the bases whose exponent has digit ``d`` in window ``w``
+    (a running product gives it in two products per bucket), and the result is ``prod_w
+    S_w**(2**(c w))`` (Horner, ``c`` squarings per window). In the kernel (odd modulus > 1)
+    eight windows run at once in the lanes (:func:`multi_window`), the bases converted to
+    Montgomery form once and broadcast; the window sums are combined here. Otherwise gmpy2 goes
+    window by window.
+    """
+    if len(bases) != len(exponents):
+        raise ValueError("one exponent per base")
+    modulus = int(modulus)  # an mpz would reach the kernel's constants (and their cache)
+    if modulus < 1:
+        raise ValueError("the modulus must be positive")
+    exps = [int(e) for e in exponents]
+    if exps and min(exps) < 0:
+        raise ValueError("exponents must be non-negative")
+    m = mpz(modulus)
+    bits = max((e.bit_length() for e in exps), default=0)
+    if bits == 0:
+        return mpz(1) % m
+    if not native() or modulus <= 1 or modulus % 2 == 0:
+        return _gmp_product_of_powers(bases, exps, m)
+    assert _KERNEL is not None
+    mod = _modulus(modulus)
+    width = multi_window(len(bases), bits, mod.limbs)
+    size = (bits + 7) // 8
+    raw = _KERNEL.multiexp(
+        _encode(bases, modulus, mod.nbytes),
+        b"".join(e.to_bytes(size, "little") for e in exps),
+        bits,
+        mod.raw,
+        mod.r2,
+        mod.k0,
+        width,
+    )
+    sums = _decode(raw, mod.nbytes, m)
+    shift = mpz(1) << width
+    acc = sums[-1]
+    for total in reversed(sums[:-1]):
+        acc = gmpy2.powmod(acc, shift, m) * total % m
+    return acc
+
+
+def _gmp_product_of_powers(bases: Sequence[int], exponents: Sequence[int], modulus: mpz) -> mpz:
+    """:func:`product_of_powers` in gmpy2, window by window from the top: windows of ``w`` bits,
+    each costing a product per base and ``2**(w+1)`` more, plus one squaring per bit overall."""
+    m = modulus
+    if not bases:
+        return mpz(1) % m
+    bits = max(int(e).bit_length() for e in exponents)
+    count = len(bases)
+    width = min(range(1, 17), key=lambda w: -(-bits // w) * (count + (2 << w)) + bits)
+    mask = (1 << width) - 1
+    values = [mpz(b) % m for b in bases]
+    exps = [int(e) for e in exponents]
+    acc = mpz(1)
+    for window in reversed(range(-(-bits // width))):
+        if acc != 1:
+            for _ in range(width):
+                acc = acc * acc % m
+        buckets: dict[int, mpz] = {}
+        shift = window * width
+        for value, e in zip(values, exps, strict=True):
+            digit = (e >> shift) & mask
+            if digit:
+                held = buckets.get(digit)
+                buckets[digit] = value if held is None else held * value % m
+        running = total = None
+        for digit in range(mask, 0, -1):
+            held = buckets.get(digit)
+            if held is not None:
+                running = held if running is None else running * held % m
+            if running is not None:
+                total = running if total is None else total * running % m
+        if total is not None:
+            acc = acc * total % m
+    return acc % m
 
 
 #: A Montgomery product of the kernel, per lane, in multiplications ``a * b % M`` of gmpy2 at

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import gmpy2
 from gmpy2 import mpz
 
+from riskprop.core import modexp
 from riskprop.core.modexp import powmod_many
 from riskprop.core.paillier import PublicKey
 from riskprop.errors import ConfigError, ProtocolError
@@ -416,37 +417,7 @@ def _challenge(seed: bytes, key: ThresholdKey, v_i: mpz, *values: mpz) -> int:
 
 
 def product_of_powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: int) -> mpz:
-    """``prod_j bases[j]**exponents[j] mod modulus`` for non-negative public exponents, by
-    Pippenger's bucket method: windows of ``w`` bits, each costing a product per base and
-    ``2**(w+1)`` more, plus one squaring per bit overall."""
-    m = mpz(modulus)
-    if not bases:
-        return mpz(1) % m
-    bits = max(int(e).bit_length() for e in exponents)
-    count = len(bases)
-    width = min(range(1, 17), key=lambda w: -(-bits // w) * (count + (2 << w)) + bits)
-    mask = (1 << width) - 1
-    values = [mpz(b) % m for b in bases]
-    exps = [int(e) for e in exponents]
-    acc = mpz(1)
-    for window in reversed(range(-(-bits // width))):
-        if acc != 1:
-            for _ in range(width):
-                acc = acc * acc % m
-        buckets: dict[int, mpz] = {}
-        shift = window * width
-        for value, e in zip(values, exps, strict=True):
-            digit = (e >> shift) & mask
-            if digit:
-                held = buckets.get(digit)
-                buckets[digit] = value if held is None else held * value % m
-        running = total = None
-        for digit in range(mask, 0, -1):
-            held = buckets.get(digit)
-            if held is not None:
-                running = held if running is None else running * held % m
-            if running is not None:
-                total = running if total is None else total * running % m
-        if total is not None:
-            acc = acc * total % m
-    return acc % m
+    """``prod_j bases[j]**exponents[j] mod modulus`` for non-negative public exponents (the
+    batch weights): :func:`riskprop.core.modexp.product_of_powers`, in the native kernel where
+    there is one."""
+    return modexp.product_of_powers(bases, exponents, modulus)

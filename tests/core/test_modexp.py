@@ -11,6 +11,7 @@ from pathlib import Path
 import gmpy2
 import numpy as np
 import pytest
+from gmpy2 import mpz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -414,3 +415,195 @@ def test_table_products_check_sub_tables(arithmetic: str) -> None:
     for bad in (3, 8, -2):
         with pytest.raises(ValueError, match="power of two"):
             table.products(positions, 2, subtable=bad)
+
+
+# ------------------------------------------------------------------ multi-exponentiation
+
+
+def _naive_product(bases: list[int], exponents: list[int], modulus: int) -> int:
+    out = 1 % modulus
+    for base, exponent in zip(bases, exponents, strict=True):
+        out = out * int(gmpy2.powmod(base, exponent, modulus)) % modulus
+    return out
+
+
+def _multi_problem(bits: int, count: int, seed: int) -> tuple[list[int], list[int], int]:
+    """An odd ``bits``-bit modulus; bases with edge values (0, 1, M - 1, M, above M); exponents
+    of 1..200 bits with zeros among them."""
+    rng = random.Random(seed)
+    modulus = rng.getrandbits(bits) | 1 | (1 << (bits - 1))
+    edge = [0, 1, modulus - 1, modulus, modulus + 2, 3 * modulus + 5]
+    bases = [
+        edge[i] if i < len(edge) and count > 8 else rng.randrange(modulus) for i in range(count)
+    ]
+    exponents = [0 if i % 13 == 5 else rng.getrandbits(1 + i % 200) for i in range(count)]
+    return bases, exponents, modulus
+
+
+@pytest.mark.parametrize("bits", [2048, 4096])
+@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 100, 1000])
+def test_product_of_powers_equals_the_naive_product(arithmetic: str, bits: int, count: int) -> None:
+    bases, exponents, modulus = _multi_problem(bits, count, seed=bits * 10_000 + count)
+    expected = _naive_product(bases, exponents, modulus)
+    got = modexp.product_of_powers(bases, exponents, modulus)
+    assert got == expected
+    assert modexp._gmp_product_of_powers(bases, exponents, mpz(modulus)) == expected
+
+
+@pytest.mark.parametrize("bits", [2048, 4096])
+@pytest.mark.parametrize("exponent_bits", [1, 2, 7, 8, 9, 63, 64, 65, 127, 128, 129, 200])
+def test_product_of_powers_at_every_exponent_length(
+    arithmetic: str, bits: int, exponent_bits: int
+) -> None:
+    """Exponents all of one length (the top window full or nearly empty), or up to it."""
+    rng = random.Random(bits + exponent_bits)
+    modulus = rng.getrandbits(bits) | 1 | (1 << (bits - 1))
+    bases = [rng.randrange(modulus) for _ in range(23)]
+    top = 1 << (exponent_bits - 1)
+    for exponents in (
+        [top | rng.getrandbits(exponent_bits - 1) for _ in bases],
+        [rng.getrandbits(exponent_bits) for _ in bases],
+        [top] + [0] * (len(bases) - 1),
+    ):
+        assert modexp.product_of_powers(bases, exponents, modulus) == _naive_product(
+            bases, exponents, modulus
+        )
+
+
+def test_product_of_powers_of_zero_exponents_and_empty_inputs(arithmetic: str) -> None:
+    modulus = (1 << 2047) + 12345  # odd
+    assert modexp.product_of_powers([], [], modulus) == 1
+    assert modexp.product_of_powers([5, 7, 0], [0, 0, 0], modulus) == 1
+    assert modexp.product_of_powers([0], [0], modulus) == 1  # 0**0 = 1, as pow() has it
+    assert modexp.product_of_powers([0, 3], [5, 2], modulus) == 0
+    assert modexp.product_of_powers([modulus + 7], [3], modulus) == 343
+    assert modexp.product_of_powers([7, 7], [1, 1], 1) == 0
+    assert modexp.product_of_powers([3], [5], 1 << 20) == 243  # even: gmpy2 in any case
+    # N**2 often comes as an mpz (a modulus not seen before: the kernel's constants are cached)
+    assert modexp.product_of_powers([mpz(3)], [mpz(5)], mpz(modulus + 2)) == 243
+
+
+def test_product_of_powers_refuses_what_it_cannot_compute(arithmetic: str) -> None:
+    with pytest.raises(ValueError, match="one exponent per base"):
+        modexp.product_of_powers([2, 3], [1], 1009)
+    with pytest.raises(ValueError, match="non-negative"):
+        modexp.product_of_powers([2, 3], [1, -1], 1009)
+    with pytest.raises(ValueError, match="positive"):
+        modexp.product_of_powers([2], [1], 0)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.integers(2, 600).flatmap(
+        lambda bits: st.tuples(
+            st.integers(1 << (bits - 1), (1 << bits) - 1).map(lambda m: m | 1),
+            st.lists(
+                st.tuples(st.integers(0, 1 << 700), st.integers(0, (1 << 200) - 1)), max_size=30
+            ),
+        )
+    )
+)
+def test_product_of_powers_at_small_odd_moduli(
+    arithmetic: str, problem: tuple[int, list[tuple[int, int]]]
+) -> None:
+    modulus, pairs = problem
+    bases = [b for b, _ in pairs]
+    exponents = [e for _, e in pairs]
+    assert modexp.product_of_powers(bases, exponents, modulus) == _naive_product(
+        bases, exponents, modulus
+    )
+
+
+def test_the_multi_window_minimises_the_cost_within_the_budget() -> None:
+    # 128-bit weights: c = 8 gives 16 windows, two passes of eight lanes
+    assert modexp.multi_window(1024, 128, 79) == 8
+    assert modexp.multi_window(20_000, 128, 79) == 8
+    assert modexp.multi_window(64, 128, 79) == 4  # 4 passes of (64 + 32) products
+    assert modexp.multi_window(1, 1, 79) == 1
+    # one pass of 8 windows of 16 bits pays only past 130,000 bases, and needs 8 2**16 buckets
+    assert modexp.multi_window(200_000, 128, 2) == 16
+    assert modexp.multi_window(200_000, 128, 79) < 16
+    for count in (1, 64, 1000, 20_000, 200_000):
+        for bits in (1, 50, 128, 200):
+            c = modexp.multi_window(count, bits, 79)
+            fits = [
+                w
+                for w in range(1, modexp.MULTI_WINDOW_MAX + 1)
+                if modexp.LANES * 2**w * 79 * 8 <= modexp.BUCKET_BUDGET
+            ]
+            assert c in fits
+            assert all(_multi_cost(count, bits, c) <= _multi_cost(count, bits, w) for w in fits)
+
+
+def _multi_cost(count: int, bits: int, c: int) -> int:
+    windows = -(-bits // c)
+    return -(-windows // 8) * (count + (2 << c))
+
+
+def _window_sums(bases: list[int], exponents: list[int], modulus: int, c: int) -> list[int]:
+    """The kernel's window sums ``S_w``, reduced."""
+    from riskprop.core import _mbx
+
+    constants = modexp._modulus(modulus)
+    bits = max(e.bit_length() for e in exponents)
+    size = (bits + 7) // 8
+    out = _mbx.multiexp(
+        modexp._encode(bases, modulus, constants.nbytes),
+        b"".join(e.to_bytes(size, "little") for e in exponents),
+        bits,
+        constants.raw,
+        constants.r2,
+        constants.k0,
+        c,
+    )
+    n = constants.nbytes
+    return [int.from_bytes(out[i : i + n], "little") % modulus for i in range(0, len(out), n)]
+
+
+@needs_kernel
+def test_every_multi_window_gives_each_window_its_products() -> None:
+    """S_w = prod_j b_j**digit_{j,w} for every width the kernel takes (1..16), with more
+    windows than lanes, fewer, and not a multiple of eight."""
+    bases, exponents, modulus = _multi_problem(2048, 9, seed=7)
+    exponents[3] = (1 << 130) - 1  # 130 bits: digits of all ones, a partial top window
+    for c in range(1, 17):
+        sums = _window_sums(bases, exponents, modulus, c)
+        assert len(sums) == -(-130 // c)
+        for w, got in enumerate(sums):
+            digits = [(e >> (c * w)) & ((1 << c) - 1) for e in exponents]
+            assert got == _naive_product(bases, digits, modulus), (c, w)
+
+
+@needs_kernel
+def test_the_multiexp_kernel_refuses_what_it_cannot_compute() -> None:
+    from riskprop.core import _mbx
+
+    constants = modexp._modulus(1009)
+    m = (constants.raw, constants.r2, constants.k0)
+    bases = b"\x02\x00\x03\x00"
+    out = _mbx.multiexp(bases, b"\x05\x07", 3, *m, 4)
+    assert int.from_bytes(out, "little") % 1009 == 2**5 * 3**7 % 1009
+    for c in (0, 17):
+        with pytest.raises(ValueError, match="window"):
+            _mbx.multiexp(bases, b"\x05\x07", 3, *m, c)
+    with pytest.raises(ValueError, match="buffer lengths"):
+        _mbx.multiexp(bases, b"\x05", 3, *m, 4)  # one exponent for two bases
+    with pytest.raises(ValueError, match="buffer lengths"):
+        _mbx.multiexp(bases, b"\x05\x07", 0, *m, 4)  # no bits
+    with pytest.raises(ValueError, match="bad modulus"):
+        _mbx.multiexp(b"\x02\x00", b"\x05", 3, b"\x0a\x01", b"\x00\x00", 1, 4)  # even
+
+
+@needs_kernel
+def test_odd_moduli_take_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("the gmpy2 path ran")
+
+    bases, exponents, modulus = _multi_problem(2048, 100, seed=1)
+    expected = _naive_product(bases, exponents, modulus)
+    monkeypatch.setattr(modexp, "_gmp_product_of_powers", refuse)
+    assert modexp.product_of_powers(bases, exponents, modulus) == expected
