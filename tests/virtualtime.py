@@ -27,6 +27,8 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 #: Name prefix of the threads ``riskprop.node.stopping.in_thread`` starts.
 IN_THREAD_PREFIX = "riskprop-"
+#: Real seconds between two looks at the worker threads while work is under way.
+WORK_POLL = 0.05
 
 
 class _IdleSelector(selectors.DefaultSelector):
@@ -41,9 +43,13 @@ class _IdleSelector(selectors.DefaultSelector):
         ready = super().select(0)
         if ready or timeout == 0:
             return ready
-        if self.loop.working() or timeout is None:
-            # real work is under way (or nothing is scheduled): wait for it to report back
-            return super().select(None)
+        if self.loop.working():
+            # real work is under way: wait for it to report back, but look again now and then,
+            # because a worker of another loop (a task cancelled in an earlier test whose thread
+            # still runs) counts as work and ends without waking this one
+            return super().select(WORK_POLL)
+        if timeout is None:
+            return super().select(None)  # nothing is scheduled: only I/O can wake the loop
         self.loop.advance(timeout)
         return []
 
