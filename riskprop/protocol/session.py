@@ -477,9 +477,9 @@ class RunSession:
         for helper, digest in ((known[0], known[1]), (self.name, mine)):
             if digest is not None and digest != notice.digest:
                 raise ProtocolError(
-                    f"{requester} obtained two different decryptions (from {helper} and, as "
-                    f"{sender} reports, from {sender}): {requester} deviates from the protocol, "
-                    f"or {sender} sent a false notice"
+                    f"{requester} obtained two different decryptions, one from {helper} and one "
+                    f"from {sender} (as {sender} reports): {requester} deviates from the "
+                    f"protocol, or {sender} sent a false notice"
                 )
 
     # --------------------------------------------------------------------- progress
