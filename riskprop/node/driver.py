@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
@@ -20,7 +19,7 @@ from riskprop.errors import InputError, ProtocolError, StorageError
 from riskprop.node.journal import Journal
 from riskprop.node.stopping import in_thread, until_stopped
 from riskprop.node.transport import PeerUnavailableError, Transport
-from riskprop.protocol.checkpoint import encode_checkpoint
+from riskprop.protocol.checkpoint import encode_checkpoint, encode_ledger
 from riskprop.protocol.messages import Abort, Message, Rejoin
 from riskprop.protocol.session import Phase, RunSession
 
@@ -169,9 +168,8 @@ class _Driver:
         session = self.session
         if self.journal is None or session.ledger_changes == self.ledger_saved:
             return
-        data = json.dumps(session.ledger(), sort_keys=True).encode()
         try:
-            self.journal.save_ledger(data)
+            self.journal.save_ledger(encode_ledger(session.ledger()))
         except OSError as exc:
             raise StorageError(f"cannot save the served requests ({exc.strerror})") from None
         self.ledger_saved = session.ledger_changes

@@ -174,13 +174,7 @@ def _remember_served(session: RunSession, journal: FileJournal) -> None:
     if data is None:
         return
     try:
-        ledger = json.loads(data)
-    except ValueError:
-        ledger = None
-    if not isinstance(ledger, dict):
-        raise ConfigError(f"{journal.ledger_path}: malformed record of served requests")
-    try:
-        session.remember(ledger)
+        session.remember(data)
     except ConfigError as exc:
         raise ConfigError(f"{journal.ledger_path}: {exc}") from None
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,39 @@ def request_digest(values: Sequence[mpz]) -> str:
         digest.update(int(value).to_bytes((int(value).bit_length() + 7) // 8 + 1, "big"))
         digest.update(b"|")
     return digest.hexdigest()
+
+
+def encode_ledger(ledger: Mapping[str, object]) -> bytes:
+    """A session's ledger (``RunSession.ledger()``) as canonical JSON."""
+    return json.dumps(ledger, sort_keys=True).encode()
+
+
+def decode_ledger(data: bytes) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """Inverse of ``encode_ledger``: (requester -> digest served, requester -> (helper, digest)
+    heard). Any other shape raises ``ValueError``."""
+    malformed = ValueError("malformed record of served requests")
+    try:
+        ledger = json.loads(data)
+    except ValueError:
+        raise malformed from None
+    if not isinstance(ledger, dict):
+        raise malformed
+    served_in, elsewhere_in = ledger.get("served", {}), ledger.get("elsewhere", {})
+    if not isinstance(served_in, dict) or not isinstance(elsewhere_in, dict):
+        raise malformed
+    served: dict[str, str] = {}
+    for requester, digest in served_in.items():
+        if not isinstance(digest, str):
+            raise malformed
+        served[requester] = digest
+    elsewhere: dict[str, tuple[str, str]] = {}
+    for requester, pair in elsewhere_in.items():
+        if not (
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) for v in pair)
+        ):
+            raise malformed
+        elsewhere[requester] = (pair[0], pair[1])
+    return served, elsewhere
 
 
 def encode_checkpoint(snapshot: SessionSnapshot, pending: Sequence[Message], width: int) -> bytes:

@@ -61,7 +61,7 @@ from riskprop.core.paillier import (
 from riskprop.core.threshold import KeyShare, combine, partial_decrypt, prove, verify
 from riskprop.core.types import FloatArray
 from riskprop.errors import ConfigError, ProtocolError
-from riskprop.protocol.checkpoint import SessionSnapshot, request_digest
+from riskprop.protocol.checkpoint import SessionSnapshot, decode_ledger, request_digest
 from riskprop.protocol.messages import (
     Abort,
     Body,
@@ -254,24 +254,13 @@ class RunSession:
             "elsewhere": {r: [h, d] for r, (h, d) in self._served_elsewhere.items()},
         }
 
-    def remember(self, ledger: dict[str, dict[str, object]]) -> None:
-        """Merge a persisted ``ledger()`` (after a restart); the ledger wins over a checkpoint,
-        which may predate it."""
-        served_in, elsewhere_in = ledger.get("served", {}), ledger.get("elsewhere", {})
-        if not isinstance(served_in, dict) or not isinstance(elsewhere_in, dict):
-            raise ConfigError("malformed record of served requests")
-        served: dict[str, str] = {}
-        elsewhere: dict[str, tuple[str, str]] = {}
-        for requester, digest in served_in.items():
-            if not isinstance(digest, str):
-                raise ConfigError("malformed record of served requests")
-            served[requester] = digest
-        for requester, pair in elsewhere_in.items():
-            if not (
-                isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) for v in pair)
-            ):
-                raise ConfigError("malformed record of served requests")
-            elsewhere[requester] = (pair[0], pair[1])
+    def remember(self, data: bytes) -> None:
+        """Merge a persisted ledger (``checkpoint.encode_ledger(ledger())``, after a restart);
+        the ledger wins over a checkpoint, which may predate it."""
+        try:
+            served, elsewhere = decode_ledger(data)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._served.update(served)
         self._served_elsewhere.update(elsewhere)
 
