@@ -42,6 +42,7 @@ two exponentiations with the secret mask.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import secrets
@@ -64,9 +65,10 @@ PROOF_HIDING_BITS = 128
 _DOMAIN = b"riskprop-threshold-paillier/2"
 
 
+@functools.cache
 def verification_base(n: int) -> mpz:
     """``v = h**2 mod N**2`` for ``h`` hashed from ``N`` (a unit): public, the same for every
-    key holder and chosen by no one."""
+    key holder and chosen by no one (cached: an ``mpz`` is immutable)."""
     n2 = mpz(n) * n
     width = (int(n2).bit_length() + 128 + 7) // 8
     counter = 0
@@ -104,7 +106,7 @@ class ThresholdKey:
     @property
     def base(self) -> mpz:
         """The verification base ``v`` (see :func:`verification_base`)."""
-        return _base(self.public.n)
+        return verification_base(self.public.n)
 
     def index(self, party: str) -> int:
         """1-based Shamir index of ``party``."""
@@ -121,9 +123,13 @@ class ThresholdKey:
 
     def verification_key(self, party: str) -> mpz:
         """``v_i`` of ``party``."""
+        self._require_verification()
+        return mpz(self.verification[self.index(party) - 1])
+
+    def _require_verification(self) -> None:
+        """Verification keys are all there (``__post_init__`` allows all or none)."""
         if not self.verification:
             raise ConfigError("the key has no verification keys (made by an older version)")
-        return mpz(self.verification[self.index(party) - 1])
 
     def with_verification(self, keys: Sequence[int]) -> ThresholdKey:
         return ThresholdKey(self.public, self.parties, self.threshold, self.theta, tuple(keys))
@@ -136,9 +142,8 @@ class ThresholdKey:
         caught while at most ``n - t - 1`` of them are wrong (so ``t`` with an honest majority
         ``n >= 2t + 1``); with ``n = t + 1`` only the key generation's test decryption checks
         them."""
+        self._require_verification()
         n, n2 = self.public.n, mpz(self.public.nsquare)
-        if len(self.verification) != len(self.parties):
-            raise ConfigError("the key has no verification keys (made by an older version)")
         for party, value in zip(self.parties, self.verification, strict=True):
             if not 0 < value < n2 or gmpy2.gcd(value, n) != 1:
                 raise ConfigError(f"the verification key of {party} is not a unit mod N^2")
@@ -153,16 +158,6 @@ class ThresholdKey:
                     f"the verification keys are inconsistent (that of {self.parties[j - 1]} "
                     f"does not lie on the polynomial of {', '.join(self.parties[: len(chosen)])})"
                 )
-
-
-def _base(n: int) -> mpz:
-    cached = _BASES.get(n)
-    if cached is None:
-        cached = _BASES[n] = verification_base(n)
-    return cached
-
-
-_BASES: dict[int, mpz] = {}
 
 
 @dataclass(frozen=True)
