@@ -12,7 +12,8 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -109,6 +110,72 @@ class RunSettings:
     parameters: RunParameters
 
 
+#: Placeholders of the ``schedule`` templates besides ``{slot:<strftime format>}``.
+SLOT_FIELDS = {"date": "%Y-%m-%d", "time": "%H%M", "datetime": "%Y-%m-%dT%H%M"}
+DEFAULT_RUN_ID_TEMPLATE = "run-{datetime}"
+DEFAULT_JOIN_WINDOW = 3600.0
+DEFAULT_KEEP_RUNS = 30
+#: The admin listener's port when ``admin.port`` is not given: the node's port plus this.
+ADMIN_PORT_OFFSET = 100
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def format_slot(template: str, slot: datetime) -> str:
+    """``template`` with ``{date}``, ``{time}``, ``{datetime}`` and ``{slot:%...}`` filled in
+    from ``slot`` (a UTC time); ValueError names a bad placeholder."""
+    fields = {name: slot.strftime(fmt) for name, fmt in SLOT_FIELDS.items()}
+    try:
+        return template.format(slot=slot, **fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        allowed = ", ".join("{" + n + "}" for n in (*SLOT_FIELDS, "slot:%Y..."))
+        raise ValueError(f"bad placeholder in {template!r} ({exc}); allowed: {allowed}") from None
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """The ``schedule`` section: when a service node runs, and what each run is called and
+    reads. A slot is a time the cron expression fires (UTC); every bank derives the same run
+    id from it, so the banks agree on a run without talking about it."""
+
+    #: a standard 5-field cron expression, read in UTC
+    cron: str
+    #: the run id of a slot (the period naming rule), e.g. ``daily-{date}``
+    run_id: str = DEFAULT_RUN_ID_TEMPLATE
+    #: the data directory of a slot (a template, absolute); None: the player's ``data``
+    data: str | None = None
+    #: seconds after its slot during which a slot's run is open: nodes wait this long for
+    #: their peers, and a node that starts late still joins
+    join_window: float = DEFAULT_JOIN_WINDOW
+
+    def run_id_for(self, slot: datetime) -> str:
+        return format_slot(self.run_id, slot)
+
+    def data_for(self, slot: datetime, default: Path) -> Path:
+        return default if self.data is None else Path(format_slot(self.data, slot))
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """The ``admin`` section: the operator's listener (health, metrics, status, triggers).
+    Plain HTTP; on an address other than loopback every request but ``/healthz`` needs the
+    bearer token in ``token_file``."""
+
+    host: str
+    port: int
+    token_file: Path | None = None
+    enabled: bool = True
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        host = "[::1]" if host in ("::", "::1") else host
+        return f"http://{host}:{self.port}"
+
+
 @dataclass(frozen=True)
 class PlayerConfig:
     path: Path
@@ -130,6 +197,21 @@ class PlayerConfig:
     results_mode: int = DEFAULT_RESULTS_MODE
     #: read the noise comb in constant time (a local hardening against co-located observers)
     constant_time_noise: bool = False
+    #: when the service runs (None: only when triggered)
+    schedule: ScheduleSettings | None = None
+    #: the operator's listener
+    admin: AdminSettings | None = None
+    #: run folders the service keeps under ``OUT/runs`` (the latest success is always kept)
+    keep_runs: int = DEFAULT_KEEP_RUNS
+
+    def for_run(self, run_id: str, data: Path | None = None, output: Path | None = None) -> PlayerConfig:
+        """This configuration for one run of the service: its id, data and output folder."""
+        return replace(
+            self,
+            run=RunSettings(run_id, self.run.parameters),
+            data=self.data if data is None else data,
+            output=self.output if output is None else output,
+        )
 
 
 # ------------------------------------------------------------------------- reading
@@ -385,6 +467,9 @@ def load_player_config(
         "limits",
         "results_mode",
         "constant_time_noise",
+        "schedule",
+        "retention",
+        "admin",
     )
     named = top.get("player", _string)
     if named != player:
@@ -409,7 +494,8 @@ def load_player_config(
         tls_cert = tls.path("certificate", must_exist=must_exist)
         tls_key = tls.path("key", must_exist=must_exist)
 
-    run = _run_settings(top.section("run"), given)
+    schedule = _schedule(top) if top.given("schedule") else None
+    run = _run_settings(top.section("run"), given, run_id_required=schedule is None)
     timeouts = _timeouts(top.section("timeouts", required=False))
     limits = top.section("limits", required=False)
     inbound = _limits(limits)
@@ -440,7 +526,71 @@ def load_player_config(
         insecure=insecure,
         results_mode=top.get("results_mode", _results_mode, DEFAULT_RESULTS_MODE),
         constant_time_noise=top.get("constant_time_noise", _flag, False),
+        schedule=schedule,
+        admin=_admin(top.section("admin", required=False), port),
+        keep_runs=_retention(top.section("retention", required=False)),
     )
+
+
+def _schedule(top: _Section) -> ScheduleSettings:
+    from cronsim import CronSim, CronSimError
+
+    section = top.section("schedule")
+    section.only("cron", "run_id", "data", "join_window")
+    cron = section.get("cron", _string)
+    if len(cron.split()) != 5:
+        raise section.error("cron", f"{cron!r} is not a 5-field cron expression (m h dom mon dow)")
+    try:
+        CronSim(cron, datetime(2000, 1, 1))
+    except CronSimError as exc:
+        raise section.error("cron", f"{cron!r}: {str(exc).lower()}") from None
+    template = section.get("run_id", _string, DEFAULT_RUN_ID_TEMPLATE)
+    probe = datetime(2000, 1, 1)
+    try:
+        run_id = format_slot(template, probe)
+    except ValueError as exc:
+        raise section.error("run_id", str(exc)) from None
+    if not RUN_ID.fullmatch(run_id):
+        raise section.error(
+            "run_id", f"{template!r} gives {run_id!r}, which must match [A-Za-z0-9._-]{{1,64}}"
+        )
+    data: str | None = None
+    if section.given("data"):
+        raw = section.get("data", _string)
+        try:
+            format_slot(raw, probe)
+        except ValueError as exc:
+            raise section.error("data", str(exc)) from None
+        data = str(section.file.parent / Path(raw).expanduser())
+    return ScheduleSettings(
+        cron=cron,
+        run_id=template,
+        data=data,
+        join_window=section.get("join_window", _positive, DEFAULT_JOIN_WINDOW),
+    )
+
+
+def _admin(section: _Section, listen_port: int) -> AdminSettings:
+    section.only("enabled", "host", "port", "token_file")
+    host = section.get("host", _string, "127.0.0.1")
+    port = section.get("port", expect_int, min(65535, listen_port + ADMIN_PORT_OFFSET))
+    if not 1 <= port <= 65535:
+        raise section.error("port", f"must lie in 1..65535 (got {port})")
+    token_file = section.path("token_file") if section.given("token_file") else None
+    enabled = section.get("enabled", _flag, True)
+    settings = AdminSettings(host, port, token_file, enabled)
+    if enabled and not settings.loopback and token_file is None:
+        raise section.error(
+            "token_file", f"required when the admin listener is not on loopback (host {host})"
+        )
+    if token_file is not None and enabled and not token_file.is_file():
+        raise section.error("token_file", f"file not found: {token_file}")
+    return settings
+
+
+def _retention(section: _Section) -> int:
+    section.only("keep_runs")
+    return section.get("keep_runs", _count, DEFAULT_KEEP_RUNS)
 
 
 def _timeouts(section: _Section) -> Timeouts:
@@ -493,7 +643,9 @@ def _limits(section: _Section) -> Limits:
     )
 
 
-def _run_settings(run: _Section, given: Mapping[str, object]) -> RunSettings:
+def _run_settings(
+    run: _Section, given: Mapping[str, object], *, run_id_required: bool = True
+) -> RunSettings:
     run.only("run_id", *RUN_KEYS, *DEPRECATED_RUN_KEYS)
     for old, new in DEPRECATED_RUN_KEYS.items():
         run.rename(old, new)
@@ -501,8 +653,8 @@ def _run_settings(run: _Section, given: Mapping[str, object]) -> RunSettings:
         if key in given:
             run.override(key, given[key])
             run.spelled.pop(key, None)
-    run_id = run.get("run_id", _string)
-    if not RUN_ID.fullmatch(run_id):
+    run_id = run.get("run_id", _string, None if run_id_required else "")
+    if run_id and not RUN_ID.fullmatch(run_id):
         raise run.error("run_id", f"{run_id!r} must match [A-Za-z0-9._-]{{1,64}}")
     defaults = RunParameters(iterations=0)
     values = {

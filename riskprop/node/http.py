@@ -5,6 +5,10 @@ Inbound (``POST /riskprop/v1/messages``, body = one encoded message):
 0. Connections are bounded before anything is read (``riskprop.node.limits``): in all and per
    remote address, a TLS handshake time-out, an idle time-out, and no spinning or flooding
    the log when the process runs out of descriptors.
+``GET /riskprop/v1/ping`` answers a peer of the network with this node's name (reachability
+checks of ``riskprop check`` and ``/readyz``). A service node between runs keeps listening with
+run id "" and answers messages 503, so a peer that starts a run first retries until it opens.
+
 1. Mutual TLS: the TLS layer already refused clients without a certificate signed by the CA.
    The peer's identity is its certificate's common name; anything but a peer of the network
    (or a certificate that differs from a pinned one) gets 403 *before the body is read*.
@@ -48,6 +52,8 @@ from riskprop.protocol.messages import Abort, Codec, Message, Rejoin, Scores
 log = logging.getLogger(__name__)
 
 PATH = "/riskprop/v1/messages"
+#: ``GET``: 200 with this node's name to a peer of the network (reachability checks).
+PING_PATH = "/riskprop/v1/ping"
 SENDER_HEADER = "X-Riskprop-Sender"  # identity in --insecure mode only
 
 
@@ -60,6 +66,7 @@ class HttpSettings:
     """Everything the transport needs, independent of how it was configured."""
 
     name: str
+    #: the run whose messages are taken ("": none, a service between runs answers 503)
     run_id: str
     peers: Mapping[str, str]  # peer name -> base URL
     host: str
@@ -113,6 +120,7 @@ class HttpTransport:
     async def start(self) -> None:
         app = web.Application(client_max_size=self.body_limit)
         app.router.add_post(PATH, self._handle)
+        app.router.add_get(PING_PATH, self._ping)
         self._runner = web.AppRunner(
             app,
             access_log=None,
@@ -194,10 +202,18 @@ class HttpTransport:
                 chunks.append(chunk)
         return b"".join(chunks)
 
+    async def _ping(self, request: web.Request) -> web.Response:
+        peer = self._identify(request)
+        if peer is None or peer not in self.settings.peers:
+            return self._reject(403, "not a peer of this network", peer)
+        return web.json_response({"name": self.name, "run": self.settings.run_id or None})
+
     async def _handle(self, request: web.Request) -> web.Response:
         peer = self._identify(request)
         if peer is None or peer not in self.settings.peers:
             return self._reject(403, "not a peer of this network", peer)
+        if not self.settings.run_id:  # a service between runs: the sender retries
+            return web.Response(status=503, text="no run open at this node yet")
         limit = self.body_limit
         length = request.content_length
         if length is not None and length > limit:

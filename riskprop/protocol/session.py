@@ -99,6 +99,26 @@ class Stopwatch:
         return cls(time.perf_counter(), time.thread_time())
 
 
+#: Ciphertexts partially decrypted between two updates of the decryption progress.
+DECRYPT_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class PhaseProgress:
+    """Where a session stands: its phase and ``done`` of ``total`` units of the phase's work
+    (handshakes, iterations, ciphertexts to partially decrypt, peers' completions), plus a
+    short text. ``done <= total``; ``total`` is 0 only when the phase has no countable work."""
+
+    phase: str
+    done: int
+    total: int
+    detail: str
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+
 @dataclass
 class SessionStats:
     """Seconds (wall and CPU) spent per phase and ciphertexts sent, for logs and benchmarks."""
@@ -184,6 +204,8 @@ class RunSession:
         #: Counts changes to what ``ledger()`` returns; the driver persists it before sending.
         self.ledger_changes = 0
         self._done_from: set[str] = set()
+        #: ciphertexts this bank partially decrypted in this run (its own and its peers')
+        self.decrypted = 0
         self.result: FloatArray | None = None
         #: Counts the points after which a checkpoint may be taken (see ``snapshot``).
         self.safe_points = 0
@@ -285,14 +307,60 @@ class RunSession:
 
     def progress(self) -> str:
         """One line on where the run stands, for a terminal's status line."""
+        state = self.progress_state()
+        return f"{self.name}: {state.detail}"
+
+    def progress_state(self) -> PhaseProgress:
+        """Where the run stands, in units of the current phase's work (see PhaseProgress).
+
+        Decryption counts the ciphertexts this bank partially decrypts: its own packed
+        scores, and each peer's that will ask it (ring order, the first t helpers after the
+        requester; a peer re-routed here after a failure adds to the total)."""
+        phase = self.phase.value
+        if self.phase is Phase.HANDSHAKE:
+            got = len(self._hellos)
+            return PhaseProgress(phase, got, len(self.peers), f"handshake {got}/{len(self.peers)}")
         if self.phase is Phase.ITERATING:
             p, k = self._step
+            total = self.descriptor.total_iterations
             done = p * self.descriptor.iterations + k - 1
-            return (
-                f"{self.name}: iteration {done + 1}/{self.descriptor.total_iterations} "
-                f"(period {self.descriptor.periods[p]})"
-            )
-        return f"{self.name}: {self.phase.value}"
+            detail = f"iteration {done + 1}/{total} (period {self.descriptor.periods[p]})"
+            return PhaseProgress(phase, done, total, detail)
+        if self.phase is Phase.DECRYPTING or (
+            self.phase is Phase.FINISHING and self._expected_decryptions() > self.decrypted
+        ):
+            total = max(self._expected_decryptions(), self.decrypted)
+            detail = f"decrypting {self.decrypted}/{total} ciphertexts"
+            return PhaseProgress(Phase.DECRYPTING.value, self.decrypted, total, detail)
+        if self.phase is Phase.FINISHING:
+            live = self._live_peers()
+            done = len(set(live) & self._done_from)
+            return PhaseProgress(phase, done, len(live), f"finishing {done}/{len(live)} peers")
+        return PhaseProgress(phase, 1, 1, phase)
+
+    def _expected_decryptions(self) -> int:
+        """Ciphertexts this bank partially decrypts in the run, as far as it can tell."""
+        if not self.slots:
+            return 0
+        own = -(-self.bank.n_accounts // self.slots)
+        parties = self.descriptor.parties
+        threshold = self.share.key.threshold
+        served = 0
+        for requester in self.peers:
+            at = parties.index(requester)
+            helpers = [parties[(at + i) % len(parties)] for i in range(1, threshold + 1)]
+            hello = self._hellos.get(requester)
+            if hello is not None and (self.name in helpers or requester in self._served):
+                served += -(-hello.n_accounts // self.slots)
+        return own + served
+
+    def _partial_decrypt(self, values: Sequence[mpz]) -> list[mpz]:
+        """``partial_decrypt`` in chunks, counting ``decrypted`` as it goes."""
+        out: list[mpz] = []
+        for start in range(0, len(values), DECRYPT_CHUNK):
+            out += partial_decrypt(self.share, values[start : start + DECRYPT_CHUNK])
+            self.decrypted += min(DECRYPT_CHUNK, len(values) - start)
+        return out
 
     def waiting_for(self) -> str:
         """What the session waits for, for timeout messages."""
@@ -584,7 +652,7 @@ class RunSession:
         packed = pack(self.public, self._state, self.slot_bits, self.slots)
         self._packed = rerandomize(self.public, packed, self.noise)
         self._request = request_digest(self._packed)
-        self._partials = {self.name: tuple(partial_decrypt(self.share, self._packed))}
+        self._partials = {self.name: tuple(self._partial_decrypt(self._packed))}
         self.phase = Phase.DECRYPTING
         self.safe_points += 1
         out = self._ask_helpers()
@@ -666,7 +734,7 @@ class RunSession:
     def _answer(self, requester: str, request: DecryptRequest, digest: str) -> Message:
         """Our partial decryptions of ``request`` with their proof."""
         started = Stopwatch.start()
-        partial = tuple(partial_decrypt(self.share, request.values))
+        partial = tuple(self._partial_decrypt(request.values))
         self.stats.lap("decrypt", started, len(partial))
         started = Stopwatch.start()
         proof = prove(self.share, request.values, partial, self._context(requester, digest))
