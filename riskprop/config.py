@@ -164,6 +164,8 @@ class AdminSettings:
     port: int
     token_file: Path | None = None
     enabled: bool = True
+    #: the file has an ``admin`` section (a one-shot run opens the listener only then)
+    configured: bool = False
 
     @property
     def loopback(self) -> bool:
@@ -171,7 +173,7 @@ class AdminSettings:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         host = "[::1]" if host in ("::", "::1") else host
         return f"http://{host}:{self.port}"
 
@@ -204,7 +206,9 @@ class PlayerConfig:
     #: run folders the service keeps under ``OUT/runs`` (the latest success is always kept)
     keep_runs: int = DEFAULT_KEEP_RUNS
 
-    def for_run(self, run_id: str, data: Path | None = None, output: Path | None = None) -> PlayerConfig:
+    def for_run(
+        self, run_id: str, data: Path | None = None, output: Path | None = None
+    ) -> PlayerConfig:
         """This configuration for one run of the service: its id, data and output folder."""
         return replace(
             self,
@@ -578,7 +582,7 @@ def _admin(section: _Section, listen_port: int) -> AdminSettings:
         raise section.error("port", f"must lie in 1..65535 (got {port})")
     token_file = section.path("token_file") if section.given("token_file") else None
     enabled = section.get("enabled", _flag, True)
-    settings = AdminSettings(host, port, token_file, enabled)
+    settings = AdminSettings(host, port, token_file, enabled, configured=bool(section.data))
     if enabled and not settings.loopback and token_file is None:
         raise section.error(
             "token_file", f"required when the admin listener is not on loopback (host {host})"

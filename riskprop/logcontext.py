@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 
-_FIELDS: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
-    "riskprop_log_fields", default={}
+_FIELDS: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "riskprop_log_fields", default=MappingProxyType({})
 )
 
 

@@ -6,6 +6,7 @@ inside functions too): each layer imports only the layers below it.
     protocol   the sans-I/O protocol: no event loop, network, configuration or commands
     config     configuration files: no node, lab, local network or commands
     node       a bank's node: no lab, local network or commands
+    service    the node as a long-running service: no lab, local network or commands
     lab        the researcher's simulations and experiments: no local network or commands
     localnet   networks of node processes on one machine: no commands
     cli        the commands, on top of everything
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "riskprop"
-ABOVE_CORE = ("files", "protocol", "config", "node", "lab", "localnet", "cli")
+ABOVE_CORE = ("files", "protocol", "config", "node", "service", "lab", "localnet", "cli")
 
 #: layer -> modules it must not import (a name or any module below it)
 FORBIDDEN: dict[str, set[str]] = {
@@ -40,8 +41,9 @@ FORBIDDEN: dict[str, set[str]] = {
         "yaml",
         "socket",
     },
-    "config": {f"riskprop.{layer}" for layer in ("node", "lab", "localnet", "cli")},
-    "node": {f"riskprop.{layer}" for layer in ("lab", "localnet", "cli")},
+    "config": {f"riskprop.{layer}" for layer in ("node", "service", "lab", "localnet", "cli")},
+    "node": {f"riskprop.{layer}" for layer in ("service", "lab", "localnet", "cli")},
+    "service": {f"riskprop.{layer}" for layer in ("lab", "localnet", "cli")},
     "lab": {"riskprop.localnet", "riskprop.cli"},
     "localnet": {"riskprop.cli"},
 }

@@ -16,7 +16,7 @@ import click
 from riskprop import __version__
 from riskprop.cli.lab import detection, generate, simulate
 from riskprop.cli.local import certs, demo, setup_local
-from riskprop.cli.node import keygen, node_options, run, run_node_command
+from riskprop.cli.node import keygen, node_options, run, serve_node_command, trigger
 from riskprop.cli.options import CONTEXT
 from riskprop.errors import ParameterError, RiskpropError, StoppedError
 
@@ -37,7 +37,8 @@ def cli(ctx: click.Context, /, verbose: int, log_format: str, **node: Any) -> No
     """riskprop: banks propagate AML risk scores over their joint transaction network
     without seeing each other's data (threshold Paillier MPC).
 
-    `riskprop --player NAME` runs that bank's node (same as `riskprop run --player NAME`).
+    `riskprop --player NAME` runs that bank's node as a service: on its schedule and when
+    triggered, until SIGTERM; `riskprop run --player NAME` makes one run and exits.
     """
     from riskprop.cli.logs import configure
 
@@ -48,17 +49,28 @@ def cli(ctx: click.Context, /, verbose: int, log_format: str, **node: Any) -> No
         if not node["player"]:
             click.echo(ctx.get_help())
             return
-        run_node_command(**node)
+        serve_node_command(**node)
     elif node["player"] and ctx.invoked_subcommand != "run":
         raise click.UsageError("--player goes with running a node, not with a command")
 
 
-for command in (run, keygen, simulate, generate, detection, demo, setup_local, certs):
+for command in (
+    run,
+    trigger,
+    keygen,
+    simulate,
+    generate,
+    detection,
+    demo,
+    setup_local,
+    certs,
+):
     cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; a RiskpropError becomes one line on stderr and exit code 1."""
+    from riskprop.cli.logs import fatal
     from riskprop.core.data import skip_pandas_probe
 
     skip_pandas_probe()
@@ -71,14 +83,14 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except StoppedError as exc:
-        click.echo(f"riskprop: {exc}", err=True)
+        fatal(f"riskprop: {exc}")
         sys.exit(0)
     except ParameterError as exc:
         flag = "--" + exc.name.replace("_", "-")
-        click.echo(f"riskprop: error: {flag}: {exc.problem}", err=True)
+        fatal(f"riskprop: error: {flag}: {exc.problem}")
         sys.exit(1)
     except RiskpropError as exc:
-        click.echo(f"riskprop: error: {exc}", err=True)
+        fatal(f"riskprop: error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -1,4 +1,11 @@
-"""Logging set-up for the CLI: human-readable lines or one JSON object per line."""
+"""Logging set-up for the CLI: human-readable lines or one JSON object per line.
+
+The JSON format writes each record as ``{"time", "level", "logger", "message", <fields>}``,
+the fields bound with ``riskprop.logcontext.bind`` (player, run, phase, peer) included, and
+so is the last line of a command that fails (``fatal``): a log shipper sees every line.
+The standard library's logging is the carrier, so the records of aiohttp and asyncio take
+the same path; contextvars give each asyncio task and worker thread its own fields.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,13 @@ import json
 import logging
 import sys
 import time
+
+import click
+
+from riskprop.logcontext import ContextFilter
+
+#: The format ``configure`` set ("text" or "json").
+FORMAT = ["text"]
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,6 +33,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key, value in getattr(record, "fields", {}).items():
+            entry.setdefault(key, value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -75,5 +91,15 @@ def configure(level: int, fmt: str = "text") -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handler.addFilter(OneLineLibraryErrors())
+    handler.addFilter(ContextFilter())
+    FORMAT[0] = fmt
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))
+
+
+def fatal(message: str) -> None:
+    """The last line of a failed command: on stderr as is, or as a JSON error record."""
+    if FORMAT[0] == "json":
+        logging.getLogger("riskprop").error("%s", message)
+    else:
+        click.echo(message, err=True)

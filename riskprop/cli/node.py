@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +19,9 @@ from riskprop.cli.options import (
     split_names,
     warn_small_key,
 )
+
+if TYPE_CHECKING:
+    from riskprop.config import PlayerConfig
 
 
 def node_options(func: F) -> F:
@@ -80,6 +84,17 @@ def node_options(func: F) -> F:
     )
 
 
+def _loader(
+    config_dir: Path, player: str, insecure: bool, overrides: dict[str, Any]
+) -> Callable[[], PlayerConfig]:
+    from riskprop.config import load_player_config
+
+    def load() -> PlayerConfig:
+        return load_player_config(config_dir, player, overrides=overrides, insecure=insecure)
+
+    return load
+
+
 def run_node_command(
     player: str | None,
     config_dir: Path,
@@ -88,21 +103,72 @@ def run_node_command(
     resume: bool,
     **overrides: Any,
 ) -> None:
-    """Load the player's configuration, run its node, print where the results are."""
+    """Load the player's configuration, make its one run, print where the results are."""
     if not player:
         raise click.UsageError("--player NAME is required to run a node")
     if fresh and resume:
         raise click.UsageError("--fresh and --resume exclude each other")
     from riskprop.cli.logs import show_progress
-    from riskprop.config import load_player_config
-    from riskprop.node.runner import run_node_sync
+    from riskprop.errors import ConfigError
+    from riskprop.service.daemon import once_sync
 
-    config = load_player_config(config_dir, player, overrides=overrides, insecure=insecure)
-    report = run_node_sync(config, fresh=fresh, progress=show_progress)
+    load = _loader(config_dir, player, insecure, overrides)
+    config = load()
+    if not config.run.run_id:
+        raise ConfigError(
+            f"{config.path}: run.run_id: missing (a one-shot run needs it, or --run-id; the "
+            "schedule names the service's runs)"
+        )
+    report = once_sync(lambda: config, fresh=fresh, show=show_progress)
     click.echo(
         f"{player}: run {report.run_id} complete in {report.wall_seconds:.1f} s; "
         f"results in {report.results}"
     )
+
+
+def serve_node_command(
+    player: str,
+    config_dir: Path,
+    insecure: bool,
+    fresh: bool,
+    resume: bool,
+    **overrides: Any,
+) -> None:
+    """Run the player's node as a service until SIGTERM or SIGINT."""
+    if fresh or resume:
+        raise click.UsageError(
+            "--fresh and --resume go with `riskprop run`; the service resumes a slot's run"
+        )
+    if overrides.get("run_id"):
+        raise click.UsageError(
+            "--run-id goes with `riskprop run`; the service names runs by its schedule "
+            "(`riskprop trigger --run-id` runs one now)"
+        )
+    from riskprop.cli.logs import show_progress
+    from riskprop.service.daemon import serve_sync
+
+    serve_sync(_loader(config_dir, player, insecure, overrides), show=show_progress)
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--player", "-p", envvar="RISKPROP_PLAYER", required=True, help="This bank's name.")
+@config_option("Directory with network.yaml and <player>.yaml.")
+@click.option(
+    "--run-id",
+    help="The run to make (default: the current slot of the schedule, e.g. to retry it).",
+)
+def trigger(player: str, config_dir: Path, run_id: str | None) -> None:
+    """Ask this bank's running node to start a run now, through its admin listener.
+
+    Every bank's node must run the same run id: a slot's id (the default) is the same at
+    every bank; any other id must be triggered at every bank within the join window.
+    """
+    from riskprop.config import load_player_config
+    from riskprop.service.client import post_trigger
+
+    config = load_player_config(config_dir, player, for_keygen=True)
+    queued = post_trigger(config, run_id)
+    click.echo(f"{player}: run {queued} starts now")
 
 
 @click.command(context_settings=CONTEXT)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from riskprop.errors import InputError, ProtocolError, StorageError
+from riskprop.logcontext import set_fields
 from riskprop.node.journal import Journal
 from riskprop.node.stopping import in_thread, until_stopped
 from riskprop.node.transport import PeerUnavailableError, Transport
@@ -127,6 +128,7 @@ class _Driver:
         """``method(argument)`` on the session, one at a time (in a daemon thread with
         ``offload``, so the event loop keeps serving the network and a stop is prompt)."""
         async with self.busy:
+            set_fields(phase=self.session.phase.value)  # on the log lines it causes
             if self.offload:
                 return await in_thread(method, argument)
             return method(argument)

@@ -44,6 +44,7 @@ import aiohttp
 from aiohttp import web
 
 from riskprop.errors import ProtocolError
+from riskprop.logcontext import bind, set_fields
 from riskprop.node.limits import InboundLimits, Listener, body_limit
 from riskprop.node.tls import certificate_fingerprint, peer_name
 from riskprop.node.transport import PeerUnavailableError
@@ -183,6 +184,7 @@ class HttpTransport:
         self, status: int, reason: str, peer: str | None, *, close: bool = False
     ) -> web.Response:
         self.rejected += 1
+        set_fields(peer=peer)
         log.warning("%s: rejected a request from %s: %d %s", self.name, peer or "?", status, reason)
         response = web.Response(status=status, text=reason)
         if close:
@@ -254,6 +256,10 @@ class HttpTransport:
     # --------------------------------------------------------------------- outbound
 
     async def send(self, message: Message) -> None:
+        with bind(peer=message.recipient):
+            await self._send(message)
+
+    async def _send(self, message: Message) -> None:
         peer = message.recipient
         if peer not in self.settings.peers or self._client is None:
             raise PeerUnavailableError(peer)

@@ -15,7 +15,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from riskprop.config import PlayerConfig
@@ -44,12 +44,22 @@ from riskprop.node.tls import certificate_fingerprint, client_context, server_co
 from riskprop.node.transport import PeerUnavailableError
 from riskprop.protocol.checkpoint import decode_checkpoint
 from riskprop.protocol.messages import Abort, Codec, Done, Message, RunDescriptor
-from riskprop.protocol.session import Phase, RunSession, Stopwatch
+from riskprop.protocol.session import Phase, PhaseProgress, RunSession, Stopwatch
 
 log = logging.getLogger(__name__)
 
-#: Receives one line on where a run stands (a terminal's status line, a service's status).
-Progress = Callable[[str], None]
+
+@dataclass(frozen=True)
+class Tick:
+    """Where a running node stands, reported twice a second: its session's progress and the
+    bytes it has sent."""
+
+    state: PhaseProgress
+    bytes_sent: int
+
+
+#: Receives a ``Tick`` twice a second while a run goes on, and None when it ends.
+Progress = Callable[[Tick | None], None]
 
 
 def prepare_session(config: PlayerConfig) -> RunSession:
@@ -192,8 +202,8 @@ async def run_node(
     and the results are bound to the run's identity (``run_identity``), so a run id reused
     with other inputs is refused unless ``fresh``. Setting ``stop`` (the CLI does on
     SIGTERM) ends the node within about a second, whatever it is doing, with
-    ``StoppedError``; its checkpoint stays for the next start. ``progress`` is called with
-    one line on where the run stands twice a second, and with ``""`` at the end.
+    ``StoppedError``; its checkpoint stays for the next start. ``progress`` is called with a
+    ``Tick`` twice a second, and with None at the end.
     """
     started = time.perf_counter()
     session = await in_thread(prepare_session, config)  # the loop stays free for a stop
@@ -236,8 +246,8 @@ async def run_node(
         config.listen_port,
         modexp.backend(),
     )
-    ticker = asyncio.create_task(_progress(session, progress)) if progress else None
     transport = HttpTransport(settings, Codec.for_key(session.public))
+    ticker = asyncio.create_task(_progress(session, transport, progress)) if progress else None
     results_sha256 = ""
 
     def report() -> NodeReport:
@@ -303,7 +313,8 @@ async def run_node(
         if ticker is not None:
             ticker.cancel()
             assert progress is not None  # the ticker runs only with a callback
-            progress("")
+            progress(Tick(session.progress_state(), transport.bytes_sent))
+            progress(None)
         journal.close()
     final = report()
     storing(save_report, config.output)()  # with the figures of the whole run
@@ -380,10 +391,10 @@ async def announce(
         log.info("%s: could not tell the peers %s: %s", config.player, what, exc)
 
 
-async def _progress(session: RunSession, progress: Progress) -> None:
+async def _progress(session: RunSession, transport: HttpTransport, progress: Progress) -> None:
     """Report where the session stands, twice a second."""
     while True:
-        progress(session.progress())
+        progress(Tick(session.progress_state(), transport.bytes_sent))
         await asyncio.sleep(0.5)
 
 
@@ -401,11 +412,11 @@ def run_node_sync(
             loop.add_signal_handler(signum, stop.set)
         where = [f"{config.player}: starting"]
 
-        def track(line: str) -> None:
-            if line:
-                where[0] = line
+        def track(tick: Tick | None) -> None:
+            if tick is not None:
+                where[0] = f"{config.player}: {tick.state.detail}"
             if progress is not None:
-                progress(line)
+                progress(tick)
 
         work = run_node(config, fresh=fresh, progress=track)
         return await until_stopped(work, stop, lambda: where[0])

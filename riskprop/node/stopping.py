@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -84,6 +86,10 @@ DAEMON_THREADS = DaemonThreads()
 
 
 async def in_thread(function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` in a daemon thread. Awaiting it can be cancelled at once; the
-    thread then runs to its end unobserved (it must not write anything that matters)."""
-    return await asyncio.get_running_loop().run_in_executor(DAEMON_THREADS, function, *args)
+    """``function(*args)`` in a daemon thread, in a copy of the caller's context (its bound log
+    fields). Awaiting it can be cancelled at once; the thread then runs to its end unobserved
+    (it must not write anything that matters)."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        DAEMON_THREADS, functools.partial(context.run, function, *args)
+    )

@@ -38,7 +38,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from gmpy2 import mpz
@@ -113,6 +113,8 @@ class PhaseProgress:
     done: int
     total: int
     detail: str
+    #: (phase, time.monotonic() when the session entered it), in order
+    began: tuple[tuple[str, float], ...] = ()
 
     @property
     def fraction(self) -> float:
@@ -182,6 +184,8 @@ class RunSession:
         self.noise = noise
         self.stats = SessionStats()
 
+        #: phase -> time.monotonic() when the session entered it
+        self.phase_began: dict[str, float] = {}
         self.phase = Phase.HANDSHAKE
         self._seq: dict[str, int] = dict.fromkeys(self.peers, 0)
         self._hellos: dict[str, Hello] = {}
@@ -211,6 +215,15 @@ class RunSession:
         self.safe_points = 0
 
     # ------------------------------------------------------------------ driver API
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: Phase) -> None:
+        self._phase = value
+        self.phase_began.setdefault(value.value, time.monotonic())
 
     @property
     def done(self) -> bool:
@@ -311,7 +324,13 @@ class RunSession:
         return f"{self.name}: {state.detail}"
 
     def progress_state(self) -> PhaseProgress:
-        """Where the run stands, in units of the current phase's work (see PhaseProgress).
+        """Where the run stands (see PhaseProgress), with the times its phases began."""
+        state = self._progress_state()
+        began = tuple(sorted(self.phase_began.items(), key=lambda item: item[1]))
+        return replace(state, began=began)
+
+    def _progress_state(self) -> PhaseProgress:
+        """Where the run stands, in units of the current phase's work.
 
         Decryption counts the ciphertexts this bank partially decrypts: its own packed
         scores, and each peer's that will ask it (ring order, the first t helpers after the
