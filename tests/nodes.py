@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,10 +77,12 @@ class Network:
             root, self.parties, root / "configs", self.certs, self.data, root / "out", self.keys
         )
 
-    def scores(self) -> dict[tuple[str, str], float]:
+    def scores(self, folder: Callable[[str], Path] | None = None) -> dict[tuple[str, str], float]:
+        """Every bank's scores, from OUT/<bank> or ``folder(bank)``."""
         found = {}
         for party in self.parties:
-            with (self.out / party / "risk_scores.csv").open() as handle:
+            where = self.out / party if folder is None else folder(party)
+            with (where / "risk_scores.csv").open() as handle:
                 for row in csv.DictReader(handle):
                     found[party, row["id"]] = float(row["risk_score"])
         return found
@@ -141,9 +143,9 @@ def wait_all(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> li
     return codes
 
 
-def assert_matches_plaintext(network: Network) -> None:
-    """Every bank's scores equal the plaintext engine's within 1e-7 (the fixed-point bound for
-    the default 32 bits on these graphs)."""
+def assert_matches_plaintext(network: Network, folder: Callable[[str], Path] | None = None) -> None:
+    """Every bank's scores (in OUT/<bank> or ``folder(bank)``) equal the plaintext engine's
+    within 1e-7 (the fixed-point bound for the default 32 bits on these graphs)."""
     reference = simulate_plaintext(network.data, iterations=ITERATIONS)
     sizes = np.cumsum([len(i) for i in reference.account_ids])[:-1]
     expected = {
@@ -153,7 +155,7 @@ def assert_matches_plaintext(network: Network) -> None:
         )
         for acc, score in zip(ids, scores.tolist(), strict=True)
     }
-    found = network.scores()
+    found = network.scores(folder)
     assert found.keys() == expected.keys()
     assert max(abs(found[k] - expected[k]) for k in expected) < 1e-7
 

@@ -278,16 +278,18 @@ def keygen(
             raise click.UsageError(
                 "give --player NAME (dealerless, with --config) or --parties and --out (dealer)"
             )
-        from riskprop.files.keys import dealer_keygen
+        from riskprop.files.keys import PUBLIC_FILE, dealer_keygen
 
         names = split_names(parties)
         t = default_threshold(len(names)) if threshold is None else threshold
         log.warning("trusted dealer: this process sees every share (tests and demos only)")
         for path in dealer_keygen(out, names, t, key_bits, force=force):
             click.echo(f"wrote {path}")
+        _echo_fingerprint(out / PUBLIC_FILE)
         return
 
     from riskprop.config import load_player_config
+    from riskprop.files.keys import PUBLIC_FILE
     from riskprop.node.keygen import keygen_node_sync, keygen_params
 
     config = load_player_config(
@@ -308,3 +310,13 @@ def keygen(
     )
     path = keygen_node_sync(config, params, force=force)
     click.echo(f"{player}: key share written to {path}")
+    _echo_fingerprint(path.parent / PUBLIC_FILE)
+
+
+def _echo_fingerprint(public: Path) -> None:
+    """The key's fingerprint in groups of eight, for the banks to compare by phone."""
+    from riskprop.files.keys import load_public
+
+    digest = load_public(public).fingerprint()
+    groups = " ".join(digest[i : i + 8] for i in range(0, len(digest), 8))
+    click.echo(f"key fingerprint (the same at every bank): {groups}")

@@ -7,10 +7,13 @@ admin listener, and a loop that runs
 - each slot of the schedule, when it fires, as run ``schedule.run_id`` of the slot; a node that
   starts (or restarts) while a slot is still open, within ``join_window`` of it, joins that
   slot's run unless it already succeeded; nodes wait for their peers until the window closes;
-- a run an operator triggers (``POST /runs``, ``riskprop trigger``).
+- a run an operator triggers (``POST /runs``, ``riskprop trigger``): by default the latest
+  slot's run id (to retry it, or to run it early); its peers are waited for ``join_window``.
 
-One run at a time: a slot that fires during a run starts when the run ends if its window is
-still open, else it is counted as skipped. Each run reads the slot's data directory
+A failed run of an open slot is tried again after ``RETRY_AFTER`` seconds, doubling after each
+failure, while the slot is open (a peer that came back, a snapshot that arrived late). One run
+at a time: a slot that fires during a run starts when the run ends if its window is still
+open, else it is counted as skipped. Each run reads the slot's data directory
 (``schedule.data``) and writes ``OUT/runs/<run_id>/``; ``OUT/latest`` moves to it only when it
 succeeds, and ``retention.keep_runs`` folders are kept. The history of runs is kept in
 ``OUT/history.json`` (mode 0600). SIGTERM and SIGINT stop the node within ``STOP_GRACE``
@@ -39,7 +42,7 @@ from cronsim import CronSim
 from cryptography import x509
 
 from riskprop import __version__
-from riskprop.config import PlayerConfig
+from riskprop.config import DEFAULT_JOIN_WINDOW, PlayerConfig
 from riskprop.errors import ConfigError, ProtocolError, RiskpropError, StoppedError
 from riskprop.files.atomic import atomic_write_text
 from riskprop.files.keys import load_share
@@ -54,7 +57,14 @@ from riskprop.service.admin import AdminServer, TriggerError
 from riskprop.service.layout import latest_run, point_latest, prune_runs, run_folder
 from riskprop.service.metrics import NodeMetrics
 from riskprop.service.progress import PHASES, ProgressTracker
-from riskprop.service.schedule import Slot, iso, open_slot, upcoming_slot, utc_now
+from riskprop.service.schedule import (
+    Slot,
+    iso,
+    open_slot,
+    previous_slot,
+    upcoming_slot,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +73,8 @@ HISTORY_FILE = "history.json"
 HISTORY_LENGTH = 200
 #: Seconds between two reachability checks of the peers.
 PING_INTERVAL = 30.0
-#: A certificate that expires within this many days makes the status page warn.
-EXPIRY_WARNING_DAYS = 30
+#: Seconds before a failed run of an open slot is tried again (doubling after each failure).
+RETRY_AFTER = 30.0
 
 
 @dataclass
@@ -146,6 +156,17 @@ class PeerState:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Job:
+    """A run to make: its id, what started it, the slot whose data it reads, and until when
+    its peers are waited for."""
+
+    run_id: str
+    trigger: str
+    data_slot: datetime | None
+    closes: datetime
+
+
 @dataclass
 class Current:
     """The run going on."""
@@ -197,7 +218,9 @@ class Service:
         self.stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._reload = False
-        self._triggers: list[tuple[str, str]] = []
+        self._triggers: list[str] = []
+        #: run id -> (failed attempts, when it may be tried again)
+        self._tries: dict[str, tuple[int, datetime]] = {}
         self._once = False
         self._read_key()
         last = self.history.last_success()
@@ -330,10 +353,8 @@ class Service:
             schedule = self.config.schedule
             if schedule is None:
                 raise TriggerError(400, "no schedule to name the run: give a run id")
-            slot = open_slot(replace(schedule, join_window=1e12), self.clock())
-            assert slot is not None  # an unbounded window is always open
-            run_id = slot.run_id
-        self._triggers.append((run_id, "operator"))
+            run_id = schedule.run_id_for(previous_slot(schedule.cron, self.clock()))
+        self._triggers.append(run_id)
         self._wake.set()
         return run_id
 
@@ -354,18 +375,16 @@ class Service:
         if self.show is not None:
             self.show(tracker.line() if tick is not None else "")
 
-    async def _run(
-        self, run_id: str, trigger: str, slot: Slot | None, *, folder: Path | None = None
-    ) -> NodeReport | None:
+    async def _run(self, job: Job) -> NodeReport | None:
         """One run; returns its report, or None when it failed (logged and recorded)."""
         config = self.config
+        run_id, trigger = job.run_id, job.trigger
         schedule = config.schedule
-        data = schedule.data_for(slot.at, config.data) if schedule and slot else None
-        output = folder if folder is not None else run_folder(config.output, run_id)
+        data = schedule.data_for(job.data_slot, config.data) if schedule and job.data_slot else None
+        output = run_folder(config.output, run_id)
         timeouts = config.timeouts
-        if schedule is not None and slot is not None:  # wait for peers while the slot is open
-            left = (slot.closes(schedule) - self.clock()).total_seconds()
-            timeouts = replace(timeouts, connect=max(timeouts.connect, left))
+        left = (job.closes - self.clock()).total_seconds()  # wait for peers while it is open
+        timeouts = replace(timeouts, connect=max(timeouts.connect, left))
         run_config = replace(config.for_run(run_id, data, output), timeouts=timeouts)
         record = RunRecord(run_id, trigger, iso(self.clock()) or "")
         tracker = ProgressTracker(self.history.estimates(), name=self.player)
@@ -408,39 +427,46 @@ class Service:
                 self.history.add(record)
         if report is not None:
             self.metrics.last_success.set(time.time())
-            if folder is None:
-                point_latest(config.output, run_id)
-                prune_runs(config.output, config.keep_runs, in_use=(run_id,))
+            point_latest(config.output, run_id)
+            prune_runs(config.output, config.keep_runs, in_use=(run_id,))
             log.info(
                 "run %s succeeded in %.1f s; results in %s", run_id, record.seconds or 0, output
             )
         return report
 
-    def _due(self, starting: bool, attempted: set[str]) -> tuple[str, str, Slot | None] | None:
-        """The next run to start now: a trigger, or the open slot not yet attempted."""
+    def _due(self, starting: bool) -> Job | None:
+        """The run to start now: a trigger, or the open slot's run when it has not succeeded
+        and was not tried in the last ``RETRY_AFTER`` seconds (doubling after each failure)."""
         schedule = self.config.schedule
         now = self.clock()
+        window = schedule.join_window if schedule is not None else DEFAULT_JOIN_WINDOW
         if self._triggers:
-            run_id, trigger = self._triggers.pop(0)
-            slot = None
-            if schedule is not None:
-                slot = open_slot(replace(schedule, join_window=1e12), now)
-                if slot is not None and slot.run_id != run_id:
-                    slot = Slot(slot.at, run_id)  # an operator's run reads the latest snapshot
-            return run_id, trigger, slot
+            run_id = self._triggers.pop(0)
+            data_slot = previous_slot(schedule.cron, now) if schedule is not None else None
+            return Job(run_id, "operator", data_slot, now + timedelta(seconds=window))
         if schedule is None:
             return None
         slot = open_slot(schedule, now)
-        if slot is None or slot.run_id in attempted:
-            return None
-        attempted.add(slot.run_id)
-        if self.history.succeeded(slot.run_id):
-            if starting:
+        if slot is None or self.history.succeeded(slot.run_id):
+            if starting and slot is not None:
                 log.info("run %s of the current slot already succeeded", slot.run_id)
             return None
-        return slot.run_id, "startup" if starting else "schedule", slot
+        tried = self._tries.get(slot.run_id)
+        if tried is not None and now < tried[1]:
+            return None
+        trigger = "startup" if starting else ("retry" if tried else "schedule")
+        return Job(slot.run_id, trigger, slot.at, slot.closes(schedule))
 
-    def _count_skipped(self, since: datetime, attempted: set[str]) -> None:
+    def _failed(self, job: Job) -> None:
+        """Note a failed run of a slot: it is tried again after a back-off while open."""
+        count = self._tries.get(job.run_id, (0, self.clock()))[0] + 1
+        delay = RETRY_AFTER * 2 ** (count - 1)
+        again = self.clock() + timedelta(seconds=delay)
+        self._tries[job.run_id] = (count, again)
+        if again < job.closes and job.trigger != "operator":
+            log.info("run %s is tried again at %s while its slot is open", job.run_id, iso(again))
+
+    def _count_skipped(self, since: datetime) -> None:
         """Slots that fired during a run and closed before it ended."""
         schedule = self.config.schedule
         if schedule is None:
@@ -450,8 +476,8 @@ class Service:
             if at > now:
                 break
             slot = Slot(at, schedule.run_id_for(at))
-            if slot.closes(schedule) <= now and slot.run_id not in attempted:
-                attempted.add(slot.run_id)
+            if slot.closes(schedule) <= now and slot.run_id not in self._tries:
+                self._tries[slot.run_id] = (0, slot.closes(schedule))
                 log.warning(
                     "run %s skipped: its slot closed while another run went on", slot.run_id
                 )
@@ -557,7 +583,6 @@ class Service:
             raise ConfigError(self.key_problem)
         admin = await self._with_admin(required=True)
         pinger = asyncio.create_task(self._ping())
-        attempted: set[str] = set()
         starting = True
         schedule = self.config.schedule
         log.info(
@@ -570,19 +595,22 @@ class Service:
             while not self.stop.is_set():
                 if self._reload:
                     await self._reload_config()
-                job = self._due(starting, attempted)
+                job = self._due(starting)
                 starting = False
                 if job is not None:
-                    run_id, trigger, slot = job
                     began = self.clock()
-                    attempted.add(run_id)
-                    await self._run(run_id, trigger, slot)
-                    self._count_skipped(began, attempted)
+                    if await self._run(job) is None:
+                        self._failed(job)
+                    self._count_skipped(began)
                     continue
                 upcoming = self.next_run()
-                if upcoming is not None:
+                wake = upcoming.at if upcoming else None
+                retries = [at for _, at in self._tries.values() if at > self.clock()]
+                if retries and (wake is None or min(retries) < wake):
+                    wake = min(retries)
+                elif upcoming is not None:
                     log.info("next run %s at %s", upcoming.run_id, iso(upcoming.at))
-                await self._idle(upcoming.at if upcoming else None)
+                await self._idle(wake)
         except StoppedError:
             pass
         finally:
