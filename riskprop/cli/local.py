@@ -122,7 +122,125 @@ def setup_local(
     click.echo(f"ready: run `riskprop --player NAME` in one shell for each of {', '.join(names)}")
 
 
-@click.command(context_settings=CONTEXT)
+class _CertsGroup(click.Group):
+    """``certs``, which still reads the old ``certs OUT --parties ...`` as ``certs local``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from riskprop.cli.options import log
+
+        first = args[0] if args else ""
+        if (
+            first
+            and first not in self.commands
+            and not first.startswith("-")
+            and any(a == "--parties" or a.startswith("--parties=") for a in args)
+        ):
+            log.warning(
+                "`riskprop certs OUT --parties ...` is deprecated; use `riskprop certs local`"
+            )
+            args = ["local", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_CertsGroup, context_settings=CONTEXT)
+def certs() -> None:
+    """TLS certificates: a CA, a bank's own key and request, the CA operator's signature.
+
+    Each bank makes its private key itself and sends only the request (CSR) to whoever runs
+    the network's CA; both compare the request's fingerprint by phone before it is signed:
+
+    \b
+      CA operator:  riskprop certs ca ca/
+      each bank:    riskprop certs request --player alice --out tls/ --host alice.bank.example
+      CA operator:  riskprop certs sign alice.csr --ca ca/ --out alice.pem
+    """
+
+
+@certs.command("ca", context_settings=CONTEXT)
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--name", default="riskprop CA", show_default=True, help="The CA's common name.")
+@click.option("--days", type=int, default=3650, show_default=True, help="Validity in days.")
+@click.option("--force", is_flag=True, help="Replace an existing CA (every bank needs a new one).")
+def certs_ca(directory: Path, name: str, days: int, force: bool) -> None:
+    """Make the network's CA: DIRECTORY/ca.key (mode 0600) and a self-signed DIRECTORY/ca.pem.
+
+    Whoever runs the CA keeps ca.key to themselves; ca.pem goes to every bank (the `ca` of
+    network.yaml).
+    """
+    from riskprop.node.pki import make_ca
+    from riskprop.node.tls import certificate_fingerprint
+
+    cert, key = make_ca(directory, name=name, days=days, force=force)
+    click.echo(f"wrote {key} (keep it private) and {cert} (give it to every bank)")
+    click.echo(f"CA certificate SHA-256: {certificate_fingerprint(cert)}")
+
+
+@certs.command("request", context_settings=CONTEXT)
+@click.option("--player", "-p", required=True, help="This bank's party name (the CN).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory for PLAYER.key (mode 0600) and PLAYER.csr.",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="A DNS name or IP address peers reach this node at (repeat for several); the "
+    "certificate names PLAYER too.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing private key.")
+@click.option("--reuse-key", is_flag=True, help="Request a certificate for the existing key.")
+def certs_request(
+    player: str, out: Path, hosts: tuple[str, ...], force: bool, reuse_key: bool
+) -> None:
+    """Make this bank's private key and a certificate signing request for the CA operator.
+
+    The key never leaves this machine; send OUT/PLAYER.csr to the CA operator and read them
+    the fingerprint below so they can confirm the request is yours before signing it.
+    """
+    from riskprop.node.pki import make_request
+
+    request = make_request(out, player, hosts, force=force, reuse_key=reuse_key)
+    kept = "kept" if reuse_key else "wrote"
+    click.echo(f"{kept} private key {request.key} (mode 0600; it never leaves this machine)")
+    click.echo(f"wrote request {request.csr} for {player} ({', '.join(request.hosts)})")
+    click.echo(f"request SHA-256: {request.fingerprint}")
+
+
+@certs.command("sign", context_settings=CONTEXT)
+@click.argument("csr", type=click.Path(path_type=Path))
+@click.option(
+    "--ca",
+    "ca_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory with the CA's ca.pem and ca.key.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Certificate file to write."
+)
+@click.option("--days", type=int, default=825, show_default=True, help="Validity in days.")
+@click.option("--force", is_flag=True, help="Replace an existing certificate file.")
+def certs_sign(csr: Path, ca_dir: Path, out: Path, days: int, force: bool) -> None:
+    """Sign a bank's request CSR with the CA: a certificate for mutual TLS between nodes.
+
+    Compare the request's fingerprint below with the one the bank reads you before sending
+    the certificate back. The certificate gets the request's name and hosts and TLS server
+    and client use; nothing else the request asks for.
+    """
+    from riskprop.node.pki import day, sign_request
+
+    signed = sign_request(csr, ca=ca_dir, out=out, days=days, force=force)
+    click.echo(f"request SHA-256: {signed.request_fingerprint}")
+    click.echo(f"wrote {signed.certificate}: subject CN={signed.subject}")
+    click.echo(f"subject alternative names: {', '.join(signed.hosts)}")
+    click.echo(f"valid until {day(signed.not_after)}")
+    click.echo(f"certificate SHA-256: {signed.fingerprint}")
+
+
+@certs.command("local", context_settings=CONTEXT)
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--parties", required=True, help="Comma-separated party names.")
 @click.option(
@@ -131,11 +249,12 @@ def setup_local(
     show_default=True,
     help="Comma-separated host names and IP addresses every certificate is valid for.",
 )
-def certs(out: Path, parties: str, hosts: str) -> None:
+def certs_local(out: Path, parties: str, hosts: str) -> None:
     """Make a local CA in OUT (unless it has one) and a node certificate per party.
 
+    For tests and demos on one machine: this process makes every party's private key.
     Certificates made later with the same OUT join the same network. Private keys are written
-    with mode 0600. For production, use certificates from the banks' own PKI.
+    with mode 0600. Banks make their own keys (`riskprop certs request`).
     """
     from riskprop.localnet.certs import make_certs
 

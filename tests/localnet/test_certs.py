@@ -1,5 +1,5 @@
-"""Local certificate authorities (``riskprop.localnet.certs``) and ``riskprop certs``: a CA made
-once and reused, so that certificates made later join the same network."""
+"""Local certificate authorities (``riskprop.localnet.certs``) and ``riskprop certs local``: a CA
+made once and reused, so that certificates made later join the same network."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from riskprop.localnet.certs import make_certs
 
 def test_certs_command_reuses_the_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "certs"
-    main(["certs", str(out), "--parties", "alice,bob", "--hosts", "127.0.0.1,bank-a"])
+    main(["certs", "local", str(out), "--parties", "alice,bob", "--hosts", "127.0.0.1,bank-a"])
     ca = (out / "ca.pem").read_bytes()
     assert "reused the CA" not in capsys.readouterr().out
-    main(["certs", str(out), "--parties", "charlie"])
+    main(["certs", "local", str(out), "--parties", "charlie"])
     assert "reused the CA" in capsys.readouterr().out
     assert (out / "ca.pem").read_bytes() == ca
     names = sorted(p.name for p in out.iterdir())
@@ -35,11 +35,23 @@ def test_certs_command_reuses_the_ca(tmp_path: Path, capsys: pytest.CaptureFixtu
 
     (out / "ca.key").unlink()
     with pytest.raises(SystemExit) as exit_info:
-        main(["certs", str(out), "--parties", "dave"])
+        main(["certs", "local", str(out), "--parties", "dave"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("riskprop: error:") and "ca.key: missing" in err[0]
     assert not (out / "dave.pem").exists()
+
+
+def test_the_old_spelling_still_works(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``riskprop certs OUT --parties ...`` is ``certs local``, with a deprecation line."""
+    main(["certs", str(tmp_path), "--parties", "alice"])
+    said = capsys.readouterr()
+    assert "use `riskprop certs local`" in said.err
+    assert f"wrote {tmp_path / 'alice.pem'}" in said.out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["certs", "nonsense"])
+    assert exit_info.value.code == 2  # an unknown command stays one
+    assert "No such command 'nonsense'" in capsys.readouterr().err
 
 
 def test_make_certs_returns_what_it_wrote(tmp_path: Path) -> None:
