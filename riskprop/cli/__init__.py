@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from riskprop import __version__
+from riskprop.cli.check import check
 from riskprop.cli.lab import detection, generate, simulate
 from riskprop.cli.local import certs, demo, setup_local
 from riskprop.cli.node import keygen, node_options, run, serve_node_command, trigger
@@ -64,6 +65,7 @@ for command in (
     demo,
     setup_local,
     certs,
+    check,
 ):
     cli.add_command(command)
 

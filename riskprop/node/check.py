@@ -1,0 +1,513 @@
+"""``riskprop check``: validate a node's set-up without running the protocol (like ``nginx -t``).
+
+Every check ends in findings of three levels: ``ok`` (what was verified, with what operators
+compare between banks: the key's and the certificate's fingerprints, expiry dates), ``warning``
+(works now but needs attention: a certificate expiring within ``EXPIRY_WARNING_DAYS``, a peer
+not reachable, as peers may be down) and ``error`` (a run would fail; one line naming the file
+or field and the problem). Checks that depend on an earlier one are left out when it failed
+(everything on a configuration that does not load, the peers on TLS files in error) rather
+than report the same problem twice.
+
+Nothing is changed or sent, except a temporary file made and removed in the output directory
+(which is created if missing, as a run would) and a ping to each peer's
+``GET /riskprop/v1/ping`` over mutual TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import os
+import ssl
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from riskprop.config import RUN_ID, PlayerConfig, load_player_config
+from riskprop.core.data import load_bank
+from riskprop.core.fixedpoint import FixedPoint
+from riskprop.core.threshold import ThresholdKey
+from riskprop.errors import ConfigError, RiskpropError
+from riskprop.files.atomic import check_private
+from riskprop.files.keys import load_share
+from riskprop.node import pki
+from riskprop.node.http import PING_PATH, SENDER_HEADER, HttpSettings
+from riskprop.node.runner import check_output, http_settings
+from riskprop.node.tls import certificate_fingerprint
+
+#: A certificate that expires within this many days is a warning.
+EXPIRY_WARNING_DAYS = 30
+#: Seconds a peer has to answer the ping.
+PING_TIMEOUT = 5.0
+
+Level = Literal["ok", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.message}"
+
+
+@dataclass
+class Report:
+    """The findings of one check, in order; each is passed to ``emit`` as it is made."""
+
+    emit: Callable[[Finding], None] | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, level: Level, message: str) -> None:
+        finding = Finding(level, message)
+        self.findings.append(finding)
+        if self.emit is not None:
+            self.emit(finding)
+
+    def ok(self, message: str) -> None:
+        self.add("ok", message)
+
+    def warning(self, message: str) -> None:
+        self.add("warning", message)
+
+    def error(self, message: str) -> None:
+        self.add("error", message)
+
+    def count(self, level: Level) -> int:
+        return sum(f.level == level for f in self.findings)
+
+    @property
+    def failed(self) -> bool:
+        return self.count("error") > 0
+
+    def summary(self, player: str) -> str:
+        errors, warnings = self.count("error"), self.count("warning")
+        verdict = "check failed" if errors else "check passed"
+        return (
+            f"{player}: {verdict}: {self.count('ok')} ok, {warnings} warning(s), {errors} error(s)"
+        )
+
+    @contextmanager
+    def guard(self, what: str) -> Iterator[None]:
+        """Run a check; its error becomes one ``error`` line instead of ending the others."""
+        try:
+            yield
+        except RiskpropError as exc:
+            self.error(str(exc))
+        except OSError as exc:
+            where = exc.filename or what
+            self.error(f"{where}: {exc.strerror or exc}")
+        except ValueError as exc:  # a malformed file the libraries read (certificates, text)
+            self.error(f"{what}: {exc}")
+
+
+def check_node(
+    config_dir: Path,
+    player: str,
+    *,
+    overrides: Mapping[str, object] | None = None,
+    insecure: bool = False,
+    network: bool = True,
+    now: datetime.datetime | None = None,
+    timeout: float = PING_TIMEOUT,
+    emit: Callable[[Finding], None] | None = None,
+) -> Report:
+    """Check ``player``'s node as ``riskprop --player`` would start it (see the module doc);
+    ``network=False`` leaves out the peers' reachability."""
+    report = Report(emit)
+    moment = now or datetime.datetime.now(datetime.UTC)
+    try:
+        # the data and the key share are checked below, each on its own line
+        config = load_player_config(
+            config_dir, player, overrides=overrides, insecure=insecure, for_keygen=True
+        )
+    except RiskpropError as exc:
+        report.error(str(exc))
+        return report
+    names = config.network.names
+    report.ok(f"configuration {config.path}: network {config.network.path} ({', '.join(names)})")
+    slot: datetime.datetime | None = None
+    with report.guard("schedule"):
+        slot = check_schedule(config, report, moment)
+    with report.guard("admin"):
+        check_admin(config, report)
+    key: ThresholdKey | None = None
+    with report.guard("key share"):
+        key = check_key(config, report)
+    with report.guard("data"):
+        check_data(config, report, slot, key)
+    with report.guard("output"):
+        check_output_dir(config, report)
+    errors = report.count("error")
+    if config.insecure:
+        report.warning("TLS off (--insecure): plain HTTP, peers are not authenticated")
+    else:
+        with report.guard("tls"):
+            check_tls(config, report, moment)
+    if report.count("error") > errors:  # the node's own TLS contexts would fail alike
+        if network:
+            report.warning("peers not pinged: the TLS set-up has errors")
+        return report
+    settings: HttpSettings | None = None
+    with report.guard("tls"):
+        settings = http_settings(config)  # what the node itself builds: every TLS context
+    if network and settings is not None:
+        check_peers(settings, report, timeout)
+    return report
+
+
+# ------------------------------------------------------------------------ the checks
+
+
+def check_schedule(
+    config: PlayerConfig, report: Report, now: datetime.datetime
+) -> datetime.datetime | None:
+    """The latest slot at or before ``now`` (None without a schedule), and the next one."""
+    from cronsim import CronSim, CronSimError
+
+    schedule = config.schedule
+    if schedule is None:
+        report.ok(f"no schedule: runs when triggered (run id {config.run.run_id})")
+        return None
+    where = f"{config.path}: schedule.cron: {schedule.cron!r}"
+    try:
+        # CronSim iterates strictly before its start in reverse: a second later finds ``now``
+        latest = next(CronSim(schedule.cron, now + datetime.timedelta(seconds=1), reverse=True))
+        following = next(CronSim(schedule.cron, now))
+    except (CronSimError, StopIteration) as exc:
+        raise ConfigError(f"{where}: never fires ({exc or 'no time matches'})") from None
+    run_id = schedule.run_id_for(latest)
+    if not RUN_ID.fullmatch(run_id):
+        raise ConfigError(
+            f"{config.path}: schedule.run_id: gives {run_id!r} for the slot at "
+            f"{pki.day(latest)}, which must match [A-Za-z0-9._-]{{1,64}}"
+        )
+    report.ok(
+        f"schedule {schedule.cron!r} (UTC): latest slot {pki.day(latest)} (run {run_id}), "
+        f"next {pki.day(following)}"
+    )
+    return latest
+
+
+def check_admin(config: PlayerConfig, report: Report) -> None:
+    """The admin listener's token file (given and enabled): owner-only and not empty. (The
+    configuration requires one off loopback and that it exists.)"""
+    admin = config.admin
+    if admin is None or not admin.enabled:
+        report.ok("admin listener disabled")
+        return
+    token = admin.token_file
+    if token is not None:
+        check_private(token, "admin token")
+        if not token.read_text(encoding="utf-8", errors="replace").strip():
+            raise ConfigError(f"{token}: the admin token file is empty")
+    access = f"bearer token in {token}" if token is not None else "no token, loopback only"
+    report.ok(f"admin listener {admin.url} ({access})")
+
+
+def check_key(config: PlayerConfig, report: Report) -> ThresholdKey | None:
+    """The key share loads (mode owner-only, this party's, intact) and is for this network;
+    the run's parameters fit its modulus."""
+    path = config.key_share
+    if not path.is_file():
+        raise ConfigError(f"{config.path}: key_share: file not found: {path}")
+    key = load_share(path, config.player).key
+    names = config.network.names
+    if set(key.parties) != set(names):
+        raise ConfigError(
+            f"{path}: the key's parties ({', '.join(key.parties)}) differ from the network's "
+            f"({', '.join(names)}) in {config.network.path}: a key of another network"
+        )
+    report.ok(
+        f"key share {path}: {len(key.parties)} parties, threshold {key.threshold}, "
+        f"{key.public.bits}-bit, fingerprint {key.fingerprint()}"
+    )
+    parameters = config.run.parameters
+    total = parameters.iterations * len(parameters.periods)
+    fixed = FixedPoint.for_packing(parameters.precision_bits, total, key.public.bits)
+    try:
+        fixed.check_fits(parameters.iterations, len(parameters.periods), key.public.bits)
+    except ConfigError as exc:
+        raise ConfigError(f"{config.path}: run: {exc}") from None
+    report.ok(
+        f"run parameters: {parameters.iterations} iteration(s) x {len(parameters.periods)} "
+        f"period(s) at {parameters.precision_bits} precision bits fit the key"
+    )
+    return key
+
+
+def check_data(
+    config: PlayerConfig,
+    report: Report,
+    slot: datetime.datetime | None,
+    key: ThresholdKey | None,
+) -> None:
+    """The bank's data loads as a run would read it: the data directory, or with a
+    ``schedule.data`` template the directory of the latest slot."""
+    directory, where = config.data, "data"
+    schedule = config.schedule
+    if schedule is not None and schedule.data is not None and slot is not None:
+        directory = schedule.data_for(slot, config.data)
+        where = f"schedule.data (slot {pki.day(slot)})"
+    if not directory.is_dir():
+        raise ConfigError(f"{config.path}: {where}: directory not found: {directory}")
+    banks = key.parties if key is not None else config.network.names
+    bank = load_bank(directory, config.player, banks)
+    report.ok(f"data {directory}: {bank.n_accounts} accounts, {len(bank.src)} transactions")
+    for warning in bank.warnings:
+        report.warning(f"{directory}: {warning}")
+    most = config.limits.max_accounts
+    if most is not None and bank.n_accounts > most:
+        raise ConfigError(
+            f"{config.path}: limits.max_accounts is {most}, but this bank has {bank.n_accounts} "
+            "accounts: its peers would refuse its messages (raise it at every bank)"
+        )
+
+
+def check_output_dir(config: PlayerConfig, report: Report) -> None:
+    """The output directory exists or can be made, and takes files (as a run checks it)."""
+    check_output(config.output)
+    report.ok(f"output {config.output}: writable")
+
+
+def check_tls(config: PlayerConfig, report: Report, now: datetime.datetime) -> None:
+    """Certificate, key and CA: they load, belong together and chain; the certificate is
+    this party's, valid now and names the host peers reach it at; pinned certificates load."""
+    cert_path, key_path, ca_path = config.tls_certificate, config.tls_key, config.network.ca
+    if cert_path is None or key_path is None or ca_path is None:
+        raise ConfigError(f"{config.path}: tls certificate, key and network ca are required")
+    anchors = _read_certificates(ca_path, "CA certificate")
+    for anchor in anchors:
+        _check_validity(report, ca_path, anchor, now, "the network's CA certificate")
+    report.ok(f"network CA {ca_path}: {_common_name(anchors[0]) or 'no common name'}")
+    leaf, *intermediates = _read_certificates(cert_path, "certificate")
+    with report.guard("tls key"):
+        check_private(key_path, "TLS private key")
+        key = pki.read_private_key(key_path, "TLS private key")
+        if not pki.same_key(leaf, key):
+            raise ConfigError(f"{key_path}: does not match the certificate {cert_path}")
+        report.ok(f"TLS key {key_path}: owner-only, matches the certificate")
+    name = _common_name(leaf)
+    if name != config.player:
+        report.error(
+            f"{cert_path}: the certificate is for {name!r}, not {config.player!r} "
+            f"(tls.certificate of {config.path})"
+        )
+    if not _chains_to(leaf, intermediates, anchors):
+        report.error(f"{cert_path}: not signed by the network's CA {ca_path}")
+    _check_usage(report, cert_path, leaf)
+    _check_own_host(report, config, cert_path, leaf)
+    fingerprint = certificate_fingerprint(leaf.public_bytes(serialization.Encoding.DER))
+    if _check_validity(report, cert_path, leaf, now, "the certificate"):
+        until = pki.day(leaf.not_valid_after_utc)
+        report.ok(
+            f"TLS certificate {cert_path}: CN {name}, valid until {until}, SHA-256 {fingerprint}"
+        )
+    for index, party in enumerate(config.network.parties):
+        if party.certificate is None:
+            continue
+        with report.guard("pinned certificate"):
+            pinned = certificate_fingerprint(party.certificate)
+            if party.name == config.player and pinned != fingerprint:
+                report.error(
+                    f"{config.network.path}: parties[{index}].certificate: {party.certificate} "
+                    f"is pinned for {party.name} but is not {cert_path}: peers would refuse "
+                    "this node"
+                )
+            else:
+                report.ok(f"pinned certificate of {party.name}: {party.certificate}")
+
+
+def check_peers(settings: HttpSettings, report: Report, timeout: float) -> None:
+    """Ping every peer; unreachable is a warning (it may be down), refusing an error."""
+    for peer, finding in asyncio.run(ping_peers(settings, timeout)).items():
+        report.add(finding.level, f"peer {peer} at {settings.peers[peer]}: {finding.message}")
+
+
+# -------------------------------------------------------------------------- peers
+
+
+async def ping_peers(settings: HttpSettings, timeout: float) -> dict[str, Finding]:
+    """Peer name -> how its ping went: ``ok`` when it answered as itself over the client
+    TLS context for it, ``warning`` when it could not be reached, ``error`` when it answered
+    as someone else, its certificate was refused, or it refused this node."""
+    limit = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(timeout=limit) as client:
+        names = list(settings.peers)
+        found = await asyncio.gather(*(_ping(client, settings, peer) for peer in names))
+    return dict(zip(names, found, strict=True))
+
+
+async def _ping(client: aiohttp.ClientSession, settings: HttpSettings, peer: str) -> Finding:
+    url = settings.peers[peer].rstrip("/") + PING_PATH
+    context: ssl.SSLContext | bool = settings.client_ssl.get(peer, False)
+    headers = {SENDER_HEADER: settings.name}  # read in --insecure mode only
+    try:
+        async with client.get(url, ssl=context, headers=headers) as response:
+            if response.status == 403:
+                return Finding("error", "refuses this node (403): is it listed in its network?")
+            if response.status != 200:
+                return Finding("warning", f"answered HTTP {response.status} to the ping")
+            answer = await response.json(content_type=None)
+    except aiohttp.ClientConnectorCertificateError as exc:
+        return Finding("error", f"its certificate is refused: {_refusal(exc.certificate_error)}")
+    except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+        return Finding("error", f"the TLS handshake failed: {_reason(exc)}")
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return Finding("warning", f"not reachable ({_reason(exc)})")
+    except ValueError:
+        return Finding("error", "answered the ping with something other than JSON")
+    name = answer.get("name") if isinstance(answer, dict) else None
+    if name != peer:
+        return Finding("error", f"answered as {name!r}, not {peer!r}")
+    run = answer.get("run")
+    return Finding("ok", "reachable" + (f" (in run {run})" if run else ""))
+
+
+def _refusal(error: BaseException) -> str:
+    """Why a certificate was refused: OpenSSL's verify message, or the party check's."""
+    message = getattr(error, "verify_message", None)
+    if message:
+        return str(message)
+    args: tuple[object, ...] = error.args
+    while len(args) == 1 and isinstance(args[0], tuple):  # wrapped on its way out of asyncio
+        args = args[0]
+    return str(args[0]) if args else type(error).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason: the system's words for a failed connection, not aiohttp's repr."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno).lower()
+    text = str(cause).strip() or type(cause).__name__
+    return text.splitlines()[0]
+
+
+# ------------------------------------------------------------------- certificates
+
+
+def _read_certificates(path: Path, what: str) -> list[x509.Certificate]:
+    try:
+        found = x509.load_pem_x509_certificates(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    except ValueError:
+        raise ConfigError(f"{path}: not a PEM {what}") from None
+    return found
+
+
+def _common_name(cert: x509.Certificate) -> str | None:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else None
+    return value if isinstance(value, str) else None
+
+
+def _check_validity(
+    report: Report, path: Path, cert: x509.Certificate, now: datetime.datetime, what: str
+) -> bool:
+    """An error when ``cert`` is not valid at ``now``, a warning when it expires soon; True
+    when it is valid and not expiring soon."""
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now < start:
+        report.error(f"{path}: {what} is not valid before {pki.day(start)}")
+    elif now >= end:
+        report.error(f"{path}: {what} expired on {pki.day(end)}")
+    elif end - now < datetime.timedelta(days=EXPIRY_WARNING_DAYS):
+        days = (end - now) / datetime.timedelta(days=1)
+        report.warning(f"{path}: {what} expires on {pki.day(end)}, in {days:.0f} day(s): renew it")
+    else:
+        return True
+    return False
+
+
+def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _chains_to(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+) -> bool:
+    """Whether ``leaf`` is signed by one of ``anchors``, directly or through intermediates
+    (those the certificate file holds after it, or the CA file)."""
+    pool = [*intermediates, *anchors]
+    current = leaf
+    for _ in range(len(pool) + 1):
+        if any(_issued(current, anchor) for anchor in anchors):
+            return True
+        issuer = next((c for c in pool if c != current and _issued(current, c)), None)
+        if issuer is None:
+            return False
+        pool.remove(issuer)
+        current = issuer
+    return False
+
+
+def _check_usage(report: Report, path: Path, cert: x509.Certificate) -> None:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return  # any use
+    needed = {
+        ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+        ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    }
+    missing = [label for oid, label in needed.items() if oid not in usage]
+    if missing:
+        report.error(
+            f"{path}: the certificate's extended key usage lacks {' and '.join(missing)} "
+            "(a node is TLS server and client)"
+        )
+
+
+def _check_own_host(
+    report: Report, config: PlayerConfig, path: Path, cert: x509.Certificate
+) -> None:
+    """Peers verify the host of this node's URL in the network file against the certificate."""
+    url = config.network.party(config.player).url
+    host = urlsplit(url).hostname or ""
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = names.get_values_for_type(x509.DNSName)
+        ips = names.get_values_for_type(x509.IPAddress)
+    except x509.ExtensionNotFound:  # OpenSSL then falls back to the common name
+        dns, ips = [n for n in [_common_name(cert)] if n], []
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        named = any(_dns_matches(pattern, host) for pattern in dns)
+    else:
+        named = address in ips
+    if not named:
+        shown = ", ".join([*dns, *(str(ip) for ip in ips)]) or "no host"
+        report.error(
+            f"{path}: peers reach {config.player} at {host} ({config.network.path}), but the "
+            f"certificate names {shown}"
+        )
+
+
+def _dns_matches(pattern: str, host: str) -> bool:
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        head, _, rest = host.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return pattern == host
