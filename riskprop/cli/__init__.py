@@ -51,7 +51,10 @@ def cli(ctx: click.Context, /, verbose: int, log_format: str, **node: Any) -> No
             click.echo(ctx.get_help())
             return
         serve_node_command(**node)
-    elif node["player"] and ctx.invoked_subcommand != "run":
+    elif (
+        ctx.get_parameter_source("player") == click.core.ParameterSource.COMMANDLINE
+        and ctx.invoked_subcommand != "run"
+    ):
         raise click.UsageError("--player goes with running a node, not with a command")
 
 

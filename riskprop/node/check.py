@@ -18,16 +18,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import os
-import ssl
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
-import aiohttp
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -41,7 +37,8 @@ from riskprop.errors import ConfigError, RiskpropError
 from riskprop.files.atomic import check_private
 from riskprop.files.keys import load_share
 from riskprop.node import pki
-from riskprop.node.http import PING_PATH, SENDER_HEADER, HttpSettings
+from riskprop.node.http import HttpSettings
+from riskprop.node.reach import Finding, Level, ping_peers
 from riskprop.node.runner import check_output, http_settings
 from riskprop.node.tls import certificate_fingerprint
 
@@ -49,17 +46,6 @@ from riskprop.node.tls import certificate_fingerprint
 EXPIRY_WARNING_DAYS = 30
 #: Seconds a peer has to answer the ping.
 PING_TIMEOUT = 5.0
-
-Level = Literal["ok", "warning", "error"]
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: Level
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.level}: {self.message}"
 
 
 @dataclass
@@ -336,65 +322,6 @@ def check_peers(settings: HttpSettings, report: Report, timeout: float) -> None:
 
 
 # -------------------------------------------------------------------------- peers
-
-
-async def ping_peers(settings: HttpSettings, timeout: float) -> dict[str, Finding]:
-    """Peer name -> how its ping went: ``ok`` when it answered as itself over the client
-    TLS context for it, ``warning`` when it could not be reached, ``error`` when it answered
-    as someone else, its certificate was refused, or it refused this node."""
-    limit = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(timeout=limit) as client:
-        names = list(settings.peers)
-        found = await asyncio.gather(*(_ping(client, settings, peer) for peer in names))
-    return dict(zip(names, found, strict=True))
-
-
-async def _ping(client: aiohttp.ClientSession, settings: HttpSettings, peer: str) -> Finding:
-    url = settings.peers[peer].rstrip("/") + PING_PATH
-    context: ssl.SSLContext | bool = settings.client_ssl.get(peer, False)
-    headers = {SENDER_HEADER: settings.name}  # read in --insecure mode only
-    try:
-        async with client.get(url, ssl=context, headers=headers) as response:
-            if response.status == 403:
-                return Finding("error", "refuses this node (403): is it listed in its network?")
-            if response.status != 200:
-                return Finding("warning", f"answered HTTP {response.status} to the ping")
-            answer = await response.json(content_type=None)
-    except aiohttp.ClientConnectorCertificateError as exc:
-        return Finding("error", f"its certificate is refused: {_refusal(exc.certificate_error)}")
-    except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
-        return Finding("error", f"the TLS handshake failed: {_reason(exc)}")
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return Finding("warning", f"not reachable ({_reason(exc)})")
-    except ValueError:
-        return Finding("error", "answered the ping with something other than JSON")
-    name = answer.get("name") if isinstance(answer, dict) else None
-    if name != peer:
-        return Finding("error", f"answered as {name!r}, not {peer!r}")
-    run = answer.get("run")
-    return Finding("ok", "reachable" + (f" (in run {run})" if run else ""))
-
-
-def _refusal(error: BaseException) -> str:
-    """Why a certificate was refused: OpenSSL's verify message, or the party check's."""
-    message = getattr(error, "verify_message", None)
-    if message:
-        return str(message)
-    args: tuple[object, ...] = error.args
-    while len(args) == 1 and isinstance(args[0], tuple):  # wrapped on its way out of asyncio
-        args = args[0]
-    return str(args[0]) if args else type(error).__name__
-
-
-def _reason(exc: BaseException) -> str:
-    """A short reason: the system's words for a failed connection, not aiohttp's repr."""
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-    if isinstance(cause, OSError) and cause.errno:
-        return os.strerror(cause.errno).lower()
-    text = str(cause).strip() or type(cause).__name__
-    return text.splitlines()[0]
 
 
 # ------------------------------------------------------------------- certificates

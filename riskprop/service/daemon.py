@@ -49,7 +49,7 @@ from riskprop.files.keys import load_share
 from riskprop.files.results import NodeReport
 from riskprop.logcontext import bind, set_fields
 from riskprop.node.http import HttpTransport
-from riskprop.node.reach import ping_peers
+from riskprop.node.reach import reachability
 from riskprop.node.runner import Tick, http_settings, run_node
 from riskprop.node.stopping import in_thread, until_stopped
 from riskprop.protocol.messages import Codec
@@ -215,6 +215,8 @@ class Service:
         }
         self.key: dict[str, Any] | None = None
         self.key_problem: str | None = None
+        #: why the last reload failed (the previous configuration stays in force)
+        self.config_problem: str | None = None
         self.stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._reload = False
@@ -328,6 +330,8 @@ class Service:
 
     def readiness(self) -> list[str]:
         problems = []
+        if self.config_problem:
+            problems.append(f"configuration: {self.config_problem}")
         if self.key_problem:
             problems.append(f"key: {self.key_problem}")
         cert = self.certificate()
@@ -489,11 +493,11 @@ class Service:
     async def _ping(self) -> None:
         """Check the peers' reachability every ``PING_INTERVAL`` seconds."""
         while True:
-            results = await ping_peers(self.config)
+            results = await reachability(self.config)
             retry = [p for p, error in results.items() if error is not None]
             if retry:  # a peer between two listeners answers a moment later
                 await asyncio.sleep(1.0)
-                again = await ping_peers(self.config)
+                again = await reachability(self.config)
                 results.update({p: again[p] for p in retry if p in again})
             now = iso(self.clock())
             for name, error in results.items():
@@ -535,7 +539,9 @@ class Service:
             config = await in_thread(self.load)
         except RiskpropError as exc:
             log.error("reload failed, the previous configuration stays: %s", exc)
+            self.config_problem = f"reload failed: {exc}"
             return
+        self.config_problem = None
         if config.admin != self.config.admin:
             log.warning("admin listener settings change at the next start only")
         self.config = replace(config, admin=self.config.admin)

@@ -7,6 +7,7 @@ what the tests wait for is what the nodes report (their /status), never a fixed 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import signal
@@ -22,6 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from selenium.webdriver.common.by import By
 from service import browser
 from service.services import Services, services
+
+from riskprop.lab.synthetic import generate_dataset
 
 chromium = browser.chromium
 
@@ -48,6 +51,10 @@ def folder_of(network: Network, run_id: str, party: str) -> Path:
 def latest(network: Network, party: str) -> str | None:
     link = network.out / party / "latest"
     return Path(os.readlink(link)).name if link.is_symlink() else None
+
+
+def read_snapshots(root: Path, party: str, player: dict[str, Any]) -> None:
+    player["schedule"]["data"] = str(root / "snapshots" / "{date}" / party)
 
 
 def today() -> str:
@@ -110,7 +117,13 @@ def test_a_schedule_every_minute_runs_twice_and_keeps_both_results(network: Netw
 
 
 def test_a_late_node_joins_the_open_slot(network: Network) -> None:
+    """Each bank reads the day's snapshot (``schedule.data``); charlie starts after the
+    others wait for it, and joins the day's run."""
+    snapshot = network.root / "snapshots" / datetime.now(UTC).strftime("%Y-%m-%d")
+    generate_dataset(snapshot, accounts=40 * 3, edges=120 * 3, banks=PARTIES, seed=8)
     with services(network, ALL_DAY) as running:
+        for party in PARTIES:
+            running.edit(party, functools.partial(read_snapshots, network.root, party))
         running.start("alice")
         running.start("bob")
 
@@ -125,7 +138,9 @@ def test_a_late_node_joins_the_open_slot(network: Network) -> None:
             "the day's run everywhere",
             lambda: all(today() in running.succeeded(p) for p in PARTIES),
         )
-        assert_matches_plaintext(network, lambda p: run_folder(network, p, today()))
+        assert_matches_plaintext(
+            dataclasses.replace(network, data=snapshot), lambda p: run_folder(network, p, today())
+        )
         assert all(latest(network, p) == today() for p in PARTIES)
         running.wait("alice ready", lambda: running.get("alice", "/readyz")[0] == 200)
         for party in PARTIES:
