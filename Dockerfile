@@ -1,6 +1,10 @@
-# riskprop node image: slim Python, runtime dependencies only, non-root user.
+# riskprop node image: slim Python, runtime dependencies only, non-root user (uid 10001).
 # The build stage has a C compiler for the optional AVX-512 IFMA kernel (riskprop/core/_mbx.c);
-# the image itself gets only the built wheels.
+# the image itself gets only the built wheels. Nothing secret goes in: certificates, keys, key
+# shares, data and configuration are mounted at run time (docs/deployment.md), under /app:
+#   /app/config   network.yaml and <bank>.yaml        /app/bank/tls    certificate, TLS key, CA
+#   /app/bank/keys   the bank's key share             /app/bank/data   the bank's input
+#   /app/bank/out    results (the only writable path besides /tmp)
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
@@ -12,13 +16,16 @@ RUN pip wheel --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN useradd --create-home --uid 10001 riskprop
-WORKDIR /app
+RUN groupadd --gid 10001 riskprop \
+    && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin riskprop
 
 COPY --from=build /wheels /wheels
 RUN pip install --no-index --find-links /wheels riskprop && rm -rf /wheels /root/.cache
-COPY configs ./configs
+# Mount points owned by the node user: a fresh named volume mounted here inherits that owner.
+RUN mkdir -p /app/config /app/bank/tls /app/bank/keys /app/bank/data /app/bank/out \
+    && chown -R 10001:10001 /app/bank && chmod -R 0700 /app/bank
+WORKDIR /app
 
-USER riskprop
+USER 10001:10001
 ENTRYPOINT ["riskprop"]
 CMD ["--help"]
