@@ -43,7 +43,7 @@ def cli(ctx: click.Context, /, verbose: int, log_format: str, **node: Any) -> No
     """
     from riskprop.cli.logs import configure
 
-    running_node = ctx.invoked_subcommand in (None, "run")
+    running_node = ctx.invoked_subcommand in (None, "run", "keygen")
     base = logging.INFO if running_node else logging.WARNING
     configure(max(logging.DEBUG, base - 10 * verbose), log_format)
     if ctx.invoked_subcommand is None:

@@ -7,7 +7,8 @@ Inbound (``POST /riskprop/v1/messages``, body = one encoded message):
    the log when the process runs out of descriptors.
 ``GET /riskprop/v1/ping`` answers a peer of the network with this node's name (reachability
 checks of ``riskprop check`` and ``/readyz``). A service node between runs keeps listening with
-run id "" and answers messages 503, so a peer that starts a run first retries until it opens.
+run id "" and answers messages 503, so a peer that starts a run first retries until it opens,
+or 410 for a run it has completed, so a peer still finishing that run stops waiting for it.
 
 1. Mutual TLS: the TLS layer already refused clients without a certificate signed by the CA.
    The peer's identity is its certificate's common name; anything but a peer of the network
@@ -28,7 +29,8 @@ run id "" and answers messages 503, so a peer that starts a run first retries un
 
 Outbound: messages to one peer go in order; a failed attempt (peer not up yet, connection
 reset, time-out, 5xx) is retried with exponential backoff until ``connect_timeout`` has passed,
-after which ``PeerUnavailableError`` names the peer. A 4xx answer is final (ProtocolError).
+after which ``PeerUnavailableError`` names the peer; so does a 410 (the peer completed the run).
+Any other 4xx answer is final (ProtocolError).
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ class HttpSettings:
     reconnect_timeout: float = 600.0
     request_timeout: float = 60.0
     limits: InboundLimits = field(default_factory=InboundLimits)
+    #: runs this node completed: between runs, a message of one gets 410 (the sender stops
+    #: waiting for this node), any other 503 (the sender retries until the run opens here)
+    completed: frozenset[str] = frozenset()
 
     @property
     def insecure(self) -> bool:
@@ -214,8 +219,6 @@ class HttpTransport:
         peer = self._identify(request)
         if peer is None or peer not in self.settings.peers:
             return self._reject(403, "not a peer of this network", peer)
-        if not self.settings.run_id:  # a service between runs: the sender retries
-            return web.Response(status=503, text="no run open at this node yet")
         limit = self.body_limit
         length = request.content_length
         if length is not None and length > limit:
@@ -238,6 +241,10 @@ class HttpTransport:
             return self._reject(403, f"message claims sender {message.sender!r}", peer)
         if message.recipient != self.name:
             return self._reject(400, f"message is for {message.recipient!r}", peer)
+        if not self.settings.run_id:  # a service between runs
+            if message.run_id in self.settings.completed:
+                return web.Response(status=410, text="this node has completed that run")
+            return web.Response(status=503, text="no run open at this node yet")
         if message.run_id != self.settings.run_id:
             return self._reject(409, "message of another run", peer)
         self._reached.add(peer)
@@ -286,6 +293,8 @@ class HttpTransport:
                         if response.status < 300:
                             break
                         text = (await response.text())[:200]
+                        if response.status == 410:  # it completed the run and left it
+                            raise PeerUnavailableError(peer, text)
                         if response.status < 500:
                             raise ProtocolError(
                                 f"{peer} rejected a {message.kind} message: "

@@ -334,7 +334,9 @@ class RunSession:
 
         Decryption counts the ciphertexts this bank partially decrypts: its own packed
         scores, and each peer's that will ask it (ring order, the first t helpers after the
-        requester; a peer re-routed here after a failure adds to the total)."""
+        requester; a peer re-routed here after a failure adds to the total). Once its own
+        result is known the run is finishing: it counts the peers that said Done, while it
+        may still serve their requests."""
         phase = self.phase.value
         if self.phase is Phase.HANDSHAKE:
             got = len(self._hellos)
@@ -345,16 +347,17 @@ class RunSession:
             done = p * self.descriptor.iterations + k - 1
             detail = f"iteration {done + 1}/{total} (period {self.descriptor.periods[p]})"
             return PhaseProgress(phase, done, total, detail)
-        if self.phase is Phase.DECRYPTING or (
-            self.phase is Phase.FINISHING and self._expected_decryptions() > self.decrypted
-        ):
+        if self.phase is Phase.DECRYPTING:
             total = max(self._expected_decryptions(), self.decrypted)
             detail = f"decrypting {self.decrypted}/{total} ciphertexts"
-            return PhaseProgress(Phase.DECRYPTING.value, self.decrypted, total, detail)
+            return PhaseProgress(phase, self.decrypted, total, detail)
         if self.phase is Phase.FINISHING:
             live = self._live_peers()
             done = len(set(live) & self._done_from)
-            return PhaseProgress(phase, done, len(live), f"finishing {done}/{len(live)} peers")
+            detail = f"finishing {done}/{len(live)} peers"
+            if self._waiting_requests:
+                detail += ", serving decryption requests"
+            return PhaseProgress(phase, done, len(live), detail)
         return PhaseProgress(phase, 1, 1, phase)
 
     def _expected_decryptions(self) -> int:

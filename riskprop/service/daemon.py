@@ -43,6 +43,7 @@ from cryptography import x509
 
 from riskprop import __version__
 from riskprop.config import DEFAULT_JOIN_WINDOW, PlayerConfig
+from riskprop.core.paillier import PublicKey
 from riskprop.errors import ConfigError, ProtocolError, RiskpropError, StoppedError
 from riskprop.files.atomic import atomic_write_text
 from riskprop.files.keys import load_share
@@ -214,6 +215,7 @@ class Service:
             p.name: PeerState(p.url) for p in self.config.network.parties if p.name != self.player
         }
         self.key: dict[str, Any] | None = None
+        self.public: PublicKey | None = None
         self.key_problem: str | None = None
         #: why the last reload failed (the previous configuration stays in force)
         self.config_problem: str | None = None
@@ -239,6 +241,7 @@ class Service:
             self.key, self.key_problem = None, str(exc)
             return
         key = share.key
+        self.public = key.public
         fingerprint = key.fingerprint()
         self.key = {
             "fingerprint": fingerprint,
@@ -399,7 +402,7 @@ class Service:
         report: NodeReport | None = None
         try:
             with bind(run=run_id):
-                work = run_node(run_config, stop=self.stop, progress=self._on_tick)
+                work = run_node(run_config, progress=self._on_tick)
                 report = await until_stopped(work, self.stop, lambda: self._where(run_id))
         except StoppedError:
             record.status = "stopped"
@@ -508,8 +511,10 @@ class Service:
 
     async def _idle(self, until: datetime | None) -> None:
         """Serve peers (503: no run open) until a run is due, a trigger, a reload or a stop."""
-        settings = http_settings(self.config.for_run(""))
-        transport = HttpTransport(settings, Codec())
+        completed = frozenset(r.run_id for r in self.history.records if r.status == "succeeded")
+        settings = replace(http_settings(self.config.for_run("")), completed=completed)
+        codec = Codec.for_key(self.public) if self.public is not None else Codec()
+        transport = HttpTransport(settings, codec)
         try:
             await transport.start()
         except ProtocolError as exc:

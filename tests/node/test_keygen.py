@@ -154,6 +154,7 @@ def test_the_command_line_passes_sigma_and_biprimality_tests_to_every_party(
     """``--sigma`` and ``--biprimality-tests`` reach ``KeygenParams`` (hence the digest every
     party checks); their defaults are the library's; a count below the bound is one line."""
     from riskprop.cli import main
+    from riskprop.files.keys import PUBLIC_FILE, dealer_keygen, load_public, share_file
     from riskprop.localnet.harness import write_configs
     from riskprop.protocol.keygen import DEFAULT_BIPRIMALITY_TESTS, DEFAULT_SIGMA
 
@@ -167,15 +168,19 @@ def test_the_command_line_passes_sigma_and_biprimality_tests_to_every_party(
         run={"run_id": "r", "iterations": 1},
     )
     seen: list[KeygenParams] = []
+    dealt = tmp_path / "dealt"  # a key for the command to print the fingerprint of
+    dealer_keygen(dealt, list(names(3)), 1, BITS)
 
     def fake_keygen(config: object, params: KeygenParams, **_: object) -> Path:
         seen.append(params)
-        return tmp_path / "share.json"
+        return share_file(dealt, "bank1")
 
     monkeypatch.setattr("riskprop.node.keygen.keygen_node_sync", fake_keygen)
     command = ["keygen", "--player", "bank1", "--config", str(tmp_path / "configs")]
     command += ["--insecure", "--key-bits", str(BITS)]
     main(command)
+    fingerprint = load_public(dealt / PUBLIC_FILE).fingerprint()
+    assert fingerprint[:8] + " " + fingerprint[8:16] in capsys.readouterr().out
     main([*command, "--sigma", "41", "--biprimality-tests", "57"])
     assert [(p.sigma, p.biprimality_tests) for p in seen] == [
         (DEFAULT_SIGMA, DEFAULT_BIPRIMALITY_TESTS),
