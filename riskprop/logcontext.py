@@ -1,9 +1,11 @@
 """Fields bound to every log line of a task: player, run, phase, peer.
 
 ``bind(run="daily-2026-11-29")`` adds fields for the code it wraps, and for every asyncio task
-and thread started from it (the fields live in a ``contextvars.ContextVar``, which tasks and
-``run_in_executor`` copy). ``ContextFilter`` copies them onto each ``logging.LogRecord`` as
-``record.fields``; the JSON formatter writes them as keys, the text formatter as ``k=v``.
+started from it (the fields live in a ``contextvars.ContextVar``, which tasks copy) and the
+worker threads of ``riskprop.node.stopping.in_thread`` (which runs its function in a copy of
+the caller's context; a plain thread or ``run_in_executor`` starts without fields).
+``ContextFilter`` copies them onto each ``logging.LogRecord`` as ``record.fields``; the JSON
+formatter writes them as keys; the text format leaves them out.
 The standard library's logging carries them, so aiohttp's and asyncio's records get them too.
 """
 

@@ -1,7 +1,7 @@
 """The operator's listener: health, readiness, metrics, status, triggers and the status page.
 
 Plain HTTP on its own port, loopback by default. On any other address every request except
-``GET /healthz`` and the page's shell (``GET /``, which holds no data) must carry
+``GET /healthz`` (and ``HEAD``) and the page's shell (``GET /``, which holds no data) must carry
 ``Authorization: Bearer <token>`` with the token of ``admin.token_file`` (compared in constant
 time); the page's script asks for the token when ``/status`` answers 401.
 
@@ -120,11 +120,12 @@ class AdminServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        public = request.path in ("/healthz", "/") and request.method == "GET"
+        public = request.path in ("/healthz", "/") and request.method in ("GET", "HEAD")
         if self.token is not None and not public:
-            given = request.headers.get("Authorization", "")
+            # the header's bytes as sent (aiohttp keeps bytes that are not UTF-8 as surrogates)
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             expected = f"Bearer {self.token}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            if not hmac.compare_digest(given, expected.encode()):
                 return web.Response(
                     status=401,
                     text="a bearer token is required",

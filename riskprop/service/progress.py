@@ -9,6 +9,11 @@ changes and estimates the time left:
   phases not yet started: the phase's duration in the last successful run minus what has
   elapsed, when there was one; else unknown (None).
 
+The phase a session reports is the running one: a bank that has its own result may still
+serve a peer's decryption after it entered ``finishing``, and reports the decryption
+meanwhile, so the decryption runs here until the session reports ``finishing`` (the phases'
+times stay those of the session's record).
+
 The whole run's time left is the sum over the running and pending phases, unknown if any
 part is.
 """
@@ -60,6 +65,8 @@ class ProgressTracker:
         self.bytes_sent = 0
         self._began: dict[str, float] = {}
         self._ended: dict[str, float] = {}
+        #: phase -> its total units of work when last reported (a done phase shows total/total)
+        self._totals: dict[str, int] = {}
         self._logged_quarter = 0
 
     def update(self, tick: Tick) -> None:
@@ -89,6 +96,8 @@ class ProgressTracker:
             self.phase = "done"
             self._logged_quarter = 0
         self.state = state
+        if state.phase in PHASES:
+            self._totals[state.phase] = state.total
         self.bytes_sent = tick.bytes_sent
         quarter = int(state.fraction * 4)
         if self.phase == "decrypting" and 0 < quarter < 4 and quarter > self._logged_quarter:
@@ -107,6 +116,11 @@ class ProgressTracker:
             return
         offset = now - time.monotonic() if self.clock is not time.monotonic else 0.0
         began = [(phase, at + offset) for phase, at in state.began]
+        if state.phase in PHASES:  # phases the session entered but does not report yet
+            reported = PHASES[: PHASES.index(state.phase) + 1]
+            began = [(phase, at) for phase, at in began if phase in reported]
+            if not began:
+                return
         for (phase, at), following in zip(began, [*began[1:], None], strict=True):
             if phase not in PHASES and phase != "done":
                 continue
@@ -186,7 +200,7 @@ class ProgressTracker:
             running = self.state is not None and self.state.phase == phase
             done, total = (self.state.done, self.state.total) if running and self.state else (0, 0)
             if self.phase_state(phase) == "done" and not running:
-                done, total = 1, 1
+                done = total = self._totals.get(phase, 1)
             out.append(
                 {
                     "name": phase,
