@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +15,9 @@ from riskprop.cli.options import (
     warn_small_key,
 )
 from riskprop.core.params import DEFAULT_ITERATIONS
+
+if TYPE_CHECKING:
+    from riskprop.localnet.demo import DemoReport
 
 
 @click.command(context_settings=CONTEXT)
@@ -37,6 +41,24 @@ from riskprop.core.params import DEFAULT_ITERATIONS
     help="How the key is made: distributed (dealerless, the default; cached) or dealer "
     "(trusted dealer, cached). Given explicitly as distributed: always a fresh key, timed.",
 )
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Serve a live view on 127.0.0.1 (the banks side by side) and print its URL.",
+)
+@click.option(
+    "--web-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port of the live view (0: a free one).",
+)
+@click.option(
+    "--web-linger",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="With --web: seconds to keep showing the results (default: until Ctrl-C or SIGTERM).",
+)
 def demo(
     data: Path | None,
     iterations: int,
@@ -48,6 +70,9 @@ def demo(
     out: Path,
     parties: int,
     keygen: str | None,
+    web: bool,
+    web_port: int,
+    web_linger: float | None,
 ) -> None:
     """Run every bank as its own node process over mutual TLS on loopback; compare with plaintext.
 
@@ -56,21 +81,44 @@ def demo(
     without --data, a sample data set are made on first use under ~/.cache/riskprop. Prints
     per bank the time per phase, bytes sent and the largest difference from the plaintext
     engine; keeps each node's log and run report under OUT.
+
+    With --web a page on 127.0.0.1 shows the banks side by side while they run (key
+    generation, each phase's progress, bytes sent) and then their results next to the
+    plaintext engine's; it stays up until Ctrl-C or SIGTERM (exit 0), or --web-linger.
     """
     from riskprop.core.params import RunParameters
-    from riskprop.localnet.demo import run_demo
+    from riskprop.localnet.demo import DemoWatch, run_demo
 
     warn_small_key(key_bits)
     parameters = RunParameters(iterations, delta_a, delta_b, precision_bits, noise=noise)
-    report = run_demo(
-        data=data,
-        parameters=parameters,
-        key_bits=key_bits,
-        out=out,
-        parties=parties,
-        keygen=keygen or "distributed",
-        fresh_key=keygen == "distributed",
+
+    def run(watch: DemoWatch | None = None) -> DemoReport:
+        return run_demo(
+            data=data,
+            parameters=parameters,
+            key_bits=key_bits,
+            out=out,
+            parties=parties,
+            keygen=keygen or "distributed",
+            fresh_key=keygen == "distributed",
+            watch=watch,
+        )
+
+    if not web:
+        _show_demo(run(), iterations)
+        return
+    from riskprop.localnet.web import watch_demo
+
+    watch_demo(
+        run,
+        lambda report: _show_demo(report, iterations),
+        port=web_port,
+        linger=web_linger,
+        echo=click.echo,
     )
+
+
+def _show_demo(report: DemoReport, iterations: int) -> None:
     made = report.keys
     how = "dealerless" if made.mode == "distributed" else "trusted-dealer"
     when = f"generated in {made.seconds:.1f} s" if made.seconds is not None else "cached"
