@@ -126,7 +126,7 @@ def format_slot(template: str, slot: datetime) -> str:
     fields = {name: slot.strftime(fmt) for name, fmt in SLOT_FIELDS.items()}
     try:
         return template.format(slot=slot, **fields)
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         allowed = ", ".join("{" + n + "}" for n in (*SLOT_FIELDS, "slot:%Y..."))
         raise ValueError(f"bad placeholder in {template!r} ({exc}); allowed: {allowed}") from None
 
@@ -174,7 +174,8 @@ class AdminSettings:
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        host = "[::1]" if host in ("::", "::1") else host
+        host = "::1" if host == "::" else host
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
         return f"http://{host}:{self.port}"
 
 

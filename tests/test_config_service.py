@@ -312,3 +312,15 @@ def test_a_bad_run_id_is_refused_even_with_a_schedule(configs: Path) -> None:
 def test_an_empty_schedule_is_no_schedule(configs: Path) -> None:
     edit(configs, with_section("schedule", None))
     assert load_player_config(configs, "alice").schedule is None
+
+
+@pytest.mark.parametrize("template", ["d-{slot.foo}", "d-{slot[0]}", "d-{date.upper}x{date.x}"])
+def test_a_placeholder_with_a_bad_attribute_or_index_is_one_line(
+    configs: Path, template: str
+) -> None:
+    edit(configs, schedule_of(run_id=template))
+    assert failure(configs).startswith(f"schedule.run_id: bad placeholder in {template!r} (")
+
+
+def test_the_admin_url_of_an_ipv6_address_has_brackets() -> None:
+    assert AdminSettings("2001:db8::1", 9100).url == "http://[2001:db8::1]:9100"

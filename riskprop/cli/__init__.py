@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except StoppedError as exc:
-        fatal(f"riskprop: {exc}")
+        fatal(f"riskprop: {exc}", logging.WARNING)
         sys.exit(0)
     except ParameterError as exc:
         flag = "--" + exc.name.replace("_", "-")

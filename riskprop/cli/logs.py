@@ -97,9 +97,10 @@ def configure(level: int, fmt: str = "text") -> None:
     logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))
 
 
-def fatal(message: str) -> None:
-    """The last line of a failed command: on stderr as is, or as a JSON error record."""
+def fatal(message: str, level: int = logging.ERROR) -> None:
+    """The last line of a command that fails (or stops on request, at ``logging.WARNING``):
+    on stderr as is, or as a JSON record of that level."""
     if FORMAT[0] == "json":
-        logging.getLogger("riskprop").error("%s", message)
+        logging.getLogger("riskprop").log(level, "%s", message)
     else:
         click.echo(message, err=True)

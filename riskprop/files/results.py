@@ -158,6 +158,9 @@ class NodeReport:
     results_sha256: str = ""
     #: decryption helpers whose answers were refused (their proof failed), and why
     rejected_helpers: dict[str, str] = field(default_factory=dict)
+    #: bytes and messages delivered to each peer (ciphertexts and protocol data only)
+    bytes_by_peer: dict[str, int] = field(default_factory=dict)
+    messages_by_peer: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NodeReport:
@@ -174,6 +177,8 @@ class NodeReport:
             identity={str(k): str(v) for k, v in data.get("identity", {}).items()},
             results_sha256=str(data.get("results_sha256", "")),
             rejected_helpers={str(k): str(v) for k, v in data.get("rejected_helpers", {}).items()},
+            bytes_by_peer={str(k): int(v) for k, v in data.get("bytes_by_peer", {}).items()},
+            messages_by_peer={str(k): int(v) for k, v in data.get("messages_by_peer", {}).items()},
         )
 
     def to_json(self) -> dict[str, object]:
@@ -190,6 +195,8 @@ class NodeReport:
             "identity": self.identity,
             "results_sha256": self.results_sha256,
             "rejected_helpers": self.rejected_helpers,
+            "bytes_by_peer": self.bytes_by_peer,
+            "messages_by_peer": self.messages_by_peer,
         }
 
 

@@ -102,6 +102,9 @@ class HttpTransport:
         self.name = settings.name
         self.bytes_sent = 0
         self.bytes_by_phase: dict[str, int] = defaultdict(int)
+        #: bytes and messages delivered to each peer
+        self.bytes_by_peer: dict[str, int] = defaultdict(int)
+        self.messages_by_peer: dict[str, int] = defaultdict(int)
         self.rejected = 0
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._seen: set[tuple[str, str, int, int]] = set()
@@ -318,6 +321,8 @@ class HttpTransport:
             else message.kind
         )
         self.bytes_by_phase[phase] += len(data)
+        self.bytes_by_peer[peer] += len(data)
+        self.messages_by_peer[peer] += 1
         if isinstance(message.body, Scores):
             log.info(
                 "%s: sent %s scores to %s (%d ciphertexts, %d bytes)",

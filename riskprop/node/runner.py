@@ -14,8 +14,8 @@ import logging
 import signal
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from riskprop.config import PlayerConfig
@@ -56,6 +56,9 @@ class Tick:
 
     state: PhaseProgress
     bytes_sent: int
+    #: bytes and messages delivered to each peer so far
+    bytes_by_peer: Mapping[str, int] = field(default_factory=dict)
+    messages_by_peer: Mapping[str, int] = field(default_factory=dict)
 
 
 #: Receives a ``Tick`` twice a second while a run goes on, and None when it ends.
@@ -142,12 +145,14 @@ def run_identity(config: PlayerConfig, session: RunSession) -> dict[str, str]:
     return identity
 
 
-def check_output(output: Path) -> None:
-    """One line, before anything is sent, when results could not be written to ``output``."""
+def check_output(output: Path, results_mode: int = 0o600) -> None:
+    """One line, before anything is sent, when results could not be written to ``output``.
+    A folder it makes is for the owner only (and the group, when ``results_mode`` lets the
+    group read results)."""
     if output.exists() and not output.is_dir():
         raise ConfigError(f"{output}: the output path is a file, not a directory")
     try:
-        output.mkdir(parents=True, exist_ok=True)
+        output.mkdir(parents=True, exist_ok=True, mode=0o750 if results_mode & 0o040 else 0o700)
         with tempfile.TemporaryFile(dir=output):
             pass
     except OSError as exc:
@@ -207,7 +212,7 @@ async def run_node(
     """
     started = time.perf_counter()
     session = await in_thread(prepare_session, config)  # the loop stays free for a stop
-    check_output(config.output)
+    check_output(config.output, config.results_mode)
     run_id = config.run.run_id
     key = state_key(session.share.secret)
     identity = await in_thread(run_identity, config, session)  # hashes the input files
@@ -265,6 +270,8 @@ async def run_node(
             identity=identity,
             results_sha256=results_sha256,
             rejected_helpers=session.rejected,
+            bytes_by_peer=dict(transport.bytes_by_peer),
+            messages_by_peer=dict(transport.messages_by_peer),
         )
 
     def save_report() -> None:
@@ -313,7 +320,7 @@ async def run_node(
         if ticker is not None:
             ticker.cancel()
             assert progress is not None  # the ticker runs only with a callback
-            progress(Tick(session.progress_state(), transport.bytes_sent))
+            progress(tick(session, transport))
             progress(None)
         journal.close()
     final = report()
@@ -394,8 +401,17 @@ async def announce(
 async def _progress(session: RunSession, transport: HttpTransport, progress: Progress) -> None:
     """Report where the session stands, twice a second."""
     while True:
-        progress(Tick(session.progress_state(), transport.bytes_sent))
+        progress(tick(session, transport))
         await asyncio.sleep(0.5)
+
+
+def tick(session: RunSession, transport: HttpTransport) -> Tick:
+    return Tick(
+        session.progress_state(),
+        transport.bytes_sent,
+        dict(transport.bytes_by_peer),
+        dict(transport.messages_by_peer),
+    )
 
 
 def run_node_sync(

@@ -133,6 +133,7 @@ class History:
             return
         text = json.dumps({"runs": [r.to_json() for r in self.records]}, indent=1)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             atomic_write_text(self.path, text + "\n", mode=0o600)
         except OSError as exc:
             log.warning("%s: cannot save the run history (%s)", self.path, exc.strerror)
@@ -328,6 +329,8 @@ class Service:
             "fraction": round(tracker.fraction(), 4),
             "eta_seconds": None if tracker.eta() is None else round(tracker.eta() or 0.0, 1),
             "bytes_sent": tracker.bytes_sent,
+            "bytes_by_peer": tracker.bytes_by_peer,
+            "messages_by_peer": tracker.messages_by_peer,
             "phases": tracker.phases(),
         }
 
@@ -356,6 +359,8 @@ class Service:
             raise TriggerError(409, "this node makes one run (riskprop run) and takes no triggers")
         if self.current is not None:
             raise TriggerError(409, f"run {self.current.record.run_id} is in progress")
+        if self._triggers:
+            raise TriggerError(409, f"run {self._triggers[0]} is about to start")
         if run_id is None:
             schedule = self.config.schedule
             if schedule is None:
@@ -434,8 +439,16 @@ class Service:
                 self.history.add(record)
         if report is not None:
             self.metrics.last_success.set(time.time())
-            point_latest(config.output, run_id)
-            prune_runs(config.output, config.keep_runs, in_use=(run_id,))
+            try:
+                point_latest(config.output, run_id)
+                prune_runs(config.output, config.keep_runs, in_use=(run_id,))
+            except OSError as exc:  # the run's results stay in its folder
+                log.error(
+                    "run %s: cannot update %s (%s)",
+                    run_id,
+                    exc.filename or config.output,
+                    exc.strerror,
+                )
             log.info(
                 "run %s succeeded in %.1f s; results in %s", run_id, record.seconds or 0, output
             )
@@ -474,20 +487,21 @@ class Service:
             log.info("run %s is tried again at %s while its slot is open", job.run_id, iso(again))
 
     def _count_skipped(self, since: datetime) -> None:
-        """Slots that fired during a run and closed before it ended."""
+        """Slots that fired during a run and closed before it ended, or that a later slot,
+        open now, superseded (only the open slot's run starts next)."""
         schedule = self.config.schedule
         if schedule is None:
             return
         now = self.clock()
+        latest = open_slot(schedule, now)
         for at in CronSim(schedule.cron, since):
             if at > now:
                 break
             slot = Slot(at, schedule.run_id_for(at))
-            if slot.closes(schedule) <= now and slot.run_id not in self._tries:
+            superseded = latest is not None and slot.run_id != latest.run_id
+            if (superseded or slot.closes(schedule) <= now) and slot.run_id not in self._tries:
                 self._tries[slot.run_id] = (0, slot.closes(schedule))
-                log.warning(
-                    "run %s skipped: its slot closed while another run went on", slot.run_id
-                )
+                log.warning("run %s skipped: its slot fired while another run went on", slot.run_id)
                 self.metrics.runs.labels("skipped").inc()
                 record = RunRecord(slot.run_id, "schedule", iso(at) or "", status="skipped")
                 record.error = "another run was going on"

@@ -63,6 +63,8 @@ class ProgressTracker:
         self.phase = "starting"
         self.state: PhaseProgress | None = None
         self.bytes_sent = 0
+        self.bytes_by_peer: dict[str, int] = {}
+        self.messages_by_peer: dict[str, int] = {}
         self._began: dict[str, float] = {}
         self._ended: dict[str, float] = {}
         #: phase -> its total units of work when last reported (a done phase shows total/total)

@@ -106,8 +106,10 @@ def test_a_trigger_without_an_id_names_the_latest_slot(configs: Path) -> None:
     node = service(scheduled(configs), clock)
     assert node.trigger(None) == TODAY
     clock.at(hours=23, minutes=59)
+    node._triggers.clear()  # as if it had started
     assert node.trigger(None) == TODAY
     clock.at(hours=24)
+    node._triggers.clear()
     assert node.trigger(None) == "daily-2026-11-30"
 
 
@@ -565,3 +567,27 @@ def test_the_admin_listener_over_the_service(configs: Path) -> None:
 
     asyncio.run(talk())
     assert node._triggers == [TODAY]
+
+
+def test_slots_superseded_during_a_run_are_counted_as_skipped(configs: Path) -> None:
+    """A minutely schedule with an hour's window: a run of 02:00 that ends at 02:03:30 saw
+    02:01, 02:02 and 02:03 fire, all still open; 02:03 runs next, the other two are skipped
+    (neither run nor lost without a trace)."""
+    minutely = {"cron": "* * * * *", "run_id": "m-{datetime}", "join_window": 3600}
+    clock = Clock(SLOT).at(seconds=5)
+    node = service(scheduled(configs, minutely), clock)
+    began = clock.now
+    clock.at(minutes=3, seconds=30)
+    node._count_skipped(began)
+    assert [r.run_id for r in node.history.records] == ["m-2026-11-29T0202", "m-2026-11-29T0201"]
+    assert runs_counted(node, "skipped") == 2
+    due = node._due(starting=False)
+    assert due is not None and (due.run_id, due.trigger) == ("m-2026-11-29T0203", "schedule")
+
+
+def test_a_second_trigger_before_the_first_starts_is_refused(configs: Path) -> None:
+    node = service(scheduled(configs), Clock(SLOT).at(hours=3))
+    assert node.trigger("manual-1") == "manual-1"
+    with pytest.raises(TriggerError) as refused:
+        node.trigger("manual-2")
+    assert refused.value.status == 409 and "manual-1" in str(refused.value)
