@@ -315,8 +315,7 @@ def keygen(
 
 def _echo_fingerprint(public: Path) -> None:
     """The key's fingerprint in groups of eight, for the banks to compare by phone."""
-    from riskprop.files.keys import load_public
+    from riskprop.files.keys import load_public, spaced
 
-    digest = load_public(public).fingerprint()
-    groups = " ".join(digest[i : i + 8] for i in range(0, len(digest), 8))
-    click.echo(f"key fingerprint (the same at every bank): {groups}")
+    fingerprint = spaced(load_public(public).fingerprint())
+    click.echo(f"key fingerprint (the same at every bank): {fingerprint}")

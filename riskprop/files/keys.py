@@ -33,6 +33,11 @@ OLD_FORMATS = ("riskprop-threshold-paillier/1",)
 PUBLIC_FILE = "public.json"
 
 
+def spaced(fingerprint: str) -> str:
+    """A hex fingerprint in groups of eight, as banks read it to each other."""
+    return " ".join(fingerprint[i : i + 8] for i in range(0, len(fingerprint), 8))
+
+
 def share_file(directory: Path, party: str) -> Path:
     return directory / f"{party}.share.json"
 

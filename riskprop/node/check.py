@@ -35,7 +35,7 @@ from riskprop.core.fixedpoint import FixedPoint
 from riskprop.core.threshold import ThresholdKey
 from riskprop.errors import ConfigError, RiskpropError
 from riskprop.files.atomic import check_private
-from riskprop.files.keys import load_share
+from riskprop.files.keys import load_share, spaced
 from riskprop.node import pki
 from riskprop.node.http import HttpSettings
 from riskprop.node.reach import Finding, Level, ping_peers
@@ -217,7 +217,7 @@ def check_key(config: PlayerConfig, report: Report) -> ThresholdKey | None:
         )
     report.ok(
         f"key share {path}: {len(key.parties)} parties, threshold {key.threshold}, "
-        f"{key.public.bits}-bit, fingerprint {key.fingerprint()}"
+        f"{key.public.bits}-bit, fingerprint {spaced(key.fingerprint())}"
     )
     parameters = config.run.parameters
     total = parameters.iterations * len(parameters.periods)

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from riskprop.cli import cli
 from riskprop.config import load_player_config
-from riskprop.files.keys import dealer_keygen, load_public
+from riskprop.files.keys import dealer_keygen, load_public, spaced
 from riskprop.localnet.harness import write_configs
 from riskprop.localnet.setup import setup_local
 from riskprop.node.check import check_node
@@ -115,7 +115,7 @@ def test_a_correct_set_up_passes(local: Path, configs: Path) -> None:
     code, lines = check(configs)
     assert code == 0 and not level(lines, "error"), lines
     key = load_public(local / "keys" / "public.json")
-    assert any(ln.startswith("ok: key share") and key.fingerprint() in ln for ln in lines)
+    assert any(ln.startswith("ok: key share") and spaced(key.fingerprint()) in ln for ln in lines)
     fingerprint = certificate_fingerprint(local / "certs" / "alice.pem")
     assert any(ln.startswith("ok: TLS certificate") and fingerprint in ln for ln in lines)
     for needed in ("ok: configuration", "ok: data ", "ok: output ", "ok: TLS key"):
