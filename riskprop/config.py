@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ import yaml
 from riskprop.core.jsontypes import expect_int, expect_number, expect_str, kind
 from riskprop.core.params import RunParameters
 from riskprop.errors import ConfigError, ParameterError
+from riskprop.files.atomic import check_private
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -118,6 +120,8 @@ DEFAULT_KEEP_RUNS = 30
 #: The admin listener's port when ``admin.port`` is not given: the node's port plus this.
 ADMIN_PORT_OFFSET = 100
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+#: The shortest admin token accepted (e.g. ``openssl rand -hex 32`` gives 64).
+MIN_TOKEN_LENGTH = 16
 
 
 def format_slot(template: str, slot: datetime) -> str:
@@ -170,6 +174,22 @@ class AdminSettings:
     @property
     def loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS
+
+    def read_token(self) -> str | None:
+        """The bearer token (owner-only file, 16 characters or more), or None without a file."""
+        if self.token_file is None:
+            return None
+        check_private(self.token_file, "admin token file")
+        try:
+            token = self.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.token_file}: cannot read the admin token ({exc})") from None
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"{self.token_file}: the admin token must have {MIN_TOKEN_LENGTH} characters or "
+                f"more (it has {len(token)})"
+            )
+        return token
 
     @property
     def url(self) -> str:
@@ -517,7 +537,10 @@ def load_player_config(
         path=path,
         player=player,
         network=network,
-        data=top.path("data", must_exist=None if for_keygen else "dir"),
+        # with a snapshot per slot (schedule.data), ``data`` is only the one-shot run's
+        data=top.path(
+            "data", must_exist=None if for_keygen or (schedule and schedule.data) else "dir"
+        ),
         key_share=top.path("key_share", must_exist=None if for_keygen else "file"),
         output=top.path("output"),
         listen_host=host,
@@ -566,7 +589,7 @@ def _schedule(top: _Section) -> ScheduleSettings:
             format_slot(raw, probe)
         except ValueError as exc:
             raise section.error("data", str(exc)) from None
-        data = str(section.file.parent / Path(raw).expanduser())
+        data = os.path.normpath(section.file.parent / Path(raw).expanduser())
     return ScheduleSettings(
         cron=cron,
         run_id=template,

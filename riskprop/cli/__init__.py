@@ -42,10 +42,13 @@ def cli(ctx: click.Context, /, verbose: int, log_format: str, **node: Any) -> No
     triggered, until SIGTERM; `riskprop run --player NAME` makes one run and exits.
     """
     from riskprop.cli.logs import configure
+    from riskprop.logcontext import set_fields
 
     running_node = ctx.invoked_subcommand in (None, "run", "keygen")
     base = logging.INFO if running_node else logging.WARNING
     configure(max(logging.DEBUG, base - 10 * verbose), log_format)
+    if node["player"]:
+        set_fields(player=node["player"])  # on every line, the last one too
     if ctx.invoked_subcommand is None:
         if not node["player"]:
             click.echo(ctx.get_help())

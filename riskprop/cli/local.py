@@ -167,7 +167,8 @@ def setup_local(
         click.echo(f"made {item}")
     if not made:
         click.echo(f"{root} is complete; nothing to do (--force remakes it)")
-    click.echo(f"ready: run `riskprop --player NAME` in one shell for each of {', '.join(names)}")
+    each = ", ".join(names)
+    click.echo(f"ready: run `riskprop run --player NAME` in one shell for each of {each}")
 
 
 class _CertsGroup(click.Group):

@@ -139,11 +139,6 @@ def serve_node_command(
         raise click.UsageError(
             "--fresh and --resume go with `riskprop run`; the service resumes a slot's run"
         )
-    if overrides.get("run_id"):
-        raise click.UsageError(
-            "--run-id goes with `riskprop run`; the service names runs by its schedule "
-            "(`riskprop trigger --run-id` runs one now)"
-        )
     from riskprop.cli.logs import show_progress
     from riskprop.service.daemon import serve_sync
 
@@ -155,9 +150,16 @@ def serve_node_command(
 @config_option("Directory with network.yaml and <player>.yaml.")
 @click.option(
     "--run-id",
-    help="The run to make (default: the current slot of the schedule, e.g. to retry it).",
+    help="The run to make (default: the latest slot's of the schedule, e.g. to retry it; "
+    "without a schedule, run.run_id).",
 )
-def trigger(player: str, config_dir: Path, run_id: str | None) -> None:
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Discard what this node kept of the run (checkpoint, journal) and start it over; "
+    "every bank must do so.",
+)
+def trigger(player: str, config_dir: Path, run_id: str | None, fresh: bool) -> None:
     """Ask this bank's running node to start a run now, through its admin listener.
 
     Every bank's node must run the same run id: a slot's id (the default) is the same at
@@ -167,7 +169,7 @@ def trigger(player: str, config_dir: Path, run_id: str | None) -> None:
     from riskprop.service.client import post_trigger
 
     config = load_player_config(config_dir, player, for_keygen=True)
-    queued = post_trigger(config, run_id)
+    queued = post_trigger(config, run_id, fresh=fresh)
     click.echo(f"{player}: run {queued} starts now")
 
 
@@ -175,7 +177,7 @@ def trigger(player: str, config_dir: Path, run_id: str | None) -> None:
 @node_options
 @click.pass_context
 def run(ctx: click.Context, /, **node: Any) -> None:
-    """Run this bank's node until the run completes (same as `riskprop --player NAME`).
+    """Make one run of this bank's node and exit (`riskprop --player NAME` runs the service).
 
     Reads CONFIG/network.yaml and CONFIG/<player>.yaml, talks to the other banks' nodes over
     HTTPS with mutual TLS, and writes OUT/risk_scores.csv for this bank's accounts only.

@@ -181,6 +181,7 @@ class _Driver:
         is reported to the session, and what is still queued for it is dropped (a peer that
         is gone after it finished does not hold this node up once per message)."""
         pending = list(messages)
+        set_fields(phase=self.session.phase.value)  # the phase these messages belong to
         while pending:
             self.save_ledger()
             by_peer: dict[str, list[Message]] = {}

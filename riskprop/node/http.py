@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from collections import defaultdict
 from collections.abc import Mapping
@@ -50,7 +51,7 @@ from riskprop.logcontext import bind, set_fields
 from riskprop.node.limits import InboundLimits, Listener, body_limit
 from riskprop.node.tls import certificate_fingerprint, peer_name
 from riskprop.node.transport import PeerUnavailableError
-from riskprop.protocol.messages import Abort, Codec, Message, Rejoin, Scores
+from riskprop.protocol.messages import PROTOCOL_VERSION, Abort, Codec, Message, Rejoin, Scores
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,17 @@ PATH = "/riskprop/v1/messages"
 #: ``GET``: 200 with this node's name to a peer of the network (reachability checks).
 PING_PATH = "/riskprop/v1/ping"
 SENDER_HEADER = "X-Riskprop-Sender"  # identity in --insecure mode only
+
+
+def reason(exc: BaseException) -> str:
+    """Why a connection failed, shortly: the system's words, not the client library's repr."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno).lower()
+    text = str(cause).strip() or type(cause).__name__
+    return text.splitlines()[0]
 
 
 class _BodyTooLargeError(Exception):
@@ -216,7 +228,9 @@ class HttpTransport:
         peer = self._identify(request)
         if peer is None or peer not in self.settings.peers:
             return self._reject(403, "not a peer of this network", peer)
-        return web.json_response({"name": self.name, "run": self.settings.run_id or None})
+        return web.json_response(
+            {"name": self.name, "run": self.settings.run_id or None, "protocol": PROTOCOL_VERSION}
+        )
 
     async def _handle(self, request: web.Request) -> web.Response:
         peer = self._identify(request)
@@ -305,7 +319,7 @@ class HttpTransport:
                             )
                         failure = f"HTTP {response.status}"
                 except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
-                    failure = f"{type(exc).__name__}: {exc}"
+                    failure = reason(exc)
                 if loop.time() + delay > give_up:
                     # the caller decides how much this matters (a run re-routes or fails, a
                     # courtesy notice does not care) and logs it with this reason

@@ -27,7 +27,10 @@ CHECKPOINT_MAGIC = b"RPK2"
 IDENTITY_MAGIC = b"RPI1"
 LEDGER_MAGIC = b"RPL1"
 #: What an operator does about a damaged journal file.
-REMEDY = "the run cannot resume from it: start it again with --fresh at every bank"
+REMEDY = (
+    "the run cannot resume from it: start it again with --fresh at every bank "
+    "(riskprop run --fresh; a service: riskprop trigger --fresh)"
+)
 
 
 class Journal(Protocol):

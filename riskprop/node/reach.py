@@ -10,7 +10,6 @@ Used by ``/readyz``, the status page and ``riskprop check``.
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 from dataclasses import dataclass
 from typing import Literal
@@ -19,8 +18,9 @@ import aiohttp
 
 from riskprop.config import PlayerConfig
 from riskprop.errors import RiskpropError
-from riskprop.node.http import PING_PATH, SENDER_HEADER, HttpSettings
+from riskprop.node.http import PING_PATH, SENDER_HEADER, HttpSettings, reason
 from riskprop.node.runner import http_settings
+from riskprop.protocol.messages import PROTOCOL_VERSION
 
 Level = Literal["ok", "warning", "error"]
 
@@ -70,14 +70,21 @@ async def _ping(client: aiohttp.ClientSession, settings: HttpSettings, peer: str
     except aiohttp.ClientConnectorCertificateError as exc:
         return Finding("error", f"its certificate is refused: {_refusal(exc.certificate_error)}")
     except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
-        return Finding("error", f"the TLS handshake failed: {_reason(exc)}")
+        return Finding("error", f"the TLS handshake failed: {reason(exc)}")
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return Finding("warning", f"not reachable ({_reason(exc)})")
+        return Finding("warning", f"not reachable ({reason(exc)})")
     except ValueError:
         return Finding("error", "answered the ping with something other than JSON")
     name = answer.get("name") if isinstance(answer, dict) else None
     if name != peer:
         return Finding("error", f"answered as {name!r}, not {peer!r}")
+    version = answer.get("protocol")
+    if version != PROTOCOL_VERSION:
+        return Finding(
+            "error",
+            f"speaks protocol version {version}, this node {PROTOCOL_VERSION}: every bank must "
+            "run a version of the same protocol (see the operator guide on upgrades)",
+        )
     run = answer.get("run")
     return Finding("ok", "reachable" + (f" (in run {run})" if run else ""))
 
@@ -91,14 +98,3 @@ def _refusal(error: BaseException) -> str:
     while len(args) == 1 and isinstance(args[0], tuple):  # wrapped on its way out of asyncio
         args = args[0]
     return str(args[0]) if args else type(error).__name__
-
-
-def _reason(exc: BaseException) -> str:
-    """A short reason: the system's words for a failed connection, not aiohttp's repr."""
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-    if isinstance(cause, OSError) and cause.errno:
-        return os.strerror(cause.errno).lower()
-    text = str(cause).strip() or type(cause).__name__
-    return text.splitlines()[0]

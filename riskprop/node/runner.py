@@ -9,6 +9,7 @@ protocol within the run deadline. Results are written atomically only after the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -147,12 +148,16 @@ def run_identity(config: PlayerConfig, session: RunSession) -> dict[str, str]:
 
 def check_output(output: Path, results_mode: int = 0o600) -> None:
     """One line, before anything is sent, when results could not be written to ``output``.
-    A folder it makes is for the owner only (and the group, when ``results_mode`` lets the
-    group read results)."""
+    The folders it makes (``output`` and missing parents, e.g. OUT and OUT/runs of a service)
+    are for the owner only (and the group, when ``results_mode`` lets the group read)."""
     if output.exists() and not output.is_dir():
         raise ConfigError(f"{output}: the output path is a file, not a directory")
+    mode = 0o750 if results_mode & 0o040 else 0o700
     try:
-        output.mkdir(parents=True, exist_ok=True, mode=0o750 if results_mode & 0o040 else 0o700)
+        for folder in [*reversed(output.parents), output]:  # the missing ones, outermost first
+            if not folder.exists():
+                with contextlib.suppress(FileExistsError):  # made by another process meanwhile
+                    folder.mkdir(mode=mode)
         with tempfile.TemporaryFile(dir=output):
             pass
     except OSError as exc:
@@ -173,7 +178,7 @@ def resume_session(
     if difference is not None:
         raise ConfigError(
             f"{where}: the checkpoint's {difference} differs from the configuration; "
-            "start with --fresh to discard it"
+            "start with --fresh to discard it (a service: riskprop trigger --fresh)"
         )
     restored = RunSession.restore(
         snapshot, session.bank, session.share, constant_time_noise=session.constant_time_noise

@@ -11,7 +11,8 @@ time); the page's script asks for the token when ``/status`` answers 401.
 | GET /readyz     | 200, or 503 with one line per problem (configuration, key, certificate, peers) |
 | GET /metrics    | the Prometheus text format                                          |
 | GET /status     | JSON: current run with progress per phase, history, peers, key     |
-| POST /runs      | 202 ``{"run_id"}``; 409 while a run goes on; 400 for a bad run id    |
+| POST /runs      | ``{"run_id", "fresh"}`` (both optional): 202 ``{"run_id"}``; 409 while |
+|                 | a run goes on or waits to start; 400 for a bad run id               |
 | GET /           | the HTML status page                                                |
 """
 
@@ -26,7 +27,6 @@ from aiohttp import web
 
 from riskprop.config import RUN_ID, AdminSettings
 from riskprop.errors import ConfigError, RiskpropError
-from riskprop.files.atomic import check_private
 from riskprop.service.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
@@ -58,23 +58,14 @@ class AdminNode(Protocol):
         """Problems that make the node not ready (empty: ready)."""
         ...
 
-    def trigger(self, run_id: str | None) -> str:
-        """Queue a run (the given id, or the current slot's); its id, or TriggerError."""
+    def trigger(self, run_id: str | None, *, fresh: bool = False) -> str:
+        """Queue a run (the given id, or the latest slot's); its id, or TriggerError."""
         ...
 
 
 def read_token(settings: AdminSettings) -> str | None:
-    """The bearer token, or None when the listener is on loopback without a token file."""
-    if settings.token_file is None:
-        return None
-    check_private(settings.token_file, "admin token file")
-    try:
-        token = settings.token_file.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{settings.token_file}: cannot read the admin token ({exc})") from None
-    if len(token) < 16:
-        raise ConfigError(f"{settings.token_file}: the admin token must have 16 characters or more")
-    return token
+    """The bearer token (``AdminSettings.read_token``)."""
+    return settings.read_token()
 
 
 class AdminServer:
@@ -148,6 +139,7 @@ class AdminServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.node.status()  # refreshes the gauges that follow the clock
+        self.node.metrics.ready.set(0 if self.node.readiness() else 1)
         return web.Response(
             body=self.node.metrics.render(),
             headers={"Content-Type": self.node.metrics.content_type},
@@ -158,6 +150,7 @@ class AdminServer:
 
     async def _runs(self, request: web.Request) -> web.Response:
         run_id: str | None = None
+        fresh = False
         if request.can_read_body:
             try:
                 body = await request.json()
@@ -171,8 +164,11 @@ class AdminServer:
                     {"error": "run_id must match [A-Za-z0-9._-]{1,64}"}, status=400
                 )
             run_id = given
+            fresh = body.get("fresh", False)
+            if not isinstance(fresh, bool):
+                return web.json_response({"error": "fresh must be true or false"}, status=400)
         try:
-            queued = self.node.trigger(run_id)
+            queued = self.node.trigger(run_id, fresh=fresh)
         except TriggerError as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
         log.info("run %s triggered through the admin listener", queued)

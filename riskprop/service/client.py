@@ -8,16 +8,20 @@ import urllib.request
 
 from riskprop.config import PlayerConfig
 from riskprop.errors import ConfigError, RiskpropError
-from riskprop.service.admin import read_token
 
 
-def post_trigger(config: PlayerConfig, run_id: str | None, timeout: float = 10.0) -> str:
+def post_trigger(
+    config: PlayerConfig, run_id: str | None, *, fresh: bool = False, timeout: float = 10.0
+) -> str:
     """``POST /runs`` on the player's admin listener; the queued run id, or one error line."""
     admin = config.admin
     if admin is None or not admin.enabled:
         raise ConfigError(f"{config.path}: admin.enabled: the admin listener is off")
-    token = read_token(admin)
-    body = json.dumps({} if run_id is None else {"run_id": run_id}).encode()
+    token = admin.read_token()
+    fields: dict[str, object] = {"fresh": fresh}
+    if run_id is not None:
+        fields["run_id"] = run_id
+    body = json.dumps(fields).encode()
     request = urllib.request.Request(
         f"{admin.url}/runs",
         data=body,

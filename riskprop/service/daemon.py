@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import signal
@@ -76,6 +77,8 @@ HISTORY_LENGTH = 200
 PING_INTERVAL = 30.0
 #: Seconds before a failed run of an open slot is tried again (doubling after each failure).
 RETRY_AFTER = 30.0
+#: Slots searched back for the one a triggered run id names (a year of daily slots).
+SLOT_LOOKBACK = 400
 
 
 @dataclass
@@ -167,6 +170,8 @@ class Job:
     trigger: str
     data_slot: datetime | None
     closes: datetime
+    #: discard what this node kept of the run (its checkpoint and journal) first
+    fresh: bool = False
 
 
 @dataclass
@@ -223,7 +228,7 @@ class Service:
         self.stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._reload = False
-        self._triggers: list[str] = []
+        self._triggers: list[tuple[str, bool]] = []  # (run id, fresh)
         #: run id -> (failed attempts, when it may be tried again)
         self._tries: dict[str, tuple[int, datetime]] = {}
         self._once = False
@@ -354,19 +359,24 @@ class Service:
                 problems.append(f"peer {name}: unreachable ({peer.error})")
         return problems
 
-    def trigger(self, run_id: str | None) -> str:
+    def trigger(self, run_id: str | None, *, fresh: bool = False) -> str:
+        """Queue a run now: ``run_id``, or the latest slot's (without a schedule, ``run.run_id``
+        of the configuration); ``fresh`` discards what this node kept of that run."""
         if self._once:
             raise TriggerError(409, "this node makes one run (riskprop run) and takes no triggers")
         if self.current is not None:
             raise TriggerError(409, f"run {self.current.record.run_id} is in progress")
         if self._triggers:
-            raise TriggerError(409, f"run {self._triggers[0]} is about to start")
+            raise TriggerError(409, f"run {self._triggers[0][0]} is about to start")
         if run_id is None:
             schedule = self.config.schedule
-            if schedule is None:
-                raise TriggerError(400, "no schedule to name the run: give a run id")
-            run_id = schedule.run_id_for(previous_slot(schedule.cron, self.clock()))
-        self._triggers.append(run_id)
+            if schedule is not None:
+                run_id = schedule.run_id_for(previous_slot(schedule.cron, self.clock()))
+            elif self.config.run.run_id:
+                run_id = self.config.run.run_id
+            else:
+                raise TriggerError(400, "no schedule and no run.run_id to name the run: give one")
+        self._triggers.append((run_id, fresh))
         self._wake.set()
         return run_id
 
@@ -407,7 +417,7 @@ class Service:
         report: NodeReport | None = None
         try:
             with bind(run=run_id):
-                work = run_node(run_config, progress=self._on_tick)
+                work = run_node(run_config, fresh=job.fresh, progress=self._on_tick)
                 report = await until_stopped(work, self.stop, lambda: self._where(run_id))
         except StoppedError:
             record.status = "stopped"
@@ -428,6 +438,9 @@ class Service:
             record.finished = iso(self.clock())
             record.seconds = round(time.monotonic() - current.clock_started, 3)
             record.phases = tracker.durations()
+            if report is None:  # a failed or stopped run sent bytes too
+                record.bytes_sent = tracker.bytes_sent
+                self.metrics.bytes_sent.inc(tracker.bytes_sent)
             for phase, seconds in record.phases.items():
                 self.metrics.phase_seconds.labels(phase).set(seconds)
             self.metrics.run_seconds.set(record.seconds)
@@ -461,9 +474,9 @@ class Service:
         now = self.clock()
         window = schedule.join_window if schedule is not None else DEFAULT_JOIN_WINDOW
         if self._triggers:
-            run_id = self._triggers.pop(0)
-            data_slot = previous_slot(schedule.cron, now) if schedule is not None else None
-            return Job(run_id, "operator", data_slot, now + timedelta(seconds=window))
+            run_id, fresh = self._triggers.pop(0)
+            data_slot = self._slot_named(run_id) if schedule is not None else None
+            return Job(run_id, "operator", data_slot, now + timedelta(seconds=window), fresh)
         if schedule is None:
             return None
         slot = open_slot(schedule, now)
@@ -476,6 +489,19 @@ class Service:
             return None
         trigger = "startup" if starting else ("retry" if tried else "schedule")
         return Job(slot.run_id, trigger, slot.at, slot.closes(schedule))
+
+    def _slot_named(self, run_id: str) -> datetime | None:
+        """The slot whose run id is ``run_id`` among the last ``SLOT_LOOKBACK`` slots (its
+        data is that slot's snapshot), else the latest slot (an operator's own run id reads
+        the latest snapshot)."""
+        schedule = self.config.schedule
+        assert schedule is not None  # called with a schedule only
+        latest = previous_slot(schedule.cron, self.clock())
+        earlier = CronSim(schedule.cron, latest, reverse=True)  # from the slot before
+        for at in itertools.islice(itertools.chain([latest], earlier), SLOT_LOOKBACK):
+            if schedule.run_id_for(at) == run_id:
+                return at
+        return latest
 
     def _failed(self, job: Job) -> None:
         """Note a failed run of a slot: it is tried again after a back-off while open."""

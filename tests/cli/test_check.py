@@ -261,8 +261,11 @@ def test_admin_token_missing_or_readable_by_others(configs: Path) -> None:
     token.write_text("s3cret\n")
     token.chmod(0o644)
     error = one_error(configs)
-    assert f"{token}: admin token is accessible by group/others (mode 0644)" in error
+    assert f"{token}: admin token file is accessible by group/others (mode 0644)" in error
     token.chmod(0o600)
+    error = one_error(configs)  # shorter than the service accepts
+    assert f"{token}: the admin token must have 16 characters or more (it has 6)" in error
+    token.write_text("s3cret-s3cret-s3cret\n")
     code, lines = check(configs, "--no-network")
     assert code == 0 and any(f"bearer token in {token}" in ln for ln in lines), lines
 

@@ -34,6 +34,7 @@ class Node:
         self.problems: list[str] = []
         self.running: str | None = None
         self.triggered: list[str | None] = []
+        self.fresh: list[bool] = []
         self.status_calls = 0
 
     def status(self) -> dict[str, Any]:
@@ -43,10 +44,11 @@ class Node:
     def readiness(self) -> list[str]:
         return list(self.problems)
 
-    def trigger(self, run_id: str | None) -> str:
+    def trigger(self, run_id: str | None, *, fresh: bool = False) -> str:
         if self.running is not None:
             raise TriggerError(409, f"run {self.running} is in progress")
         self.triggered.append(run_id)
+        self.fresh.append(fresh)
         return run_id or SLOT_RUN
 
 
@@ -206,6 +208,7 @@ def test_a_header_that_is_not_utf8_is_refused_not_an_error(tmp_path: Path) -> No
         (b'{"run_id": ""}', "run_id must match [A-Za-z0-9._-]{1,64}"),
         (b'{"run_id": 42}', "run_id must match [A-Za-z0-9._-]{1,64}"),
         (('{"run_id": "%s"}' % ("x" * 65)).encode(), "run_id must match [A-Za-z0-9._-]{1,64}"),
+        (b'{"fresh": "yes"}', "fresh must be true or false"),
     ],
 )
 def test_a_bad_trigger_is_400(body: bytes, error: str) -> None:
@@ -225,14 +228,16 @@ def test_triggers_with_and_without_a_body() -> None:
     async def talk(client: Client) -> list[tuple[int, Any]]:
         answers = []
         bodies: list[dict[str, Any]] = [{}, {"json": {}}, {"json": {"run_id": None}}]
-        for kwargs in [*bodies, {"json": {"run_id": "r.1"}}]:
+        fresh = {"json": {"run_id": "r.1", "fresh": True}}
+        for kwargs in [*bodies, {"json": {"run_id": "r.1"}}, fresh]:
             answer = await client.post("/runs", **kwargs)
             answers.append((answer.status, await answer.json()))
         return answers
 
     answers = with_client(AdminServer(LOOPBACK, node), talk)
-    assert answers == [(202, {"run_id": SLOT_RUN})] * 3 + [(202, {"run_id": "r.1"})]
-    assert node.triggered == [None, None, None, "r.1"]
+    assert answers == [(202, {"run_id": SLOT_RUN})] * 3 + [(202, {"run_id": "r.1"})] * 2
+    assert node.triggered == [None, None, None, "r.1", "r.1"]
+    assert node.fresh == [False] * 4 + [True]
 
 
 def test_a_trigger_during_a_run_is_409() -> None:
@@ -418,7 +423,7 @@ def test_a_short_or_missing_token_is_refused(tmp_path: Path) -> None:
     path = token_file(tmp_path, "short\n")
     with pytest.raises(ConfigError) as error:
         read_token(AdminSettings("0.0.0.0", 9100, path))
-    assert one_line(error) == f"{path}: the admin token must have 16 characters or more"
+    assert one_line(error) == f"{path}: the admin token must have 16 characters or more (it has 5)"
     missing = tmp_path / "absent.token"
     with pytest.raises(ConfigError) as error:
         read_token(AdminSettings("0.0.0.0", 9100, missing))

@@ -5,6 +5,7 @@ another run went on, the run history on disk, readiness and the status document.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shutil
@@ -21,6 +22,7 @@ from nodes import Network, make_network
 from prometheus_client.parser import text_string_to_metric_families
 
 from riskprop.config import DEFAULT_JOIN_WINDOW, AdminSettings, load_player_config
+from riskprop.errors import ConfigError
 from riskprop.node.runner import Tick
 from riskprop.protocol.session import PhaseProgress
 from riskprop.service.admin import AdminServer, TriggerError
@@ -123,6 +125,16 @@ def test_a_triggered_run_waits_its_join_window_and_reads_the_latest_slot(configs
     assert node._due(starting=False) is None  # taken once
 
 
+def test_a_triggered_run_of_an_earlier_slot_reads_that_slot_and_may_start_fresh(
+    configs: Path,
+) -> None:
+    clock = Clock(SLOT).at(days=3, hours=11)
+    node = service(scheduled(configs), clock)
+    assert node.trigger(TODAY, fresh=True) == TODAY  # three days ago
+    job = node._due(starting=False)
+    assert job == Job(TODAY, "operator", SLOT, clock.now + timedelta(seconds=3600), fresh=True)
+
+
 def test_a_trigger_comes_before_the_open_slot(configs: Path) -> None:
     clock = Clock(SLOT).at(minutes=5)
     node = service(scheduled(configs), clock)
@@ -144,8 +156,18 @@ def test_a_trigger_during_a_run_is_refused(configs: Path) -> None:
 
 
 def test_without_a_schedule_a_trigger_needs_a_run_id(configs: Path) -> None:
+    """Without a schedule the default run id is the configuration's run.run_id; with neither,
+    a trigger must name its run."""
     clock = Clock(SLOT)
     node = service(configs, clock)
+    assert node.config.run.run_id and node.trigger(None) == node.config.run.run_id
+    node._triggers.clear()
+    edit(configs, lambda player: player["run"].pop("run_id"))
+    with pytest.raises(ConfigError):
+        service(configs, clock)  # a configuration without a schedule needs run.run_id
+    node.config = dataclasses.replace(
+        node.config, run=dataclasses.replace(node.config.run, run_id="")
+    )
     with pytest.raises(TriggerError) as error:
         node.trigger(None)
     assert error.value.status == 400
@@ -566,7 +588,7 @@ def test_the_admin_listener_over_the_service(configs: Path) -> None:
             assert ready.status == 503 and "peer bob: not checked yet" in await ready.text()
 
     asyncio.run(talk())
-    assert node._triggers == [TODAY]
+    assert node._triggers == [(TODAY, False)]
 
 
 def test_slots_superseded_during_a_run_are_counted_as_skipped(configs: Path) -> None:
