@@ -3,7 +3,8 @@
 ``DemoState`` is the demo's watcher (``riskprop.localnet.demo.DemoWatch``): the demo's thread
 tells it each step, and ``DemoView``'s poller adds what each node's admin listener reports
 (``GET /status`` on loopback, every ``POLL_INTERVAL`` seconds: the ``current`` run with its
-phases and bytes sent). ``DemoView`` serves, on 127.0.0.1 from a thread of its own,
+phases, bytes sent, and bytes and messages per peer). ``DemoView`` serves, on 127.0.0.1 from
+a thread of its own,
 
 | route      | answer                                                             |
 |------------|--------------------------------------------------------------------|
@@ -13,10 +14,15 @@ phases and bytes sent). ``DemoView`` serves, on 127.0.0.1 from a thread of its o
 The browser talks to this server only, never to the nodes. Requests naming another host are
 refused (a web page elsewhere cannot read the demo through a rebound DNS name).
 
-What crosses between banks: the nodes count the bytes they send per phase (message kind), not
-per recipient, so the view shows bytes sent per bank and phase: while the run goes on from
-each node's ``bytes_sent``, credited to the phase it reports at each poll; at the end exactly,
-from each node's ``run-report.json``. No value of a message is ever shown, only sizes.
+What crosses between banks is shown two ways, only as sizes, never a value of a message:
+
+- per ordered pair (sender, recipient): the bytes and messages each node delivered to each
+  peer. While the run goes on, as the node's ``/status`` reports them (``bytes_by_peer`` and
+  ``messages_by_peer`` of ``current``; None for a node that has not reported them); at the
+  end exactly, from each node's ``run-report.json``.
+- per sender and phase: while the run goes on, the node's ``bytes_sent`` since the previous
+  poll is credited to the phase it reports; at the end exactly, from ``bytes_by_phase`` of
+  its ``run-report.json`` (message kinds mapped to phases by ``phase_of``).
 """
 
 from __future__ import annotations
@@ -47,8 +53,9 @@ T = TypeVar("T")
 POLL_INTERVAL = 0.5
 #: Seconds a node's admin listener has to answer.
 POLL_TIMEOUT = 2.0
-#: How the view counts the bytes between banks (see the module doc).
-BYTES_VIEW = "per-phase"
+#: How the view counts the bytes between banks (see the module doc): per ordered pair of banks,
+#: and per sender and phase.
+BYTES_VIEW = "per-pair"
 
 
 def phase_of(step: str) -> str:
@@ -85,7 +92,22 @@ def _bank() -> dict[str, Any]:
         "current": None,
         "bytes_sent": 0,
         "bytes_live": dict.fromkeys(PHASES, 0),
+        "bytes_by_peer": None,
+        "messages_by_peer": None,
         "result": None,
+    }
+
+
+def per_peer(value: object) -> dict[str, int] | None:
+    """A ``bytes_by_peer`` or ``messages_by_peer`` as a node reported it: counts (whole
+    numbers, not negative) by peer name, other entries left out; None when it is not a
+    mapping (a node that does not report it)."""
+    if not isinstance(value, Mapping):
+        return None
+    return {
+        str(peer): count
+        for peer, count in value.items()
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0
     }
 
 
@@ -176,6 +198,8 @@ class DemoState:
                     "bytes_sent": node.bytes_sent,
                     "bytes_by_phase": {p: int(v) for p, v in by_phase(node.bytes_by_phase).items()},
                     "bytes_by_kind": dict(node.bytes_by_phase),
+                    "bytes_by_peer": dict(node.bytes_by_peer),
+                    "messages_by_peer": dict(node.messages_by_peer),
                     "max_difference": report.differences[name],
                     "top": [
                         {"account": account, "secure": secure, "plaintext": plain}
@@ -202,7 +226,8 @@ class DemoState:
 
     def node_status(self, bank: str, current: dict[str, Any] | None) -> None:
         """A node's ``/status`` ``current`` (None between runs); bytes sent since the last
-        report are credited to the phase it is in."""
+        report are credited to the phase it is in, and its counts per peer replace the last
+        ones (a report without them keeps those)."""
         with self._lock:
             entry = self._bank(bank)
             node = entry["node"]
@@ -218,6 +243,10 @@ class DemoState:
                 phase = phase if phase in PHASES else PHASES[0]
                 entry["bytes_live"][phase] += sent - entry["bytes_sent"]
                 entry["bytes_sent"] = sent
+            for field in ("bytes_by_peer", "messages_by_peer"):
+                counts = per_peer(current.get(field))
+                if counts is not None:
+                    entry[field] = counts
 
     def node_unreachable(self, bank: str, reason: str) -> None:
         with self._lock:

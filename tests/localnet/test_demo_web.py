@@ -29,10 +29,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 from service import browser
-from service.browser import Browser, script_errors
+from service.browser import Browser, script_errors, wait_until
 
 from riskprop.cli import main
-from riskprop.files.results import NodeReport
+from riskprop.files.results import NodeReport, read_report
 from riskprop.localnet.demo import DemoKeys, DemoReport
 from riskprop.localnet.web import BYTES_VIEW, DemoState, DemoView, by_phase, phase_of
 from riskprop.service.progress import PHASES
@@ -83,10 +83,18 @@ class FakeNodes:
         self.thread.join(5)
 
 
-def current(phase: str, sent: int) -> dict[str, Any]:
-    """A node's ``current`` run in ``phase`` having sent ``sent`` bytes."""
+def current(phase: str, sent: int, to: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+    """A node's ``current`` run in ``phase`` having sent ``sent`` bytes, and ``to`` each peer
+    (bytes, messages) when given (without it, the fields are absent, as from an older node)."""
     at = PHASES.index(phase)
+    per_peer: dict[str, dict[str, int]] = {}
+    if to is not None:
+        per_peer = {
+            "bytes_by_peer": {peer: sizes for peer, (sizes, _) in to.items()},
+            "messages_by_peer": {peer: count for peer, (_, count) in to.items()},
+        }
     return {
+        **per_peer,
         "run_id": "demo-test",
         "trigger": "once",
         "phase": phase,
@@ -109,6 +117,9 @@ def current(phase: str, sent: int) -> dict[str, Any]:
 
 
 def node_report(bank: str, accounts: int) -> NodeReport:
+    """A bank's report: 2850 bytes sent, 1600 in 9 messages to the first of its two peers
+    (in ``BANKS`` order) and 1250 in 7 to the other."""
+    peers = [b for b in BANKS if b != bank]
     return NodeReport(
         player=bank,
         run_id="demo-test",
@@ -134,6 +145,8 @@ def node_report(bank: str, accounts: int) -> NodeReport:
         },
         bytes_sent=2850,
         wall_seconds=5.9,
+        bytes_by_peer={peers[0]: 1600, peers[1]: 1250},
+        messages_by_peer={peers[0]: 9, peers[1]: 7},
     )
 
 
@@ -198,7 +211,9 @@ def test_state_follows_the_demo_and_the_nodes_status(nodes: FakeNodes) -> None:
         state.keygen("bob", "running", 0.5, "sieving")
         state.keygen("charlie", "cached")
         state.stage("running", "run demo-test")
-        nodes.documents["alice"] = {"current": current("iterating", 1000)}
+        nodes.documents["alice"] = {
+            "current": current("iterating", 1000, {"bob": (600, 3), "charlie": (400, 2)})
+        }
         nodes.failures["bob"] = 503
         nodes.documents["charlie"] = {"current": None}  # the node is up, its run not yet
         state.nodes({bank: f"{nodes.base}/{bank}" for bank in BANKS}, "demo-test")
@@ -207,7 +222,13 @@ def test_state_follows_the_demo_and_the_nodes_status(nodes: FakeNodes) -> None:
             return bool(state_of(view)["bank"]["alice"]["bytes_sent"] == 1000)
 
         eventually("alice's bytes", alice_seen)
-        nodes.documents["alice"] = {"current": current("decrypting", 1500)}
+        assert state_of(view)["bank"]["alice"]["bytes_by_peer"] == {"bob": 600, "charlie": 400}
+        # counts that are not whole numbers are left out, never shown
+        later = current("decrypting", 1500, {"bob": (900, 5), "charlie": (600, 4)})
+        later["bytes_by_peer"]["mallory"] = "lots"
+        later["messages_by_peer"]["mallory"] = -1
+        later["messages_by_peer"]["eve"] = True
+        nodes.documents["alice"] = {"current": later}
         eventually(
             "alice decrypting",
             lambda: state_of(view)["bank"]["alice"]["current"]["phase"] == "decrypting",
@@ -231,24 +252,48 @@ def test_state_follows_the_demo_and_the_nodes_status(nodes: FakeNodes) -> None:
         }
         assert doc["stage"] == "running" and doc["keygen"] == "dealerless"
         assert doc["banks"] == list(BANKS) and doc["run_id"] == "demo-test"
-        assert doc["bytes_view"] == BYTES_VIEW == "per-phase"
+        assert doc["bytes_view"] == BYTES_VIEW == "per-pair"
         alice, bob, charlie = (doc["bank"][b] for b in BANKS)
-        assert set(alice) == {"keygen", "node", "current", "bytes_sent", "bytes_live", "result"}
+        assert set(alice) == {
+            "keygen",
+            "node",
+            "current",
+            "bytes_sent",
+            "bytes_live",
+            "bytes_by_peer",
+            "messages_by_peer",
+            "result",
+        }
         assert alice["keygen"] == {"state": "done", "seconds": 1.23, "detail": "wrote its share"}
         assert bob["keygen"]["state"] == "running" and charlie["keygen"]["state"] == "cached"
         # the node's current run as it reports it; bytes credited to the phase at each poll
         assert alice["node"]["state"] == "running" and alice["node"]["error"] is None
-        assert alice["current"] == current("decrypting", 1500)
+        assert alice["current"] == later
         assert alice["bytes_live"] == {
             "handshake": 0,
             "iterating": 1000,
             "decrypting": 500,
             "finishing": 0,
         }
+        # what it delivered to each peer so far, the latest figures as the node reports them
+        assert alice["bytes_by_peer"] == {"bob": 900, "charlie": 600}
+        assert alice["messages_by_peer"] == {"bob": 5, "charlie": 4}
         assert bob["node"]["state"] == "starting" and "503" in bob["node"]["error"]
         assert bob["current"] is None and bob["bytes_sent"] == 0
         assert charlie["node"]["state"] == "running" and charlie["current"] is None
+        # not reported (yet): None, not zero
+        assert bob["bytes_by_peer"] is None and charlie["messages_by_peer"] is None
         assert all(doc["bank"][b]["result"] is None for b in BANKS)
+
+        # a node whose status has no counts per peer keeps its last ones, and one that has
+        # none yet stays unknown
+        state.node_status("alice", current("finishing", 1600))
+        state.node_status("charlie", current("handshake", 50))
+        doc = state_of(view)
+        assert doc["bank"]["alice"]["bytes_by_peer"] == {"bob": 900, "charlie": 600}
+        assert doc["bank"]["alice"]["bytes_sent"] == 1600
+        assert doc["bank"]["charlie"]["bytes_sent"] == 50
+        assert doc["bank"]["charlie"]["bytes_by_peer"] is None
 
         # the end: nodes exit, results with the plaintext comparison, per bank
         for bank in BANKS:
@@ -285,6 +330,11 @@ def test_state_follows_the_demo_and_the_nodes_status(nodes: FakeNodes) -> None:
                 "finishing": 50,
             }
             assert result["bytes_by_kind"]["partial"] == 400
+            # exactly, from the run report: what it delivered to each other bank
+            one, other = (b for b in BANKS if b != bank)
+            assert result["bytes_by_peer"] == {one: 1600, other: 1250}
+            assert result["messages_by_peer"] == {one: 9, other: 7}
+            assert sum(result["bytes_by_peer"].values()) == result["bytes_sent"]
             # a bank's column lists its own accounts only
             assert [row["account"] for row in result["top"]] == [f"{bank}-{j}" for j in range(5)]
             assert result["top"][0] == {
@@ -414,6 +464,94 @@ def bank_text(driver: WebDriver, bank: str, css: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, f'.bank[data-bank="{bank}"] {css}').text
 
 
+Cell = tuple[str, str | None, str | None]
+
+
+def matrix(driver: WebDriver) -> dict[tuple[str, str], Cell]:
+    """The "between banks" matrix by (sender, recipient), sums under "all": each cell's
+    text, ``data-bytes`` and ``data-messages`` (None when absent). Read in one script: the
+    page rebuilds the table when a figure changes."""
+    cells = driver.execute_script(
+        "return [...document.querySelectorAll('#pairs-table td[data-from]')].map((td) =>"
+        " [td.dataset.from, td.dataset.to, td.innerText,"
+        " td.dataset.bytes ?? null, td.dataset.messages ?? null]);"
+    )
+    return {
+        (sender, recipient): (text, size, count) for sender, recipient, text, size, count in cells
+    }
+
+
+def pairs_source(driver: WebDriver) -> str:
+    return driver.find_element(By.ID, "pairs-table").get_attribute("data-source") or ""
+
+
+def test_the_matrix_shows_live_counts_then_the_reports_figures(chromium: Browser) -> None:
+    """The page over a hand-driven ``DemoState``: the nodes' live counts per peer (one node
+    not reporting them yet), then the run reports' exact ones."""
+    state = DemoState()
+    with DemoView(state) as view:
+        state.begin(BANKS, key_bits=512, iterations=2)
+        state.stage("running", "run demo-test")
+        state.node_status(
+            "alice", current("iterating", 1000, {"bob": (600, 3), "charlie": (400, 2)})
+        )
+        state.node_status("bob", current("handshake", 120, {"alice": (120, 1)}))
+        state.node_status("charlie", current("handshake", 0))  # no counts per peer
+        script_errors(chromium)
+        chromium.get(view.url)
+        wait_until(
+            chromium,
+            lambda d: pairs_source(d) == "live" and ("alice", "bob") in matrix(d),
+            "the live matrix",
+        )
+        cells = matrix(chromium)
+        assert "Live" in chromium.find_element(By.ID, "pairs-source").text
+        assert cells[("alice", "bob")] == ("600 B\n3 messages", "600", "3")
+        assert cells[("alice", "charlie")] == ("400 B\n2 messages", "400", "2")
+        assert cells[("bob", "alice")] == ("120 B\n1 message", "120", "1")
+        assert cells[("bob", "charlie")] == ("0 B\n0 messages", "0", "0")  # nothing sent yet
+        assert cells[("charlie", "alice")] == ("—", None, None)  # not reported
+        for bank in BANKS:
+            assert cells[(bank, bank)] == ("", None, None)  # the diagonal is empty
+        assert cells[("alice", "all")] == ("1.0 kB\n5 messages", "1000", "5")
+        assert cells[("charlie", "all")][1] is None
+        # received: unknown while one sender's counts are
+        assert cells[("all", "alice")] == ("—", None, None)
+
+        state.node_status(
+            "charlie", current("iterating", 700, {"alice": (300, 2), "bob": (400, 2)})
+        )
+        wait_until(
+            chromium,
+            lambda d: matrix(d)[("charlie", "bob")][1] == "400",
+            "charlie's counts",
+        )
+        cells = matrix(chromium)
+        assert cells[("all", "alice")] == ("420 B\n3 messages", "420", "3")
+        assert cells[("all", "all")][1:] == ("1820", "10")
+
+        report = DemoReport(
+            data=Path("/data"),
+            out=Path("/out"),
+            key_bits=512,
+            keys=DemoKeys(Path("/keys"), "distributed", 1.2),
+            seconds=6.5,
+            reports={bank: node_report(bank, 10) for bank in BANKS},
+            differences=dict.fromkeys(BANKS, 1e-10),
+            top={},
+        )
+        state.finished(report)
+        wait_until(chromium, lambda d: pairs_source(d) == "report", "the reports' figures")
+        assert "run-report.json" in chromium.find_element(By.ID, "pairs-source").text
+        cells = matrix(chromium)
+        assert cells[("alice", "bob")] == ("1.6 kB\n9 messages", "1600", "9")
+        assert cells[("charlie", "bob")] == ("1.3 kB\n7 messages", "1250", "7")
+        for bank in BANKS:
+            assert cells[(bank, "all")][1:] == ("2850", "16")
+        assert cells[("all", "all")][1:] == (str(3 * 2850), str(3 * 16))
+        assert not script_errors(chromium)
+
+
 def test_the_page_shows_the_banks_running_and_their_results(
     chromium: Browser, tmp_path: Path
 ) -> None:
@@ -471,6 +609,30 @@ def test_the_page_shows_the_banks_running_and_their_results(
                 By.CSS_SELECTOR, f'#bytes tr[data-phase="iterating"] td[data-bank="{bank}"]'
             )
             assert int(iterating.get_attribute("data-bytes") or 0) > 0
+        # between banks: every bank sent to every other one (the handshake at least); each
+        # row, what its node delivered to each peer, sums to what its report says it sent
+        assert pairs_source(chromium) == "report"
+        reports = {bank: read_report(tmp_path / "out" / bank) for bank in BANKS}
+        cells = matrix(chromium)
+        for sender in BANKS:
+            sent = 0
+            for recipient in BANKS:
+                text, size, count = cells[(sender, recipient)]
+                if sender == recipient:
+                    assert (text, size, count) == ("", None, None)
+                    continue
+                assert size is not None and count is not None, (sender, recipient)
+                assert int(size) > 0 and int(count) > 0, (sender, recipient)
+                assert int(size) == reports[sender].bytes_by_peer[recipient]
+                assert int(count) == reports[sender].messages_by_peer[recipient]
+                assert text.endswith("messages")
+                sent += int(size)
+            assert sent == reports[sender].bytes_sent > 0
+            assert cells[(sender, "all")][1] == str(sent)
+            total = chromium.find_element(
+                By.CSS_SELECTOR, f'#bytes tr[data-phase="total"] td[data-bank="{sender}"]'
+            )
+            assert total.get_attribute("data-bytes") == str(sent)
         assert not script_errors(chromium)
         height = chromium.execute_script("return document.documentElement.scrollHeight")
         chromium.set_window_size(browser.WINDOW[0], int(height) + 200)  # the whole page

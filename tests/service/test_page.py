@@ -94,6 +94,8 @@ def running_document(fraction: float = 0.6) -> Document:
             "fraction": fraction,
             "eta_seconds": 20.0,
             "bytes_sent": 2_345_678,
+            "bytes_by_peer": {"charlie": 1_111_111, "bob": 1_234_567},
+            "messages_by_peer": {"charlie": 38, "bob": 40},
             "phases": [
                 phase("handshake", "done", 2, 2, 0.3, 0.0),
                 phase("iterating", "done", 10, 10, 11.2, 0.0),
@@ -252,6 +254,18 @@ def phase_cells(driver: WebDriver, name: str) -> dict[str, str]:
     return texts
 
 
+def sent_to_peers(driver: WebDriver) -> list[list[str]]:
+    """The "sent to peers" table row by row: its cells' texts (the peer first) and, on a
+    peer's row, the exact bytes. Read in one script: the page rebuilds the table when a count
+    changes."""
+    table: list[list[str]] = driver.execute_script(
+        "return [...document.querySelectorAll('#sent tr')].map((tr) =>"
+        " [...tr.cells].map((c) => c.innerText)"
+        ".concat(tr.dataset.peer ? [tr.cells[1].dataset.bytes] : []));"
+    )
+    return table
+
+
 def rows(driver: WebDriver, body: str) -> list[list[str]]:
     """The texts of every row of the table body ``#body``, cell by cell."""
     return [
@@ -315,6 +329,54 @@ def test_a_node_mid_run_shows_the_run_and_each_phase(
     expiry = chromium.find_element(By.ID, "cert-expiry")
     assert expiry.text == "364 days left"
     assert expiry.get_attribute("data-warn") == "false"
+    assert not script_errors(chromium)
+
+
+def test_the_current_run_shows_what_it_sent_to_each_peer(
+    chromium: Browser, server: StatusServer
+) -> None:
+    server.document = running_document()
+    open_page(chromium, server)
+    wait_until(chromium, sent_to_peers, "the bytes sent to each peer")
+    assert sent_to_peers(chromium) == [
+        ["bob", "1.2 MB", "40", "1234567"],
+        ["charlie", "1.1 MB", "38", "1111111"],
+    ]
+    assert "Sent to peers" in shown(chromium, "#sent-table caption")
+    assert not chromium.find_element(By.ID, "sent-none").is_displayed()
+
+    # a configured peer it has sent nothing yet shows 0; counts follow the next status
+    document = running_document()
+    document["peers"] = history_document()["peers"]  # bob, charlie, dave
+    document["current"]["bytes_by_peer"] = {"bob": 300}
+    document["current"]["messages_by_peer"] = {"bob": 1}
+    server.document = document
+    wait_until(chromium, lambda d: len(sent_to_peers(d)) == 3, "every configured peer")
+    assert sent_to_peers(chromium) == [
+        ["bob", "300 B", "1", "300"],
+        ["charlie", "0 B", "0", "0"],
+        ["dave", "0 B", "0", "0"],
+    ]
+
+    # nothing sent and no peers configured: one line says so
+    document = running_document()
+    document["current"]["bytes_by_peer"] = {}
+    document["current"]["messages_by_peer"] = {}
+    server.document = document
+    wait_until(
+        chromium,
+        lambda d: sent_to_peers(d) == [["Nothing sent to a peer yet."]],
+        "nothing sent",
+    )
+
+    # a node that does not report the counts per peer: the table gives way to a line
+    document = running_document()
+    del document["current"]["bytes_by_peer"], document["current"]["messages_by_peer"]
+    server.document = document
+    wait_until(chromium, lambda d: d.find_element(By.ID, "sent-none").is_displayed(), "the absence")
+    assert shown(chromium, "#sent-none") == "Sent to each peer: not reported by this node."
+    assert not chromium.find_element(By.ID, "sent-table").is_displayed()
+    assert shown(chromium, "#current-bytes") == "2.3 MB"  # the run's total still shows
     assert not script_errors(chromium)
 
 
