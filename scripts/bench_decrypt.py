@@ -16,7 +16,12 @@ view of a node that waits for its helper is ``partial + prove + verify + combine
 ``partial + combine`` (the helper and the requester compute their partials at the same time).
 The arithmetic path is printed (``RISKPROP_ARITHMETIC=gmp`` forces gmpy2).
 
+``--chunked`` prints instead what a session's progress costs: ``partial`` in one call next to
+the same work in chunks of ``DECRYPT_CHUNK`` ciphertexts (the session counts decrypted
+ciphertexts between chunks, for the time left of its decryption phase).
+
     python scripts/bench_decrypt.py --bits 1024 2048 --batches 64 256 1024 --repeat 5
+    python scripts/bench_decrypt.py --chunked --bits 2048 --batches 256 1024 --repeat 7
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import phe
 from riskprop.core import modexp
 from riskprop.core.paillier import FreshNoise, PublicKey, encrypt
 from riskprop.core.threshold import KeyShare, combine, deal, partial_decrypt, prove, verify
+from riskprop.protocol.session import DECRYPT_CHUNK
 
 PARTIES = ("alice", "bob", "charlie")
 
@@ -66,13 +72,44 @@ def measure(shares: list[KeyShare], count: int, repeat: int) -> dict[str, float]
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def measure_chunks(share: KeyShare, count: int, repeat: int) -> tuple[float, float]:
+    """Median CPU seconds of ``partial`` for ``count`` ciphertexts: in one call, in chunks."""
+    public = share.key.public
+    ciphertexts = encrypt(
+        public, [secrets.randbelow(public.n) for _ in range(count)], FreshNoise(public)
+    )
+    whole, chunked = [], []
+    for _ in range(repeat):
+        started = time.process_time()
+        one = partial_decrypt(share, ciphertexts)
+        whole.append(time.process_time() - started)
+        started = time.process_time()
+        parts = []
+        for start in range(0, count, DECRYPT_CHUNK):
+            parts += partial_decrypt(share, ciphertexts[start : start + DECRYPT_CHUNK])
+        chunked.append(time.process_time() - started)
+        if parts != one:
+            raise SystemExit("chunks gave other partial decryptions")
+    return statistics.median(whole), statistics.median(chunked)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bits", type=int, nargs="+", default=[1024, 2048])
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--chunked", action="store_true", help="one call against chunks")
     args = parser.parse_args()
     print(f"arithmetic: {modexp.backend()}; CPU: {platform.processor() or platform.machine()}")
+    if args.chunked:
+        print(f"bits  k     one call  chunks of {DECRYPT_CHUNK}  ratio")
+        for bits in args.bits:
+            _, private = phe.generate_paillier_keypair(n_length=bits)
+            share = deal(private.p, private.q, PARTIES, 1)[0]
+            for count in args.batches:
+                whole, chunked = measure_chunks(share, count, args.repeat)
+                print(f"{bits:<5} {count:<5} {whole:8.3f}  {chunked:12.3f}  {chunked / whole:5.2f}")
+        return
     print(
         "bits  k     partial  combine  prove   verify  | no proofs  with  overhead "
         "| wall: no proofs  with  overhead"

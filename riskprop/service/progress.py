@@ -101,6 +101,8 @@ class ProgressTracker:
         if state.phase in PHASES:
             self._totals[state.phase] = state.total
         self.bytes_sent = tick.bytes_sent
+        self.bytes_by_peer = dict(tick.bytes_by_peer)
+        self.messages_by_peer = dict(tick.messages_by_peer)
         quarter = int(state.fraction * 4)
         if self.phase == "decrypting" and 0 < quarter < 4 and quarter > self._logged_quarter:
             self._logged_quarter = quarter

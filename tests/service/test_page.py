@@ -78,7 +78,7 @@ def running_document(fraction: float = 0.6) -> Document:
         state="running",
         schedule={"cron": "0 2 * * *", "run_id": "daily-{date}", "join_window": 3600},
         key={
-            "fingerprint": "3f:a1:9c:04:be:77",
+            "fingerprint": "3fa19c04be77d2e80a51",
             "parties": ["alice", "bob", "charlie"],
             "threshold": 1,
             "bits": 2048,
@@ -324,7 +324,7 @@ def test_a_node_mid_run_shows_the_run_and_each_phase(
     finishing = phase_cells(chromium, "finishing")
     assert (finishing["phase-percent"], finishing["phase-eta"]) == ("0%", "—")
 
-    assert shown(chromium, "#fingerprint") == "3f:a1:9c:04:be:77"
+    assert shown(chromium, "#fingerprint") == "3fa19c04 be77d2e8 0a51"  # as keygen prints it
     assert shown(chromium, "#key-info") == "3 parties, threshold 1, 2048 bits"
     expiry = chromium.find_element(By.ID, "cert-expiry")
     assert expiry.text == "364 days left"

@@ -425,3 +425,16 @@ def test_a_bank_asked_in_place_of_a_silent_helper_counts_the_extra_ciphertexts(
     states = link.states["charlie"]
     assert all(s.done <= s.total for s in states)
     assert charlie._expected_decryptions() == charlie.decrypted  # the served one counts
+
+
+def test_the_bytes_sent_to_each_peer_follow_the_ticks() -> None:
+    clock = Clock()
+    tracker = ProgressTracker(clock=clock)
+    assert (tracker.bytes_by_peer, tracker.messages_by_peer) == ({}, {})
+    first = state(clock, "iterating", 1, 4)
+    tracker.update(Tick(first, 300, {"bob": 100, "carol": 200}, {"bob": 1}))
+    second = state(clock, "iterating", 2, 4)
+    tracker.update(Tick(second, 700, {"bob": 400, "carol": 300}, {"bob": 3}))
+    assert tracker.bytes_sent == 700
+    assert tracker.bytes_by_peer == {"bob": 400, "carol": 300}
+    assert tracker.messages_by_peer == {"bob": 3}

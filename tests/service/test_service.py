@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -141,6 +142,13 @@ def test_a_late_node_joins_the_open_slot(network: Network) -> None:
         assert_matches_plaintext(
             dataclasses.replace(network, data=snapshot), lambda p: run_folder(network, p, today())
         )
+        for party in PARTIES:  # what crossed to each peer adds up to what was sent
+            report = json.loads(
+                (run_folder(network, party, today()) / "run-report.json").read_text()
+            )
+            assert set(report["bytes_by_peer"]) == set(PARTIES) - {party}
+            assert sum(report["bytes_by_peer"].values()) == report["bytes_sent"]
+            assert all(count > 0 for count in report["messages_by_peer"].values())
         assert all(latest(network, p) == today() for p in PARTIES)
         running.wait("alice ready", lambda: running.get("alice", "/readyz")[0] == 200)
         for party in PARTIES:
