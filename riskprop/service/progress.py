@@ -4,7 +4,8 @@ A session reports ``PhaseProgress`` (phase, done of total units). The tracker ti
 changes and estimates the time left:
 
 - the running phase, when its work is countable and under way (iterations, ciphertexts to
-  decrypt): elapsed * (1 - f) / f for the fraction f done, the rate so far;
+  decrypt): the time per unit up to the last unit done, times the units left, less the time
+  already spent since (so the estimate falls smoothly between two iterations);
 - otherwise (a handshake or the final acknowledgements wait for peers, not for work), and for
   phases not yet started: the phase's duration in the last successful run minus what has
   elapsed, when there was one; else unknown (None).
@@ -67,6 +68,8 @@ class ProgressTracker:
         self.messages_by_peer: dict[str, int] = {}
         self._began: dict[str, float] = {}
         self._ended: dict[str, float] = {}
+        #: phase -> (when its count of done units last moved, that count), for the rate
+        self._stepped: dict[str, tuple[float, int]] = {}
         #: phase -> its total units of work when last reported (a done phase shows total/total)
         self._totals: dict[str, int] = {}
         self._logged_quarter = 0
@@ -97,9 +100,13 @@ class ProgressTracker:
                 self._ended.setdefault(phase, now)
             self.phase = "done"
             self._logged_quarter = 0
+        previous = self.state
         self.state = state
         if state.phase in PHASES:
             self._totals[state.phase] = state.total
+            moved = previous is None or previous.phase != state.phase or previous.done != state.done
+            if state.done > 0 and moved:
+                self._stepped[state.phase] = (now, state.done)
         self.bytes_sent = tick.bytes_sent
         self.bytes_by_peer = dict(tick.bytes_by_peer)
         self.messages_by_peer = dict(tick.messages_by_peer)
@@ -166,7 +173,15 @@ class ProgressTracker:
         elapsed = self.elapsed(phase)
         fraction = self.phase_fraction(phase)
         if state == "running" and phase in COUNTED and fraction > 0 and elapsed > 0:
-            return elapsed * (1 - fraction) / fraction
+            # the rate up to the last unit done, less the time already spent on the next
+            step = self._stepped.get(phase)
+            if step is None:
+                return elapsed * (1 - fraction) / fraction
+            done_at, done = step
+            began = self._began[phase]
+            total = self._totals.get(phase, 0)
+            per_unit = (done_at - began) / done
+            return max(0.0, per_unit * (total - done) - (self.clock() - done_at))
         estimate = self.estimates.get(phase)
         if estimate is None:
             return None

@@ -7,7 +7,6 @@ a fresh cache under ``tmp_path``) and read its page in headless Chromium.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -19,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -48,39 +47,22 @@ URL = re.compile(r"open (http://127\.0\.0\.1:\d+/) to watch")
 
 
 # --- fake node admin listeners -----------------------------------------------------------------
-class FakeNodes:
+class FakeNodes(browser.BackgroundServer):
     """``GET /<bank>/status`` for each bank, on 127.0.0.1 from a thread: ``documents[bank]``
     as JSON, or the HTTP status ``failures[bank]``."""
 
     def __init__(self) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
         self.failures: dict[str, int] = {}
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         app = web.Application()
         app.router.add_get("/{bank}/status", self._status)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.base = f"http://127.0.0.1:{self._call(self._start())}"
-
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
-
-    async def _start(self) -> int:
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        return int(self.runner.addresses[0][1])
+        super().__init__(app)
 
     async def _status(self, request: web.Request) -> web.Response:
         bank = request.match_info["bank"]
         if bank in self.failures:
             return web.Response(status=self.failures[bank], text="unavailable")
         return web.json_response(self.documents.get(bank, {"current": None}))
-
-    def close(self) -> None:
-        self._call(self.runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 def current(phase: str, sent: int, to: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:

@@ -10,12 +10,15 @@ import browser``) and takes a ``chromium`` argument: one browser per module, qui
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -88,3 +91,30 @@ def script_errors(driver: Browser) -> list[str]:
         for entry in entries
         if entry.get("level") == "SEVERE" and entry.get("source") != "network"
     ]
+
+
+class BackgroundServer:
+    """An aiohttp application on 127.0.0.1 (a random port, ``base``), served from a thread of
+    its own, so that a test's browser and the test itself can both talk to it."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runner = web.AppRunner(app, access_log=None)
+        self.base = f"http://127.0.0.1:{self.call(self._start())}"
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the server's loop; its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    async def _start(self) -> int:
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        return int(self.runner.addresses[0][1])
+
+    def close(self) -> None:
+        self.call(self.runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

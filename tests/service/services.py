@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 from nodes import Network
 
-from riskprop.localnet.harness import free_ports
+from riskprop.localnet.harness import free_ports, node_command
 
 #: A liveness limit for what a test waits for (a hung node, not a slow one, runs into it).
 PATIENCE = 240.0
@@ -47,16 +46,8 @@ class Services:
         path.write_text(yaml.safe_dump(player, sort_keys=False))
 
     def command(self, party: str, *extra: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "riskprop",
-            *extra,
-            "--player",
-            party,
-            "--config",
-            str(self.network.configs),
-        ]
+        """``riskprop [EXTRA] --player PARTY --config CONFIGS`` (no extra: the service)."""
+        return node_command(self.network.configs, party, extra)
 
     def start(self, party: str, *extra: str) -> subprocess.Popen[bytes]:
         log = (self.network.root / f"{party}.log").open("ab")

@@ -7,11 +7,9 @@ browser renders, and one reads the pixels of a screenshot to see the progress dr
 
 from __future__ import annotations
 
-import asyncio
 import io
 import re
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -170,7 +168,7 @@ def history_document() -> Document:
 
 
 # --- the server --------------------------------------------------------------------------------
-class StatusServer:
+class StatusServer(browser.BackgroundServer):
     """The page and ``document`` as ``/status`` on 127.0.0.1 (a random port), from a thread.
 
     With ``token`` set, ``/status`` answers 401 unless the request carries it as a bearer
@@ -183,22 +181,11 @@ class StatusServer:
         self.token: str | None = None
         self.failure: int | None = None
         self.authorizations: list[str | None] = []
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         app = web.Application()
         app.router.add_get("/", self._page)
         app.router.add_get("/status", self._status)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.url = f"http://127.0.0.1:{self._call(self._start())}/"
-
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
-
-    async def _start(self) -> int:
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        return int(self.runner.addresses[0][1])
+        super().__init__(app)
+        self.url = f"{self.base}/"
 
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(body=status_page(), headers={"Content-Type": CONTENT_TYPE})
@@ -213,12 +200,6 @@ class StatusServer:
         if self.failure is not None:
             return web.Response(status=self.failure, text="unavailable")
         return web.json_response(self.document)
-
-    def close(self) -> None:
-        self._call(self.runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture

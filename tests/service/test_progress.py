@@ -96,8 +96,10 @@ def test_iterating_time_left_follows_the_rate_so_far() -> None:
     assert tracker.eta() == pytest.approx(15.0 + 30.0 + 1.0, abs=1e-3)
     # spent 12 s of 12 + 46: the fraction is by time once every phase has an estimate
     assert tracker.fraction() == pytest.approx(12 / 58, abs=1e-4)
-    clock.now += 5  # no new tick: the rate stays, the elapsed time grows
-    assert tracker.phase_eta("iterating") == pytest.approx(22.5, abs=1e-3)  # 15 s for 4 of 10
+    clock.now += 5  # no new tick: 5 s more spent on the fifth iteration
+    assert tracker.phase_eta("iterating") == pytest.approx(10.0, abs=1e-3)  # 2.5 s x 6 - 5 s
+    clock.now += 20  # late: the estimate bottoms out, it does not go negative
+    assert tracker.phase_eta("iterating") == 0.0
 
 
 def test_decryption_time_left_follows_the_ciphertexts_done() -> None:
@@ -243,7 +245,8 @@ def test_a_session_still_decrypting_for_a_peer_is_in_the_decryption() -> None:
     assert (phases["decrypting"]["done"], phases["decrypting"]["total"]) == (20, 40)
     assert phases["decrypting"]["fraction"] == 0.5
     assert phases["finishing"]["state"] == "pending"
-    assert tracker.phase_eta("decrypting") == pytest.approx(7.0, abs=1e-3)
+    # 0.25 s a ciphertext up to the 20th (at 1010), 20 to go, 2 s spent since
+    assert tracker.phase_eta("decrypting") == pytest.approx(3.0, abs=1e-3)
     clock.now += 3
     tick(tracker, state(clock, "finishing", 1, 2, **began))
     phases = by_name(tracker)
