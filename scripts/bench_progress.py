@@ -69,10 +69,13 @@ def watch(port: int, done: int) -> list[Sample]:
         time.sleep(0.5)
 
 
-def report(name: str, samples: list[Sample]) -> None:
+def report(name: str, samples: list[Sample], port: int) -> None:
     total = samples[-1][0]
-    print(f"{name}: {total:.1f} s")
-    for share in (0.25, 0.5, 0.75):
+    status = get(port, "/status")
+    phases = status["history"][0]["phases"] if status else {}
+    spent = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items())
+    print(f"{name}: {total:.1f} s ({spent})")
+    for share in (0.1, 0.25, 0.5, 0.75, 0.9):
         at, phase, eta = min(samples, key=lambda s: abs(s[0] - share * total))
         predicted = "unknown" if eta is None else f"{eta:6.1f} s"
         print(
@@ -86,6 +89,7 @@ def main() -> None:
     parser.add_argument("--edges", type=int, default=10000)
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--samples", action="store_true", help="print every sample too")
     args = parser.parse_args()
     print(f"arithmetic: {modexp.backend()}")
     with tempfile.TemporaryDirectory(prefix="riskprop-progress-") as tmp:
@@ -118,11 +122,15 @@ def main() -> None:
             for p, log in zip(PARTIES, logs, strict=True)
         ]
         try:
-            report("first run (no earlier durations)", watch(ports["alice"], 1))
+            report("first run (no earlier durations)", watch(ports["alice"], 1), ports["alice"])
             for party in PARTIES:
                 if get(ports[party], "/runs", json.dumps({"run_id": "second"}).encode()) is None:
                     sys.exit(f"{party} refused the trigger")
-            report("second run (the first's durations)", watch(ports["alice"], 2))
+            second = watch(ports["alice"], 2)
+            report("second run (the first's durations)", second, ports["alice"])
+            if args.samples:
+                for at, phase, eta in second:
+                    print(f"  {at:6.1f} s  {phase:<10}  {eta}")
         finally:
             for process in processes:
                 process.terminate()

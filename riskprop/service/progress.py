@@ -4,8 +4,9 @@ A session reports ``PhaseProgress`` (phase, done of total units). The tracker ti
 changes and estimates the time left:
 
 - the running phase, when its work is countable and under way (iterations, ciphertexts to
-  decrypt): the time per unit up to the last unit done, times the units left, less the time
-  already spent since (so the estimate falls smoothly between two iterations);
+  decrypt): the time per unit between the first and the last unit seen done, times the units
+  left, less the time already spent since (so the estimate falls smoothly between two
+  iterations); before two units were seen, the last run's duration, or the rate so far;
 - otherwise (a handshake or the final acknowledgements wait for peers, not for work), and for
   phases not yet started: the phase's duration in the last successful run minus what has
   elapsed, when there was one; else unknown (None).
@@ -16,7 +17,7 @@ meanwhile, so the decryption runs here until the session reports ``finishing`` (
 times stay those of the session's record).
 
 The whole run's time left is the sum over the running and pending phases, unknown if any
-part is.
+part but the final acknowledgements is.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class ProgressTracker:
         self._ended: dict[str, float] = {}
         #: phase -> (when its count of done units last moved, that count), for the rate
         self._stepped: dict[str, tuple[float, int]] = {}
+        self._first_step: dict[str, tuple[float, int]] = {}
         #: phase -> its total units of work when last reported (a done phase shows total/total)
         self._totals: dict[str, int] = {}
         self._logged_quarter = 0
@@ -107,6 +109,7 @@ class ProgressTracker:
             moved = previous is None or previous.phase != state.phase or previous.done != state.done
             if state.done > 0 and moved:
                 self._stepped[state.phase] = (now, state.done)
+                self._first_step.setdefault(state.phase, (now, state.done))
         self.bytes_sent = tick.bytes_sent
         self.bytes_by_peer = dict(tick.bytes_by_peer)
         self.messages_by_peer = dict(tick.messages_by_peer)
@@ -172,26 +175,30 @@ class ProgressTracker:
             return 0.0
         elapsed = self.elapsed(phase)
         fraction = self.phase_fraction(phase)
-        if state == "running" and phase in COUNTED and fraction > 0 and elapsed > 0:
-            # the rate up to the last unit done, less the time already spent on the next
-            step = self._stepped.get(phase)
-            if step is None:
-                return elapsed * (1 - fraction) / fraction
-            done_at, done = step
-            began = self._began[phase]
-            total = self._totals.get(phase, 0)
-            per_unit = (done_at - began) / done
-            return max(0.0, per_unit * (total - done) - (self.clock() - done_at))
         estimate = self.estimates.get(phase)
+        if state == "running" and phase in COUNTED and fraction > 0 and elapsed > 0:
+            first, last = self._first_step.get(phase), self._stepped.get(phase)
+            if first is not None and last is not None and last[1] > first[1]:
+                # the rate between the first and the last unit seen done (what came before
+                # the first, e.g. packing before the first decryption, is not per unit), less
+                # the time already spent on the next unit
+                per_unit = (last[0] - first[0]) / (last[1] - first[1])
+                left = per_unit * (self._totals.get(phase, 0) - last[1])
+                return max(0.0, left - (self.clock() - last[0]))
+            if estimate is None:
+                return elapsed * (1 - fraction) / fraction
         if estimate is None:
             return None
         return max(0.0, estimate - elapsed)
 
     def eta(self) -> float | None:
-        """Seconds left in the whole run (None when unknown)."""
+        """Seconds left in the whole run (None when unknown). The final acknowledgements count
+        0 until a run has timed them: they wait for peers that are finishing too."""
         total = 0.0
         for phase in PHASES:
             left = self.phase_eta(phase)
+            if left is None and phase == "finishing":
+                left = 0.0
             if left is None:
                 return None
             total += left

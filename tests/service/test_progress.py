@@ -90,14 +90,19 @@ def test_iterating_time_left_follows_the_rate_so_far() -> None:
     clock = Clock()
     tracker = iterating(clock, LAST_RUN)
     assert tracker.phase == "iterating"
-    assert tracker.phase_eta("iterating") == pytest.approx(15.0, abs=1e-3)  # 10 s for 4 of 10
+    # one count seen is no rate yet: the last run's 20 s less the 10 s spent
+    assert tracker.phase_eta("iterating") == pytest.approx(10.0, abs=1e-3)
     assert tracker.phase_eta("handshake") == 0.0
     assert tracker.phase_eta("decrypting") == 30.0  # not begun: the last run's duration
-    assert tracker.eta() == pytest.approx(15.0 + 30.0 + 1.0, abs=1e-3)
-    # spent 12 s of 12 + 46: the fraction is by time once every phase has an estimate
-    assert tracker.fraction() == pytest.approx(12 / 58, abs=1e-4)
-    clock.now += 5  # no new tick: 5 s more spent on the fifth iteration
-    assert tracker.phase_eta("iterating") == pytest.approx(10.0, abs=1e-3)  # 2.5 s x 6 - 5 s
+    assert tracker.eta() == pytest.approx(10.0 + 30.0 + 1.0, abs=1e-3)
+    # spent 12 s of 12 + 41: the fraction is by time once every phase has an estimate
+    assert tracker.fraction() == pytest.approx(12 / 53, abs=1e-4)
+    clock.now += 3
+    began = {"handshake": clock.now - 15, "iterating": clock.now - 13}
+    tick(tracker, state(clock, "iterating", 5, 10, **began))
+    assert tracker.phase_eta("iterating") == pytest.approx(15.0, abs=1e-3)  # 3 s x 5 to go
+    clock.now += 5  # no new tick: 5 s more spent on the sixth iteration
+    assert tracker.phase_eta("iterating") == pytest.approx(10.0, abs=1e-3)
     clock.now += 20  # late: the estimate bottoms out, it does not go negative
     assert tracker.phase_eta("iterating") == 0.0
 
@@ -111,9 +116,10 @@ def test_decryption_time_left_follows_the_ciphertexts_done() -> None:
     assert tracker.phase == "decrypting"
     assert tracker.phase_eta("decrypting") == pytest.approx(18.0, abs=1e-3)  # 13 s for 13 of 31
     assert tracker.phase_fraction("decrypting") == pytest.approx(13 / 31)
-    assert tracker.eta() is None  # the final acknowledgements have no estimate
+    assert tracker.eta() == pytest.approx(18.0, abs=1e-3)  # the acknowledgements count 0
     assert tracker.line() == (
-        "alice: decrypting 13/31 ciphertexts (60% of the run), 18 s left in this phase"
+        "alice: decrypting 13/31 ciphertexts (64% of the run), 18 s left in this phase, "
+        "about 18 s left"
     )
 
 
@@ -245,8 +251,8 @@ def test_a_session_still_decrypting_for_a_peer_is_in_the_decryption() -> None:
     assert (phases["decrypting"]["done"], phases["decrypting"]["total"]) == (20, 40)
     assert phases["decrypting"]["fraction"] == 0.5
     assert phases["finishing"]["state"] == "pending"
-    # 0.25 s a ciphertext up to the 20th (at 1010), 20 to go, 2 s spent since
-    assert tracker.phase_eta("decrypting") == pytest.approx(3.0, abs=1e-3)
+    # one count seen and no last run: the rate so far, 7 s for half of it
+    assert tracker.phase_eta("decrypting") == pytest.approx(7.0, abs=1e-3)
     clock.now += 3
     tick(tracker, state(clock, "finishing", 1, 2, **began))
     phases = by_name(tracker)
@@ -262,8 +268,11 @@ def test_a_resumed_run_that_starts_in_the_decryption() -> None:
     clock.now += 4
     tick(tracker, state(clock, "decrypting", 10, 20, handshake=1000.0, decrypting=1000.0))
     assert [p["state"] for p in tracker.phases()] == ["done", "done", "running", "pending"]
-    assert tracker.phase_eta("decrypting") == pytest.approx(4.0, abs=1e-3)
-    assert tracker.eta() == pytest.approx(5.0, abs=1e-3)
+    assert tracker.phase_eta("decrypting") == pytest.approx(26.0, abs=1e-3)  # 30 s less 4 s
+    clock.now += 2
+    tick(tracker, state(clock, "decrypting", 15, 20, handshake=1000.0, decrypting=1000.0))
+    assert tracker.phase_eta("decrypting") == pytest.approx(2.0, abs=1e-3)  # 0.4 s x 5
+    assert tracker.eta() == pytest.approx(3.0, abs=1e-3)
 
 
 def test_the_decryption_logs_each_quarter_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -280,7 +289,8 @@ def test_the_decryption_logs_each_quarter_once(caplog: pytest.LogCaptureFixture)
         "alice: decrypting 20/40",
         "alice: decrypting 30/40",
     ]
-    assert lines[0] == "alice: decrypting 10/40, about 9 s left in this phase"  # 3 s for 10
+    # 2 s for 9 since the first count (1 of 40), 30 to go
+    assert lines[0] == "alice: decrypting 10/40, about 7 s left in this phase"
 
 
 @pytest.mark.parametrize(
@@ -302,8 +312,8 @@ def test_the_status_line_with_estimates() -> None:
     clock = Clock()
     tracker = iterating(clock, LAST_RUN)
     line = tracker.line()
-    assert line.startswith("alice: iterating 4/10 (21% of the run), 15 s left in this phase")
-    assert line.endswith("about 46 s left")
+    assert line.startswith("alice: iterating 4/10 (23% of the run), 10 s left in this phase")
+    assert line.endswith("about 41 s left")
 
 
 # ----------------------------------------------------------------------------- a whole run
