@@ -110,6 +110,9 @@ def run_node_command(
         raise click.UsageError("--fresh and --resume exclude each other")
     from riskprop.cli.logs import show_progress
     from riskprop.errors import ConfigError
+    from riskprop.logcontext import set_fields
+
+    set_fields(player=player)  # on every line, the last one too
     from riskprop.service.daemon import once_sync
 
     load = _loader(config_dir, player, insecure, overrides)
@@ -292,7 +295,10 @@ def keygen(
 
     from riskprop.config import load_player_config
     from riskprop.files.keys import PUBLIC_FILE
+    from riskprop.logcontext import set_fields
     from riskprop.node.keygen import keygen_node_sync, keygen_params
+
+    set_fields(player=player)
 
     config = load_player_config(
         config_dir,

@@ -260,7 +260,7 @@ def check_data(
 
 def check_output_dir(config: PlayerConfig, report: Report) -> None:
     """The output directory exists or can be made, and takes files (as a run checks it)."""
-    check_output(config.output)
+    check_output(config.output, config.results_mode)
     report.ok(f"output {config.output}: writable")
 
 

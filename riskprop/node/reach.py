@@ -79,6 +79,8 @@ async def _ping(client: aiohttp.ClientSession, settings: HttpSettings, peer: str
     if name != peer:
         return Finding("error", f"answered as {name!r}, not {peer!r}")
     version = answer.get("protocol")
+    if version is None:
+        return Finding("error", "does not say its protocol version: it runs an older riskprop")
     if version != PROTOCOL_VERSION:
         return Finding(
             "error",
