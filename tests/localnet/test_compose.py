@@ -332,9 +332,7 @@ def test_systemd_unit_runs_the_bank_named_by_the_instance() -> None:
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     """``systemd-analyze verify`` finds nothing to say, and ``security`` rates it well; the
     riskprop command is a stand-in here (verify wants the binary to exist)."""
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze is not installed")
+    tool = require("systemd-analyze")
     stand_in = tmp_path / "bin" / "riskprop"
     stand_in.parent.mkdir()
     stand_in.write_text("#!/bin/sh\n")
