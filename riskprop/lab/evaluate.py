@@ -1,0 +1,386 @@
+"""Evaluate propagation settings against known labels: the researcher's workbench.
+
+A :class:`Workbench` loads a data set and its labels once, builds the global graph once and
+prepares each period's CSR once (:class:`riskprop.core.plaintext.PreparedPeriod`); every
+:class:`Setting` is then a few vector operations. Settings that share ``(delta_a, delta_b)``
+share one pass: with one period, the scores after ``T`` iterations are a prefix of the run to
+the largest ``T``, so every requested ``T`` is read off on the way.
+
+Subsets (:data:`SUBSETS`): ``all`` accounts, and the ``unflagged`` ones, whose *initial* score
+lies below ``Options.flag_threshold``: the accounts the banks do not already suspect, which
+propagation is meant to surface. The metrics (:data:`METRICS`, maths in
+:mod:`riskprop.core.metrics`) rank one subset's scores against its labels.
+
+Combination (``Setting.combine``): ``plain`` ranks by the propagated score ``r_T``; ``max``
+ranks by ``max(r_0, r_T)``, so an account keeps its own evidence however its neighbours pull
+it down. ``max`` needs no change to the secure protocol: each bank holds its accounts' initial
+scores (its own input) and, after the joint decryption, their propagated scores, and nothing
+else; it takes the maximum locally, account by account, and learns nothing new. (A
+maximum cannot be taken on Paillier ciphertexts without a comparison protocol; here it need
+not be.)
+
+Labels (``bank,id,is_laundering``, the format ``generate`` and ``split_amlsim`` write): every
+row must name an account of the data set, once, with ``is_laundering`` 0 or 1; an account that
+no row names counts as not laundering (a file may list only the known launderers) and is
+counted in ``Workbench.unlabelled``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from riskprop.core.data import load_dataset
+from riskprop.core.graph import GlobalGraph, build_global
+from riskprop.core.metrics import Ranking
+from riskprop.core.plaintext import PreparedPeriod, step
+from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B, DeltaSchedule
+from riskprop.core.types import BoolArray, FloatArray
+from riskprop.errors import InputError, ParameterError
+from riskprop.files.atomic import atomic_write_text
+from riskprop.files.layout import LABELS_HEADER
+
+COMBINES: Final = ("plain", "max")
+SUBSETS: Final = ("all", "unflagged")
+METRICS: Final = (
+    "roc_auc",
+    "average_precision",
+    "precision_at_k",
+    "precision_at_recall",
+    "recall_at_top",
+    "lift_at_top",
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One propagation setting: ``iterations`` per period with ``delta_k = delta_a /
+    k**delta_b``, ranked by ``combine`` (module doc). ``iterations == 0`` is the initial
+    scores, whatever the other fields."""
+
+    iterations: int
+    delta_a: float = DEFAULT_DELTA_A
+    delta_b: float = DEFAULT_DELTA_B
+    combine: str = "plain"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.iterations, bool) or self.iterations < 0:
+            raise ParameterError("iterations", f"must be >= 0 (got {self.iterations})")
+        if self.combine not in COMBINES:
+            raise ParameterError(
+                "combine", f"must be one of {', '.join(COMBINES)} (got {self.combine!r})"
+            )
+        self.schedule  # noqa: B018 -- checks delta_a and delta_b
+
+    @property
+    def schedule(self) -> DeltaSchedule:
+        return DeltaSchedule(self.delta_a, self.delta_b)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the metrics are taken: ``flag_threshold`` splits the subsets (initial score ``>=``
+    it: flagged), ``k`` for precision at k, ``recall`` for precision at a recall, ``top`` the
+    share of accounts for recall and lift at the top."""
+
+    flag_threshold: float = 0.5
+    k: int = 100
+    recall: float = 0.2
+    top: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.flag_threshold):
+            raise ParameterError("flag_threshold", f"must be a number (got {self.flag_threshold})")
+        if isinstance(self.k, bool) or self.k < 1:
+            raise ParameterError("k", f"must be >= 1 (got {self.k})")
+        if not 0.0 < self.recall <= 1.0:
+            raise ParameterError("recall", f"must lie in (0, 1] (got {self.recall:g})")
+        if not 0.0 < self.top <= 1.0:
+            raise ParameterError("top", f"must lie in (0, 1] (got {self.top:g})")
+
+    def row(self) -> dict[str, object]:
+        return {
+            "flag_threshold": self.flag_threshold,
+            "k": self.k,
+            "recall": self.recall,
+            "top": self.top,
+        }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One setting on one subset: its size, its positives and every metric of
+    :data:`METRICS` (NaN where undefined), taken with ``options``."""
+
+    setting: Setting
+    subset: str
+    accounts: int
+    positives: int
+    metrics: dict[str, float]
+    options: Options = field(default_factory=Options)
+
+    def row(self) -> dict[str, object]:
+        """One flat row: the setting, the subset, its counts, the metrics, then the options."""
+        return {
+            "iterations": self.setting.iterations,
+            "delta_a": self.setting.delta_a,
+            "delta_b": self.setting.delta_b,
+            "combine": self.setting.combine,
+            "subset": self.subset,
+            "accounts": self.accounts,
+            "positives": self.positives,
+            **{name: self.metrics[name] for name in METRICS},
+            **self.options.row(),
+        }
+
+
+def measure(scores: FloatArray, labels: BoolArray, options: Options) -> dict[str, float]:
+    """Every metric of :data:`METRICS` for one score vector (sorted once)."""
+    ranking = Ranking.of(scores, labels)
+    return {
+        "roc_auc": ranking.roc_auc(),
+        "average_precision": ranking.average_precision(),
+        "precision_at_k": ranking.precision_at_k(options.k),
+        "precision_at_recall": ranking.precision_at_recall(options.recall),
+        "recall_at_top": ranking.recall_at_top(options.top),
+        "lift_at_top": ranking.lift_at_top(options.top),
+    }
+
+
+class Workbench:
+    """A data set's graph and labels, loaded once; settings evaluated on prepared arrays.
+
+    Scores are in the graph's global order (banks in data set order, each bank's accounts in
+    file order), like :func:`riskprop.lab.simulate.simulate_plaintext`.
+    """
+
+    def __init__(
+        self,
+        graph: GlobalGraph,
+        labels: BoolArray,
+        *,
+        unlabelled: int = 0,
+        warnings: Sequence[str] = (),
+    ) -> None:
+        if labels.shape != (graph.n_accounts,):
+            raise ValueError(f"need {graph.n_accounts} labels (got {labels.shape})")
+        self.graph = graph
+        self.labels = np.asarray(labels, dtype=bool)
+        self.unlabelled = unlabelled
+        self.warnings = tuple(warnings)
+        self._periods = tuple(PreparedPeriod.from_csr(csr) for csr in graph.incoming)
+
+    @classmethod
+    def load(cls, data: Path, labels: Path) -> Workbench:
+        """Load the data set at ``data`` and the labels file ``labels`` (module doc)."""
+        dataset = load_dataset(data)
+        graph = build_global(dataset)
+        vector, unlabelled = read_label_vector(labels, graph)
+        warnings = [w for bank in dataset.banks for w in bank.warnings]
+        return cls(graph, vector, unlabelled=unlabelled, warnings=warnings)
+
+    @property
+    def initial(self) -> FloatArray:
+        return self.graph.initial
+
+    @property
+    def n_accounts(self) -> int:
+        return self.graph.n_accounts
+
+    def unflagged(self, options: Options = Options()) -> BoolArray:
+        """Accounts whose initial score lies below ``options.flag_threshold``."""
+        mask: BoolArray = self.initial < options.flag_threshold
+        return mask
+
+    def scores(self, setting: Setting) -> FloatArray:
+        """The ranking scores of ``setting`` for every account."""
+        ((_, propagated),) = self._propagated(setting.schedule, [setting.iterations])
+        return np.array(self._combine(setting, propagated), copy=True)
+
+    def convergence(self, setting: Setting, *, statistic: str = "mean") -> list[float]:
+        """``mean_x |r_k(x) - r_{k-1}(x)|`` (``statistic="max"``: the largest change) for every
+        iteration of every period, in order (``iterations x periods`` values). The
+        combination is not applied: it acts once, after the last iteration."""
+        if statistic not in ("mean", "max"):
+            raise ValueError(f"statistic must be mean or max (got {statistic!r})")
+        reduce = np.mean if statistic == "mean" else np.max
+        changes = []
+        scores = self.initial
+        for period in self._periods:
+            for delta in setting.schedule.deltas(setting.iterations):
+                updated = step(period, scores, delta)
+                changes.append(float(reduce(np.abs(updated - scores))) if len(scores) else 0.0)
+                scores = updated
+        return changes
+
+    def evaluate(
+        self, settings: Sequence[Setting], options: Options = Options()
+    ) -> list[Evaluation]:
+        """Every setting on every subset of :data:`SUBSETS`, in the order given."""
+        masks = {"all": None, "unflagged": self.unflagged(options)}
+        found: dict[Setting, list[Evaluation]] = {}
+        groups: dict[tuple[float, float], list[Setting]] = {}
+        for setting in settings:
+            groups.setdefault((setting.delta_a, setting.delta_b), []).append(setting)
+        for (delta_a, delta_b), group in groups.items():
+            wanted = sorted({s.iterations for s in group})
+            for t, propagated in self._propagated(DeltaSchedule(delta_a, delta_b), wanted):
+                for setting in group:
+                    if setting.iterations != t or setting in found:
+                        continue
+                    scores = self._combine(setting, propagated)
+                    found[setting] = [
+                        self._evaluation(setting, subset, scores, masks[subset], options)
+                        for subset in SUBSETS
+                    ]
+        return [evaluation for setting in settings for evaluation in found[setting]]
+
+    def _evaluation(
+        self,
+        setting: Setting,
+        subset: str,
+        scores: FloatArray,
+        mask: BoolArray | None,
+        options: Options,
+    ) -> Evaluation:
+        s, y = (scores, self.labels) if mask is None else (scores[mask], self.labels[mask])
+        return Evaluation(setting, subset, len(s), int(y.sum()), measure(s, y, options), options)
+
+    def _combine(self, setting: Setting, propagated: FloatArray) -> FloatArray:
+        if setting.combine == "max":
+            return np.maximum(self.initial, propagated)
+        return propagated
+
+    def _propagated(
+        self, schedule: DeltaSchedule, iterations: Sequence[int]
+    ) -> Iterator[tuple[int, FloatArray]]:
+        """``(T, r_T)`` for every ``T`` of the ascending ``iterations``: one pass to the
+        largest ``T`` with one period, one run per ``T`` otherwise (``k`` restarts every
+        period, so a shorter run is no prefix of a longer one)."""
+        if len(self._periods) == 1:
+            period = self._periods[0]
+            scores, done = self.initial, 0
+            for t in iterations:
+                while done < t:
+                    done += 1
+                    scores = step(period, scores, schedule.delta(done))
+                yield t, scores
+            return
+        for t in iterations:
+            scores = self.initial
+            for period in self._periods:
+                for delta in schedule.deltas(t):
+                    scores = step(period, scores, delta)
+            yield t, scores
+
+
+def grid(
+    iterations: Sequence[int],
+    deltas_a: Sequence[float] = (DEFAULT_DELTA_A,),
+    deltas_b: Sequence[float] = (DEFAULT_DELTA_B,),
+    combines: Sequence[str] = ("plain",),
+) -> list[Setting]:
+    """Every combination, the initial scores first and once (``T = 0`` with the first
+    ``delta_a``, ``delta_b`` and ``plain``: they do not matter there), repeats dropped."""
+    first = Setting(0, deltas_a[0], deltas_b[0], "plain")
+    settings = [first]
+    for a in deltas_a:
+        for b in deltas_b:
+            for combine in combines:
+                for t in iterations:
+                    setting = Setting(t, a, b, combine)
+                    if t > 0 and setting not in settings:
+                        settings.append(setting)
+    return settings
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def read_label_vector(path: Path, graph: GlobalGraph) -> tuple[BoolArray, int]:
+    """The labels of ``path`` in the graph's global order, and how many accounts no row
+    names (counted as not laundering). Errors name the file, the line and the problem."""
+    position: dict[str, dict[str, int]] = {}
+    for b, (bank, ids) in enumerate(zip(graph.banks, graph.account_ids, strict=True)):
+        offset = int(graph.offsets[b])
+        position[bank] = {account: offset + i for i, account in enumerate(ids)}
+    labels = np.zeros(graph.n_accounts, dtype=bool)
+    seen = np.zeros(graph.n_accounts, dtype=bool)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None or [c.strip() for c in header] != list(LABELS_HEADER):
+                raise InputError(f"{path}:1: expected the header {','.join(LABELS_HEADER)}")
+            for row in reader:
+                if not row:
+                    continue
+                where = f"{path}:{reader.line_num}"
+                if len(row) != len(LABELS_HEADER):
+                    raise InputError(f"{where}: expected 3 fields (bank,id,is_laundering)")
+                bank, account, value = row
+                accounts = position.get(bank)
+                if accounts is None:
+                    raise InputError(
+                        f"{where}: bank {bank!r} is not a bank of the data set "
+                        f"({', '.join(graph.banks)})"
+                    )
+                at = accounts.get(account)
+                if at is None:
+                    raise InputError(f"{where}: {bank} has no account {account!r}")
+                if seen[at]:
+                    raise InputError(f"{where}: account {account!r} of {bank} is labelled twice")
+                if value.strip() not in ("0", "1"):
+                    raise InputError(f"{where}: is_laundering {value!r} is not 0 or 1")
+                seen[at] = True
+                labels[at] = value.strip() == "1"
+    except FileNotFoundError:
+        raise InputError(f"{path}: labels file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    return labels, int(graph.n_accounts - seen.sum())
+
+
+# --------------------------------------------------------------------------- output
+
+
+def rows(evaluations: Sequence[Evaluation]) -> list[dict[str, object]]:
+    return [evaluation.row() for evaluation in evaluations]
+
+
+def write_csv(path: Path, evaluations: Sequence[Evaluation]) -> None:
+    """One row per evaluation (:meth:`Evaluation.row`), NaN as an empty field; atomic."""
+    table = rows(evaluations)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = list(table[0]) if table else _columns()
+    writer.writerow(names)
+    for row in table:
+        writer.writerow(["" if _is_nan(row[name]) else row[name] for name in names])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_json(path: Path, evaluations: Sequence[Evaluation]) -> None:
+    """A JSON array of the rows (:meth:`Evaluation.row`), NaN as null; atomic."""
+    table = [
+        {name: None if _is_nan(value) else value for name, value in row.items()}
+        for row in rows(evaluations)
+    ]
+    atomic_write_text(path, json.dumps(table, indent=1, allow_nan=False) + "\n")
+
+
+def _columns() -> list[str]:
+    setting = ["iterations", "delta_a", "delta_b", "combine", "subset", "accounts", "positives"]
+    return [*setting, *METRICS, *Options().row()]
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
