@@ -7,6 +7,7 @@ error into one line on stderr.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 from typing import Any
@@ -15,10 +16,13 @@ import click
 
 from riskprop import __version__
 from riskprop.cli.check import check
+from riskprop.cli.data import import_group
 from riskprop.cli.lab import detection, generate, simulate
 from riskprop.cli.local import certs, demo, setup_local
 from riskprop.cli.node import keygen, node_options, run, serve_node_command, trigger
 from riskprop.cli.options import CONTEXT
+from riskprop.cli.report import report
+from riskprop.cli.workbench import evaluate
 from riskprop.errors import ParameterError, RiskpropError, StoppedError
 
 
@@ -68,16 +72,24 @@ for command in (
     simulate,
     generate,
     detection,
+    evaluate,
+    import_group,
     demo,
     setup_local,
     certs,
     check,
+    report,
 ):
     cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; a RiskpropError becomes one line on stderr and exit code 1."""
+    """Entry point: run the CLI; a RiskpropError becomes one line on stderr and exit code 1.
+    The log fields a command binds (its player) stay with this call, its last line included."""
+    contextvars.copy_context().run(_main, argv)
+
+
+def _main(argv: list[str] | None) -> None:
     from riskprop.cli.logs import fatal
     from riskprop.core.data import skip_pandas_probe
 

@@ -56,7 +56,8 @@ def test_a_flipped_bit_in_any_file_is_one_clear_error(tmp_path: Path, name: str)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x04
     path.write_bytes(bytes(data))
-    with pytest.raises(DamagedFileError, match=rf"^{path}: damaged.*--fresh at every bank$"):
+    remedy = r"--fresh at every bank \(riskprop run --fresh; a service: riskprop trigger --fresh\)$"
+    with pytest.raises(DamagedFileError, match=rf"^{path}: damaged.*{remedy}"):
         journal(tmp_path / "run").load_checkpoint()
 
 
