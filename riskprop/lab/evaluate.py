@@ -384,3 +384,71 @@ def _columns() -> list[str]:
 
 def _is_nan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def describe(workbench: Workbench, options: Options) -> str:
+    """One line on the accounts, the positives and the subsets."""
+    unflagged = workbench.unflagged(options)
+    labels = workbench.labels
+    text = (
+        f"{workbench.n_accounts} accounts, {int(labels.sum())} laundering; "
+        f"unflagged (initial score < {options.flag_threshold:g}): {int(unflagged.sum())} "
+        f"accounts, {int((labels & unflagged).sum())} laundering"
+    )
+    if workbench.unlabelled:
+        text += f"; {workbench.unlabelled} accounts without a label count as not laundering"
+    return text
+
+
+def format_table(evaluations: Sequence[Evaluation], options: Options) -> str:
+    """One line per evaluation; ``T = 0`` shows ``init`` for its delta and combination."""
+    top = f"{options.top * 100:g}%"
+    heads = (
+        "AUC",
+        "AP",
+        f"P@{options.k}",
+        f"P@{options.recall * 100:g}%R",
+        f"R@{top}",
+        f"lift@{top}",
+    )
+    widths = [max(7, len(h)) for h in heads]
+    header = f"{'T':>3} {'delta_a':>7} {'delta_b':>7} {'combine':>7} {'subset':>9} " + " ".join(
+        f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)
+    )
+    lines = [header, "-" * len(header)]
+    for e in evaluations:
+        s = e.setting
+        if s.iterations == 0:
+            a, b, combine = "init", "", ""
+        else:
+            a, b, combine = f"{s.delta_a:g}", f"{s.delta_b:g}", s.combine
+        values = " ".join(f"{e.metrics[m]:>{w}.3f}" for m, w in zip(METRICS, widths, strict=True))
+        lines.append(f"{s.iterations:>3} {a:>7} {b:>7} {combine:>7} {e.subset:>9} {values}")
+    return "\n".join(lines)
+
+
+def format_convergence(workbench: Workbench, settings: Sequence[Setting]) -> list[str]:
+    """Per ``(delta_a, delta_b)`` of ``settings``: the mean absolute change of every iteration
+    up to the largest ``T`` asked for, and the largest change of the last iteration."""
+    longest: dict[tuple[float, float], int] = {}
+    for s in settings:
+        key = (s.delta_a, s.delta_b)
+        longest[key] = max(longest.get(key, 0), s.iterations)
+    lines = []
+    periods = len(workbench.graph.periods)
+    for (a, b), t in longest.items():
+        if t == 0:
+            continue
+        setting = Setting(t, a, b)
+        mean = workbench.convergence(setting)
+        largest = workbench.convergence(setting, statistic="max")
+        each = " per period" if periods > 1 else ""
+        lines.append(
+            f"change per iteration (mean |r_k - r_(k-1)|, k = 1..{t}{each}), a={a:g} b={b:g}: "
+            + " ".join(f"{v:.4f}" for v in mean)
+            + f"; largest at k={t}: {largest[-1]:.4f}"
+        )
+    return lines

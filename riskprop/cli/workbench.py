@@ -1,0 +1,166 @@
+"""The researcher's workbench commands (``evaluate``), thin over :mod:`riskprop.lab.evaluate`.
+
+The list options (``-T 0,1,2``, ``--delta-a 0.1,0.3``, ``--combine plain,max``) parse with the
+callbacks below; ranges are checked by the library (``Setting``, ``Options``), whose
+``ParameterError`` names the flag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from riskprop.cli.options import CONTEXT, log, split_names
+from riskprop.core.params import DEFAULT_ITERATIONS
+from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B
+from riskprop.errors import ConfigError
+
+
+def int_list(ctx: click.Context, param: click.Parameter, text: str) -> list[int]:
+    """Comma-separated integers (``0,1,2,4,8``)."""
+    try:
+        values = [int(part) for part in split_names(text)]
+    except ValueError:
+        raise click.BadParameter(f"not a comma-separated list of integers: {text!r}") from None
+    if not values:
+        raise click.BadParameter("give at least one value")
+    return values
+
+
+def float_list(ctx: click.Context, param: click.Parameter, text: str) -> list[float]:
+    """Comma-separated numbers (``0.1,0.3,0.5``)."""
+    try:
+        values = [float(part) for part in split_names(text)]
+    except ValueError:
+        raise click.BadParameter(f"not a comma-separated list of numbers: {text!r}") from None
+    if not values:
+        raise click.BadParameter("give at least one value")
+    return values
+
+
+def name_list(ctx: click.Context, param: click.Parameter, text: str) -> list[str]:
+    """Comma-separated names (``plain,max``); the library checks them."""
+    values = split_names(text)
+    if not values:
+        raise click.BadParameter("give at least one value")
+    return values
+
+
+def check_output(path: Path | None, option: str) -> None:
+    """Refuse an output path that is a directory before any work is done."""
+    if path is not None and path.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory; give a file name")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--labels",
+    type=click.Path(path_type=Path),
+    help="Labels CSV bank,id,is_laundering (default DATA/labels.csv). Accounts it does not "
+    "name count as not laundering.",
+)
+@click.option(
+    "--iterations",
+    "-T",
+    default=str(DEFAULT_ITERATIONS),
+    show_default=True,
+    callback=int_list,
+    help="Iterations per period, comma-separated for a grid. T = 0 (the initial scores) is "
+    "always evaluated first.",
+)
+@click.option(
+    "--delta-a",
+    default=f"{DEFAULT_DELTA_A:g}",
+    show_default=True,
+    callback=float_list,
+    help="Delta a in (0, 1) of delta_k = a / k**b, comma-separated for a grid.",
+)
+@click.option(
+    "--delta-b",
+    default=f"{DEFAULT_DELTA_B:g}",
+    show_default=True,
+    callback=float_list,
+    help="Decay exponent b >= 0 of delta_k = a / k**b, comma-separated for a grid.",
+)
+@click.option(
+    "--combine",
+    default="plain",
+    show_default=True,
+    callback=name_list,
+    help="Ranking score, comma-separated: plain (the propagated score) and/or max "
+    "(max of initial and propagated, taken by each bank after decryption).",
+)
+@click.option(
+    "--flag-threshold",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Accounts whose initial score is below this form the 'unflagged' subset.",
+)
+@click.option("--k", type=int, default=100, show_default=True, help="k of precision at k.")
+@click.option(
+    "--recall", type=float, default=0.2, show_default=True, help="Recall of precision at recall."
+)
+@click.option(
+    "--top",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="Share of accounts (highest scores) for recall and lift at the top.",
+)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the rows as JSON.")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="Write the rows as CSV.")
+def evaluate(
+    data: Path,
+    labels: Path | None,
+    iterations: list[int],
+    delta_a: list[float],
+    delta_b: list[float],
+    combine: list[str],
+    flag_threshold: float,
+    k: int,
+    recall: float,
+    top: float,
+    json_out: Path | None,
+    csv_out: Path | None,
+) -> None:
+    """How well propagation ranks the known laundering accounts of DATA.
+
+    For every setting (T x delta a x delta b x combination), prints ROC AUC, average
+    precision, precision at k and at a recall, recall and lift in the top share, on all
+    accounts and on the accounts not flagged initially; then the change per iteration.
+    --json and --csv write one row per setting and subset, fields named after the metrics
+    (roc_auc, average_precision, precision_at_k, precision_at_recall, recall_at_top,
+    lift_at_top), empty (CSV) or null (JSON) where a metric is undefined.
+    """
+    from riskprop.lab.evaluate import (
+        Options,
+        Workbench,
+        describe,
+        format_convergence,
+        format_table,
+        grid,
+        write_csv,
+        write_json,
+    )
+
+    options = Options(flag_threshold=flag_threshold, k=k, recall=recall, top=top)
+    settings = grid(iterations, delta_a, delta_b, combine)
+    check_output(json_out, "--json")
+    check_output(csv_out, "--csv")
+    workbench = Workbench.load(data, labels if labels is not None else data / "labels.csv")
+    for warning in workbench.warnings:
+        log.warning("%s", warning)
+    evaluations = workbench.evaluate(settings, options)
+    click.echo(f"# {data}: {describe(workbench, options)}")
+    click.echo(format_table(evaluations, options))
+    for line in format_convergence(workbench, settings):
+        click.echo(f"# {line}")
+    if csv_out is not None:
+        write_csv(csv_out, evaluations)
+        log.info("wrote %s", csv_out)
+    if json_out is not None:
+        write_json(json_out, evaluations)
+        log.info("wrote %s", json_out)
