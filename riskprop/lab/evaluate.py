@@ -98,7 +98,9 @@ class Options:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.flag_threshold):
-            raise ParameterError("flag_threshold", f"must be a number (got {self.flag_threshold})")
+            raise ParameterError(
+                "flag_threshold", f"must be a finite number (got {self.flag_threshold})"
+            )
         if isinstance(self.k, bool) or self.k < 1:
             raise ParameterError("k", f"must be >= 1 (got {self.k})")
         if not 0.0 < self.recall <= 1.0:
