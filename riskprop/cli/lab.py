@@ -87,15 +87,66 @@ def simulate(
 )
 @click.option("--periods", type=int, default=1, show_default=True, help="Number of periods.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-def generate(out: Path, accounts: int, edges: int, banks: str, periods: int, seed: int) -> None:
+@click.option(
+    "--scores",
+    type=click.Choice(["informed", "realistic"]),
+    default="informed",
+    show_default=True,
+    help="Initial scores: informed (unflagged launderers still score above clean accounts) or "
+    "realistic (a share flagged, false positives, noise that tells the rest nothing).",
+)
+@click.option(
+    "--flag-share",
+    type=click.FloatRange(0.0, 1.0),
+    help="With --scores realistic: share of laundering accounts flagged [default: 0.3].",
+)
+@click.option(
+    "--false-positive-share",
+    type=click.FloatRange(0.0, 1.0),
+    help="With --scores realistic: share of clean accounts flagged [default: 0.01].",
+)
+def generate(
+    out: Path,
+    accounts: int,
+    edges: int,
+    banks: str,
+    periods: int,
+    seed: int,
+    scores: str,
+    flag_share: float | None,
+    false_positive_share: float | None,
+) -> None:
     """Write a synthetic multi-bank data set with planted laundering motifs to OUT.
 
     Also writes OUT/labels.csv (`bank,id,is_laundering`) for evaluation. Deterministic for a seed.
+    The --scores modes draw the same transactions; only the initial scores differ.
     """
-    from riskprop.lab.synthetic import generate_dataset
+    from riskprop.lab.synthetic import ScoreModel, generate_dataset
 
+    model = None
+    if flag_share is not None or false_positive_share is not None:
+        if scores != "realistic":
+            raise click.UsageError(
+                "--flag-share and --false-positive-share need --scores realistic"
+            )
+        defaults = ScoreModel()
+        model = ScoreModel(
+            flag_share=defaults.flag_share if flag_share is None else flag_share,
+            false_positive_share=(
+                defaults.false_positive_share
+                if false_positive_share is None
+                else false_positive_share
+            ),
+        )
     summary = generate_dataset(
-        out, accounts=accounts, edges=edges, banks=split_names(banks), periods=periods, seed=seed
+        out,
+        accounts=accounts,
+        edges=edges,
+        banks=split_names(banks),
+        periods=periods,
+        seed=seed,
+        scores=scores,
+        score_model=model,
     )
     click.echo(
         f"wrote {out}: {summary.accounts} accounts in {len(summary.banks)} banks, "

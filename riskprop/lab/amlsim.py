@@ -11,12 +11,20 @@ the fraud accounts score high (uniform 0.6-1.0), about 1% of the other accounts 
 positives scoring just as high, and every other account gets a low background score (uniform
 0-0.1). ``labels.csv`` carries ``isFraud``. Same output layout and writer as
 :mod:`riskprop.lab.synthetic`.
+
+:func:`import_amlsim` (``riskprop import amlsim``) writes the same data set all or nothing:
+into a hidden directory beside the output, moved into place once complete
+(:func:`staged_output`, which the AMLworld importer uses too).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import os
+import secrets
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -93,6 +101,60 @@ def split_amlsim(
         laundering_accounts=int(fraud.sum()),
         periods=int(periods),
     )
+
+
+def import_amlsim(
+    src: Path,
+    out: Path,
+    *,
+    banks: Sequence[str] = ("alice", "bob", "charlie"),
+    periods: int = 1,
+    flagged_fraction: float = 0.3,
+    seed: int = 0,
+) -> GenerationSummary:
+    """:func:`split_amlsim` written all or nothing (see :func:`staged_output`)."""
+    names = check_banks(banks)
+    with staged_output(out, names) as stage:
+        return split_amlsim(
+            src, stage, banks=names, periods=periods, flagged_fraction=flagged_fraction, seed=seed
+        )
+
+
+@contextmanager
+def staged_output(out: Path, banks: Sequence[str]) -> Iterator[Path]:
+    """Yield a new hidden directory beside ``out`` to write a data set into; once the block
+    succeeds, move it into place. When ``out`` does not exist or is an empty directory that is
+    one rename, so a reader sees no data set or the whole one; over an earlier data set of the
+    same banks (:func:`~riskprop.files.layout.check_out`) each file is renamed over its old
+    version. On error the staging directory, and any parent directory made for it, is removed
+    and ``out`` is left as it was."""
+    check_out(out, banks)
+    target = out.absolute()
+    created = next((p for p in reversed(target.parents) if not p.exists()), None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        stage = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            stage.mkdir()
+            break
+        except FileExistsError:  # pragma: no cover - 32 random bits colliding
+            continue
+    try:
+        yield stage
+        if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+            os.replace(stage, target)
+        else:
+            for path in sorted(stage.rglob("*")):
+                if path.is_file():
+                    final = target / path.relative_to(stage)
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, final)
+    except BaseException:
+        if created is not None:  # the parent directories made above hold only the stage
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _initial_scores(

@@ -18,6 +18,9 @@ what banks really hold, at any size (10 million transactions in seconds):
   exactly 0, a few false positives high); motif accounts score higher, many of them in
   0.5-1.0, but a good part of them look harmless, which is what propagation should uncover.
   ``labels.csv`` gives the ground truth (1 for every motif account) for evaluation.
+  With ``scores="realistic"`` the scores follow :class:`ScoreModel` instead: a share of the
+  launderers flagged, some false positives, and noise that says nothing about the rest, so
+  that what propagation adds can be measured.
 
 Everything is drawn from ``numpy.random.default_rng(seed)`` in a fixed order, so the same
 arguments give byte-identical files. Per-edge work is vectorised; only motifs are planted one
@@ -60,6 +63,87 @@ FAN_IN, FAN_OUT, CYCLE, CHAIN = "fan_in", "fan_out", "cycle", "chain"
 MOTIF_KINDS: Final = (FAN_IN, FAN_OUT, CYCLE, CHAIN)
 #: Inclusive ranges: fan width (members besides the hub), cycle length, chain length.
 _SIZE_RANGE: Final = {FAN_IN: (5, 12), FAN_OUT: (5, 12), CYCLE: (3, 7), CHAIN: (4, 8)}
+
+
+#: Initial-score models of ``generate_dataset``: ``informed`` (the default) also scores the
+#: launderers it does not flag above the clean accounts; ``realistic`` is :class:`ScoreModel`.
+INFORMED, REALISTIC = "informed", "realistic"
+SCORE_MODES: Final = (INFORMED, REALISTIC)
+
+
+@dataclass(frozen=True)
+class ScoreModel:
+    """Initial scores of a bank's monitoring that knows part of the laundering and no more.
+
+    With ``L`` laundering and ``C`` clean accounts, exactly ``round(flag_share * L)`` laundering
+    accounts and ``round(false_positive_share * C)`` clean ones, drawn without replacement, are
+    *flagged*: their score is ``t + (1 - t) * Beta(*flagged_beta)``, in ``[t, 1]``, with ``t =
+    threshold``. Every other account, laundering or not, scores ``t * Beta(*background_beta)``,
+    below ``t``: the same distribution for both, so among the unflagged accounts the initial
+    scores carry no signal (expected ROC AUC 0.5) and whatever propagation adds there is its
+    own. Scores are rounded to 6 decimals (what the files hold) and stay on their side of
+    ``t``, so "initial score >= t" is exactly "flagged". Defaults: 30% of the launderers
+    flagged, 1% false positives (with 1% launderers, three alerts in four are false), flagged
+    scores of mean 0.75 (Beta(2, 2) on [0.5, 1]), background of mean 0.038 (Beta(1, 12) on
+    [0, 0.5]).
+    """
+
+    flag_share: float = 0.3
+    false_positive_share: float = 0.01
+    flagged_beta: tuple[float, float] = (2.0, 2.0)
+    background_beta: tuple[float, float] = (1.0, 12.0)
+    threshold: float = 0.5
+
+    def check(self) -> None:
+        """Raise ConfigError naming the option of a parameter out of its range."""
+        for option, share in (
+            ("--flag-share", self.flag_share),
+            ("--false-positive-share", self.false_positive_share),
+        ):
+            if isinstance(share, bool) or not isinstance(share, int | float):
+                raise ConfigError(f"{option} must be a number in [0, 1] (got {share!r})")
+            if not 0.0 <= share <= 1.0:
+                raise ConfigError(f"{option} must be in [0, 1] (got {share!r})")
+        for name, (a, b) in (
+            ("flagged_beta", self.flagged_beta),
+            ("background_beta", self.background_beta),
+        ):
+            if not (a > 0.0 and b > 0.0 and np.isfinite(a) and np.isfinite(b)):
+                raise ConfigError(f"{name}: Beta parameters must be positive (got {a!r}, {b!r})")
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold must lie strictly between 0 and 1 (got {self.threshold})")
+
+
+def realistic_scores(
+    rng: np.random.Generator, laundering: npt.NDArray[np.bool_], model: ScoreModel
+) -> FloatArray:
+    """Initial scores of :class:`ScoreModel` for the accounts with labels ``laundering``.
+
+    Draws, in this order: the flagged launderers, the false positives, every account's
+    background score, the flagged scores.
+    """
+    model.check()
+    bad, good = np.flatnonzero(laundering), np.flatnonzero(~np.asarray(laundering, dtype=bool))
+    flagged = rng.choice(bad, round(model.flag_share * bad.size), replace=False)
+    false_pos = rng.choice(good, round(model.false_positive_share * good.size), replace=False)
+    t = model.threshold
+    below, above = _grid_neighbours(t)
+    scores = np.round(t * rng.beta(*model.background_beta, len(laundering)), 6)
+    scores = np.minimum(scores, below)
+    high = np.concatenate((flagged, false_pos)).astype(np.int64)
+    high_scores = np.round(t + (1.0 - t) * rng.beta(*model.flagged_beta, high.size), 6)
+    scores[high] = np.clip(high_scores, above, 1.0)
+    return scores
+
+
+def _grid_neighbours(t: float) -> tuple[float, float]:
+    """The largest 6-decimal value below ``t`` and the smallest one at or above it."""
+    below = above = round(t, 6)
+    while below >= t:
+        below = round(below - 1e-6, 6)
+    while above < t:
+        above = round(above + 1e-6, 6)
+    return below, above
 
 
 @dataclass(frozen=True)
@@ -116,12 +200,22 @@ def generate_dataset(
     banks: Sequence[str] = ("alice", "bob", "charlie"),
     periods: int = 1,
     seed: int = 0,
+    scores: str = INFORMED,
+    score_model: ScoreModel | None = None,
 ) -> GenerationSummary:
     """Write a synthetic data set of ``accounts`` accounts and exactly ``edges`` transactions.
 
     Layout: ``OUT/<bank>/accounts.csv``, ``OUT/<bank>/transactions.csv`` (every transaction
     touching the bank; cross-bank ones in both banks' files) and ``OUT/labels.csv``.
+    ``scores`` picks the initial-score model (``SCORE_MODES``); ``score_model`` parameterises
+    ``"realistic"`` (default :class:`ScoreModel`). Both modes draw the same transactions.
     """
+    if scores not in SCORE_MODES:
+        raise ConfigError(f"--scores must be one of {', '.join(SCORE_MODES)} (got {scores!r})")
+    if score_model is not None and scores != REALISTIC:
+        raise ConfigError(f"a score model goes with --scores {REALISTIC} only")
+    model = score_model if score_model is not None else ScoreModel()
+    model.check()
     names = check_banks(banks)
     check_int("--accounts", accounts, 1)
     check_int("--edges", edges, 0)
@@ -170,7 +264,10 @@ def generate_dataset(
 
     laundering = np.zeros(n, dtype=bool)
     laundering[motifs.members] = True
-    scores = _initial_scores(rng, laundering)
+    if scores == REALISTIC:
+        initial = realistic_scores(rng, laundering, model)
+    else:
+        initial = _initial_scores(rng, laundering)
     cross = int(np.count_nonzero(account_bank[src] != account_bank[dst]))
 
     write_layout(
@@ -178,7 +275,7 @@ def generate_dataset(
         names,
         account_bank=account_bank,
         account_ids=_account_ids(sizes, starts, account_bank),
-        scores=scores,
+        scores=initial,
         laundering=laundering,
         src=src,
         dst=dst,

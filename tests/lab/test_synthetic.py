@@ -8,11 +8,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from riskprop.cli import cli
 from riskprop.core.data import load_dataset
+from riskprop.core.metrics import roc_auc
 from riskprop.errors import ConfigError
-from riskprop.lab.synthetic import GenerationSummary, generate_dataset
+from riskprop.lab.simulate import simulate_plaintext
+from riskprop.lab.synthetic import (
+    GenerationSummary,
+    ScoreModel,
+    generate_dataset,
+    realistic_scores,
+)
 
 BANKS = ("alice", "bob", "charlie")
 ACCOUNTS_HEADER = "id,risk_score"
@@ -265,3 +277,132 @@ def test_refuses_output_with_foreign_bank_directory(tmp_path: Path) -> None:
     (tmp_path / "dave").mkdir()
     with pytest.raises(ConfigError, match="dave"):
         generate_dataset(tmp_path, accounts=10, edges=10)
+
+
+# ------------------------------------------------------------------ realistic initial scores
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerationSummary]:
+    out = tmp_path_factory.mktemp("realistic")
+    summary = generate_dataset(out, accounts=20_000, edges=60_000, seed=11, scores="realistic")
+    return out, summary
+
+
+def test_realistic_scores_hide_the_unflagged_launderers(
+    realistic: tuple[Path, GenerationSummary],
+) -> None:
+    out, summary = realistic
+    data = load(out)
+    keys = [(bank, i) for bank, accs in data.accounts.items() for i, _ in accs]
+    score = np.array([s for accs in data.accounts.values() for _, s in accs])
+    bad = np.array([bool(data.labels[k]) for k in keys])
+    n_bad = int(bad.sum())
+    assert n_bad == summary.laundering_accounts > 100
+    flagged = score >= 0.5
+    assert int((flagged & bad).sum()) == round(0.3 * n_bad)
+    assert int((flagged & ~bad).sum()) == round(0.01 * (~bad).sum())
+    auc = roc_auc(score[~flagged], bad[~flagged])
+    assert abs(auc - 0.5) < 0.1, auc  # the informed default gives about 0.97
+    assert score[~flagged].max() < 0.5 <= score[flagged].min()
+
+
+def test_propagation_gain_is_measurable_on_realistic_data(
+    realistic: tuple[Path, GenerationSummary],
+) -> None:
+    out, _ = realistic
+    data = load(out)
+    initial = {(bank, i): s for bank, accs in data.accounts.items() for i, s in accs}
+    result = simulate_plaintext(out, iterations=3, delta_a=0.5).by_account()
+    keys = [k for k in initial if initial[k] < 0.5]
+    bad = [bool(data.labels[k]) for k in keys]
+    before = roc_auc([initial[k] for k in keys], bad)
+    after = roc_auc([result[k] for k in keys], bad)
+    assert after > before + 0.05, (before, after)
+
+
+def test_score_modes_share_the_transactions(tmp_path: Path) -> None:
+    def run(name: str, **kwargs: object) -> dict[str, bytes]:
+        generate_dataset(tmp_path / name, accounts=800, edges=3_000, seed=5, **kwargs)  # type: ignore[arg-type]
+        return all_bytes(tmp_path / name)
+
+    informed, realistic = run("a"), run("b", scores="realistic")
+    assert run("c", scores="informed") == informed  # the default is "informed"
+    differ = {name for name in informed if informed[name] != realistic[name]}
+    assert differ == {f"{bank}/accounts.csv" for bank in BANKS}
+    other = run("d", scores="realistic", score_model=ScoreModel(flag_share=0.8))
+    assert other != realistic
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 400),
+    bad_share=st.floats(0.0, 1.0),
+    flag_share=st.floats(0.0, 1.0),
+    false_positive_share=st.floats(0.0, 1.0),
+    threshold=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_realistic_scores_properties(
+    n: int,
+    bad_share: float,
+    flag_share: float,
+    false_positive_share: float,
+    threshold: float,
+    seed: int,
+) -> None:
+    laundering = np.random.default_rng(seed).random(n) < bad_share
+    model = ScoreModel(
+        flag_share=flag_share, false_positive_share=false_positive_share, threshold=threshold
+    )
+    scores = realistic_scores(np.random.default_rng(seed), laundering, model)
+    again = realistic_scores(np.random.default_rng(seed), laundering, model)
+    assert np.array_equal(scores, again)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert np.array_equal(scores, np.round(scores, 6))  # what the files hold
+    flagged = scores >= threshold
+    n_bad = int(laundering.sum())
+    assert int((flagged & laundering).sum()) == round(flag_share * n_bad)
+    assert int((flagged & ~laundering).sum()) == round(false_positive_share * (n - n_bad))
+
+
+def test_realistic_unflagged_auc_is_near_one_half() -> None:
+    rng = np.random.default_rng(3)
+    laundering = rng.random(50_000) < 0.02
+    for seed in range(3):
+        scores = realistic_scores(np.random.default_rng(seed), laundering, ScoreModel())
+        rest = scores < 0.5
+        assert abs(roc_auc(scores[rest], laundering[rest]) - 0.5) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"scores": "noisy"}, "--scores"),
+        ({"score_model": ScoreModel()}, "--scores realistic"),
+        ({"scores": "realistic", "score_model": ScoreModel(flag_share=-0.1)}, "--flag-share"),
+        (
+            {"scores": "realistic", "score_model": ScoreModel(false_positive_share=2.0)},
+            "--false-positive-share",
+        ),
+        ({"scores": "realistic", "score_model": ScoreModel(flagged_beta=(0.0, 1.0))}, "flagged"),
+        ({"scores": "realistic", "score_model": ScoreModel(threshold=1.0)}, "threshold"),
+    ],
+)
+def test_bad_score_options(tmp_path: Path, kwargs: dict[str, object], option: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(option)):
+        generate_dataset(tmp_path / "out", accounts=100, edges=10, **kwargs)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_command_scores_options(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["generate", str(tmp_path / "g"), "--accounts", "3000", "--edges", "9000"]
+    done = runner.invoke(cli, [*args, "--scores", "realistic", "--flag-share", "1"])
+    assert done.exit_code == 0, done.output
+    data = load(tmp_path / "g")
+    score = {(b, i): s for b, accs in data.accounts.items() for i, s in accs}
+    assert all(score[k] >= 0.5 for k, bad in data.labels.items() if bad)
+    refused = runner.invoke(cli, [*args[:1], str(tmp_path / "h"), *args[2:], "--flag-share", "1"])
+    assert refused.exit_code == 2 and "--scores realistic" in refused.output
+    assert not (tmp_path / "h").exists()
