@@ -32,6 +32,12 @@ from riskprop.cli.options import (
     type=click.Path(path_type=Path),
     help="With --secure: directory of key share files from `riskprop keygen`.",
 )
+@click.option(
+    "--ranked",
+    type=click.Path(path_type=Path),
+    help="Also write DIR/<bank>/ranked.csv for every bank, each ranked on its own scores "
+    "(the columns of `riskprop report`).",
+)
 def simulate(
     data: Path,
     iterations: int,
@@ -43,6 +49,7 @@ def simulate(
     secure: bool,
     key_bits: int,
     keys: Path | None,
+    ranked: Path | None,
 ) -> None:
     """Propagate over every bank of DATA in one process.
 
@@ -71,6 +78,11 @@ def simulate(
     for warning in result.warnings:
         log.warning("%s", warning)
     result.write(out)
+    if ranked is not None:
+        from riskprop.lab.analyst import write_ranked_dataset
+
+        for path in write_ranked_dataset(data, result.by_account(), ranked):
+            log.info("wrote %s", path)
     if out is not None:
         log.info("wrote %s", out)
 

@@ -92,3 +92,23 @@ def test_cli_overflow_is_one_line_and_exit_1(cycle_data: Path, tmp_path: Path) -
     assert f"at most {limit} iterations" in errors[0]
     assert not out.exists()
     assert result.stdout == ""
+
+
+def test_simulate_writes_each_bank_its_ranked_file(cycle_data: Path, tmp_path: Path) -> None:
+    """``--ranked DIR``: DIR/<bank>/ranked.csv per bank, with that bank's accounts only and the
+    final scores the simulation wrote."""
+    out, ranked = tmp_path / "scores.csv", tmp_path / "ranked"
+    result = CliRunner().invoke(
+        cli, ["simulate", str(cycle_data), "-T", "2", "-o", str(out), "--ranked", str(ranked)]
+    )
+    assert result.exit_code == 0, result.output
+    with out.open() as handle:
+        written = {(r["bank"], r["id"]): float(r["risk_score"]) for r in csv.DictReader(handle)}
+    banks = {bank for bank, _ in written}
+    assert {p.name for p in ranked.iterdir()} == banks
+    for bank in banks:
+        with (ranked / bank / "ranked.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        assert {r["id"] for r in rows} == {i for b, i in written if b == bank}
+        assert all(float(r["final_score"]) == written[bank, r["id"]] for r in rows)
+        assert [int(r["rank"]) for r in rows] == sorted(int(r["rank"]) for r in rows)
