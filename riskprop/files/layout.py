@@ -17,7 +17,7 @@ a hidden temporary file in its final directory and then renamed over the target
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -207,13 +207,36 @@ def write_layout(
     write_csv_atomic(out / "labels.csv", LABELS_HEADER, int(offsets[-1]), labels)
 
 
-def read_labels(path: Path) -> dict[tuple[str, str], bool]:
-    """``(bank, id) -> is_laundering`` from a ``labels.csv`` written by :func:`write_layout`."""
+def label_rows(path: Path) -> Iterator[tuple[str, str, str, bool]]:
+    """``(where, bank, id, is_laundering)`` for each row of a ``labels.csv`` (header
+    ``bank,id,is_laundering``, values 0 or 1, each account once); ``where`` is ``file:line``.
+    Errors (``InputError``) name the file and the line."""
+    seen: set[tuple[str, str]] = set()
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if tuple(reader.fieldnames or ()) != LABELS_HEADER:
-                raise InputError(f"{path}: expected the header {','.join(LABELS_HEADER)}")
-            return {(row["bank"], row["id"]): row["is_laundering"] == "1" for row in reader}
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None or [c.strip() for c in header] != list(LABELS_HEADER):
+                raise InputError(f"{path}:1: expected the header {','.join(LABELS_HEADER)}")
+            for row in reader:
+                if not row:
+                    continue
+                where = f"{path}:{reader.line_num}"
+                if len(row) != len(LABELS_HEADER):
+                    raise InputError(f"{where}: expected 3 fields (bank,id,is_laundering)")
+                bank, account, value = row
+                if value.strip() not in ("0", "1"):
+                    raise InputError(f"{where}: is_laundering {value!r} is not 0 or 1")
+                if (bank, account) in seen:
+                    raise InputError(f"{where}: account {account!r} of {bank} is labelled twice")
+                seen.add((bank, account))
+                yield where, bank, account, value.strip() == "1"
+    except FileNotFoundError:
+        raise InputError(f"{path}: labels file not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
+
+
+def read_labels(path: Path) -> dict[tuple[str, str], bool]:
+    """``(bank, id) -> is_laundering`` from a ``labels.csv`` (see :func:`label_rows`)."""
+    return {(bank, account): flag for _, bank, account, flag in label_rows(path)}

@@ -46,7 +46,7 @@ from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B, DeltaSchedu
 from riskprop.core.types import BoolArray, FloatArray
 from riskprop.errors import InputError, ParameterError
 from riskprop.files.atomic import atomic_write_text
-from riskprop.files.layout import LABELS_HEADER
+from riskprop.files.layout import label_rows
 
 COMBINES: Final = ("plain", "max")
 SUBSETS: Final = ("all", "unflagged")
@@ -316,38 +316,17 @@ def read_label_vector(path: Path, graph: GlobalGraph) -> tuple[BoolArray, int]:
         position[bank] = {account: offset + i for i, account in enumerate(ids)}
     labels = np.zeros(graph.n_accounts, dtype=bool)
     seen = np.zeros(graph.n_accounts, dtype=bool)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None or [c.strip() for c in header] != list(LABELS_HEADER):
-                raise InputError(f"{path}:1: expected the header {','.join(LABELS_HEADER)}")
-            for row in reader:
-                if not row:
-                    continue
-                where = f"{path}:{reader.line_num}"
-                if len(row) != len(LABELS_HEADER):
-                    raise InputError(f"{where}: expected 3 fields (bank,id,is_laundering)")
-                bank, account, value = row
-                accounts = position.get(bank)
-                if accounts is None:
-                    raise InputError(
-                        f"{where}: bank {bank!r} is not a bank of the data set "
-                        f"({', '.join(graph.banks)})"
-                    )
-                at = accounts.get(account)
-                if at is None:
-                    raise InputError(f"{where}: {bank} has no account {account!r}")
-                if seen[at]:
-                    raise InputError(f"{where}: account {account!r} of {bank} is labelled twice")
-                if value.strip() not in ("0", "1"):
-                    raise InputError(f"{where}: is_laundering {value!r} is not 0 or 1")
-                seen[at] = True
-                labels[at] = value.strip() == "1"
-    except FileNotFoundError:
-        raise InputError(f"{path}: labels file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
+    for where, bank, account, flag in label_rows(path):
+        accounts = position.get(bank)
+        if accounts is None:
+            raise InputError(
+                f"{where}: bank {bank!r} is not a bank of the data set ({', '.join(graph.banks)})"
+            )
+        at = accounts.get(account)
+        if at is None:
+            raise InputError(f"{where}: {bank} has no account {account!r}")
+        seen[at] = True
+        labels[at] = flag
     return labels, int(graph.n_accounts - seen.sum())
 
 
