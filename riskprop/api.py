@@ -12,6 +12,12 @@ those who build on them.
   (every bank's encrypted protocol in this process); both return a :class:`SimulationResult`.
 * Parameters: :class:`RunParameters`, one name per parameter as on the command line.
 * Evaluation: :func:`roc_auc`, :func:`precision_at_recall` and :func:`read_labels`.
+* Workbench for notebooks: :func:`load` a data set and its labels once, from files or from
+  pyarrow/pandas tables; :func:`simulate`, :func:`evaluate` and :func:`sweep` return
+  ``pyarrow.Table`` results (``as_pandas=True``: pandas DataFrames). A sweep's data come from
+  a :class:`Files`, :class:`AmlsimSplits` or :class:`Generated` source (what a seed redraws);
+  settings and metric options are :class:`Setting` and :class:`Options`. A sweep runs worker
+  processes (``spawn``): a script calling it needs the ``if __name__ == "__main__":`` guard.
 * Results of nodes: :func:`read_scores`, :func:`read_global_scores`, :func:`read_report`.
 * Errors: every error riskprop raises for bad input or configuration is a
   :class:`RiskpropError` with a one-line message.
@@ -26,23 +32,34 @@ from riskprop.errors import ConfigError, InputError, ParameterError, ProtocolErr
 from riskprop.files.layout import read_labels
 from riskprop.files.results import NodeReport, read_global_scores, read_report, read_scores
 from riskprop.lab.amlsim import split_amlsim
+from riskprop.lab.evaluate import Options, Setting, Workbench
+from riskprop.lab.notebook import evaluate, load, simulate, sweep
 from riskprop.lab.simulate import SimulationResult, simulate_plaintext, simulate_secure
+from riskprop.lab.sweep import AmlsimSplits, Files, Generated
 from riskprop.lab.synthetic import GenerationSummary, generate_dataset
 
 __all__ = [
     "DEFAULT_KEY_BITS",
+    "AmlsimSplits",
     "BankData",
     "ConfigError",
     "Dataset",
+    "Files",
+    "Generated",
     "GenerationSummary",
     "InputError",
     "NodeReport",
+    "Options",
     "ParameterError",
     "ProtocolError",
     "RiskpropError",
     "RunParameters",
+    "Setting",
     "SimulationResult",
+    "Workbench",
+    "evaluate",
     "generate_dataset",
+    "load",
     "load_dataset",
     "precision_at_recall",
     "read_global_scores",
@@ -50,7 +67,9 @@ __all__ = [
     "read_report",
     "read_scores",
     "roc_auc",
+    "simulate",
     "simulate_plaintext",
     "simulate_secure",
     "split_amlsim",
+    "sweep",
 ]

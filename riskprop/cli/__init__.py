@@ -22,7 +22,7 @@ from riskprop.cli.local import certs, demo, setup_local
 from riskprop.cli.node import keygen, node_options, run, serve_node_command, trigger
 from riskprop.cli.options import CONTEXT
 from riskprop.cli.report import report
-from riskprop.cli.workbench import evaluate
+from riskprop.cli.workbench import evaluate, sweep
 from riskprop.errors import ParameterError, RiskpropError, StoppedError
 
 
@@ -73,6 +73,7 @@ for command in (
     generate,
     detection,
     evaluate,
+    sweep,
     import_group,
     demo,
     setup_local,
