@@ -50,6 +50,10 @@ class ParameterError(ConfigError):
         self.name = name
         self.problem = problem
 
+    def __reduce__(self) -> "tuple[type[ParameterError], tuple[str, str]]":
+        """Pickled by its two fields (a worker process hands it back to the parent)."""
+        return (type(self), (self.name, self.problem))
+
 
 class StorageError(RiskpropError):
     """The node could not write its state or results (disk full, read-only, gone)."""

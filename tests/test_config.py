@@ -451,3 +451,18 @@ def test_constant_time_noise_is_a_local_flag(configs: Path) -> None:
     edit(configs / "alice.yaml", lambda d: d.update(constant_time_noise="yes"))
     text = failure(configs)
     assert "constant_time_noise: expected true or false, got str 'yes'" in text, text
+
+
+def test_a_parameter_error_survives_pickling() -> None:
+    """A worker process of a sweep hands its error back to the parent by pickle."""
+    import pickle
+
+    from riskprop.errors import ParameterError
+
+    error = pickle.loads(pickle.dumps(ParameterError("delta_a", "must lie in (0, 1)")))
+    assert isinstance(error, ParameterError)
+    assert (error.name, error.problem, str(error)) == (
+        "delta_a",
+        "must lie in (0, 1)",
+        "delta_a: must lie in (0, 1)",
+    )

@@ -57,8 +57,9 @@ def amlsim(
 ) -> None:
     """Convert IBM AMLSim output SRC to a multi-bank data set DST.
 
-    SRC holds nodes.csv and transactions.csv. Node i goes to bank i mod k with id i; labels are isFraud. Initial scores: --flag-share of
-    the fraud accounts and 1% of the others score 0.6-1.0, every other account 0-0.1.
+    SRC holds nodes.csv and transactions.csv. Node i goes to bank i mod k with id i; labels
+    are isFraud. Initial scores: --flag-share of the fraud accounts and 1% of the others score
+    0.6-1.0, every other account 0-0.1.
     """
     from riskprop.lab.amlsim import import_amlsim
 
@@ -128,8 +129,9 @@ def amlworld(
 ) -> None:
     """Convert an IBM AMLworld transactions file SRC to a multi-bank data set DST.
 
-    SRC is one AMLworld transactions CSV such as HI-Small_Trans.csv. AMLworld's bank ids are dealt to the --banks parties; account ids are `<bank id>:<account>`;
-    self-transfers are dropped. An account is laundering when it takes part in a transaction
+    SRC is one AMLworld transactions CSV such as HI-Small_Trans.csv. AMLworld's bank ids are
+    dealt to the --banks parties; account ids are `<bank id>:<account>`; self-transfers are
+    dropped. An account is laundering when it takes part in a transaction
     marked Is Laundering. Initial scores: --flag-share of the laundering accounts and
     --false-positive-share of the others are flagged (0.5-1.0), the rest get the same low
     noise (0-0.5) whether laundering or not. Deterministic for a seed.

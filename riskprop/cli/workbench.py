@@ -1,4 +1,4 @@
-"""The researcher's workbench commands (``evaluate``), thin over :mod:`riskprop.lab.evaluate`.
+"""The researcher's workbench commands (``evaluate``, ``sweep``), thin over the lab modules.
 
 The list options (``-T 0,1,2``, ``--delta-a 0.1,0.3``, ``--combine plain,max``) parse with the
 callbacks below; ranges are checked by the library (``Setting``, ``Options``), whose
