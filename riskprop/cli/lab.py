@@ -212,7 +212,9 @@ def _deltas(ctx: click.Context, param: click.Parameter, text: str) -> list[float
 @click.option("--delta-b", type=float, default=0.0, show_default=True, help="delta_k = a / k**b.")
 @click.option("--periods", type=int, default=1, show_default=True, help="Periods of the split.")
 @click.option(
+    "--flag-share",
     "--flagged-fraction",
+    "flagged_fraction",
     type=float,
     default=0.3,
     show_default=True,

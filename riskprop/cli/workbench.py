@@ -89,8 +89,9 @@ def check_output(path: Path | None, option: str) -> None:
     default="plain",
     show_default=True,
     callback=name_list,
-    help="Ranking score, comma-separated: plain (the propagated score) and/or max "
-    "(max of initial and propagated, taken by each bank after decryption).",
+    help="Ranking score, comma-separated: plain (the propagated score), max (max of initial "
+    "and propagated) and/or flag-first (initially flagged accounts first, each group by the "
+    "propagated score); each bank takes max or flag-first itself after decryption.",
 )
 @click.option(
     "--flag-threshold",
@@ -182,7 +183,9 @@ def evaluate(
 )
 @click.option("--banks", type=int, default=3, show_default=True, help="With --amlsim: banks.")
 @click.option(
+    "--flag-share",
     "--flagged-fraction",
+    "flagged_fraction",
     type=float,
     default=0.3,
     show_default=True,
@@ -215,8 +218,9 @@ def evaluate(
     default="plain,max",
     show_default=True,
     callback=name_list,
-    help="Ranking scores, comma-separated: plain (propagated) and/or max (max of initial and "
-    "propagated).",
+    help="Ranking scores, comma-separated: plain (propagated), max (max of initial and "
+    "propagated) and/or flag-first (flagged accounts first, each group by the propagated "
+    "score).",
 )
 @click.option(
     "--seeds",
@@ -317,6 +321,8 @@ def sweep(
         require_matplotlib()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
+    if (out / "sweep.json").exists():
+        raise ConfigError(f"--out {out}: holds an earlier sweep; give a new directory")
     result = run_sweep(source, grid, seeds=range(seeds), options=options, workers=workers)
     advice = recommend(
         result.summaries, result.baseline, metric=metric, max_loss=max_loss, source=result.source

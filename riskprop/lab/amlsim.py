@@ -60,7 +60,7 @@ def split_amlsim(
     check_int("--periods", periods, 1)
     check_int("--seed", seed, 0)
     if not isinstance(flagged_fraction, int | float) or not 0.0 <= flagged_fraction <= 1.0:
-        raise ConfigError(f"--flagged-fraction must be in [0, 1] (got {flagged_fraction!r})")
+        raise ConfigError(f"--flag-share must be in [0, 1] (got {flagged_fraction!r})")
     nodes_path, transactions_path = src / "nodes.csv", src / "transactions.csv"
     for path in (nodes_path, transactions_path):
         if not path.is_file():

@@ -218,7 +218,7 @@ class Ranking:
             format_score(self.final[i] - self.initial[i]),
             self.bands.names[int(self.final_band[i])],
             self.bands.names[int(self.initial_band[i])],
-            format_score(self.incoming[i]),
+            _amount(self.incoming[i]),
             _share(self.foreign_share[i]),
             _share(self.flagged_share[i]),
             "; ".join(str(source) for source in self.top_sources[i]),
@@ -228,6 +228,12 @@ class Ranking:
         """Every account's fields, by rank."""
         for position in self.order.tolist():
             yield self.row(position)
+
+
+def _amount(value: float) -> str:
+    """A sum of amounts to a millionth: the sum of 0.1 + 0.2 reads 0.3, not 0.30000000000000004
+    (float addition's last bits are not part of any amount)."""
+    return repr(round(float(value), 6))
 
 
 def _share(value: float) -> str:

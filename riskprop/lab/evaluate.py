@@ -17,7 +17,11 @@ it down. ``max`` needs no change to the secure protocol: each bank holds its acc
 scores (its own input) and, after the joint decryption, their propagated scores, and nothing
 else; it takes the maximum locally, account by account, and learns nothing new. (A
 maximum cannot be taken on Paillier ciphertexts without a comparison protocol; here it need
-not be.)
+not be.) ``flag-first`` ranks every flagged account (``r_0 >= Options.flag_threshold``) above
+every other one, each group by ``r_T`` (score ``r_T + 1`` when flagged; ``r_T`` lies in [0, 1]):
+the flag is kept whatever the neighbours do, while propagation still orders the flagged
+accounts (launderers above false positives) and, unchanged, the unflagged ones. Like ``max``,
+each bank computes it locally after decryption (docs/combinations.md compares them).
 
 Labels (``bank,id,is_laundering``, the format ``generate`` and ``split_amlsim`` write): every
 row must name an account of the data set, once, with ``is_laundering`` 0 or 1; an account that
@@ -48,7 +52,7 @@ from riskprop.errors import InputError, ParameterError
 from riskprop.files.atomic import atomic_write_text
 from riskprop.files.layout import label_rows
 
-COMBINES: Final = ("plain", "max")
+COMBINES: Final = ("plain", "max", "flag-first")
 SUBSETS: Final = ("all", "unflagged")
 METRICS: Final = (
     "roc_auc",
@@ -202,10 +206,11 @@ class Workbench:
         mask: BoolArray = self.initial < options.flag_threshold
         return mask
 
-    def scores(self, setting: Setting) -> FloatArray:
-        """The ranking scores of ``setting`` for every account."""
+    def scores(self, setting: Setting, options: Options = Options()) -> FloatArray:
+        """The ranking scores of ``setting`` for every account (``options.flag_threshold``
+        for ``flag-first``)."""
         ((_, propagated),) = self._propagated(setting.schedule, [setting.iterations])
-        return np.array(self._combine(setting, propagated), copy=True)
+        return np.array(self._combine(setting, propagated, options), copy=True)
 
     def convergence(self, setting: Setting, *, statistic: str = "mean") -> list[float]:
         """``mean_x |r_k(x) - r_{k-1}(x)|`` (``statistic="max"``: the largest change) for every
@@ -238,7 +243,7 @@ class Workbench:
                 for setting in group:
                     if setting.iterations != t or setting in found:
                         continue
-                    scores = self._combine(setting, propagated)
+                    scores = self._combine(setting, propagated, options)
                     found[setting] = [
                         self._evaluation(setting, subset, scores, masks[subset], options)
                         for subset in SUBSETS
@@ -256,9 +261,12 @@ class Workbench:
         s, y = (scores, self.labels) if mask is None else (scores[mask], self.labels[mask])
         return Evaluation(setting, subset, len(s), int(y.sum()), measure(s, y, options), options)
 
-    def _combine(self, setting: Setting, propagated: FloatArray) -> FloatArray:
+    def _combine(self, setting: Setting, propagated: FloatArray, options: Options) -> FloatArray:
         if setting.combine == "max":
             return np.maximum(self.initial, propagated)
+        if setting.combine == "flag-first":
+            flagged: FloatArray = propagated + (self.initial >= options.flag_threshold)
+            return flagged
         return propagated
 
     def _propagated(
@@ -396,7 +404,7 @@ def format_table(evaluations: Sequence[Evaluation], options: Options) -> str:
         f"lift@{top}",
     )
     widths = [max(7, len(h)) for h in heads]
-    header = f"{'T':>3} {'delta_a':>7} {'delta_b':>7} {'combine':>7} {'subset':>9} " + " ".join(
+    header = f"{'T':>3} {'delta_a':>7} {'delta_b':>7} {'combine':>10} {'subset':>9} " + " ".join(
         f"{h:>{w}}" for h, w in zip(heads, widths, strict=True)
     )
     lines = [header, "-" * len(header)]
@@ -407,7 +415,7 @@ def format_table(evaluations: Sequence[Evaluation], options: Options) -> str:
         else:
             a, b, combine = f"{s.delta_a:g}", f"{s.delta_b:g}", s.combine
         values = " ".join(f"{e.metrics[m]:>{w}.3f}" for m, w in zip(METRICS, widths, strict=True))
-        lines.append(f"{s.iterations:>3} {a:>7} {b:>7} {combine:>7} {e.subset:>9} {values}")
+        lines.append(f"{s.iterations:>3} {a:>7} {b:>7} {combine:>10} {e.subset:>9} {values}")
     return "\n".join(lines)
 
 

@@ -204,6 +204,9 @@ class Generated:
     edges: int
     banks: tuple[str, ...] = ("alice", "bob", "charlie")
     periods: int = 1
+    #: initial scores: "realistic" (a share of launderers flagged, the rest noise: propagation's
+    #: gain is measurable) or "informed" (they already rank the launderers)
+    scores: str = "realistic"
 
     @property
     def resampled(self) -> bool:
@@ -212,7 +215,7 @@ class Generated:
     def describe(self) -> str:
         return (
             f"generated: {self.accounts} accounts, {self.edges} transactions, "
-            f"{len(self.banks)} banks (redrawn per seed)"
+            f"{len(self.banks)} banks, {self.scores} initial scores (redrawn per seed)"
         )
 
     def prepare(self, seed: int, directory: Path) -> tuple[Path, Path]:
@@ -225,6 +228,7 @@ class Generated:
             banks=self.banks,
             periods=self.periods,
             seed=seed,
+            scores=self.scores,
         )
         return directory, directory / "labels.csv"
 
@@ -527,9 +531,12 @@ def write_sweep(
     seed), ``sweep.json`` (both, the grid, options and recommendation), ``recommendation.md``
     and, with ``plots``, the figures of :mod:`riskprop.lab.sweep_plots` (PNG and SVG) to
     ``out``. Everything is rendered first, then each file is written atomically: an error
-    leaves no file half-written, and none written at all when rendering fails."""
+    leaves no file half-written, and none written at all when rendering fails. A directory
+    that holds an earlier sweep is refused, so no earlier figure is taken for this one's."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} exists and is not a directory")
+    if (out / "sweep.json").exists():  # its figures would mix with this sweep's
+        raise ConfigError(f"--out: {out} holds an earlier sweep; give a new directory")
     rows = result.rows()
     files: dict[str, bytes] = {
         "sweep.csv": csv_text(rows).encode(),

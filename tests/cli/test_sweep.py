@@ -151,6 +151,19 @@ def test_out_that_is_a_file_is_refused_before_any_work(
     assert out.read_text() == "keep"
 
 
+def test_out_that_holds_an_earlier_sweep_is_refused(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An earlier sweep's figures would be taken for this one's (e.g. after --no-plots)."""
+    out = tmp_path / "earlier"
+    out.mkdir()
+    (out / "sweep.json").write_text("{}")
+    (out / "old.png").write_bytes(b"")
+    code, _, err = run(["sweep", str(data), "--no-plots", "--out", str(out)], capsys)
+    assert code == 1 and "holds an earlier sweep; give a new directory" in err
+    assert sorted(p.name for p in out.iterdir()) == ["old.png", "sweep.json"]
+
+
 def test_bad_data_found_in_a_worker_is_one_line(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -232,7 +232,7 @@ def test_bad_source_files(
     ("kwargs", "option"),
     [
         ({"periods": 0}, "--periods"),
-        ({"flagged_fraction": 1.5}, "--flagged-fraction"),
+        ({"flagged_fraction": 1.5}, "--flag-share"),
         ({"banks": ("a", "a")}, "--banks"),
         ({"seed": -2}, "--seed"),
     ],

@@ -300,3 +300,23 @@ def test_max_combination_against_plain_on_the_amlsim_sample(tmp_path: Path) -> N
     assert metric(ev, Setting(8, 0.1), "all", "average_precision") > max(
         metric(ev, m, "all", "average_precision") for m in best
     )
+
+
+def test_flag_first_keeps_the_flag_and_plain_order_on_the_amlsim_sample(tmp_path: Path) -> None:
+    """flag-first: every flagged account above every unflagged one, each group in the
+    propagated order. Among the unflagged accounts it is plain propagation exactly; over all
+    accounts it is at least as good as plain at each setting (docs/combinations.md)."""
+    bench = amlsim_bench(tmp_path, seed=0)
+    plain = [Setting(t, a) for t in (1, 3, 8) for a in (0.1, 0.5)]
+    first = [Setting(s.iterations, s.delta_a, combine="flag-first") for s in plain]
+    ev = bench.evaluate([*plain, *first])
+    flagged = ~bench.unflagged()
+    for p, f in zip(plain, first, strict=True):
+        scores, propagated = bench.scores(f), bench.scores(p)
+        assert scores[flagged].min() > scores[~flagged].max()
+        assert np.array_equal(np.argsort(scores[flagged]), np.argsort(propagated[flagged]))
+        for name in ("roc_auc", "average_precision"):
+            assert metric(ev, f, "unflagged", name) == metric(ev, p, "unflagged", name)
+        assert metric(ev, f, "all", "average_precision") >= metric(
+            ev, p, "all", "average_precision"
+        )
