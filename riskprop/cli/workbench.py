@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from riskprop.cli.options import CONTEXT, log, split_names
+from riskprop.cli.options import CONTEXT, F, apply, log, split_names
 from riskprop.core.params import DEFAULT_ITERATIONS
 from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B
 from riskprop.errors import ConfigError
@@ -37,6 +37,35 @@ def float_list(ctx: click.Context, param: click.Parameter, text: str) -> list[fl
     if not values:
         raise click.BadParameter("give at least one value")
     return values
+
+
+def metric_options(func: F) -> F:
+    """The options of the metrics (``riskprop.lab.evaluate.Options``), alike in every command."""
+    return apply(
+        func,
+        click.option(
+            "--flag-threshold",
+            type=float,
+            default=0.5,
+            show_default=True,
+            help="Accounts whose initial score is below this form the 'unflagged' subset.",
+        ),
+        click.option("--k", type=int, default=100, show_default=True, help="k of precision at k."),
+        click.option(
+            "--recall",
+            type=float,
+            default=0.2,
+            show_default=True,
+            help="Recall of precision at recall.",
+        ),
+        click.option(
+            "--top",
+            type=float,
+            default=0.01,
+            show_default=True,
+            help="Share of accounts (highest scores) for recall and lift at the top.",
+        ),
+    )
 
 
 def name_list(ctx: click.Context, param: click.Parameter, text: str) -> list[str]:
@@ -93,24 +122,7 @@ def check_output(path: Path | None, option: str) -> None:
     "and propagated) and/or flag-first (initially flagged accounts first, each group by the "
     "propagated score); each bank takes max or flag-first itself after decryption.",
 )
-@click.option(
-    "--flag-threshold",
-    type=float,
-    default=0.5,
-    show_default=True,
-    help="Accounts whose initial score is below this form the 'unflagged' subset.",
-)
-@click.option("--k", type=int, default=100, show_default=True, help="k of precision at k.")
-@click.option(
-    "--recall", type=float, default=0.2, show_default=True, help="Recall of precision at recall."
-)
-@click.option(
-    "--top",
-    type=float,
-    default=0.01,
-    show_default=True,
-    help="Share of accounts (highest scores) for recall and lift at the top.",
-)
+@metric_options
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the rows as JSON.")
 @click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="Write the rows as CSV.")
 def evaluate(
@@ -235,24 +247,7 @@ def evaluate(
     type=click.IntRange(min=1),
     help="Worker processes [default: one per core].",
 )
-@click.option(
-    "--flag-threshold",
-    type=float,
-    default=0.5,
-    show_default=True,
-    help="Accounts whose initial score is below this form the 'unflagged' subset.",
-)
-@click.option("--k", type=int, default=100, show_default=True, help="k of precision at k.")
-@click.option(
-    "--recall", type=float, default=0.2, show_default=True, help="Recall of precision at recall."
-)
-@click.option(
-    "--top",
-    type=float,
-    default=0.01,
-    show_default=True,
-    help="Share of accounts (highest scores) for recall and lift at the top.",
-)
+@metric_options
 @click.option(
     "--metric",
     default="average_precision",
