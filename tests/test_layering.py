@@ -5,6 +5,7 @@ inside functions too): each layer imports only the layers below it.
     files      the files a run reads and writes: core and errors only
     protocol   the sans-I/O protocol: no event loop, network, configuration or commands
     config     configuration files: no node, lab, local network or commands
+    scoring    initial scores from raw transactions: core, files and errors (and config) only
     node       a bank's node: no lab, local network or commands
     service    the node as a long-running service: no lab, local network or commands
     lab        the researcher's simulations and experiments: no local network or commands
@@ -20,7 +21,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "riskprop"
-ABOVE_CORE = ("files", "protocol", "config", "node", "service", "lab", "localnet", "cli")
+ABOVE_CORE = (
+    "files",
+    "protocol",
+    "config",
+    "scoring",
+    "node",
+    "service",
+    "lab",
+    "localnet",
+    "cli",
+)
 
 #: layer -> modules it must not import (a name or any module below it)
 FORBIDDEN: dict[str, set[str]] = {
@@ -41,7 +52,17 @@ FORBIDDEN: dict[str, set[str]] = {
         "yaml",
         "socket",
     },
-    "config": {f"riskprop.{layer}" for layer in ("node", "service", "lab", "localnet", "cli")},
+    "config": {
+        f"riskprop.{layer}" for layer in ("scoring", "node", "service", "lab", "localnet", "cli")
+    },
+    "scoring": {
+        *(
+            f"riskprop.{layer}"
+            for layer in ("protocol", "node", "service", "lab", "localnet", "cli")
+        ),
+        "asyncio",
+        "aiohttp",
+    },
     "node": {f"riskprop.{layer}" for layer in ("service", "lab", "localnet", "cli")},
     "service": {f"riskprop.{layer}" for layer in ("lab", "localnet", "cli")},
     "lab": {"riskprop.localnet", "riskprop.cli"},
