@@ -56,8 +56,8 @@ For the other transaction-level rules the account's strength is 1 when any of it
 fires. Examples are the first ``max_examples`` triggering transaction ids in file order (windowed
 rules: of the first firing window), alerts are in row order.
 
-Cost: sorts by (account, time) and ``searchsorted``; fan and pass-through rules expand the pairs
-of transactions sharing a window, O(sum of window occupancies).
+Cost: sorts by (account, time), ``searchsorted`` and cumulative sums, O(n log n); only
+pass-through enumerates candidate (incoming, outgoing) pairs, in bounded chunks.
 """
 
 from __future__ import annotations
@@ -717,31 +717,53 @@ def _structuring(ctx: _Context, p: Mapping[str, Any]) -> _Result:
 
 
 def _fan(ctx: _Context, p: Mapping[str, Any], incoming: bool) -> _Result:
+    """Distinct counterparties per window as an interval cover: event i (counterparty c) counts
+    for the windows ending at events j in [i, E_i), E_i = min(next event of the account with c,
+    first event at or after t_i + window); so distinct(j) = #{i: i <= j < E_i}, a cumulative
+    sum of +1 at i and -1 at E_i. O(n log n), no pairs."""
     raw = ctx.raw
     own = ctx.dst if incoming else ctx.src
     rows = np.flatnonzero(own >= 0)
     ev = _Events.of(own[rows], rows, raw.time[rows])
+    n = len(ev.row)
     other = (raw.source if incoming else raw.target)[ev.row]
     other_bank = (raw.source_bank if incoming else raw.target_bank)[ev.row]
     _, bank_code = np.unique(other_bank.astype(str), return_inverse=True)
     names, account_code = np.unique(other.astype(str), return_inverse=True)
     cp = bank_code.astype(np.int64).reshape(-1) * max(len(names), 1) + account_code.reshape(-1)
-    start = _window_start(ev, p["window"])
-    n = len(ev.row)
-    sizes = np.arange(n) - start + 1
-    j = np.repeat(np.arange(n, dtype=np.int64), sizes)
-    i = _ranges(start, np.arange(n, dtype=np.int64) + 1)
-    n_cp = int(cp.max()) + 1 if n else 1
-    pairs = np.unique(j * n_cp + cp[i])
-    distinct = np.bincount(pairs // n_cp, minlength=n)
+    position = np.arange(n, dtype=np.int64)
+    by_pair = np.lexsort((position, cp, ev.account))
+    same = (ev.account[by_pair][1:] == ev.account[by_pair][:-1]) & (
+        cp[by_pair][1:] == cp[by_pair][:-1]
+    )
+    following = np.full(n, n, dtype=np.int64)  # next event of the same (account, counterparty)
+    following[by_pair[:-1][same]] = by_pair[1:][same]
+    keys = ev.key()
+    end = np.searchsorted(keys, ev.key(p["window"]), side="left").astype(np.int64)
+    stop = np.minimum(following, end)
+    delta = np.bincount(position, minlength=n + 1) - np.bincount(stop, minlength=n + 1)
+    distinct = np.cumsum(delta)[:n]
     fire = distinct >= p["count"]
     strength = np.zeros(ctx.n_accounts)
     strength[ev.account[fire]] = 1.0
-    ex_acc, ex_row = _first_window(ev, fire, start)
-    return _Result(strength, ex_acc, ex_row, np.zeros(0, np.int64), np.zeros(0))
+    # examples: the first firing window's events counted in it (one per counterparty)
+    j = np.flatnonzero(fire)
+    first = j[np.unique(ev.account[j], return_index=True)[1]]
+    start = _window_start(ev, p["window"])
+    members = _ranges(start[first], first + 1)
+    window_end = np.repeat(first, first + 1 - start[first])
+    members = members[stop[members] > window_end]
+    return _Result(strength, ev.account[members], ev.row[members], position[:0], np.zeros(0))
+
+
+#: at most this many (incoming, outgoing) candidate pairs are held at once
+PAIR_CHUNK = 1 << 22
 
 
 def _pass_through(ctx: _Context, p: Mapping[str, Any]) -> _Result:
+    """Candidate pairs: per incoming event the outgoing events of its account in [t, t +
+    window), found by searchsorted, checked in chunks of at most PAIR_CHUNK pairs (one busy
+    incoming event may exceed it alone); time O(candidate pairs)."""
     raw = ctx.raw
     rin = np.flatnonzero((ctx.dst >= 0) & (raw.amount >= p["minimum"]))
     rout = np.flatnonzero(ctx.src >= 0)
@@ -756,16 +778,25 @@ def _pass_through(ctx: _Context, p: Mapping[str, Any]) -> _Result:
     kout = _key(eout.account, eout.time, base, span)
     lo = np.searchsorted(kout, _key(ein.account, ein.time, base, span), side="left")
     hi = np.searchsorted(kout, _key(ein.account, ein.time + p["window"], base, span), side="left")
-    sizes = hi - lo
-    k = np.repeat(np.arange(len(ein.row), dtype=np.int64), sizes)
-    o = _ranges(lo.astype(np.int64), hi.astype(np.int64))
-    a_in, a_out = raw.amount[ein.row[k]], raw.amount[eout.row[o]]
-    # a transfer from the account to itself is not money passing through
-    match = (np.abs(a_out - a_in) <= p["tolerance"] * a_in) & (ein.row[k] != eout.row[o])
-    k, o = k[match], o[match]
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+    total = np.cumsum(hi - lo)
+    cuts = np.searchsorted(total, np.arange(PAIR_CHUNK, int(total[-1]), PAIR_CHUNK), "left")
+    bounds = np.unique(np.concatenate([[0], cuts + 1, [len(lo)]]).clip(0, len(lo)))
+    found_in, found_out = [empty], [empty]
+    for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        k = np.repeat(np.arange(first, last, dtype=np.int64), hi[first:last] - lo[first:last])
+        o = _ranges(lo[first:last], hi[first:last])
+        a_in, a_out = raw.amount[ein.row[k]], raw.amount[eout.row[o]]
+        # a transfer from the account to itself is not money passing through
+        match = (np.abs(a_out - a_in) <= p["tolerance"] * a_in) & (ein.row[k] != eout.row[o])
+        k, o = k[match], o[match]
+        _, once = np.unique(ein.account[k], return_index=True)  # the first pair per account
+        found_in.append(k[once])
+        found_out.append(o[once])
+    k, o = np.concatenate(found_in), np.concatenate(found_out)
+    _, once = np.unique(ein.account[k], return_index=True)
+    k, o = k[once], o[once]
     strength[ein.account[k]] = 1.0
-    _, first = np.unique(ein.account[k], return_index=True)
-    k, o = k[first], o[first]
     ex_acc = np.concatenate([ein.account[k], ein.account[k]])
     ex_row = np.concatenate([ein.row[k], eout.row[o]])
     order = np.argsort(ex_acc, kind="stable")

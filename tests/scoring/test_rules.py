@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from riskprop.errors import ConfigError
+from riskprop.scoring import rules as rules_module
 from riskprop.scoring.raw import RawTransactions
 from riskprop.scoring.rules import (
     RULE_KINDS,
@@ -207,7 +208,8 @@ def test_fan_in_counts_distinct_counterparties_in_the_window() -> None:
         tx("f3", "y", "a", time=T0 + 2 * HOUR),
         tx("f4", "z", "a", time=T0 + DAY - 1),
     ]
-    assert fired(run(rows, "fan_in", count=3, window="1d")) == {"a": ["f1", "f2", "f3"]}
+    # one example per counterparty: its latest transaction in the first firing window
+    assert fired(run(rows, "fan_in", count=3, window="1d")) == {"a": ["f1", "f3", "f4"]}
     rows[3] = tx("f4", "z", "a", time=T0 + DAY)  # x left the window: y and z only
     assert fired(run(rows, "fan_in", count=3, window="1d")) == {}
     rows[3] = tx("f4", "y", "a", time=T0 + 3 * HOUR)
@@ -218,6 +220,71 @@ def test_fan_out_looks_at_outgoing_only() -> None:
     rows = [tx("o1", "a", "x"), tx("o2", "a", "y"), tx("i1", "z", "a")]
     assert fired(run(rows, "fan_out", count=2, window="1h")) == {"a": ["o1", "o2"]}
     assert fired(run(rows, "fan_out", count=3, window="1h")) == {}
+
+
+def random_rows(seed: int, n: int = 60) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    people = ["a", "b", "c", "x", "y", "z", "w"]
+    return [
+        tx(
+            f"t{k}",
+            people[int(rng.integers(0, 7))],
+            people[int(rng.integers(0, 7))],
+            time=T0 + int(rng.integers(0, 20)) * HOUR,
+            amount=float(rng.choice([900.0, 1000.0, 1050.0, 1200.0])),
+        )
+        for k in range(n)
+    ]
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("incoming", [True, False])
+def test_fan_matches_a_brute_force_count(seed: int, incoming: bool) -> None:
+    rows = random_rows(seed)
+    window, count = 5 * HOUR, 3
+    expected = set()
+    for own in "abc":
+        mine = [r for r in rows if r["target" if incoming else "source"] == own]
+        for end in mine:
+            others = {
+                r["source" if incoming else "target"]
+                for r in mine
+                if 0 <= end["time"] - r["time"] < window
+            }
+            if len(others) >= count:
+                expected.add(own)
+    kind = "fan_in" if incoming else "fan_out"
+    s = run(rows, kind, count=count, window=window)
+    assert set(fired(s)) == expected
+    by_id = {r["tx_id"]: r for r in rows}
+    for examples in fired(s).values():
+        times = [by_id[t]["time"] for t in examples]
+        assert max(times) - min(times) < window
+        sides = [by_id[t]["source" if incoming else "target"] for t in examples]
+        assert len(set(sides)) == len(sides)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pass_through_matches_a_brute_force_search_in_any_chunking(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = random_rows(seed)
+    window, tolerance = 3 * HOUR, 0.1
+    expected = {
+        own
+        for own in "abc"
+        for i in rows
+        for o in rows
+        if i["target"] == own
+        and o["source"] == own
+        and i is not o
+        and 0 <= o["time"] - i["time"] < window
+        and abs(o["amount"] - i["amount"]) <= tolerance * i["amount"]
+    }
+    whole = fired(run(rows, "pass_through", window=window, tolerance=tolerance))
+    assert set(whole) == expected
+    monkeypatch.setattr(rules_module, "PAIR_CHUNK", 3)
+    assert fired(run(rows, "pass_through", window=window, tolerance=tolerance)) == whole
 
 
 # --- transaction-level rules -----------------------------------------------------------------
