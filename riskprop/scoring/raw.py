@@ -63,10 +63,10 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -232,12 +232,14 @@ def read_raw(
         what = "is a directory, not" if path.is_dir() else "not found; expected"
         raise InputError(f"{path}: {what} a raw transactions CSV file")
     found, labelled = _detect(path, layout)
+    # the table is handed on without a name here, so that its columns are freed one by one
     if found == RISKPROP:
-        table = _read_table(path, RISKPROP_HEADER, len(RISKPROP_HEADER))
-        return _riskprop(path, table, table_rates, currency.upper())
+        return _riskprop(path, _read_table(path, RISKPROP_HEADER), table_rates, currency.upper())
     names = _AMLWORLD_COLUMNS if labelled else _AMLWORLD_COLUMNS[:-1]
-    table = _read_table(path, names, len(names))
-    return _amlworld(path, table, table_rates, currency.upper(), labelled)
+    unused = ("amount_received", "receiving_currency")
+    return _amlworld(
+        path, _read_table(path, names, unused), table_rates, currency.upper(), labelled
+    )
 
 
 def own_accounts(raw: RawTransactions, bank: str) -> ObjectArray:
@@ -290,8 +292,10 @@ def _detect(path: Path, layout: str) -> tuple[str, bool]:
     )
 
 
-def _read_table(path: Path, names: tuple[str, ...], width: int) -> pa.Table:
-    """Every column as text, named ``names``; a row of another width is reported by line."""
+def _read_table(path: Path, names: tuple[str, ...], skip: tuple[str, ...] = ()) -> pa.Table:
+    """The columns but ``skip`` as text, named ``names``; a row of another width is reported
+    by its line."""
+    width = len(names)
     wrong: list[int] = []
 
     def invalid(row: pa_csv.InvalidRow) -> str:
@@ -305,6 +309,7 @@ def _read_table(path: Path, names: tuple[str, ...], width: int) -> pa.Table:
             parse_options=pa_csv.ParseOptions(invalid_row_handler=invalid),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()),
+                include_columns=[name for name in names if name not in skip],
                 null_values=[],
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
@@ -355,107 +360,155 @@ def _lines(path: Path, rows: int) -> IntArray:
 
 
 class _Problems:
-    """The problems found so far as (row, message); :meth:`raise_first` reports the first."""
+    """The problems found so far as (row, message); :meth:`raise_first` reports the first.
+
+    The columns are popped from ``columns`` as they are converted, so that each one's text is
+    freed once its values are out (the peak holds the text of the columns not yet converted)."""
 
     def __init__(self, path: Path, table: pa.Table, field: Mapping[str, str]) -> None:
-        self.path, self.table, self.field = path, table, field
-        self.found: list[tuple[int, str]] = []
+        self.path, self.field, self.rows = path, field, table.num_rows
+        self.columns = {name: table.column(name) for name in table.column_names}
+        self.found: list[tuple[int, int, str]] = []
 
-    def mask(self, column: str, mask: pa.Array | pa.ChunkedArray | BoolArray, problem: str) -> None:
-        flags = np.asarray(
-            mask if isinstance(mask, np.ndarray) else mask.to_numpy(zero_copy_only=False),
-            dtype=bool,
-        )
+    def add(self, row: int, column: str, value: object, problem: str) -> None:
+        message = f"{self.field.get(column, column)} {value!r} {problem}"
+        self.found.append((row, len(self.found), message))
+
+    def mask(self, column: str, flags: BoolArray, problem: str, text: pa.ChunkedArray) -> None:
+        """Report the first row flagged (``text`` is the column, for the value)."""
         if flags.any():
             row = int(np.argmax(flags))
-            value = self.table.column(column)[row].as_py()
-            self.found.append((row, f"{self.field.get(column, column)} {value!r} {problem}"))
+            self.add(row, column, text[row].as_py(), problem)
 
     def raise_first(self) -> None:
         if self.found:
-            row, message = min(self.found)
-            line = _lines(self.path, self.table.num_rows)[row]
+            row, _, message = min(self.found)  # on one row, the first check that failed
+            line = _lines(self.path, self.rows)[row]
             raise InputError(f"{self.path}:{line}: {message}")
 
-
-@dataclass(frozen=True)
-class _Distinct:
-    """A text column as its distinct values (a Python list) and each row's index into them."""
-
-    values: list[str]
-    codes: IntArray
-
-    @classmethod
-    def of(cls, column: pa.ChunkedArray) -> _Distinct:
-        encoded = pc.dictionary_encode(column.combine_chunks())
-        codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-        return cls([str(v) for v in encoded.dictionary.to_pylist()], codes)
-
-    def check(self, problems: _Problems, column: str, bad: list[bool], problem: str) -> None:
-        """Report the first row whose value is flagged in ``bad`` (one flag per value)."""
-        if any(bad):
-            problems.mask(column, np.asarray(bad, dtype=bool)[self.codes], problem)
-
-    def objects(self, values: list[str] | None = None) -> ObjectArray:
-        """The column as an object array (``values`` in place of the distinct values)."""
-        table = np.empty(len(self.values), dtype=object)
-        table[:] = self.values if values is None else values
-        out: ObjectArray = table[self.codes]
-        return out
-
-
-def _ids(problems: _Problems, column: str, pattern: re.Pattern[str]) -> _Distinct:
-    distinct = _Distinct.of(problems.table.column(column))
-    distinct.check(problems, column, [not v for v in distinct.values], "is empty")
-    reason = "holds a comma, quote" + (", colon" if ":" in pattern.pattern else "")
-    bad = [pattern.search(v) is not None for v in distinct.values]
-    distinct.check(problems, column, bad, reason + " or line break")
-    return distinct
+    def column(
+        self,
+        column: str,
+        problems: Mapping[str, Callable[[str], bool]] | None = None,
+        normal: Callable[[str], str] | None = None,
+    ) -> tuple[ObjectArray, list[str], npt.NDArray[np.int32]]:
+        """A low-cardinality text column as an object array (values ``normal(value)``, equal
+        ones sharing one object), checked once per distinct value: ``problems`` maps each
+        problem to its test. Also returns the normalised distinct values and each row's
+        index into them."""
+        encoded = pc.dictionary_encode(self.columns.pop(column))
+        # one dictionary over all chunks: pyarrow's encoder shares its memo between chunks
+        written = [str(v) for v in encoded.chunk(0).dictionary.to_pylist()]
+        codes = np.concatenate([chunk.indices.to_numpy() for chunk in encoded.chunks])
+        del encoded
+        for problem, test in (problems or {}).items():
+            bad = np.fromiter((test(v) for v in written), dtype=bool, count=len(written))
+            if bad.any():
+                row = int(np.argmax(bad[codes]))
+                self.add(row, column, written[int(codes[row])], problem)
+        values = [normal(v) for v in written] if normal is not None else written
+        table = np.empty(len(values), dtype=object)
+        table[:] = values
+        out: ObjectArray = table[codes]
+        return out, values, codes
 
 
-def _amount(problems: _Problems, column: str) -> None:
-    text = problems.table.column(column)
-    number = pc.match_substring_regex(text, _NUMBER)
-    negative = pc.and_(
-        pc.starts_with(text, "-"), pc.match_substring_regex(text, "^-" + _NUMBER[1:])
+def _id_problems(pattern: re.Pattern[str]) -> dict[str, Callable[[str], bool]]:
+    colon = ", colon" if ":" in pattern.pattern else ""
+    return {
+        "is empty": lambda v: not v,
+        f"holds a comma, quote{colon} or line break": lambda v: pattern.search(v) is not None,
+    }
+
+
+def _amount(problems: _Problems, column: str) -> FloatArray:
+    """The column's amounts; a negative, unparsable or infinite one is reported. Chunk by
+    chunk (the reader's blocks), so that the intermediate arrays stay small."""
+    text = problems.columns.pop(column)
+    values, negative, wrong = [], [], []
+    for chunk in text.chunks:
+        number = pc.match_substring_regex(chunk, _NUMBER)
+        minus = pc.and_(
+            pc.starts_with(chunk, "-"), pc.match_substring_regex(chunk, "^-" + _NUMBER[1:])
+        )
+        negative.append(_numpy(minus))
+        wrong.append(~_numpy(number) & ~negative[-1])
+        values.append(_numpy(pc.cast(pc.if_else(number, chunk, "0"), pa.float64())))
+    amount: FloatArray = _joined(values, np.float64)
+    problems.mask(column, _joined(negative, np.bool_), "is negative", text)
+    problems.mask(column, _joined(wrong, np.bool_), "is not a decimal number", text)
+    problems.mask(column, ~np.isfinite(amount), "is too large", text)
+    return amount
+
+
+def _times(
+    problems: _Problems, column: str, shape: str, fmt: str, width: int, what: str
+) -> tuple[IntArray, npt.NDArray[np.int32]]:
+    """Local seconds since 1970 of each time's first ``width`` characters, which must read by
+    ``fmt`` and keep their day (the parser rolls 02-30 over to 03-02), and the offset in seconds
+    of the zone that follows (``Z`` or ``+HH:MM``; 0 without one). ``shape`` is the whole
+    pattern. Chunk by chunk (the reader's blocks), so that the intermediates stay small."""
+    text = problems.columns.pop(column)
+    seconds, offsets, wrong, far = [], [], [], []
+    for chunk in text.chunks:
+        stamp = pc.strptime(
+            pc.utf8_slice_codeunits(chunk, 0, width), format=fmt, unit="s", error_is_null=True
+        )
+        day = pc.utf8_lpad(pc.cast(pc.day(stamp), pa.string()), 2, "0")
+        ok = pc.and_kleene(
+            pc.match_substring_regex(chunk, shape),
+            pc.equal(pc.utf8_slice_codeunits(chunk, 8, 10), day),
+        )
+        good = pc.fill_null(ok, False)
+        wrong.append(~_numpy(good))
+        seconds.append(_numpy(pc.fill_null(stamp.cast(pa.int64()), 0)))
+        zone = pc.utf8_slice_codeunits(chunk, width, width + 6)
+        # a good time's zone is "", Z or +HH:MM; anything else reads as +00:00
+        plain = pc.if_else(pc.and_(good, pc.greater(pc.utf8_length(zone), 1)), zone, "+00:00")
+        hours = _numpy(pc.cast(pc.utf8_slice_codeunits(plain, 1, 3), pa.int32()))
+        minutes = _numpy(pc.cast(pc.utf8_slice_codeunits(plain, 4, 6), pa.int32()))
+        sign = np.where(_numpy(pc.starts_with(plain, "-")), -1, 1).astype(np.int32)
+        offset = sign * (hours * 3600 + minutes * 60)
+        offsets.append(offset)
+        far.append((minutes >= 60) | (np.abs(offset) > _MAX_OFFSET))
+    problems.mask(column, _joined(wrong, np.bool_), f"is not a time {what}", text)
+    problems.mask(
+        column, _joined(far, np.bool_), "has an offset beyond +-18:00 or minutes over 59", text
     )
-    problems.mask(column, negative, "is negative")
-    problems.mask(column, pc.invert(pc.or_(number, negative)), "is not a decimal number")
+    return _joined(seconds, np.int64), _joined(offsets, np.int32)
 
 
-def _floats(text: pa.ChunkedArray) -> FloatArray:
-    return np.asarray(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+def _numpy(values: pa.Array) -> npt.NDArray[Any]:
+    return np.asarray(values.to_numpy(zero_copy_only=False))
 
 
-def _seconds(
-    problems: _Problems, column: str, shape: str, fmt: str, width: int, day_at: int, what: str
-) -> tuple[pa.ChunkedArray, IntArray]:
-    """Local seconds since 1970 of the first ``width`` characters, which must read by ``fmt``
-    and keep their day (the parser rolls 02-30 over to 03-02); ``shape`` is the full pattern."""
-    text = problems.table.column(column)
-    local = pc.utf8_slice_codeunits(text, 0, width)
-    stamp = pc.strptime(local, format=fmt, unit="s", error_is_null=True)
-    day = pc.utf8_lpad(pc.cast(pc.day(stamp), pa.string()), 2, "0")
-    wrong = pc.or_kleene(
-        pc.invert(pc.match_substring_regex(text, shape)),
-        pc.or_kleene(
-            pc.is_null(stamp), pc.not_equal(pc.utf8_slice_codeunits(text, day_at, day_at + 2), day)
-        ),
-    )
-    problems.mask(column, pc.fill_null(wrong, True), f"is not a time {what}")
-    seconds = np.asarray(
-        pc.fill_null(stamp.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64
-    )
-    return text, seconds
+def _joined(parts: list[npt.NDArray[Any]], dtype: type[Any]) -> npt.NDArray[Any]:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
 
-def _rates_of(
-    problems: _Problems, column: str, codes: _Distinct, iso: list[str], rates: dict[str, float]
+def _converted(
+    problems: _Problems,
+    column: str,
+    original: FloatArray,
+    codes: npt.NDArray[np.int32],
+    iso: list[str],
+    rates: Mapping[str, float],
+    report: str,
+    written: Mapping[str, str] | None = None,
 ) -> FloatArray:
-    """Each row's rate (units per base) by its currency code ``iso[code]``."""
-    rate = [rates.get(code, math.nan) for code in iso]
-    codes.check(problems, column, [math.isnan(r) for r in rate], "has no exchange rate")
-    return np.asarray(rate, dtype=np.float64)[codes.codes]
+    """``original / rate[currency] * rate[report]``; a currency without a rate is reported
+    (by its code, or as ``written[code]`` when given)."""
+    rate = np.array([rates.get(code, math.nan) for code in iso], dtype=np.float64)
+    missing = np.isnan(rate)
+    if missing.any():
+        row = int(np.argmax(missing[codes]))
+        code = iso[int(codes[row])]
+        shown = code if written is None else written[code]
+        problems.add(
+            row, column, shown, "has no exchange rate" + ("" if shown == code else f" ({code})")
+        )
+    converted: FloatArray = original / np.where(missing, 1.0, rate)[codes] * rates[report]
+    return converted
 
 
 # ------------------------------------------------------------------------------ layouts
@@ -463,95 +516,77 @@ def _rates_of(
 
 def _riskprop(path: Path, table: pa.Table, rates: dict[str, float], report: str) -> RawTransactions:
     problems = _Problems(path, table, {})
-    tx = table.column("tx_id")
-    problems.mask("tx_id", pc.equal(pc.binary_length(tx), 0), "is empty")
-    problems.mask(
-        "tx_id", pc.match_substring_regex(tx, _BAD_ID.pattern), "holds a comma, quote or line break"
-    )
-    tx_codes = np.asarray(
-        pc.dictionary_encode(tx.combine_chunks()).indices.to_numpy(zero_copy_only=False),
-        dtype=np.int64,
-    )
-    _, first_rows = np.unique(tx_codes, return_index=True)
-    if len(first_rows) != len(tx_codes):
-        repeated = np.arange(len(tx_codes)) != first_rows[tx_codes]
-        problems.mask("tx_id", repeated, "is not unique (an earlier row has it)")
+    del table
+    tx = problems.columns.pop("tx_id")
+    problems.mask("tx_id", _numpy(pc.equal(pc.binary_length(tx), 0)), "is empty", tx)
+    bad = _numpy(pc.match_substring_regex(tx, _BAD_ID.pattern))
+    problems.mask("tx_id", bad, "holds a comma, quote or line break", tx)
+    # unique ids: then the dictionary (in order of first appearance) is the column itself
+    encoded = pc.dictionary_encode(tx)
+    ids = encoded.chunk(0).dictionary
+    if len(ids) != len(tx):
+        codes = np.concatenate([chunk.indices.to_numpy() for chunk in encoded.chunks])
+        _, first_rows = np.unique(codes, return_index=True)
+        repeated = np.arange(len(codes)) != first_rows[codes]
+        problems.mask("tx_id", repeated, "is not unique (an earlier row has it)", tx)
+    del encoded, tx
+    tx_id = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+    del ids
 
-    text, local = _seconds(
+    local, offset = _times(
         problems,
         "timestamp",
         _ISO_TIME,
         "%Y-%m-%dT%H:%M:%S",
         19,
-        8,
         "YYYY-MM-DDTHH:MM:SS with Z or an offset +HH:MM",
     )
-    zone = pc.utf8_slice_codeunits(text, 19, 25)
-    accounts = {c: _ids(problems, c, _BAD_ID) for c in ("source", "target")}
-    banks = {c: _ids(problems, c, _BAD_ID) for c in ("source_bank", "target_bank")}
-    _amount(problems, "amount")
-
-    currency = _Distinct.of(table.column("currency"))
-    iso = [v.upper() for v in currency.values]
-    currency.check(
-        problems,
+    ids_ok = _id_problems(_BAD_ID)
+    source, _, _ = problems.column("source", ids_ok)
+    source_bank, _, _ = problems.column("source_bank", ids_ok)
+    target, _, _ = problems.column("target", ids_ok)
+    target_bank, _, _ = problems.column("target_bank", ids_ok)
+    original = _amount(problems, "amount")
+    currency, iso, codes = problems.column(
         "currency",
-        [_CURRENCY.fullmatch(v) is None for v in iso],
-        "is not an ISO 4217 code",
+        {"is not an ISO 4217 code": lambda v: _CURRENCY.fullmatch(v.upper()) is None},
+        str.upper,
     )
-    kind = _Distinct.of(table.column("type"))
-    channel = _Distinct.of(table.column("channel"))
-    countries = {c: _Distinct.of(table.column(c)) for c in ("source_country", "target_country")}
-    for column, distinct in countries.items():
-        bad = [bool(v) and _COUNTRY.fullmatch(v.upper()) is None for v in distinct.values]
-        distinct.check(problems, column, bad, "is not an ISO 3166 alpha-2 code (or empty)")
-    status = _Distinct.of(table.column("status"))
-    status.check(
-        problems,
+    amount = _converted(problems, "currency", original, codes, iso, rates, report)
+    del codes
+    kind, _, _ = problems.column("type", None, str.lower)
+    channel, _, _ = problems.column("channel", None, str.lower)
+    country = {
+        "is not an ISO 3166 alpha-2 code (or empty)": lambda v: (
+            bool(v) and _COUNTRY.fullmatch(v.upper()) is None
+        )
+    }
+    source_country, _, _ = problems.column("source_country", country, str.upper)
+    target_country, _, _ = problems.column("target_country", country, str.upper)
+    status, _, _ = problems.column(
         "status",
-        [v.lower() not in STATUSES for v in status.values],
-        f"is not one of {', '.join(STATUSES)}",
+        {f"is not one of {', '.join(STATUSES)}": lambda v: v.lower() not in STATUSES},
+        str.lower,
     )
     problems.raise_first()
-
-    # shapes are checked: the zone is Z or +HH:MM
-    plain = pc.if_else(pc.equal(zone, "Z"), "+00:00", zone)
-    hours = np.asarray(pc.cast(pc.utf8_slice_codeunits(plain, 1, 3), pa.int32()), dtype=np.int32)
-    minutes = np.asarray(pc.cast(pc.utf8_slice_codeunits(plain, 4, 6), pa.int32()), dtype=np.int32)
-    sign = np.where(np.asarray(pc.starts_with(plain, "-"), dtype=bool), -1, 1).astype(np.int32)
-    offset = (sign * (hours * 3600 + minutes * 60)).astype(np.int32)
-    problems.mask(
-        "timestamp",
-        (minutes >= 60) | (np.abs(offset) > _MAX_OFFSET),
-        "has an offset beyond +-18:00 or minutes over 59",
-    )
-    original = _floats(table.column("amount"))
-    problems.mask("amount", ~np.isfinite(original), "is too large")
-    rate = _rates_of(problems, "currency", currency, iso, rates)
-    problems.raise_first()
-
     return RawTransactions(
         path=path,
-        line=_lines(path, table.num_rows),
-        tx_id=np.asarray(tx.to_numpy(zero_copy_only=False), dtype=object),
+        line=_lines(path, len(tx_id)),
+        tx_id=tx_id,
         time=local - offset.astype(np.int64),
         utc_offset=offset,
-        source=accounts["source"].objects(),
-        source_bank=banks["source_bank"].objects(),
-        target=accounts["target"].objects(),
-        target_bank=banks["target_bank"].objects(),
-        amount=original / rate * rates[report],
-        currency=currency.objects(iso),
+        source=source,
+        source_bank=source_bank,
+        target=target,
+        target_bank=target_bank,
+        amount=amount,
+        currency=currency,
         original_amount=original,
-        kind=kind.objects([v.lower() for v in kind.values]),
-        channel=channel.objects([v.lower() for v in channel.values]),
-        source_country=countries["source_country"].objects(
-            [v.upper() for v in countries["source_country"].values]
-        ),
-        target_country=countries["target_country"].objects(
-            [v.upper() for v in countries["target_country"].values]
-        ),
-        status=status.objects([v.lower() for v in status.values]),
+        kind=kind,
+        channel=channel,
+        source_country=source_country,
+        target_country=target_country,
+        status=status,
         label=None,
     )
 
@@ -560,42 +595,46 @@ def _amlworld(
     path: Path, table: pa.Table, rates: dict[str, float], report: str, labelled: bool
 ) -> RawTransactions:
     problems = _Problems(path, table, _AMLWORLD_FIELD)
-    _, local = _seconds(
-        problems, "timestamp", _AMLWORLD_TIME, "%Y/%m/%d %H:%M", 16, 8, "YYYY/MM/DD HH:MM"
+    del table
+    n = problems.rows
+    local, _ = _times(
+        problems, "timestamp", _AMLWORLD_TIME, "%Y/%m/%d %H:%M", 16, "YYYY/MM/DD HH:MM"
     )
-    banks = {c: _ids(problems, c, _BAD_BANK) for c in ("from_bank", "to_bank")}
-    for column in ("from_account", "to_account"):
-        _ids(problems, column, _BAD_ID)
-    _amount(problems, "amount_paid")
-    currency = _Distinct.of(table.column("payment_currency"))
-    iso = [AMLWORLD_CURRENCIES.get(v, "") for v in currency.values]
-    currency.check(
-        problems,
+    columns = problems.columns
+    accounts = {}
+    for side in ("from", "to"):
+        bank, number = columns[f"{side}_bank"], columns[f"{side}_account"]
+        joined = pc.binary_join_element_wise(bank, number, ":")
+        # bank ids (no colon) and account numbers are checked on their own, the ids joined
+        problems.column(f"{side}_account", _id_problems(_BAD_ID))
+        columns[f"{side}_id"] = joined
+        accounts[side], _, _ = problems.column(f"{side}_id")
+    source_bank, _, _ = problems.column("from_bank", _id_problems(_BAD_BANK))
+    target_bank, _, _ = problems.column("to_bank", _id_problems(_BAD_BANK))
+    original = _amount(problems, "amount_paid")
+    known = f"is not an AMLworld currency ({', '.join(AMLWORLD_CURRENCIES)})"
+    currency, iso, codes = problems.column(
         "payment_currency",
-        [not code for code in iso],
-        f"is not an AMLworld currency ({', '.join(AMLWORLD_CURRENCIES)})",
+        {known: lambda v: v not in AMLWORLD_CURRENCIES},
+        lambda v: AMLWORLD_CURRENCIES.get(v, ""),
     )
+    amount = np.zeros(n)
+    if all(iso):
+        names = {code: name for name, code in AMLWORLD_CURRENCIES.items()}
+        amount = _converted(
+            problems, "payment_currency", original, codes, iso, rates, report, names
+        )
+    del codes
+    kind, _, _ = problems.column("payment_format", None, str.lower)
     label: BoolArray | None = None
     if labelled:
-        flag = table.column("is_laundering")
-        problems.mask(
-            "is_laundering", pc.invert(pc.is_in(flag, pa.array(["0", "1"]))), "is not 0 or 1"
+        flag, _, _ = problems.column(
+            "is_laundering", {"is not 0 or 1": lambda v: v not in ("0", "1")}
         )
-        label = np.asarray(pc.equal(flag, "1").to_numpy(zero_copy_only=False), dtype=bool)
+        label = np.asarray(flag == "1", dtype=bool)
     problems.raise_first()
 
-    original = _floats(table.column("amount_paid"))
-    problems.mask("amount_paid", ~np.isfinite(original), "is too large")
-    rate = _rates_of(problems, "payment_currency", currency, iso, rates)
-    problems.raise_first()
-
-    def account(bank: str, number: str) -> ObjectArray:
-        joined = pc.binary_join_element_wise(table.column(bank), table.column(number), ":")
-        return _Distinct.of(joined).objects()
-
-    line = _lines(path, table.num_rows)
-    kind = _Distinct.of(table.column("payment_format"))
-    n = table.num_rows
+    line = _lines(path, n)
     empty = np.empty(1, dtype=object)
     empty[0] = ""
     completed = np.empty(1, dtype=object)
@@ -609,14 +648,14 @@ def _amlworld(
         ),
         time=local,
         utc_offset=np.zeros(n, dtype=np.int32),
-        source=account("from_bank", "from_account"),
-        source_bank=banks["from_bank"].objects(),
-        target=account("to_bank", "to_account"),
-        target_bank=banks["to_bank"].objects(),
-        amount=original / rate * rates[report],
-        currency=currency.objects(iso),
+        source=accounts["from"],
+        source_bank=source_bank,
+        target=accounts["to"],
+        target_bank=target_bank,
+        amount=amount,
+        currency=currency,
         original_amount=original,
-        kind=kind.objects([v.lower() for v in kind.values]),
+        kind=kind,
         channel=nothing,
         source_country=nothing,
         target_country=nothing,
