@@ -22,6 +22,7 @@ from riskprop.cli.local import certs, demo, setup_local
 from riskprop.cli.node import keygen, node_options, run, serve_node_command, trigger
 from riskprop.cli.options import CONTEXT
 from riskprop.cli.report import report
+from riskprop.cli.score import score
 from riskprop.cli.workbench import evaluate, sweep
 from riskprop.errors import ParameterError, RiskpropError, StoppedError
 
@@ -80,6 +81,7 @@ for command in (
     certs,
     check,
     report,
+    score,
 ):
     cli.add_command(command)
 
