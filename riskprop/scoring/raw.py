@@ -42,20 +42,26 @@ Format[,Is Laundering]`` (the first ``Account`` is the payer's, the second the p
 - ``label`` is ``Is Laundering`` (0/1) when the column is present, else None. Rows are kept as
   they are, self-transfers (``Reinvestment``) too.
 
-**Conversion.** ``amount = original_amount / rate[currency as written] * rate[reporting
-currency]`` with ``rate[c]`` the units of ``c`` per one unit of a common base; the default table
-:data:`DEFAULT_RATES` has US dollars as base (fixed approximate rates, so a run is
-reproducible). A table given with ``rates`` should have the reporting currency at 1, but any
-consistent base works.
+**Conversion.** ``amount = original_amount / rate[currency] * rate[reporting currency]`` with
+``rate[c]`` the units of ``c`` per one unit of a common base (codes compared upper-cased); the
+default table :data:`DEFAULT_RATES` has US dollars as base (fixed approximate rates, so that a run
+is reproducible). A table given with ``rates`` may have any base, e.g. the reporting currency
+at 1.
 
-**Errors.** The file is read with pyarrow's multi-threaded CSV reader (all columns as text) and
-checked column by column with vectorised kernels; low-cardinality columns (banks, accounts,
-currencies, types, countries, statuses) are checked and normalised once per distinct value. The
-first bad field in file order stops the read with one :class:`~riskprop.errors.InputError` line
-``file:line: <field> <value> <problem>``. Nothing is written by this module.
+**Errors.** The file is read with pyarrow's multi-threaded CSV reader (every column as text) and
+checked column by column with vectorised kernels (times and amounts block by block of the
+reader); columns of few distinct values (accounts, banks, currencies, types, channels,
+countries, statuses) are checked and normalised once per distinct value. The first bad field
+in file order (on one row: the first check, in column order) stops the read with one
+:class:`~riskprop.errors.InputError` line ``file:line: <field> <value> <problem>``; so do a
+header that matches no layout (``file:1: unknown column set``) and a row with the wrong number
+of fields. ``line`` is each row's physical line: blank lines and line breaks inside quoted
+fields are counted. Nothing is written by this module.
 
-**Memory.** The text columns are numpy object arrays; every column but ``tx_id`` is built from
-its distinct values, so equal strings share one Python object (a pointer per row).
+**Memory.** The text columns are numpy object arrays as the interface asks; every column but
+``tx_id`` is built from its distinct values, so equal strings share one Python object (a
+pointer per row). Each column's text is released as soon as it is converted, so the peak holds
+the result and the text of one column's worth of intermediates more.
 """
 
 from __future__ import annotations
