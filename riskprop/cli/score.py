@@ -86,7 +86,7 @@ def score(
     transaction a rule flags on its own, with the rule and level); then prints a summary.
     """
     from riskprop.scoring.output import PERIOD_LENGTHS, assign_periods, write_scored
-    from riskprop.scoring.raw import own_accounts, read_raw
+    from riskprop.scoring.raw import read_raw
     from riskprop.scoring.rules import default_rules_path, load_rules
     from riskprop.scoring.rules import score as score_rules
 
@@ -103,9 +103,9 @@ def score(
         )
     else:
         period = assign_periods(transactions.time, count=periods)
-    if len(own_accounts(transactions, bank)) == 0:
-        raise ConfigError(f"{raw}: no transaction names bank {bank!r}")
     scored = score_rules(transactions, bank, ruleset)
+    if len(scored.accounts) == 0:
+        raise ConfigError(f"{raw}: no transaction names bank {bank!r}")
     counts = write_scored(
         out, transactions, bank, scored, period, max_examples=ruleset.max_examples
     )

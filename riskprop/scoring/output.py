@@ -160,20 +160,14 @@ def _write_accounts(path: Path, scored: Scored) -> int:
 
 def _write_transactions(path: Path, raw: RawTransactions, bank: str, period: IntArray) -> int:
     """Completed rows touching ``bank``, in file order, amounts rounded to cents."""
-    source_bank = pa.array(raw.source_bank, type=pa.string())
-    target_bank = pa.array(raw.target_bank, type=pa.string())
-    keep = pc.and_(
-        pc.equal(pa.array(raw.status, type=pa.string()), "completed"),
-        pc.or_(pc.equal(source_bank, bank), pc.equal(target_bank, bank)),
-    )
-    rows = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
-    take = pa.array(rows, type=pa.int64())
+    keep = (raw.status == "completed") & ((raw.source_bank == bank) | (raw.target_bank == bank))
+    rows = np.flatnonzero(keep)
     cents = np.rint(np.asarray(raw.amount, dtype=np.float64)[rows] * 100.0).astype(np.int64)
     columns = [
-        pa.array(raw.source, type=pa.string()).take(take),
-        source_bank.take(take),
-        pa.array(raw.target, type=pa.string()).take(take),
-        target_bank.take(take),
+        pa.array(raw.source[rows], type=pa.string()),
+        pa.array(raw.source_bank[rows], type=pa.string()),
+        pa.array(raw.target[rows], type=pa.string()),
+        pa.array(raw.target_bank[rows], type=pa.string()),
         format_fixed(cents, 2),
         pa.array(np.asarray(period, dtype=np.int64)[rows], type=pa.int64()),
     ]
@@ -215,24 +209,30 @@ def _write_explanations(path: Path, scored: Scored, max_examples: int) -> int:
 
 def _write_alerts(path: Path, raw: RawTransactions, scored: Scored) -> int:
     """One row per flagged (transaction, rule), ordered by raw row then rule name."""
-    alerts = sorted(scored.alerts, key=lambda alert: (alert[0], alert[1]))
-    rows = np.array([alert[0] for alert in alerts], dtype=np.int64)
-    take = pa.array(rows, type=pa.int64())
-    stamps = np.datetime_as_string(
-        np.asarray(raw.time, dtype=np.int64)[rows].astype("datetime64[s]"), unit="s"
-    )
+    n = len(scored.alerts)
+    rows_t, rules_t, levels_t = zip(*scored.alerts, strict=True) if n else ((), (), ())
+    rows = np.array(rows_t, dtype=np.int64)
+    rules = pc.dictionary_encode(pa.array(rules_t, type=pa.string()))
+    names = np.array(rules.dictionary.to_pylist(), dtype=object)
+    rank = np.argsort(np.argsort(names, kind="stable"))
+    codes = rules.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    order = np.lexsort((rank[codes], rows))
+    rows = rows[order]
+    at = np.asarray(raw.time, dtype=np.int64)[rows].astype("datetime64[s]")
+    stamps = pc.binary_join_element_wise(pa.array(np.datetime_as_string(at, unit="s")), "Z", "")
     cents = np.rint(np.asarray(raw.amount, dtype=np.float64)[rows] * 100.0).astype(np.int64)
+    reorder = pa.array(order, type=pa.int64())
     columns = [
-        pa.array(raw.tx_id, type=pa.string()).take(take),
-        pa.array([f"{stamp}Z" for stamp in stamps.tolist()], type=pa.string()),
-        pa.array(raw.source, type=pa.string()).take(take),
-        pa.array(raw.target, type=pa.string()).take(take),
+        pa.array(raw.tx_id[rows], type=pa.string()),
+        stamps,
+        pa.array(raw.source[rows], type=pa.string()),
+        pa.array(raw.target[rows], type=pa.string()),
         format_fixed(cents, 2),
-        pa.array([alert[1] for alert in alerts], type=pa.string()),
-        pa.array([alert[2] for alert in alerts], type=pa.string()),
+        rules.take(reorder).cast(pa.string()),
+        pa.array(levels_t, type=pa.string()).take(reorder),
     ]
     _write_csv(path, ALERTS_HEADER, columns)
-    return len(alerts)
+    return n
 
 
 # --------------------------------------------------------------------------- helpers
