@@ -68,6 +68,7 @@ from riskprop.errors import ConfigError, InputError
 from riskprop.files.layout import format_fixed, write_layout
 from riskprop.lab.amlsim import staged_output
 from riskprop.lab.synthetic import ScoreModel, check_banks, check_int, realistic_scores
+from riskprop.scoring.raw import AMLWORLD_CURRENCIES, DEFAULT_RATES
 
 HEADER: Final = (
     "Timestamp",
@@ -114,25 +115,12 @@ _FIELD: Final = {
 }
 TIMESTAMP_FORMAT: Final = "%Y/%m/%d %H:%M"
 
-#: Units of each AMLworld currency per US dollar: approximate market rates, rounded, fixed so
-#: that an import is reproducible. Check them against the file's rows paid and received in
-#: different currencies, or pass another table (``--rates FILE``: ``currency,units_per_usd``).
+#: Units of each AMLworld currency per US dollar: riskprop.scoring.raw's fixed table under
+#: AMLworld's currency names, so that an import is reproducible and agrees with ``riskprop
+#: score``. Check them against the file's rows paid and received in different currencies, or
+#: pass another table (``--rates FILE``: ``currency,units_per_usd``).
 RATES: Final[Mapping[str, float]] = {
-    "US Dollar": 1.0,
-    "Euro": 0.85,
-    "UK Pound": 0.77,
-    "Swiss Franc": 0.92,
-    "Yen": 105.0,
-    "Yuan": 6.7,
-    "Rupee": 73.0,
-    "Ruble": 78.0,
-    "Canadian Dollar": 1.36,
-    "Australian Dollar": 1.41,
-    "Brazil Real": 5.6,
-    "Mexican Peso": 21.0,
-    "Saudi Riyal": 3.75,
-    "Shekel": 3.36,
-    "Bitcoin": 0.0000847,
+    name: DEFAULT_RATES[code] for name, code in AMLWORLD_CURRENCIES.items()
 }
 RATES_HEADER: Final = ("currency", "units_per_usd")
 
