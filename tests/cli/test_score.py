@@ -55,7 +55,8 @@ def test_two_banks_scored_separately_then_propagated(
     b_raw = write_raw(tmp_path / "b.csv", RISKPROP_HEADER, B_RAW)
     score(a_raw, "--bank", "A", "--out", data, "--period-start", "2024-03-01")
     summary = capsys.readouterr().out
-    assert "own accounts" in summary and "raw transactions     4" in summary
+    assert "raw transactions     4" in summary and "own accounts         3" in summary
+    assert "level CRITICAL" in summary and "alerts cash_threshold" in summary
     score(b_raw, "--bank", "B", "--out", data, "--period-start", "2024-03-01")
 
     accounts = {row["id"]: float(row["risk_score"]) for row in read_csv(data / "A/accounts.csv")}
@@ -147,3 +148,19 @@ def test_unknown_bank_and_conflicting_periods(
             score(raw, "--out", tmp_path / "data", *extra)
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (tmp_path / "data").exists()
+
+
+def test_rates_file_converts_amounts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [A_RAW[0].replace("15000.00,USD", "300.00,EUR")]
+    raw = write_raw(tmp_path / "a.csv", RISKPROP_HEADER, rows)
+    rates = tmp_path / "rates.csv"
+    rates.write_text("currency,rate\nUSD,1\nEUR,0.5\n", encoding="utf-8")
+    score(raw, "--bank", "A", "--out", tmp_path / "data", "--rates", rates)
+    assert [row["amount"] for row in read_csv(tmp_path / "data/A/transactions.csv")] == ["600.00"]
+
+    rates.write_text("currency,rate\nUSD,1\nEUR,half\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        score(raw, "--bank", "A", "--out", tmp_path / "other", "--rates", rates)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rates.csv:3: rate 'half'" in err[0]
+    assert not (tmp_path / "other").exists()
