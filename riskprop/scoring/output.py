@@ -250,7 +250,9 @@ def _check_amounts(raw: RawTransactions) -> None:
         )
 
 
-def _write_csv(path: Path, header: Sequence[str], columns: Sequence[pa.Array]) -> None:
+def _write_csv(
+    path: Path, header: Sequence[str], columns: Sequence[pa.Array | pa.ChunkedArray]
+) -> None:
     """``header`` then the rows of ``columns``, streamed through pyarrow's CSV writer in
     batches of ``BATCH_ROWS`` rows (measured against Python's csv module: see
     scripts/bench_score.py). Unquoted unless a value needs quotes."""
@@ -261,21 +263,18 @@ def _write_csv(path: Path, header: Sequence[str], columns: Sequence[pa.Array]) -
 
 
 def _stream_csv(
-    path: Path, header: Sequence[str], columns: Sequence[pa.Array], options: pa_csv.WriteOptions
+    path: Path,
+    header: Sequence[str],
+    columns: Sequence[pa.Array | pa.ChunkedArray],
+    options: pa_csv.WriteOptions,
 ) -> None:
-    n_rows = len(columns[0]) if columns else 0
+    # A table takes chunked columns too (pyarrow chunks a large numpy string array).
+    table = pa.table(list(columns), names=list(header))
     with pa.OSFile(str(path), "wb") as sink:
         sink.write((",".join(header) + "\n").encode())
-        writer: pa_csv.CSVWriter | None = None
-        for start in range(0, n_rows, BATCH_ROWS):
-            batch = pa.record_batch(
-                [column.slice(start, BATCH_ROWS) for column in columns], names=list(header)
-            )
-            if writer is None:
-                writer = pa_csv.CSVWriter(sink, batch.schema, write_options=options)
-            writer.write_batch(batch)
-        if writer is not None:
-            writer.close()
+        with pa_csv.CSVWriter(sink, table.schema, write_options=options) as writer:
+            for start in range(0, table.num_rows, BATCH_ROWS):
+                writer.write_table(table.slice(start, BATCH_ROWS))
 
 
 def _fsync(path: Path) -> None:

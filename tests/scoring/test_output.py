@@ -8,14 +8,16 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
-from riskprop.scoring.rules import Scored
 
 from riskprop.core.data import load_bank
 from riskprop.errors import ConfigError, InputError
 from riskprop.lab.simulate import simulate_plaintext
+from riskprop.scoring import output
 from riskprop.scoring.output import DAY, assign_periods, write_scored
 from riskprop.scoring.raw import RawTransactions
+from riskprop.scoring.rules import Scored
 
 Row = tuple[
     str, str, str, str, str, str, float, str
@@ -241,3 +243,10 @@ def test_periods_by_count_are_equal_buckets() -> None:
         assign_periods(t, length=DAY, count=2)
     with pytest.raises(ConfigError):
         assign_periods(t, count=0)
+
+
+def test_chunked_columns_are_written(tmp_path: Path) -> None:
+    # pyarrow turns a large numpy string array (the alerts' timestamps) into chunks.
+    chunked = pa.chunked_array([pa.array(["a", "b"]), pa.array(["c"])])
+    output._write_csv(tmp_path / "x.csv", ("id", "n"), [chunked, pa.array([1, 2, 3])])
+    assert read_csv(tmp_path / "x.csv") == [["id", "n"], ["a", "1"], ["b", "2"], ["c", "3"]]
