@@ -82,8 +82,9 @@ def score(
     Writes OUT/BANK/accounts.csv (each own account's initial risk score),
     OUT/BANK/transactions.csv (completed transactions with their periods: the input of
     `riskprop simulate` and of a node), explanations.csv (per account each rule that fired,
-    its contribution and up to three triggering transaction ids) and alerts.csv (each
-    transaction a rule flags on its own, with the rule and level); then prints a summary.
+    its contribution and the first triggering transaction ids, max_examples of the rules
+    file) and alerts.csv (each transaction a rule flags on its own, with the rule and level);
+    then prints a summary.
     """
     from riskprop.scoring.output import PERIOD_LENGTHS, assign_periods, write_scored
     from riskprop.scoring.raw import read_raw
