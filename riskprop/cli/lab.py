@@ -90,7 +90,23 @@ def simulate(
 @click.command(context_settings=CONTEXT)
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--accounts", type=int, required=True, help="Number of accounts over all banks.")
-@click.option("--edges", type=int, required=True, help="Number of transactions.")
+@click.option("--edges", type=int, help="Number of transactions (required without --raw).")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Write raw transactions instead: OUT/<bank>/raw.csv (riskprop's raw layout, for "
+    "`riskprop score`) with planted typologies, and OUT/labels.csv.",
+)
+@click.option(
+    "--transactions",
+    type=int,
+    default=10_000,
+    show_default=True,
+    help="With --raw: number of background transactions.",
+)
+@click.option(
+    "--days", type=int, default=30, show_default=True, help="With --raw: days of activity."
+)
 @click.option(
     "--banks",
     default="alice,bob,charlie",
@@ -120,7 +136,10 @@ def simulate(
 def generate(
     out: Path,
     accounts: int,
-    edges: int,
+    edges: int | None,
+    raw: bool,
+    transactions: int,
+    days: int,
     banks: str,
     periods: int,
     seed: int,
@@ -132,7 +151,28 @@ def generate(
 
     Also writes OUT/labels.csv (`bank,id,is_laundering`) for evaluation. Deterministic for a seed.
     The --scores modes draw the same transactions; only the initial scores differ.
+    With --raw: raw transactions per bank instead (structuring, pass-through chains across
+    banks, fan-in, fan-out, high-risk counterparties), to be scored with `riskprop score`.
     """
+    if raw:
+        from riskprop.lab.rawgen import generate_raw
+
+        made = generate_raw(
+            out,
+            banks=split_names(banks),
+            accounts=accounts,
+            transactions=transactions,
+            days=days,
+            seed=seed,
+        )
+        click.echo(
+            f"wrote {out}: {made.accounts} accounts in {len(made.banks)} banks, "
+            f"{made.transactions} raw transactions ({made.cross_bank} cross-bank), "
+            f"{made.laundering_accounts} laundering accounts"
+        )
+        return
+    if edges is None:
+        raise click.UsageError("give --edges (or --raw)")
     from riskprop.lab.synthetic import ScoreModel, generate_dataset
 
     model = None
