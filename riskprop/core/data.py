@@ -403,10 +403,10 @@ def _raise_first(path: Path, problems: Iterable[tuple[int, str]]) -> None:
     ordered = sorted(problems)
     if ordered:
         row, message = ordered[0]
-        raise InputError(f"{path}:{_line_of_row(path, row)}: {message}")
+        raise InputError(f"{path}:{line_of_row(path, row)}: {message}")
 
 
-def _line_of_row(path: Path, row: int) -> int:
+def line_of_row(path: Path, row: int) -> int:
     """Physical line of data row ``row`` (0-based, header excluded), skipping blank lines."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)

@@ -61,14 +61,14 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 
+from riskprop.core.data import line_of_row
 from riskprop.core.types import BoolArray, IntArray
 from riskprop.errors import ConfigError, InputError
 from riskprop.files.layout import format_fixed, write_layout
 from riskprop.lab.amlsim import staged_output
 from riskprop.lab.synthetic import ScoreModel, check_banks, check_int, realistic_scores
-from riskprop.scoring.raw import AMLWORLD_CURRENCIES, DEFAULT_RATES
+from riskprop.scoring.raw import AMLWORLD_CURRENCIES, DEFAULT_RATES, read_text_table
 
 HEADER: Final = (
     "Timestamp",
@@ -273,34 +273,8 @@ def import_amlworld(
 def read_transactions(path: Path) -> pa.Table:
     """The used columns of an AMLworld transactions file, as text (names: :data:`COLUMNS`)."""
     _check_header(path)
-    wrong_rows: list[int] = []
-
-    def invalid(row: pa_csv.InvalidRow) -> str:
-        wrong_rows.append(row.actual_columns)
-        return "skip"
-
-    try:
-        table = pa_csv.read_csv(
-            path,
-            read_options=pa_csv.ReadOptions(column_names=list(COLUMNS), skip_rows=1),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=invalid),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(_USED, pa.string()),
-                include_columns=list(_USED),
-                null_values=[],
-                strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: cannot parse ({message})") from None
-    if wrong_rows:
-        line, count = _first_wrong_row(path)
-        missing = f" (no {HEADER[count]!r})" if count < len(HEADER) else ""
-        raise InputError(f"{path}:{line}: {count} fields, expected {len(HEADER)}{missing}")
-    if table.num_rows == 0:
-        raise InputError(f"{path}: no transactions after the header")
-    return table
+    unused = tuple(name for name in COLUMNS if name not in _USED)
+    return read_text_table(path, COLUMNS, skip=unused, header=HEADER)
 
 
 def _check_header(path: Path) -> None:
@@ -325,31 +299,6 @@ def _check_header(path: Path) -> None:
             f"{path}:1: header has {len(got)} columns, expected {len(HEADER)} "
             f"(extra column {got[len(HEADER)]!r})"
         )
-
-
-def _first_wrong_row(path: Path) -> tuple[int, int]:
-    """Line and field count of the first record without :data:`HEADER`'s number of fields."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        next(reader, None)
-        for record in reader:
-            if record and len(record) != len(HEADER):
-                return reader.line_num, len(record)
-    return 0, len(HEADER)  # pragma: no cover - pyarrow reported one
-
-
-def _line_of_row(path: Path, row: int) -> int:
-    """Physical line of data row ``row`` (0-based; blank lines are no rows, as for pyarrow)."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        next(reader, None)
-        seen = -1
-        for record in reader:
-            if record:
-                seen += 1
-                if seen == row:
-                    return reader.line_num
-    return row + 2  # pragma: no cover - the row exists
 
 
 @dataclass(frozen=True)
@@ -423,7 +372,7 @@ class Rows:
                 cents = usd.astype(np.int64)
         if problems:
             row, message = min(problems)
-            raise InputError(f"{path}:{_line_of_row(path, row)}: {message}")
+            raise InputError(f"{path}:{line_of_row(path, row)}: {message}")
         seconds = np.asarray(stamp.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
         flags = np.asarray(pc.equal(label, "1").to_numpy(zero_copy_only=False), dtype=bool)
         return cls(seconds=seconds, cents=cents, laundering=flags)

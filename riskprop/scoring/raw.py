@@ -69,7 +69,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -240,11 +240,13 @@ def read_raw(
     found, labelled = _detect(path, layout)
     # the table is handed on without a name here, so that its columns are freed one by one
     if found == RISKPROP:
-        return _riskprop(path, _read_table(path, RISKPROP_HEADER), table_rates, currency.upper())
+        return _riskprop(
+            path, read_text_table(path, RISKPROP_HEADER), table_rates, currency.upper()
+        )
     names = _AMLWORLD_COLUMNS if labelled else _AMLWORLD_COLUMNS[:-1]
     unused = ("amount_received", "receiving_currency")
     return _amlworld(
-        path, _read_table(path, names, unused), table_rates, currency.upper(), labelled
+        path, read_text_table(path, names, skip=unused), table_rates, currency.upper(), labelled
     )
 
 
@@ -298,10 +300,19 @@ def _detect(path: Path, layout: str) -> tuple[str, bool]:
     )
 
 
-def _read_table(path: Path, names: tuple[str, ...], skip: tuple[str, ...] = ()) -> pa.Table:
-    """The columns but ``skip`` as text, named ``names``; a row of another width is reported
-    by its line."""
+def read_text_table(
+    path: Path,
+    names: Sequence[str],
+    *,
+    skip: Sequence[str] = (),
+    header: Sequence[str] | None = None,
+) -> pa.Table:
+    """The columns of a CSV file with a header line, all but ``skip`` as text, named ``names``
+    (one per column, in file order). A row of another width is one line naming its line and,
+    when it is short, the first column it lacks (``header``: the file's own column names,
+    default ``names``)."""
     width = len(names)
+    written = tuple(header) if header is not None else tuple(names)
     wrong: list[int] = []
 
     def invalid(row: pa_csv.InvalidRow) -> str:
@@ -330,8 +341,10 @@ def _read_table(path: Path, names: tuple[str, ...], skip: tuple[str, ...] = ()) 
             next(reader, None)
             for record in reader:
                 if record and len(record) != width:
+                    count = len(record)
+                    missing = f" (no {written[count]!r})" if count < width else ""
                     raise InputError(
-                        f"{path}:{reader.line_num}: {len(record)} fields, expected {width}"
+                        f"{path}:{reader.line_num}: {count} fields, expected {width}{missing}"
                     )
     if table.num_rows == 0:
         raise InputError(f"{path}: no transactions after the header")
