@@ -12,6 +12,7 @@ from riskprop.cli.options import (
     key_bits_option,
     log,
     parameter_options,
+    parse_list,
     split_names,
     warn_small_key,
 )
@@ -208,20 +209,14 @@ def generate(
 
 
 def _ints(ctx: click.Context, param: click.Parameter, text: str) -> list[int]:
-    try:
-        values = [int(part) for part in split_names(text)]
-    except ValueError:
-        raise click.BadParameter(f"not a comma-separated list of integers: {text!r}") from None
+    values = parse_list(text, int, "integers")
     if not values or min(values) < 1:
         raise click.BadParameter(f"need integers >= 1: {text!r}")
     return values
 
 
 def _deltas(ctx: click.Context, param: click.Parameter, text: str) -> list[float]:
-    try:
-        values = [float(part) for part in split_names(text)]
-    except ValueError:
-        raise click.BadParameter(f"not a comma-separated list of numbers: {text!r}") from None
+    values = parse_list(text, float, "numbers")
     if not values or not all(0.0 < v < 1.0 for v in values):
         raise click.BadParameter(f"deltas must lie strictly between 0 and 1: {text!r}")
     return values

@@ -20,6 +20,7 @@ from riskprop.core.params import DEFAULT_KEY_BITS, DEFAULT_NOISE, NOISE_KINDS
 from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 log = logging.getLogger("riskprop")
 
@@ -158,3 +159,12 @@ def config_option(help_text: str) -> Callable[[F], F]:
 def split_names(text: str) -> list[str]:
     """Comma-separated names, blanks dropped."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_list(text: str, convert: Callable[[str], T], what: str) -> list[T]:
+    """``text``'s comma-separated values converted (possibly none); a value that does not
+    convert is a usage error naming ``what`` ("integers", "numbers")."""
+    try:
+        return [convert(part) for part in split_names(text)]
+    except ValueError:
+        raise click.BadParameter(f"not a comma-separated list of {what}: {text!r}") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from riskprop.cli.options import CONTEXT, F, apply, log, split_names
+from riskprop.cli.options import CONTEXT, F, apply, log, parse_list, split_names
 from riskprop.core.params import DEFAULT_ITERATIONS
 from riskprop.core.schedule import DEFAULT_DELTA_A, DEFAULT_DELTA_B
 from riskprop.errors import ConfigError
@@ -19,10 +19,7 @@ from riskprop.errors import ConfigError
 
 def int_list(ctx: click.Context, param: click.Parameter, text: str) -> list[int]:
     """Comma-separated integers (``0,1,2,4,8``)."""
-    try:
-        values = [int(part) for part in split_names(text)]
-    except ValueError:
-        raise click.BadParameter(f"not a comma-separated list of integers: {text!r}") from None
+    values = parse_list(text, int, "integers")
     if not values:
         raise click.BadParameter("give at least one value")
     return values
@@ -30,10 +27,7 @@ def int_list(ctx: click.Context, param: click.Parameter, text: str) -> list[int]
 
 def float_list(ctx: click.Context, param: click.Parameter, text: str) -> list[float]:
     """Comma-separated numbers (``0.1,0.3,0.5``)."""
-    try:
-        values = [float(part) for part in split_names(text)]
-    except ValueError:
-        raise click.BadParameter(f"not a comma-separated list of numbers: {text!r}") from None
+    values = parse_list(text, float, "numbers")
     if not values:
         raise click.BadParameter("give at least one value")
     return values
