@@ -63,18 +63,13 @@ class AdminNode(Protocol):
         ...
 
 
-def read_token(settings: AdminSettings) -> str | None:
-    """The bearer token (``AdminSettings.read_token``)."""
-    return settings.read_token()
-
-
 class AdminServer:
     """The listener (see the module doc)."""
 
     def __init__(self, settings: AdminSettings, node: AdminNode) -> None:
         self.settings = settings
         self.node = node
-        self.token = read_token(settings)
+        self.token = settings.read_token()
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:

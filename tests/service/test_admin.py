@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from riskprop.config import AdminSettings
 from riskprop.errors import ConfigError
 from riskprop.localnet.harness import free_ports
-from riskprop.service.admin import PAGE_POLICY, AdminServer, TriggerError, read_token
+from riskprop.service.admin import PAGE_POLICY, AdminServer, TriggerError
 from riskprop.service.metrics import RUN_STATUSES, NodeMetrics
 
 T = TypeVar("T")
@@ -394,11 +394,11 @@ def test_status_is_json_a_person_can_read() -> None:
 
 
 def test_the_token_is_read_from_its_file(tmp_path: Path) -> None:
-    assert read_token(LOOPBACK) is None
+    assert LOOPBACK.read_token() is None
     settings = AdminSettings("0.0.0.0", 9100, token_file(tmp_path, f"  {TOKEN}\n\n"))
-    assert read_token(settings) == TOKEN
+    assert settings.read_token() == TOKEN
     token_file(tmp_path, TOKEN, mode=0o400)
-    assert read_token(settings) == TOKEN
+    assert settings.read_token() == TOKEN
 
 
 def one_line(error: pytest.ExceptionInfo[ConfigError]) -> str:
@@ -416,17 +416,17 @@ def test_a_token_file_others_may_read_is_refused(tmp_path: Path) -> None:
     )
     path.chmod(0o640)
     with pytest.raises(ConfigError, match=r"mode 0640"):
-        read_token(AdminSettings("0.0.0.0", 9100, path))
+        AdminSettings("0.0.0.0", 9100, path).read_token()
 
 
 def test_a_short_or_missing_token_is_refused(tmp_path: Path) -> None:
     path = token_file(tmp_path, "short\n")
     with pytest.raises(ConfigError) as error:
-        read_token(AdminSettings("0.0.0.0", 9100, path))
+        AdminSettings("0.0.0.0", 9100, path).read_token()
     assert one_line(error) == f"{path}: the admin token must have 16 characters or more (it has 5)"
     missing = tmp_path / "absent.token"
     with pytest.raises(ConfigError) as error:
-        read_token(AdminSettings("0.0.0.0", 9100, missing))
+        AdminSettings("0.0.0.0", 9100, missing).read_token()
     assert one_line(error).startswith(f"{missing}: cannot read the admin token file")
 
 
