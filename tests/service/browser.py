@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
@@ -76,8 +77,12 @@ def chromium() -> Iterator[Browser]:
 
 
 def wait_until(driver: WebDriver, condition: Callable[[WebDriver], T], what: str) -> T:
-    """``condition``'s first truthy result; fails naming ``what`` after ``PATIENCE`` seconds."""
-    return WebDriverWait(driver, PATIENCE, poll_frequency=0.1).until(
+    """``condition``'s first truthy result; fails naming ``what`` after ``PATIENCE`` seconds.
+
+    The pages redraw their tables on every refresh, so an element found by one poll may be
+    gone by the next read: such polls count as not yet, like a missing element."""
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, PATIENCE, poll_frequency=0.1, ignored_exceptions=ignored).until(
         condition, f"the page never showed {what}"
     )
 

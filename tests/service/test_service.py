@@ -233,10 +233,21 @@ def test_the_status_page_shows_a_run_in_progress(network: Network, chromium: Any
             lambda d: today() in d.find_element(By.TAG_NAME, "body").text,
             "the run id on the page",
         )
-        row = chromium.find_element(By.CSS_SELECTOR, '[data-phase="handshake"]')
-        assert "running" in row.text.lower()
-        bar = chromium.find_element(By.ID, "current-progress")
-        assert bar.is_displayed()
+        # The run is current before its first phase starts (the data are read first):
+        # wait for the handshake row to turn to running rather than catch it in between.
+        browser.wait_until(
+            chromium,
+            lambda d: (
+                "running"
+                in d.find_element(By.CSS_SELECTOR, '[data-phase="handshake"]').text.lower()
+            ),
+            "the handshake phase running",
+        )
+        browser.wait_until(
+            chromium,
+            lambda d: d.find_element(By.ID, "current-progress").is_displayed(),
+            "the progress bar",
+        )
         for party in ("bob", "charlie"):
             running.start(party)
         running.wait("the day's run", lambda: today() in running.succeeded("alice"))
