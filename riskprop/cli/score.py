@@ -4,7 +4,6 @@ alerts, written as the bank's propagation input (``riskprop.scoring.output``).""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -86,34 +85,26 @@ def score(
     file) and alerts.csv (each transaction a rule flags on its own, with the rule and level);
     then prints a summary.
     """
-    from riskprop.scoring.output import PERIOD_LENGTHS, assign_periods, write_scored
-    from riskprop.scoring.raw import read_raw
-    from riskprop.scoring.rules import default_rules_path, load_rules
-    from riskprop.scoring.rules import score as score_rules
+    from riskprop.scoring.pipeline import score_bank
 
     if periods is not None and (period_length or period_start):
         raise ConfigError("give --periods or --period-length/--period-start, not both")
-    started = time.perf_counter()
-    ruleset = load_rules(rules if rules is not None else default_rules_path())
-    rate_table = _read_rates(rates) if rates is not None else None
-    transactions = read_raw(raw, layout=layout, rates=rate_table, currency=currency.upper())
-    if periods is None:
-        origin = None if period_start is None else _utc_midnight(period_start)
-        period = assign_periods(
-            transactions.time, length=PERIOD_LENGTHS[period_length or "1d"], origin=origin
-        )
-    else:
-        period = assign_periods(transactions.time, count=periods)
-    scored = score_rules(transactions, bank, ruleset)
-    if len(scored.accounts) == 0:
-        raise ConfigError(f"{raw}: no transaction names bank {bank!r}")
-    counts = write_scored(
-        out, transactions, bank, scored, period, max_examples=ruleset.max_examples
+    done = score_bank(
+        raw,
+        bank,
+        out,
+        rules=rules,
+        layout=layout,
+        currency=currency,
+        rates=_read_rates(rates) if rates is not None else None,
+        period_length=period_length,
+        origin=None if period_start is None else _utc_midnight(period_start),
+        periods=periods,
     )
-    seconds = time.perf_counter() - started
+    scored, ruleset, counts, seconds = done.scored, done.rules, done.counts, done.seconds
 
     click.echo(f"scored {bank} from {raw} into {out / bank} in {seconds:.2f} s")
-    click.echo(f"  raw transactions     {transactions.n}")
+    click.echo(f"  raw transactions     {done.raw_rows}")
     click.echo(f"  written transactions {counts['transactions.csv']} (completed)")
     click.echo(f"  own accounts         {len(scored.accounts)}")
     levels = Counter(scored.level)
