@@ -12,6 +12,9 @@ output directory::
     OUT/logs/<bank>.log           its node's log
     OUT/configs/                  the configuration the nodes ran with
 
+With ``raw`` (``riskprop demo --raw``, ``riskprop.localnet.rawdemo``) the data set is made from
+generated raw transactions scored by the default rules, under OUT/raw and OUT/data.
+
 A ``DemoWatch`` (``riskprop demo --web``, ``riskprop.localnet.web``) is told what happens from
 the thread that runs the demo: the stage, each bank's key generation, the nodes' admin
 listeners (with a watcher every node serves ``/status`` on a loopback port of its own), each
@@ -29,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from subprocess import Popen
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import yaml
@@ -59,6 +62,9 @@ from riskprop.localnet.harness import (
     wait_for_nodes,
     write_configs,
 )
+
+if TYPE_CHECKING:
+    from riskprop.localnet.rawdemo import RawScoring, RawSpec
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +316,8 @@ class DemoReport:
     differences: dict[str, float]
     #: per bank, its ``TOP_ACCOUNTS`` highest-scored accounts: (id, secure, plaintext)
     top: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)
+    #: with ``raw``: the generated raw data and each bank's rule scoring
+    scoring: RawScoring | None = None
 
     def table(self) -> str:
         """Per bank: accounts, seconds per phase, bytes sent, largest difference."""
@@ -338,16 +346,28 @@ def run_demo(
     fresh_key: bool = False,
     timeout: float = 3600.0,
     watch: DemoWatch | None = None,
+    raw: RawSpec | None = None,
 ) -> DemoReport:
     """Run one node process per bank over mutual TLS on loopback and collect the results.
 
     ``parameters.periods`` is replaced by the data's periods. Nodes write into a staging
     directory; OUT/<bank>/risk_scores.csv appear only once every node succeeded, and are
     compared with the plaintext engine. With ``watch``, every node also serves its admin
-    listener on loopback, and the watcher hears of each step (see the module doc).
+    listener on loopback, and the watcher hears of each step (see the module doc). With
+    ``raw`` (and no ``data``): the data set is generated raw transactions of ``parties`` banks,
+    each scored by the default rules under OUT (``riskprop.localnet.rawdemo``).
     """
+    if raw is not None and data is not None:
+        raise ConfigError("give --raw or --data, not both: --raw makes its own data set")
     out = out.resolve()  # the nodes' configuration lives below it: no relative paths there
     watcher = watch or Unwatched()
+    scoring = None
+    if raw is not None:
+        from riskprop.localnet.rawdemo import score_raw
+
+        watcher.stage("preparing", "raw transactions, scored by the default rules")
+        scoring = score_raw(out, party_names(parties), raw)
+        data = scoring.data
     watcher.stage("preparing", "the sample data" if data is None else f"reading {data}")
     if data is None:
         data = sample_data(party_names(parties))
@@ -412,6 +432,6 @@ def run_demo(
         write_scores(out / name / RESULTS_FILE, dataset.banks[index].account_ids, scores[name])
         reports[name] = replace(reports[name], results=out / name / RESULTS_FILE)
         write_report(out / name, reports[name])
-    report = DemoReport(data, out, key_bits, keys, seconds, reports, differences, top)
+    report = DemoReport(data, out, key_bits, keys, seconds, reports, differences, top, scoring)
     watcher.finished(report)
     return report
