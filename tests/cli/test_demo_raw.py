@@ -19,6 +19,7 @@ from riskprop.core.plaintext import propagate
 from riskprop.errors import ConfigError
 from riskprop.files.layout import read_labels
 from riskprop.files.results import RESULTS_FILE, read_scores
+from riskprop.localnet.demo import run_demo
 from riskprop.localnet.rawdemo import RawSpec, score_raw
 
 BANKS = ("alice", "bob", "charlie")
@@ -97,6 +98,16 @@ def test_raw_and_data_together_is_one_error_line(
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--raw or --data, not both" in err[0], err
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="not both"):  # the library refuses it too
+        run_demo(
+            data=tmp_path,
+            parameters=RunParameters(1),
+            key_bits=512,
+            out=out,
+            parties=3,
+            raw=RawSpec(),
+        )
     assert not out.exists()
 
 
