@@ -15,7 +15,9 @@ The same flags enter every variant:
 * ``rules alone``: ``max(u, f)``, no propagation (T = 0);
 * ``propagation alone``: propagation (plaintext engine, ``plain`` ranking, ``delta_b = 0``)
   seeded by ``f`` only: flagged accounts start at 1, all others at 0;
-* ``rules + propagation``: the same propagation seeded by ``max(u, f)``.
+* ``rules + propagation``: the same propagation seeded by ``max(u, f)``; also ranked by
+  ``max(r_0, r_T)`` (``evaluate --combine max``), which keeps an account's own rule evidence
+  however much its neighbours pull it down.
 
 Propagation settings: the researcher guide's recommendation (T = 8, a = 0.1), a light one
 (T = 2, a = 0.1) and riskprop's run defaults (T = 3, a = 0.5) for reference.
@@ -58,12 +60,13 @@ import io
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
@@ -80,7 +83,7 @@ from riskprop.lab.amlworld import import_amlworld
 from riskprop.lab.evaluate import METRICS, Options, Setting, Workbench, measure
 from riskprop.lab.rawgen import generate_raw
 from riskprop.lab.synthetic import ScoreModel, realistic_scores
-from riskprop.scoring.pipeline import score_bank
+from riskprop.scoring.pipeline import BankScored, score_bank
 
 DEFAULT_SRC: Final = (
     Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "amlsim-20K_cycle200"
@@ -100,16 +103,18 @@ class Variant:
     seeded_by: str  #: FLAGS or RULES
     iterations: int
     delta_a: float
+    combine: str = "plain"  #: or "max": rank by max(r_0, r_T)
 
     @property
     def setting(self) -> Setting:
-        return Setting(self.iterations, self.delta_a, 0.0, "plain")
+        return Setting(self.iterations, self.delta_a, 0.0, self.combine)
 
     @property
     def label(self) -> str:
         if self.iterations == 0:
             return f"{self.name} (T = 0)"
-        return f"{self.name}, T = {self.iterations}, a = {self.delta_a:g}"
+        ranked = ", max(r_0, r_T)" if self.combine == "max" else ""
+        return f"{self.name}{ranked}, T = {self.iterations}, a = {self.delta_a:g}"
 
 
 VARIANTS: Final = (
@@ -121,6 +126,8 @@ VARIANTS: Final = (
     Variant("rules + propagation", RULES, 2, 0.1),
     Variant("rules + propagation", RULES, 8, 0.1),
     Variant("rules + propagation", RULES, 3, 0.5),
+    Variant("rules + propagation", RULES, 8, 0.1, "max"),
+    Variant("rules + propagation", RULES, 3, 0.5, "max"),
 )
 #: The markdown table's columns: (subset, metric, heading).
 COLUMNS: Final = (
@@ -141,6 +148,8 @@ class Scored:
     name: str
     graph: GlobalGraph
     labels: BoolArray
+    #: rule -> (accounts it fires on, laundering accounts among them), over every bank
+    fired: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def rules(self) -> FloatArray:
@@ -150,17 +159,28 @@ class Scored:
 # ------------------------------------------------------------------------------ data
 
 
-def load_scored(name: str, data: Path, laundering: set[str]) -> Scored:
+def load_scored(
+    name: str, data: Path, laundering: set[str], banks: Sequence[BankScored] = ()
+) -> Scored:
     """The data set at ``data`` with the accounts whose ids are in ``laundering`` labelled
-    positive (account ids are unique over the banks in both sources). A laundering account
-    that no bank lists is an error: it could be found by no variant."""
+    positive (account ids are unique over the banks in both sources), and how often each rule
+    fires in ``banks`` (contribution > 0). A laundering account that no bank lists is an
+    error: it could be found by no variant."""
     graph = build_global(load_dataset(data))
     ids = [account for bank_ids in graph.account_ids for account in bank_ids]
     labels = np.fromiter((account in laundering for account in ids), dtype=bool, count=len(ids))
     missing = len(laundering) - int(labels.sum())
     if missing:
         raise ConfigError(f"{data}: {missing} laundering accounts are in no bank's accounts.csv")
-    return Scored(name, graph, labels)
+    fired: dict[str, tuple[int, int]] = {}
+    for bank in banks:
+        accounts = bank.scored.accounts
+        for rule, contribution in bank.scored.contributions.items():
+            hit = accounts[np.asarray(contribution) > 0]
+            bad = sum(account in laundering for account in hit)
+            seen, seen_bad = fired.get(rule, (0, 0))
+            fired[rule] = (seen + len(hit), seen_bad + bad)
+    return Scored(name, graph, labels, fired)
 
 
 def score_generated(
@@ -177,10 +197,9 @@ def score_generated(
         days=days,
         seed=seed,
     )
-    for bank in summary.banks:
-        score_bank(raw / bank / "raw.csv", bank, data, periods=1)
+    done = [score_bank(raw / bank / "raw.csv", bank, data, periods=1) for bank in summary.banks]
     laundering = {account for (_, account), bad in read_labels(raw / "labels.csv").items() if bad}
-    return load_scored("generated", data, laundering)
+    return load_scored("generated", data, laundering, done)
 
 
 def score_amlworld(layout: Path, work: Path) -> Scored:
@@ -191,10 +210,9 @@ def score_amlworld(layout: Path, work: Path) -> Scored:
     labels = read_labels(imported / "labels.csv")
     banks = sorted({account.split(":", 1)[0] for _, account in labels})
     data = work / "amlworld-data"
-    for bank in banks:
-        score_bank(layout, bank, data, layout="amlworld", periods=1)
+    done = [score_bank(layout, bank, data, layout="amlworld", periods=1) for bank in banks]
     laundering = {account for (_, account), bad in labels.items() if bad}
-    return load_scored("amlworld", data, laundering)
+    return load_scored("amlworld", data, laundering, done)
 
 
 def converter() -> ModuleType:
@@ -265,6 +283,7 @@ def measure_seed(data: Scored, seed: int, flag_share: float) -> list[dict[str, A
                     "seeded_by": variant.seeded_by,
                     "iterations": variant.iterations,
                     "delta_a": variant.delta_a,
+                    "combine": variant.combine,
                     "subset": subset,
                     "accounts": int(mask.sum()),
                     "positives": positives,
@@ -290,8 +309,11 @@ def spread(values: Sequence[float]) -> str:
     return f"{statistics.fmean(defined):.3f} ± {sd:.3f}"
 
 
-def markdown(rows: Sequence[dict[str, Any]], name: str) -> str:
-    """The markdown table of one data set over its seeds, with a line of counts above."""
+def markdown(
+    rows: Sequence[dict[str, Any]], name: str, fired: Sequence[dict[str, tuple[int, int]]] = ()
+) -> str:
+    """The markdown table of one data set over its seeds, with lines of counts above: the
+    accounts, and (given ``fired``, one per scoring) how often each rule fires, as means."""
     mine = [r for r in rows if r["data"] == name]
     seeds = sorted({r["seed"] for r in mine})
     first = [r for r in mine if r["variant"] == VARIANTS[0].name and r["subset"] == "all"]
@@ -305,6 +327,15 @@ def markdown(rows: Sequence[dict[str, Any]], name: str) -> str:
         f"{avg('positives', first)} laundering, {avg('flagged', first)} of them flagged, "
         f"{avg('positives', unflagged)} unflagged; rule alerts (score >= 0.5): "
         f"{avg('rule_alerts', first)}, {avg('rule_alerts_laundering', first)} of them laundering",
+    ]
+    if fired:
+        counts = [
+            f"{rule} {statistics.fmean(f[rule][0] for f in fired):,.0f} "
+            f"({statistics.fmean(f[rule][1] for f in fired):,.0f})"
+            for rule in fired[0]
+        ]
+        lines.append("rules fire on (laundering among them): " + ", ".join(counts))
+    lines += [
         "",
         "| scores | " + " | ".join(h for _, _, h in COLUMNS) + " |",
         "|---" * (len(COLUMNS) + 1) + "|",
@@ -315,8 +346,8 @@ def markdown(rows: Sequence[dict[str, Any]], name: str) -> str:
             values = [
                 r[metric]
                 for r in mine
-                if (r["variant"], r["iterations"], r["delta_a"], r["subset"])
-                == (v.name, v.iterations, v.delta_a, subset)
+                if (r["variant"], r["iterations"], r["delta_a"], r["combine"], r["subset"])
+                == (v.name, v.iterations, v.delta_a, v.combine, subset)
             ]
             cells.append(spread(values))
         lines.append(f"| {v.label} | " + " | ".join(cells) + " |")
@@ -369,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--out {args.out} is a directory")
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    fired: dict[str, list[dict[str, tuple[int, int]]]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -382,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         days=args.days,
                     )
                     rows += measure_seed(data, seed, args.flag_share)
+                    fired.setdefault(data.name, []).append(data.fired)
+                    shutil.rmtree(work / "generated")
             if "amlworld" in wanted:
                 layout = args.amlworld
                 if layout is None:
@@ -390,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     layout = work / "amlworld-layout.csv"
                     converter().convert(args.src, layout)
                 data = score_amlworld(layout, work)
+                fired[data.name] = [data.fired]
                 for seed in range(args.seeds):
                     rows += measure_seed(data, seed, args.flag_share)
         if args.out is not None:
@@ -398,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for name in wanted:
-        print(markdown(rows, name))
+        print(markdown(rows, name, fired[name]))
         print()
     print(f"({time.perf_counter() - started:.1f} s)")
     return 0

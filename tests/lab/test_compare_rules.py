@@ -74,12 +74,18 @@ def test_variants_are_their_definitions(script: ModuleType, generated: Any) -> N
     prepared = PreparedPeriod.from_csr(period)
     start = {"flags": flags.astype(float), "rules": np.maximum(rules, flags)}
     for variant, scores in found.items():
-        want = by_hand(start[variant.seeded_by], prepared, variant.iterations, variant.delta_a)
+        initial = start[variant.seeded_by]
+        want = by_hand(initial, prepared, variant.iterations, variant.delta_a)
+        if variant.combine == "max":
+            want = np.maximum(initial, want)
+        else:
+            assert variant.combine == "plain"
         np.testing.assert_allclose(scores, want, rtol=0, atol=1e-12)
     alone = {v.name: found[v] for v in script.VARIANTS if v.iterations == 0}
     np.testing.assert_array_equal(alone["rules alone"], np.maximum(rules, flags))
     np.testing.assert_array_equal(alone["flags alone"], flags.astype(float))
     assert alone["rules alone"][flags].min() == 1.0
+    assert {v.combine for v in script.VARIANTS} == {"plain", "max"}
 
 
 def test_rows_measure_both_subsets_with_k_the_positives(script: ModuleType, generated: Any) -> None:
@@ -113,6 +119,8 @@ def test_amlworld_banks_and_labels_are_the_importers(script: ModuleType, tmp_pat
     rules = dict(zip(ids, data.rules, strict=True))
     assert rules["001:A1"] >= 0.5 and rules["002:B1"] >= 0.5  # cash at the threshold
     assert rules["003:C2"] < 0.5
+    assert data.fired["cash_threshold"] == (2, 2)  # A1 and B1, both laundering
+    assert data.fired["high_risk_jurisdiction"] == (0, 0)  # AMLworld has no countries
 
 
 def test_main_prints_the_tables_and_writes_rows(
@@ -124,6 +132,7 @@ def test_main_prints_the_tables_and_writes_rows(
     text = capsys.readouterr().out
     assert "generated, 2 seeds:" in text and "| rules alone (T = 0) |" in text
     assert "| rules + propagation, T = 8, a = 0.1 |" in text
+    assert "rules fire on (laundering among them): cash_threshold " in text
     rows = json.loads(out.read_text(encoding="utf-8"))
     assert len(rows) == 2 * 2 * len(script.VARIANTS)
     assert {r["seed"] for r in rows} == {0, 1}
