@@ -31,8 +31,8 @@ not know yet; the same subset for every variant). The tables give the mean over 
 Data sets:
 
 * ``generated``: ``riskprop generate OUT --raw --accounts 6000 --transactions 60000 --days 30
-  --seed S`` (:func:`riskprop.lab.rawgen.generate_raw`), three banks, one 30-day period from
-  the generator's first day; seed S draws the data and the flags.
+  --seed S`` (:func:`riskprop.lab.rawgen.generate_raw`), three banks, each scored in one
+  period (``periods=1``); seed S draws the data and the flags.
 * ``amlworld``: the AMLSim sample written in AMLworld's layout by
   ``scripts/amlworld_from_amlsim.py`` (30 bank ids; or ``--amlworld FILE``), every bank id
   scored as its own bank (``layout="amlworld"``, one period); labels as ``riskprop import
@@ -40,7 +40,12 @@ Data sets:
   ``Is Laundering`` 1): they are read from what the importer writes. The rules are scored
   once; seed S draws the flags only.
 
-Commands (figures in docs/guide-researcher.md, "Rules and propagation on raw transactions")::
+Above each data set's table it prints the counts (accounts, laundering, flagged, rule alerts
+at score >= 0.5) and on how many accounts each rule fires (contribution > 0 in
+``score_bank``'s result), with the laundering ones among them.
+
+Commands (figures in docs/guide-researcher.md, "Rules and propagation on raw transactions"; the
+first took 20-32 s on 2 shared cores, peak memory 0.3 GB)::
 
     python scripts/compare_rules.py --seeds 10 --out /tmp/compare_rules.csv
     python scripts/compare_rules.py --data generated --seeds 5 --accounts 3000 \\
@@ -396,8 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--data: one or more of {', '.join(DATA_SETS)} (got {args.data!r})")
     if args.seeds < 2:
         parser.error("--seeds: need at least 2 for a spread")
-    if args.out is not None and args.out.is_dir():
-        parser.error(f"--out {args.out} is a directory")
+    if args.out is not None and (args.out.is_dir() or not args.out.parent.is_dir()):
+        problem = "is a directory" if args.out.is_dir() else "is in no existing directory"
+        parser.error(f"--out {args.out} {problem}")
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     fired: dict[str, list[dict[str, tuple[int, int]]]] = {}
