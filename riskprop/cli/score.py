@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from riskprop.cli.options import CONTEXT
+from riskprop.cli.options import CONTEXT, split_names
 from riskprop.errors import ConfigError
 
 
@@ -64,6 +64,11 @@ from riskprop.errors import ConfigError
     type=click.IntRange(min=1),
     help="Instead of a length: this many equal periods over RAW's time span.",
 )
+@click.option(
+    "--members",
+    help="The network's banks, comma-separated: transactions with a bank outside them are left "
+    "out of transactions.csv (no node holds that bank's accounts). [default: keep all]",
+)
 def score(
     raw: Path,
     bank: str,
@@ -75,6 +80,7 @@ def score(
     period_length: str | None,
     period_start: dt.datetime | None,
     periods: int | None,
+    members: str | None,
 ) -> None:
     """Score one bank's raw transactions with transaction-monitoring rules.
 
@@ -85,8 +91,9 @@ def score(
     file) and alerts.csv (each transaction a rule flags on its own, with the rule and level);
     then prints a summary.
     """
-    from riskprop.scoring.pipeline import score_bank
+    from riskprop.scoring.pipeline import prefer_returning_allocator, score_bank
 
+    prefer_returning_allocator()
     if periods is not None and (period_length or period_start):
         raise ConfigError("give --periods or --period-length/--period-start, not both")
     done = score_bank(
@@ -100,6 +107,7 @@ def score(
         period_length=period_length,
         origin=None if period_start is None else _utc_midnight(period_start),
         periods=periods,
+        members=None if members is None else split_names(members),
     )
     scored, ruleset, counts, seconds = done.scored, done.rules, done.counts, done.seconds
 
@@ -110,7 +118,7 @@ def score(
     levels = Counter(scored.level)
     for level in ruleset.levels:
         click.echo(f"  level {level.name:<14} {levels.get(level.name, 0)}")
-    alerts = Counter(rule for _, rule, _ in scored.alerts)
+    alerts = scored.alerts.counts()
     for rule in ruleset.rules:
         if rule.name in alerts:
             click.echo(f"  alerts {rule.name:<13} {alerts[rule.name]}")

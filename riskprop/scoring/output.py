@@ -7,15 +7,16 @@ Files written for bank ``B`` into ``DATA/B/`` (the layout ``riskprop.core.data``
     explanations.csv  account,rule,contribution,transactions
     alerts.csv        tx_id,timestamp,source,target,amount,rule,level
 
-``transactions.csv`` keeps the *completed* raw rows that touch one of ``B``'s accounts, in
-file order: a failed or reversed transaction moved no money, so it carries no risk along the
-network (the ``failed`` rule still scores it). Amounts are in the reporting currency, rounded
-to cents. ``explanations.csv`` has one row per account and rule that fired (contribution
-``weight * strength > 0``), with up to ``max_examples`` triggering transaction ids joined by
-``;``; rows are sorted by the account's score (descending), then the contribution
-(descending), then account id and rule name. ``alerts.csv`` has one row per transaction and
-transaction-level rule that flagged it, in file order, timestamps in ISO 8601 UTC
-(``2024-01-31T23:05:00Z``).
+``transactions.csv`` keeps the *completed* raw rows that touch one of ``B``'s accounts, in file
+order: a failed or reversed transaction moved no money, so it carries no risk along the network (the
+``failed`` rule still scores it). Given the network's ``members`` (its banks), it keeps only the
+rows whose two banks are ``B`` or members: a bank outside the network holds no node, so risk cannot
+flow through its accounts (the rules still see those rows). Amounts are in the reporting currency,
+rounded to cents. ``explanations.csv`` has one row per account and rule that fired (contribution
+``weight * strength > 0``), with up to ``max_examples`` triggering transaction ids joined by ``;``;
+rows are sorted by the account's score (descending), then the contribution (descending), then
+account id and rule name. ``alerts.csv`` has one row per transaction and transaction-level rule that
+flagged it, in file order, timestamps in ISO 8601 UTC (``2024-01-31T23:05:00Z``).
 
 Periods (:func:`assign_periods`): with a period length ``L`` (1, 7 or 30 days) period ``p``
 holds the times ``t`` with ``origin + p*L <= t < origin + (p+1)*L``, where ``origin`` is the
@@ -49,6 +50,7 @@ import pyarrow.csv as pa_csv
 from riskprop.core.types import IntArray
 from riskprop.errors import ConfigError, InputError
 from riskprop.files.layout import ACCOUNTS_HEADER, TRANSACTIONS_HEADER, format_fixed, format_scores
+from riskprop.scoring.rules import Examples
 
 if TYPE_CHECKING:
     from riskprop.scoring.raw import RawTransactions
@@ -109,6 +111,7 @@ def write_scored(
     period: IntArray,
     *,
     max_examples: int = 3,
+    members: Sequence[str] | None = None,
 ) -> dict[str, int]:
     """Write ``out/bank/`` as the module doc states, all or nothing; ``period`` holds the
     period of every raw row. Returns the row count of each file."""
@@ -126,7 +129,7 @@ def write_scored(
         counts = {
             "accounts.csv": _write_accounts(staging / "accounts.csv", scored),
             "transactions.csv": _write_transactions(
-                staging / "transactions.csv", raw, bank, period
+                staging / "transactions.csv", raw, bank, period, members
             ),
             "explanations.csv": _write_explanations(
                 staging / "explanations.csv", scored, max_examples
@@ -158,16 +161,23 @@ def _write_accounts(path: Path, scored: Scored) -> int:
     return len(ids)
 
 
-def _write_transactions(path: Path, raw: RawTransactions, bank: str, period: IntArray) -> int:
-    """Completed rows touching ``bank``, in file order, amounts rounded to cents."""
-    keep = (raw.status == "completed") & ((raw.source_bank == bank) | (raw.target_bank == bank))
+def _write_transactions(
+    path: Path, raw: RawTransactions, bank: str, period: IntArray, members: Sequence[str] | None
+) -> int:
+    """Completed rows touching ``bank`` (with both banks ``members`` when given), in file
+    order, amounts rounded to cents."""
+    ours = raw.source_bank.equals(bank) | raw.target_bank.equals(bank)
+    keep = raw.status.equals("completed") & ours
+    if members is not None:
+        network = {bank, *members}
+        keep &= raw.source_bank.isin(network) & raw.target_bank.isin(network)
     rows = np.flatnonzero(keep)
     cents = np.rint(np.asarray(raw.amount, dtype=np.float64)[rows] * 100.0).astype(np.int64)
     columns = [
-        pa.array(raw.source[rows], type=pa.string()),
-        pa.array(raw.source_bank[rows], type=pa.string()),
-        pa.array(raw.target[rows], type=pa.string()),
-        pa.array(raw.target_bank[rows], type=pa.string()),
+        raw.source.take(rows),
+        raw.source_bank.take(rows),
+        raw.target.take(rows),
+        raw.target_bank.take(rows),
         format_fixed(cents, 2),
         pa.array(np.asarray(period, dtype=np.int64)[rows], type=pa.int64()),
     ]
@@ -178,13 +188,14 @@ def _write_transactions(path: Path, raw: RawTransactions, bank: str, period: Int
 def _write_explanations(path: Path, scored: Scored, max_examples: int) -> int:
     """One row per (account, fired rule), sorted as the module doc states."""
     names = sorted(scored.contributions)
-    accounts_idx, rule_idx, contrib = [], [], []
+    accounts_idx, rule_idx, contrib, joined = [], [], [], []
     for r, name in enumerate(names):
         values = np.asarray(scored.contributions[name], dtype=np.float64)
         fired = np.flatnonzero(values > 0.0)
         accounts_idx.append(fired)
         rule_idx.append(np.full(len(fired), r, dtype=np.int64))
         contrib.append(values[fired])
+        joined.append(_joined_examples(scored.examples.get(name), fired, max_examples))
     acc = np.concatenate(accounts_idx) if accounts_idx else np.zeros(0, dtype=np.int64)
     rul = np.concatenate(rule_idx) if rule_idx else np.zeros(0, dtype=np.int64)
     con = np.concatenate(contrib) if contrib else np.zeros(0)
@@ -193,46 +204,64 @@ def _write_explanations(path: Path, scored: Scored, max_examples: int) -> int:
     # sorted ids), then the rule name (``names`` is sorted).
     order = np.lexsort((rul, acc, -con, -score[acc]))
     acc, rul, con = acc[order], rul[order], con[order]
-    examples = []
-    for a, r in zip(acc.tolist(), rul.tolist(), strict=True):
-        per_account = scored.examples.get(names[r])
-        examples.append(";".join(per_account[a][:max_examples]) if per_account else "")
+    rule_names = pa.array(names, type=pa.string()) if names else pa.array([], pa.string())
     columns = [
-        pa.array(np.asarray(scored.accounts, dtype=object)[acc], type=pa.string()),
-        pa.array([names[r] for r in rul.tolist()], type=pa.string()),
+        pa.array(np.asarray(scored.accounts, dtype=object), type=pa.string()).take(
+            pa.array(acc, pa.int64())
+        ),
+        rule_names.take(pa.array(rul, pa.int64())),
         format_scores(con),
-        pa.array(examples, type=pa.string()),
+        pa.concat_arrays([pa.array([], pa.string()), *joined]).take(pa.array(order, pa.int64())),
     ]
     _write_csv(path, EXPLANATIONS_HEADER, columns)
     return len(acc)
 
 
+def _joined_examples(
+    examples: Examples | Sequence[Sequence[str]] | None, accounts: IntArray, most: int
+) -> pa.Array:
+    """Per account in ``accounts`` its first ``most`` example ids joined by ``;``."""
+    if examples is None or most == 0:
+        return pa.array([""] * len(accounts), pa.string())
+    if not isinstance(examples, Examples):
+        return pa.array([";".join(examples[a][:most]) for a in accounts.tolist()], pa.string())
+    acc, row = examples.account, examples.row  # sorted by account, in the rule's order
+    keep = (np.arange(len(acc)) - np.searchsorted(acc, acc, side="left")) < most
+    acc, row = acc[keep], row[keep]
+    ids = examples.tx_id.take(row)
+    starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]]) if len(acc) else acc
+    offsets = np.r_[starts, len(acc)].astype(np.int32)
+    lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), ids)
+    joined = pc.binary_join(lists, ";")
+    where = np.searchsorted(acc[starts], accounts) if len(acc) else np.zeros(0, np.int64)
+    found = where < len(starts)
+    found[found] = acc[starts][where[found]] == accounts[found]
+    index = pa.array(np.where(found, where, 0), pa.int64(), mask=~found)
+    if len(starts) == 0:
+        return pa.array([""] * len(accounts), pa.string())
+    return pc.fill_null(joined.take(index), "")
+
+
 def _write_alerts(path: Path, raw: RawTransactions, scored: Scored) -> int:
     """One row per flagged (transaction, rule), ordered by raw row then rule name."""
-    n = len(scored.alerts)
-    rows_t, rules_t, levels_t = zip(*scored.alerts, strict=True) if n else ((), (), ())
-    rows = np.array(rows_t, dtype=np.int64)
-    rules = pc.dictionary_encode(pa.array(rules_t, type=pa.string()))
-    names = np.array(rules.dictionary.to_pylist(), dtype=object)
-    rank = np.argsort(np.argsort(names, kind="stable"))
-    codes = rules.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    order = np.lexsort((rank[codes], rows))
-    rows = rows[order]
+    alerts = scored.alerts
+    rank = np.argsort(np.argsort(np.array(alerts.rules, dtype=object), kind="stable"))
+    order = np.lexsort((rank[alerts.rule] if len(alerts.rules) else alerts.rule, alerts.row))
+    rows, rule, level = alerts.row[order], alerts.rule[order], alerts.level[order]
     at = np.asarray(raw.time, dtype=np.int64)[rows].astype("datetime64[s]")
     stamps = pc.binary_join_element_wise(pa.array(np.datetime_as_string(at, unit="s")), "Z", "")
     cents = np.rint(np.asarray(raw.amount, dtype=np.float64)[rows] * 100.0).astype(np.int64)
-    reorder = pa.array(order, type=pa.int64())
     columns = [
-        pa.array(raw.tx_id[rows], type=pa.string()),
+        raw.tx_id.take(rows),
         stamps,
-        pa.array(raw.source[rows], type=pa.string()),
-        pa.array(raw.target[rows], type=pa.string()),
+        raw.source.take(rows),
+        raw.target.take(rows),
         format_fixed(cents, 2),
-        rules.take(reorder).cast(pa.string()),
-        pa.array(levels_t, type=pa.string()).take(reorder),
+        pa.array(list(alerts.rules), pa.string()).take(pa.array(rule, pa.int64())),
+        pa.array(list(alerts.levels), pa.string()).take(pa.array(level, pa.int64())),
     ]
     _write_csv(path, ALERTS_HEADER, columns)
-    return n
+    return len(rows)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -49,30 +49,34 @@ is reproducible). A table given with ``rates`` may have any base, e.g. the repor
 at 1.
 
 **Errors.** The file is read with pyarrow's multi-threaded CSV reader (every column as text) and
-checked column by column with vectorised kernels (times and amounts block by block of the
-reader); columns of few distinct values (accounts, banks, currencies, types, channels,
-countries, statuses) are checked and normalised once per distinct value. The first bad field
-in file order (on one row: the first check, in column order) stops the read with one
-:class:`~riskprop.errors.InputError` line ``file:line: <field> <value> <problem>``; so do a
-header that matches no layout (``file:1: unknown column set``) and a row with the wrong number
-of fields. ``line`` is each row's physical line: blank lines and line breaks inside quoted
-fields are counted. Nothing is written by this module.
+checked column by column (groups of columns in threads, one per usable core) with vectorised kernels
+(times and amounts block by block of the reader); columns of few distinct values (accounts, banks,
+currencies, types, channels, countries, statuses) are checked and normalised once per distinct
+value. The first bad field in file order (on one row: the first check, in column order) stops the
+read with one :class:`~riskprop.errors.InputError` line ``file:line: <field> <value> <problem>``; so
+do a header that matches no layout (``file:1: unknown column set``) and a row with the wrong number
+of fields. ``line`` is each row's physical line: blank lines and line breaks inside quoted fields
+are counted. Nothing is written by this module.
 
-**Memory.** The text columns are numpy object arrays as the interface asks; every column but
-``tx_id`` is built from its distinct values, so equal strings share one Python object (a
-pointer per row). Each column's text is released as soon as it is converted, so the peak holds
-the result and the text of one column's worth of intermediates more.
+**Memory.** Text columns are not Python strings per row: ``tx_id`` stays an Arrow string
+column (:class:`Texts`), and every other text column is :class:`Coded`, its distinct values
+(sorted by code point) and an ``int32`` code per row. ``source``/``target`` share one table of
+values, as do ``source_bank``/``target_bank`` and the two country columns, so equal codes are
+equal values across the two sides. A row then costs some 80 bytes of numbers plus its id's
+bytes; each column's text is released as soon as it is converted.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -186,33 +190,157 @@ _CURRENCY: Final = re.compile(r"[A-Z]{3}")
 _COUNTRY: Final = re.compile(r"[A-Z]{2}")
 
 ObjectArray = npt.NDArray[np.object_]
+Rows = npt.NDArray[np.integer[Any]] | npt.NDArray[np.bool_] | slice
+
+
+@dataclass(frozen=True, eq=False)
+class Coded:
+    """A text column as its distinct ``values`` (sorted by code point, no repeats) and a code per
+    row: row ``i`` holds ``values[codes[i]]``. Code order is value order."""
+
+    values: ObjectArray
+    codes: npt.NDArray[np.int32]
+
+    @staticmethod
+    def of(texts: Sequence[str]) -> Coded:
+        """The column of ``texts`` (Python strings: tests, small data)."""
+        return Coded.shared([texts])[0]
+
+    @staticmethod
+    def shared(columns: Sequence[Sequence[str] | pa.Array | pa.ChunkedArray]) -> list[Coded]:
+        """``columns`` coded over one table of values (the union of their values)."""
+        arrays = [_chunked(column) for column in columns]
+        distinct = pc.unique(pa.chunked_array([c for a in arrays for c in a.chunks], pa.string()))
+        distinct = distinct.take(pc.sort_indices(distinct))
+        values = np.empty(len(distinct), dtype=object)
+        values[:] = distinct.to_pylist()
+        return [Coded(values, _index_in(a, distinct)) for a in arrays]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @overload
+    def __getitem__(self, rows: int) -> str: ...
+    @overload
+    def __getitem__(self, rows: Rows) -> ObjectArray: ...
+    def __getitem__(self, rows: int | Rows) -> str | ObjectArray:
+        """The value of a row, or the values of ``rows`` as a numpy object array."""
+        if isinstance(rows, int | np.integer):
+            return str(self.values[self.codes[rows]])
+        out: ObjectArray = self.values[self.codes[rows]]
+        return out
+
+    def tolist(self) -> list[str]:
+        return [str(v) for v in self.values[self.codes]]
+
+    def code(self, value: str) -> int:
+        """The code of ``value``; -1 when no row holds it."""
+        at = int(np.searchsorted(self.values, value)) if len(self.values) else 0
+        return at if at < len(self.values) and self.values[at] == value else -1
+
+    def isin(self, wanted: Collection[str]) -> npt.NDArray[np.bool_]:
+        """Per row: is its value in ``wanted``? One test per distinct value."""
+        chosen = set(wanted)
+        table = np.fromiter((v in chosen for v in self.values), bool, len(self.values))
+        out: npt.NDArray[np.bool_] = table[self.codes]
+        return out
+
+    def equals(self, value: str) -> npt.NDArray[np.bool_]:
+        """Per row: is its value ``value``?"""
+        out: npt.NDArray[np.bool_] = self.codes == self.code(value)
+        return out
+
+    def lookup(self, table: Mapping[str, float], default: float = 0.0) -> npt.NDArray[np.float64]:
+        """Per row ``table[value]`` (``default`` when absent)."""
+        per_value = np.array([table.get(v, default) for v in self.values], dtype=np.float64)
+        out: npt.NDArray[np.float64] = per_value[self.codes]
+        return out
+
+    def take(self, rows: Rows | None = None) -> pa.Array:
+        """The values of ``rows`` (all when None) as an Arrow string array."""
+        codes = self.codes if rows is None else self.codes[rows]
+        return pa.array(self.values, pa.string()).take(pa.array(codes, pa.int32()))
+
+
+@dataclass(frozen=True, eq=False)
+class Texts:
+    """A text column of mostly distinct values (``tx_id``) kept as Arrow strings."""
+
+    array: pa.ChunkedArray
+
+    @staticmethod
+    def of(texts: Sequence[str]) -> Texts:
+        return Texts(_chunked(texts))
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @overload
+    def __getitem__(self, rows: int) -> str: ...
+    @overload
+    def __getitem__(self, rows: Rows) -> ObjectArray: ...
+    def __getitem__(self, rows: int | Rows) -> str | ObjectArray:
+        """The value of a row, or the values of ``rows`` as a numpy object array."""
+        if isinstance(rows, int | np.integer):
+            return str(self.array[int(rows)].as_py())
+        picked = self.take(np.arange(len(self))[rows])
+        out = np.empty(len(picked), dtype=object)
+        out[:] = picked.to_pylist()
+        return out
+
+    def tolist(self) -> list[str]:
+        return [str(v) for v in self.array.to_pylist()]
+
+    def take(self, rows: Rows | None = None) -> pa.Array:
+        """The values of ``rows`` (all when None) as an Arrow string array."""
+        if rows is None:
+            return self.array.combine_chunks()
+        if isinstance(rows, slice) or rows.dtype == np.bool_:
+            rows = np.arange(len(self))[rows]
+        return self.array.take(pa.array(rows, pa.int64())).combine_chunks()
+
+
+def _chunked(column: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    if isinstance(column, pa.ChunkedArray):
+        return column
+    if isinstance(column, pa.Array):
+        return pa.chunked_array([column])
+    return pa.chunked_array([pa.array(list(column), pa.string())], pa.string())
+
+
+def _index_in(column: pa.ChunkedArray, values: pa.Array) -> npt.NDArray[np.int32]:
+    """Each row's position in ``values`` (which holds every value of ``column``): one call
+    over all chunks, so that the hash table of ``values`` is built once."""
+    found = pc.index_in(column, value_set=values)
+    return _joined([np.asarray(c.to_numpy(zero_copy_only=False)) for c in found.chunks], np.int32)
 
 
 @dataclass(frozen=True, eq=False)
 class RawTransactions:
-    """One bank's raw transactions, normalised; numpy columns of equal length n, in file order.
+    """One bank's raw transactions, normalised; columns of equal length n, in file order.
 
     ``time`` is UTC seconds since 1970 and ``time + utc_offset`` the local time as written;
     ``amount = original_amount`` converted to the reporting currency (see the module's
-    description); ``line`` is each row's physical line in ``path`` (the header is line 1)."""
+    description); ``line`` is each row's physical line in ``path`` (the header is line 1).
+    ``source.values is target.values`` and likewise for the banks and the countries."""
 
     path: Path
     line: IntArray
-    tx_id: ObjectArray
+    tx_id: Texts
     time: npt.NDArray[np.int64]
     utc_offset: npt.NDArray[np.int32]
-    source: ObjectArray
-    source_bank: ObjectArray
-    target: ObjectArray
-    target_bank: ObjectArray
+    source: Coded
+    source_bank: Coded
+    target: Coded
+    target_bank: Coded
     amount: FloatArray
-    currency: ObjectArray
+    currency: Coded
     original_amount: FloatArray
-    kind: ObjectArray
-    channel: ObjectArray
-    source_country: ObjectArray
-    target_country: ObjectArray
-    status: ObjectArray
+    kind: Coded
+    channel: Coded
+    source_country: Coded
+    target_country: Coded
+    status: Coded
     label: BoolArray | None
 
     @property
@@ -253,12 +381,21 @@ def read_raw(
 def own_accounts(raw: RawTransactions, bank: str) -> ObjectArray:
     """The bank's accounts: every source with ``source_bank == bank`` and every target with
     ``target_bank == bank``, unique, sorted by code point."""
-    ids = np.concatenate([raw.source[raw.source_bank == bank], raw.target[raw.target_bank == bank]])
-    if ids.size == 0:
-        return np.zeros(0, dtype=object)
-    unique = pc.unique(pa.array(ids, type=pa.string()))
-    ordered = unique.take(pc.sort_indices(unique))
-    return np.array(ordered.to_pylist(), dtype=object)
+    values, _ = own_codes(raw, bank)
+    out: ObjectArray = raw.source.values[values]
+    return out
+
+
+def own_codes(raw: RawTransactions, bank: str) -> tuple[IntArray, IntArray]:
+    """The bank's accounts as codes into ``raw.source.values`` (ascending, so in
+    :func:`own_accounts` order), and per code its position among them (-1: not the bank's)."""
+    present = np.zeros(len(raw.source.values), dtype=bool)
+    present[raw.source.codes[raw.source_bank.equals(bank)]] = True
+    present[raw.target.codes[raw.target_bank.equals(bank)]] = True
+    codes = np.flatnonzero(present).astype(np.int64)
+    position = np.full(len(present), -1, dtype=np.int64)
+    position[codes] = np.arange(len(codes), dtype=np.int64)
+    return codes, position
 
 
 # ------------------------------------------------------------------------------ header, table
@@ -387,11 +524,15 @@ class _Problems:
     def __init__(self, path: Path, table: pa.Table, field: Mapping[str, str]) -> None:
         self.path, self.field, self.rows = path, field, table.num_rows
         self.columns = {name: table.column(name) for name in table.column_names}
-        self.found: list[tuple[int, int, str]] = []
+        self.rank = {name: i for i, name in enumerate(table.column_names)}
+        self.found: list[tuple[int, int, int, str]] = []
 
     def add(self, row: int, column: str, value: object, problem: str) -> None:
+        """A problem at ``row``; on one row the first column in file order is reported, and
+        within a column the first check made."""
         message = f"{self.field.get(column, column)} {value!r} {problem}"
-        self.found.append((row, len(self.found), message))
+        rank = self.rank.get(column, len(self.rank))
+        self.found.append((row, rank, len(self.found), message))
 
     def mask(self, column: str, flags: BoolArray, problem: str, text: pa.ChunkedArray) -> None:
         """Report the first row flagged (``text`` is the column, for the value)."""
@@ -401,42 +542,76 @@ class _Problems:
 
     def raise_first(self) -> None:
         if self.found:
-            row, _, message = min(self.found)  # on one row, the first check that failed
+            row, _, _, message = min(self.found)
             line = _lines(self.path, self.rows)[row]
             raise InputError(f"{self.path}:{line}: {message}")
 
-    def column(
+    def coded(
         self,
-        column: str,
-        problems: Mapping[str, Callable[[str], bool]] | None = None,
+        columns: Sequence[str],
+        problems: Mapping[str, Check] | None = None,
         normal: Callable[[str], str] | None = None,
-    ) -> tuple[ObjectArray, list[str], npt.NDArray[np.int32]]:
-        """A low-cardinality text column as an object array (values ``normal(value)``, equal
-        ones sharing one object), checked once per distinct value: ``problems`` maps each
-        problem to its test. Also returns the normalised distinct values and each row's
-        index into them."""
-        encoded = pc.dictionary_encode(self.columns.pop(column))
-        # one dictionary over all chunks: pyarrow's encoder shares its memo between chunks
-        written = [str(v) for v in encoded.chunk(0).dictionary.to_pylist()]
-        codes = np.concatenate([chunk.indices.to_numpy() for chunk in encoded.chunks])
+    ) -> list[Coded]:
+        """Text columns of few distinct values, coded over one table of values (the union
+        of theirs, each ``normal(value)``), checked once per distinct value as written:
+        ``problems`` maps each problem to its test over the distinct values. One hashing
+        pass over the rows (pyarrow's dictionary encoder, whose table grows over the chunks:
+        every chunk's dictionary is the whole one)."""
+        texts = [self.columns.pop(column) for column in columns]
+        sizes = [len(text) for text in texts]
+        encoded = pc.dictionary_encode(
+            pa.chunked_array([c for t in texts for c in t.chunks], pa.string())
+        )
+        del texts
+        written = encoded.chunk(encoded.num_chunks - 1).dictionary
+        every = _joined([np.asarray(c.indices.to_numpy()) for c in encoded.chunks], np.int32)
         del encoded
+        codes = np.split(every, np.cumsum(sizes)[:-1])
         for problem, test in (problems or {}).items():
-            bad = np.fromiter((test(v) for v in written), dtype=bool, count=len(written))
+            bad = np.asarray(test(written), dtype=bool)
             if bad.any():
-                row = int(np.argmax(bad[codes]))
-                self.add(row, column, written[int(codes[row])], problem)
-        values = [normal(v) for v in written] if normal is not None else written
-        table = np.empty(len(values), dtype=object)
-        table[:] = values
-        out: ObjectArray = table[codes]
-        return out, values, codes
+                for column, code in zip(columns, codes, strict=True):
+                    flags = bad[code]
+                    if flags.any():
+                        row = int(np.argmax(flags))
+                        self.add(row, column, written[int(code[row])].as_py(), problem)
+        if normal is None:  # sort by code point: code order is value order
+            order = np.asarray(pc.sort_indices(written).to_numpy(), dtype=np.int64)
+            values = np.asarray(written.take(pa.array(order)).to_numpy(zero_copy_only=False))
+            remap = np.empty(len(order), dtype=np.int32)
+            remap[order] = np.arange(len(order), dtype=np.int32)
+        else:
+            shown = np.empty(len(written), dtype=object)
+            shown[:] = [normal(str(v)) for v in written.to_pylist()]
+            values, inverse = np.unique(shown, return_inverse=True)
+            remap = np.asarray(inverse, dtype=np.int32).reshape(-1)
+        table = values.astype(object, copy=False)
+        return [Coded(table, remap[code]) for code in codes]
 
 
-def _id_problems(pattern: re.Pattern[str]) -> dict[str, Callable[[str], bool]]:
+#: A test of the distinct values of a column: per value, is it bad?
+Check = Callable[[pa.Array], npt.NDArray[np.bool_]]
+
+
+def _each(test: Callable[[str], bool]) -> Check:
+    """A test of one value, made a test of the distinct values (columns of few values)."""
+
+    def check(values: pa.Array) -> npt.NDArray[np.bool_]:
+        texts = [str(v) for v in values.to_pylist()]
+        return np.fromiter((test(v) for v in texts), dtype=bool, count=len(texts))
+
+    return check
+
+
+def _id_problems(pattern: re.Pattern[str]) -> dict[str, Check]:
+    """Ids: not empty, no comma, quote or line break (nor a colon in a bank id); vectorised,
+    as an id column has about as many values as accounts."""
     colon = ", colon" if ":" in pattern.pattern else ""
     return {
-        "is empty": lambda v: not v,
-        f"holds a comma, quote{colon} or line break": lambda v: pattern.search(v) is not None,
+        "is empty": lambda v: _numpy(pc.equal(pc.binary_length(v), 0)),
+        f"holds a comma, quote{colon} or line break": lambda v: _numpy(
+            pc.match_substring_regex(v, pattern.pattern)
+        ),
     }
 
 
@@ -497,6 +672,20 @@ def _times(
     return _joined(seconds, np.int64), _joined(offsets, np.int32)
 
 
+def _repeated(text: pa.ChunkedArray) -> BoolArray:
+    """Per row: does an earlier row hold the same value?"""
+    encoded = pc.dictionary_encode(text).combine_chunks()
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
+    _, first_rows = np.unique(codes, return_index=True)
+    out: BoolArray = np.arange(len(codes)) != first_rows[codes]
+    return out
+
+
+def _threads() -> int:
+    """Threads converting columns: the cores this process may use, at most 4."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def _numpy(values: pa.Array) -> npt.NDArray[Any]:
     return np.asarray(values.to_numpy(zero_copy_only=False))
 
@@ -509,24 +698,24 @@ def _converted(
     problems: _Problems,
     column: str,
     original: FloatArray,
-    codes: npt.NDArray[np.int32],
-    iso: list[str],
+    currency: Coded,
     rates: Mapping[str, float],
     report: str,
     written: Mapping[str, str] | None = None,
 ) -> FloatArray:
     """``original / rate[currency] * rate[report]``; a currency without a rate is reported
     (by its code, or as ``written[code]`` when given)."""
-    rate = np.array([rates.get(code, math.nan) for code in iso], dtype=np.float64)
+    rate = np.array([rates.get(code, math.nan) for code in currency.values], dtype=np.float64)
     missing = np.isnan(rate)
     if missing.any():
-        row = int(np.argmax(missing[codes]))
-        code = iso[int(codes[row])]
+        row = int(np.argmax(missing[currency.codes]))
+        code = str(currency.values[int(currency.codes[row])])
         shown = code if written is None else written[code]
         problems.add(
             row, column, shown, "has no exchange rate" + ("" if shown == code else f" ({code})")
         )
-    converted: FloatArray = original / np.where(missing, 1.0, rate)[codes] * rates[report]
+    converted: FloatArray = original / np.where(missing, 1.0, rate)[currency.codes]
+    converted *= rates[report]
     return converted
 
 
@@ -537,56 +726,70 @@ def _riskprop(path: Path, table: pa.Table, rates: dict[str, float], report: str)
     problems = _Problems(path, table, {})
     del table
     tx = problems.columns.pop("tx_id")
-    problems.mask("tx_id", _numpy(pc.equal(pc.binary_length(tx), 0)), "is empty", tx)
-    bad = _numpy(pc.match_substring_regex(tx, _BAD_ID.pattern))
-    problems.mask("tx_id", bad, "holds a comma, quote or line break", tx)
-    # unique ids: then the dictionary (in order of first appearance) is the column itself
-    encoded = pc.dictionary_encode(tx)
-    ids = encoded.chunk(0).dictionary
-    if len(ids) != len(tx):
-        codes = np.concatenate([chunk.indices.to_numpy() for chunk in encoded.chunks])
-        _, first_rows = np.unique(codes, return_index=True)
-        repeated = np.arange(len(codes)) != first_rows[codes]
-        problems.mask("tx_id", repeated, "is not unique (an earlier row has it)", tx)
-    del encoded, tx
-    tx_id = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
-    del ids
 
-    local, offset = _times(
-        problems,
-        "timestamp",
-        _ISO_TIME,
-        "%Y-%m-%dT%H:%M:%S",
-        19,
-        "YYYY-MM-DDTHH:MM:SS with Z or an offset +HH:MM",
-    )
-    ids_ok = _id_problems(_BAD_ID)
-    source, _, _ = problems.column("source", ids_ok)
-    source_bank, _, _ = problems.column("source_bank", ids_ok)
-    target, _, _ = problems.column("target", ids_ok)
-    target_bank, _, _ = problems.column("target_bank", ids_ok)
-    original = _amount(problems, "amount")
-    currency, iso, codes = problems.column(
-        "currency",
-        {"is not an ISO 4217 code": lambda v: _CURRENCY.fullmatch(v.upper()) is None},
-        str.upper,
-    )
-    amount = _converted(problems, "currency", original, codes, iso, rates, report)
-    del codes
-    kind, _, _ = problems.column("type", None, str.lower)
-    channel, _, _ = problems.column("channel", None, str.lower)
-    country = {
-        "is not an ISO 3166 alpha-2 code (or empty)": lambda v: (
-            bool(v) and _COUNTRY.fullmatch(v.upper()) is None
+    def check_ids(tx: pa.ChunkedArray) -> None:
+        problems.mask("tx_id", _numpy(pc.equal(pc.binary_length(tx), 0)), "is empty", tx)
+        bad = _numpy(pc.match_substring_regex(tx, _BAD_ID.pattern))
+        problems.mask("tx_id", bad, "holds a comma, quote or line break", tx)
+        if pc.count_distinct(tx).as_py() != len(tx):
+            repeated = _repeated(tx)
+            problems.mask("tx_id", repeated, "is not unique (an earlier row has it)", tx)
+
+    def times() -> tuple[IntArray, npt.NDArray[np.int32]]:
+        return _times(
+            problems,
+            "timestamp",
+            _ISO_TIME,
+            "%Y-%m-%dT%H:%M:%S",
+            19,
+            "YYYY-MM-DDTHH:MM:SS with Z or an offset +HH:MM",
         )
-    }
-    source_country, _, _ = problems.column("source_country", country, str.upper)
-    target_country, _, _ = problems.column("target_country", country, str.upper)
-    status, _, _ = problems.column(
-        "status",
-        {f"is not one of {', '.join(STATUSES)}": lambda v: v.lower() not in STATUSES},
-        str.lower,
-    )
+
+    def accounts() -> list[Coded]:
+        return problems.coded(("source", "target"), _id_problems(_BAD_ID))
+
+    def rest() -> tuple[Coded, ...]:
+        banks = problems.coded(("source_bank", "target_bank"), _id_problems(_BAD_ID))
+        (kind,) = problems.coded(("type",), None, str.lower)
+        (channel,) = problems.coded(("channel",), None, str.lower)
+        country = {
+            "is not an ISO 3166 alpha-2 code (or empty)": _each(
+                lambda v: bool(v) and _COUNTRY.fullmatch(v.upper()) is None
+            )
+        }
+        countries = problems.coded(("source_country", "target_country"), country, str.upper)
+        (status,) = problems.coded(
+            ("status",),
+            {f"is not one of {', '.join(STATUSES)}": _each(lambda v: v.lower() not in STATUSES)},
+            str.lower,
+        )
+        return (*banks, kind, channel, *countries, status)
+
+    def money() -> tuple[FloatArray, Coded, FloatArray]:
+        original = _amount(problems, "amount")
+        (currency,) = problems.coded(
+            ("currency",),
+            {"is not an ISO 4217 code": _each(lambda v: _CURRENCY.fullmatch(v.upper()) is None)},
+            str.upper,
+        )
+        return (
+            original,
+            currency,
+            _converted(problems, "currency", original, currency, rates, report),
+        )
+
+    # pyarrow's kernels release the interpreter lock: the columns convert side by side
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        ids = pool.submit(check_ids, tx)
+        pairs, stamps = pool.submit(accounts), pool.submit(times)
+        cash, others = pool.submit(money), pool.submit(rest)
+        source, target = pairs.result()
+        local, offset = stamps.result()
+        original, currency, amount = cash.result()
+        banks_etc: tuple[Coded, ...] = others.result()
+    source_bank, target_bank, kind, channel, source_country, target_country, status = banks_etc
+    ids.result()
+    tx_id = Texts(tx)
     problems.raise_first()
     return RawTransactions(
         path=path,
@@ -620,56 +823,45 @@ def _amlworld(
         problems, "timestamp", _AMLWORLD_TIME, "%Y/%m/%d %H:%M", 16, "YYYY/MM/DD HH:MM"
     )
     columns = problems.columns
-    accounts = {}
     for side in ("from", "to"):
-        bank, number = columns[f"{side}_bank"], columns[f"{side}_account"]
-        joined = pc.binary_join_element_wise(bank, number, ":")
         # bank ids (no colon) and account numbers are checked on their own, the ids joined
-        problems.column(f"{side}_account", _id_problems(_BAD_ID))
-        columns[f"{side}_id"] = joined
-        accounts[side], _, _ = problems.column(f"{side}_id")
-    source_bank, _, _ = problems.column("from_bank", _id_problems(_BAD_BANK))
-    target_bank, _, _ = problems.column("to_bank", _id_problems(_BAD_BANK))
+        columns[f"{side}_id"] = pc.binary_join_element_wise(
+            columns[f"{side}_bank"], columns[f"{side}_account"], ":"
+        )
+    problems.coded(("from_account", "to_account"), _id_problems(_BAD_ID))
+    source, target = problems.coded(("from_id", "to_id"))
+    source_bank, target_bank = problems.coded(("from_bank", "to_bank"), _id_problems(_BAD_BANK))
     original = _amount(problems, "amount_paid")
     known = f"is not an AMLworld currency ({', '.join(AMLWORLD_CURRENCIES)})"
-    currency, iso, codes = problems.column(
-        "payment_currency",
-        {known: lambda v: v not in AMLWORLD_CURRENCIES},
+    (currency,) = problems.coded(
+        ("payment_currency",),
+        {known: _each(lambda v: v not in AMLWORLD_CURRENCIES)},
         lambda v: AMLWORLD_CURRENCIES.get(v, ""),
     )
     amount = np.zeros(n)
-    if all(iso):
+    if all(currency.values):
         names = {code: name for name, code in AMLWORLD_CURRENCIES.items()}
-        amount = _converted(
-            problems, "payment_currency", original, codes, iso, rates, report, names
-        )
-    del codes
-    kind, _, _ = problems.column("payment_format", None, str.lower)
+        amount = _converted(problems, "payment_currency", original, currency, rates, report, names)
+    (kind,) = problems.coded(("payment_format",), None, str.lower)
     label: BoolArray | None = None
     if labelled:
-        flag, _, _ = problems.column(
-            "is_laundering", {"is not 0 or 1": lambda v: v not in ("0", "1")}
+        (flag,) = problems.coded(
+            ("is_laundering",), {"is not 0 or 1": _each(lambda v: v not in ("0", "1"))}
         )
-        label = np.asarray(flag == "1", dtype=bool)
+        label = flag.equals("1")
     problems.raise_first()
 
     line = _lines(path, n)
-    empty = np.empty(1, dtype=object)
-    empty[0] = ""
-    completed = np.empty(1, dtype=object)
-    completed[0] = "completed"
-    nothing: ObjectArray = empty[np.zeros(n, dtype=np.int64)]
+    nothing = Coded(np.array([""], dtype=object), np.zeros(n, dtype=np.int32))
     return RawTransactions(
         path=path,
         line=line,
-        tx_id=np.asarray(
-            pc.cast(pa.array(line), pa.string()).to_numpy(zero_copy_only=False), dtype=object
-        ),
+        tx_id=Texts(pa.chunked_array([pc.cast(pa.array(line), pa.string())])),
         time=local,
         utc_offset=np.zeros(n, dtype=np.int32),
-        source=accounts["from"],
+        source=source,
         source_bank=source_bank,
-        target=accounts["to"],
+        target=target,
         target_bank=target_bank,
         amount=amount,
         currency=currency,
@@ -678,6 +870,6 @@ def _amlworld(
         channel=nothing,
         source_country=nothing,
         target_country=nothing,
-        status=completed[np.zeros(n, dtype=np.int64)],
+        status=Coded(np.array(["completed"], dtype=object), np.zeros(n, dtype=np.int32)),
         label=label,
     )

@@ -57,27 +57,31 @@ fires. Examples are the first ``max_examples`` triggering transaction ids in fil
 rules: of the first firing window), alerts are in row order.
 
 Cost: sorts by (account, time), ``searchsorted`` and cumulative sums, O(n log n); only
-pass-through enumerates candidate (incoming, outgoing) pairs, in bounded chunks.
+pass-through enumerates candidate (incoming, outgoing) pairs, in bounded chunks. Text columns
+are compared by their integer codes (``riskprop.scoring.raw.Coded``), never as strings per row.
+The rules run in threads, one per usable core (at most 4): numpy releases the interpreter lock
+in its sorts and scans, and the results are combined in rule order, so the outcome does not
+depend on the number of threads.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
 import yaml
 
 from riskprop.core.types import BoolArray, FloatArray, IntArray
 from riskprop.errors import ConfigError
-from riskprop.scoring.raw import RawTransactions, own_accounts
+from riskprop.scoring.raw import RawTransactions, Texts, own_codes
 
 RULE_KINDS = (
     "threshold",
@@ -457,6 +461,57 @@ def default_rules_path() -> Path:
 
 
 @dataclass(frozen=True, eq=False)
+class Examples:
+    """One rule's example transactions per account: ``self[a]`` lists account ``a``'s ids in
+    the rule's order. Held as (account, row) pairs sorted by account (stable) and the raw
+    file's ids, so that an account costs nothing when the rule did not fire for it."""
+
+    account: IntArray
+    row: IntArray
+    tx_id: Texts
+    n_accounts: int
+
+    def __len__(self) -> int:
+        return self.n_accounts
+
+    def __getitem__(self, a: int) -> list[str]:
+        lo, hi = np.searchsorted(self.account, [a, a + 1])
+        return [str(t) for t in self.tx_id[self.row[int(lo) : int(hi)]]]
+
+    def tolist(self) -> list[list[str]]:
+        return [self[a] for a in range(self.n_accounts)]
+
+
+@dataclass(frozen=True, eq=False)
+class Alerts:
+    """Alerts of the transaction-level rules: per alert its raw ``row``, ``rule`` (index into
+    ``rules``) and ``level`` (index into ``levels``), ordered by row, then rule order."""
+
+    row: IntArray
+    rule: IntArray
+    level: IntArray
+    rules: tuple[str, ...]
+    levels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def tuples(self) -> list[tuple[int, str, str]]:
+        """``(row, rule name, level name)`` per alert."""
+        return [
+            (r, self.rules[k], self.levels[lv])
+            for r, k, lv in zip(
+                self.row.tolist(), self.rule.tolist(), self.level.tolist(), strict=True
+            )
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Alerts per rule name (rules without alerts left out)."""
+        counts = np.bincount(self.rule, minlength=len(self.rules))
+        return {name: int(c) for name, c in zip(self.rules, counts, strict=True) if c}
+
+
+@dataclass(frozen=True, eq=False)
 class Scored:
     """Per own account (``accounts``, own_accounts order): score, level, action, per-rule
     contributions and example transaction ids; alerts per firing transaction-level rule."""
@@ -466,8 +521,8 @@ class Scored:
     level: list[str]
     action: list[str]
     contributions: dict[str, FloatArray]
-    examples: dict[str, list[list[str]]]
-    alerts: list[tuple[int, str, str]]
+    examples: Mapping[str, Examples | Sequence[Sequence[str]]]
+    alerts: Alerts
 
 
 @dataclass(frozen=True, eq=False)
@@ -510,7 +565,6 @@ class _Context:
     n_accounts: int
     src: IntArray  # own account position of each row's source, -1 when not own
     dst: IntArray
-    max_examples: int
 
     def side_events(self, side: str, mask: BoolArray) -> tuple[IntArray, IntArray]:
         """(account, row) pairs of the masked rows touching own accounts on ``side``."""
@@ -535,21 +589,6 @@ class _Result:
     alert_strength: FloatArray
 
 
-def _position(
-    values: npt.NDArray[np.object_], own: BoolArray, accounts: npt.NDArray[np.object_]
-) -> IntArray:
-    """Per row the position of ``values`` in ``accounts`` where ``own``, else -1 (hashed)."""
-    out: IntArray = np.full(len(values), -1, dtype=np.int64)
-    rows = np.flatnonzero(own)
-    if len(rows) and len(accounts):
-        found = pc.index_in(
-            pa.array(values[rows], type=pa.string()),
-            value_set=pa.array(accounts, type=pa.string()),
-        ).fill_null(-1)
-        out[rows] = found.to_numpy(zero_copy_only=False)
-    return out
-
-
 def score(raw: RawTransactions, bank: str, rules: RuleSet) -> Scored:
     """Evaluate ``rules`` on the bank's own accounts; see the module docstring."""
     params = []
@@ -564,10 +603,11 @@ def score(raw: RawTransactions, bank: str, rules: RuleSet) -> Scored:
         _check_levels(rules.levels)
     except _Bad as exc:
         raise ConfigError(f"{rules.path}: {exc.key}: {exc.problem}") from None
-    accounts = own_accounts(raw, bank)
-    src = _position(raw.source, raw.source_bank == bank, accounts)
-    dst = _position(raw.target, raw.target_bank == bank, accounts)
-    ctx = _Context(raw, len(accounts), src, dst, rules.max_examples)
+    codes, position = own_codes(raw, bank)
+    accounts: npt.NDArray[np.object_] = raw.source.values[codes]
+    src = np.where(raw.source_bank.equals(bank), position[raw.source.codes], -1)
+    dst = np.where(raw.target_bank.equals(bank), position[raw.target.codes], -1)
+    ctx = _Context(raw, len(accounts), src, dst)
     minimums = np.array([level.minimum for level in rules.levels])
 
     def level_index(x: FloatArray) -> IntArray:
@@ -576,16 +616,20 @@ def score(raw: RawTransactions, bank: str, rules: RuleSet) -> Scored:
 
     total_keep = np.ones(len(accounts))
     contributions: dict[str, FloatArray] = {}
-    examples: dict[str, list[list[str]]] = {}
+    examples: dict[str, Examples] = {}
     alert_rows: list[IntArray] = []  # per rule: firing rows, and their rule and level indices
     alert_rules: list[IntArray] = []
     alert_levels: list[IntArray] = []
-    for r, (rule, p) in enumerate(zip(rules.rules, params, strict=True)):
-        result = _EVALUATORS[rule.kind](ctx, p)
+    # numpy's sorts and scans release the interpreter lock: the rules run side by side on
+    # the node's cores, their results taken in rule order (the same as one after another)
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        kinds = [rule.kind for rule in rules.rules]
+        results = list(pool.map(lambda k, p: _EVALUATORS[k](ctx, p), kinds, params))
+    for r, (rule, result) in enumerate(zip(rules.rules, results, strict=True)):
         contribution = rule.weight * np.clip(result.strength, 0.0, 1.0)
         contributions[rule.name] = contribution
         total_keep *= 1.0 - contribution
-        examples[rule.name] = _examples(ctx, result, contribution > 0)
+        examples[rule.name] = _examples(ctx, result, contribution > 0, rules.max_examples)
         alert_rows.append(result.alert_rows)
         alert_rules.append(np.full(len(result.alert_rows), r, dtype=np.int64))
         alert_levels.append(level_index(rule.weight * result.alert_strength))
@@ -596,13 +640,13 @@ def score(raw: RawTransactions, bank: str, rules: RuleSet) -> Scored:
         for parts in (alert_rows, alert_rules, alert_levels)
     )
     order = np.lexsort((rule_index, rows))  # by row, then in rule order
-    names = [rule.name for rule in rules.rules]
-    alerts = [
-        (row, names[k], rules.levels[lv].name)
-        for row, k, lv in zip(
-            rows[order].tolist(), rule_index[order].tolist(), level_of[order].tolist(), strict=True
-        )
-    ]
+    alerts = Alerts(
+        rows[order],
+        rule_index[order],
+        level_of[order],
+        tuple(rule.name for rule in rules.rules),
+        tuple(level.name for level in rules.levels),
+    )
     return Scored(
         accounts=accounts,
         score=total,
@@ -614,19 +658,20 @@ def score(raw: RawTransactions, bank: str, rules: RuleSet) -> Scored:
     )
 
 
-def _examples(ctx: _Context, result: _Result, fired: BoolArray) -> list[list[str]]:
-    """Per account the first ``max_examples`` example ids (in the result's order), fired only."""
-    out: list[list[str]] = [[] for _ in range(ctx.n_accounts)]
+def _threads() -> int:
+    """Threads for the rules: the cores this process may use, at most 4 (the rules' memory
+    grows with the threads)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+def _examples(ctx: _Context, result: _Result, fired: BoolArray, most: int) -> Examples:
+    """Per account the first ``most`` example rows (in the result's order), fired only."""
     acc, row = result.example_account, result.example_row
-    if ctx.max_examples == 0 or len(acc) == 0:
-        return out
     order = np.argsort(acc, kind="stable")
     acc, row = acc[order], row[order]
     first = np.searchsorted(acc, acc, side="left")
-    keep = ((np.arange(len(acc)) - first) < ctx.max_examples) & fired[acc]
-    for a, tx in zip(acc[keep], ctx.raw.tx_id[row[keep]], strict=True):
-        out[int(a)].append(str(tx))
-    return out
+    keep = ((np.arange(len(acc)) - first) < most) & fired[acc]
+    return Examples(acc[keep], row[keep], ctx.raw.tx_id, ctx.n_accounts)
 
 
 def _tx_rule(ctx: _Context, fires: FloatArray, side: str = "both", saturate: int = 0) -> _Result:
@@ -649,10 +694,7 @@ def _threshold_mask(ctx: _Context, amount: float | dict[str, float]) -> FloatArr
     raw = ctx.raw
     if isinstance(amount, float):
         return np.full(raw.n, amount)
-    out = np.full(raw.n, np.inf)
-    for currency, value in amount.items():
-        out[raw.currency == currency] = value
-    return out
+    return raw.currency.lookup(amount, np.inf)
 
 
 def _amounts_for(ctx: _Context, amount: float | dict[str, float]) -> FloatArray:
@@ -662,8 +704,7 @@ def _amounts_for(ctx: _Context, amount: float | dict[str, float]) -> FloatArray:
 def _of_kinds(ctx: _Context, kinds: tuple[str, ...]) -> BoolArray:
     if not kinds:
         return np.ones(ctx.raw.n, dtype=bool)
-    out: BoolArray = np.isin(ctx.raw.kind.astype(str), np.array(kinds))
-    return out
+    return ctx.raw.kind.isin(kinds)
 
 
 def _threshold(ctx: _Context, p: Mapping[str, Any]) -> _Result:
@@ -726,11 +767,11 @@ def _fan(ctx: _Context, p: Mapping[str, Any], incoming: bool) -> _Result:
     rows = np.flatnonzero(own >= 0)
     ev = _Events.of(own[rows], rows, raw.time[rows])
     n = len(ev.row)
-    other = (raw.source if incoming else raw.target)[ev.row]
-    other_bank = (raw.source_bank if incoming else raw.target_bank)[ev.row]
-    _, bank_code = np.unique(other_bank.astype(str), return_inverse=True)
-    names, account_code = np.unique(other.astype(str), return_inverse=True)
-    cp = bank_code.astype(np.int64).reshape(-1) * max(len(names), 1) + account_code.reshape(-1)
+    other = raw.source if incoming else raw.target
+    other_bank = raw.source_bank if incoming else raw.target_bank
+    # the counterparty (bank, account) as one integer; both sides share their value tables
+    cp = other_bank.codes[ev.row].astype(np.int64) * max(len(other.values), 1)
+    cp += other.codes[ev.row]
     position = np.arange(n, dtype=np.int64)
     by_pair = np.lexsort((position, cp, ev.account))
     same = (ev.account[by_pair][1:] == ev.account[by_pair][:-1]) & (
@@ -805,9 +846,8 @@ def _pass_through(ctx: _Context, p: Mapping[str, Any]) -> _Result:
 
 def _jurisdiction(ctx: _Context, p: Mapping[str, Any]) -> _Result:
     raw = ctx.raw
-    listed = np.array(p["countries"])
-    out_hit = (ctx.src >= 0) & np.isin(raw.target_country.astype(str), listed)
-    in_hit = (ctx.dst >= 0) & np.isin(raw.source_country.astype(str), listed)
+    out_hit = (ctx.src >= 0) & raw.target_country.isin(p["countries"])
+    in_hit = (ctx.dst >= 0) & raw.source_country.isin(p["countries"])
     acc = np.concatenate([ctx.src[out_hit], ctx.dst[in_hit]]).astype(np.int64)
     row = np.concatenate([np.flatnonzero(out_hit), np.flatnonzero(in_hit)]).astype(np.int64)
     strength = np.zeros(ctx.n_accounts)
@@ -836,16 +876,12 @@ def _night(ctx: _Context, p: Mapping[str, Any]) -> _Result:
 
 
 def _failed(ctx: _Context, p: Mapping[str, Any]) -> _Result:
-    fires = np.isin(ctx.raw.status.astype(str), np.array(p["statuses"]))
+    fires = ctx.raw.status.isin(p["statuses"])
     return _tx_rule(ctx, fires.astype(float), saturate=p["saturate"])
 
 
 def _type(ctx: _Context, p: Mapping[str, Any]) -> _Result:
-    kinds = ctx.raw.kind.astype(str)
-    risk = np.zeros(ctx.raw.n)
-    for kind, value in p["risk"].items():
-        risk[kinds == kind] = value
-    return _tx_rule(ctx, risk)
+    return _tx_rule(ctx, ctx.raw.kind.lookup(p["risk"]))
 
 
 def _velocity(ctx: _Context, p: Mapping[str, Any]) -> _Result:

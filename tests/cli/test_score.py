@@ -10,6 +10,7 @@ import pytest
 
 from riskprop.cli import main
 from riskprop.core.data import load_bank
+from riskprop.errors import InputError
 from riskprop.lab.simulate import simulate_plaintext
 
 RISKPROP_HEADER = (
@@ -164,3 +165,32 @@ def test_rates_file_converts_amounts(tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rates.csv:3: rate 'half'" in err[0]
     assert not (tmp_path / "other").exists()
+
+
+def test_members_leave_out_banks_outside_the_network(tmp_path: Path) -> None:
+    """With --members A,B, bank X's transactions stay out of transactions.csv (no node holds
+    X's accounts, so the loader of the network's data set would refuse them) but still count
+    for the rules: a1's reportable cash from x1 at X scores a1."""
+    raw = write_raw(
+        tmp_path / "raw.csv",
+        RISKPROP_HEADER,
+        [
+            *A_RAW,
+            "c5,2024-03-03T10:00:00Z,x1,X,a1,A,20000.00,USD,cash,branch,NL,NL,completed",
+        ],
+    )
+    everything, network = tmp_path / "all", tmp_path / "network"
+    score(raw, "--bank", "A", "--out", everything)
+    score(raw, "--bank", "A", "--out", network, "--members", "A, B")
+    kept = read_csv(network / "A/transactions.csv")
+    assert [row["bank_source"] for row in read_csv(everything / "A/transactions.csv")] == [
+        "A", "A", "B", "X"
+    ]  # fmt: skip
+    assert [row["bank_source"] for row in kept] == ["A", "A", "B"]
+    assert (network / "A/accounts.csv").read_bytes() == (everything / "A/accounts.csv").read_bytes()
+    with pytest.raises(InputError, match="X"):
+        load_bank(everything / "A", "A", ["A", "B"])
+    bank = load_bank(network / "A", "A", ["A", "B"])
+    assert "x1" not in set(bank.account_ids)
+    alerts = {(row["tx_id"], row["rule"]) for row in read_csv(network / "A/alerts.csv")}
+    assert ("c5", "cash_threshold") in alerts

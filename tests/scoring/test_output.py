@@ -16,8 +16,8 @@ from riskprop.errors import ConfigError, InputError
 from riskprop.lab.simulate import simulate_plaintext
 from riskprop.scoring import output
 from riskprop.scoring.output import DAY, assign_periods, write_scored
-from riskprop.scoring.raw import RawTransactions
-from riskprop.scoring.rules import Scored
+from riskprop.scoring.raw import Coded, RawTransactions, Texts
+from riskprop.scoring.rules import Alerts, Scored
 
 Row = tuple[
     str, str, str, str, str, str, float, str
@@ -31,27 +31,29 @@ def _epoch(stamp: str) -> int:
 def make_raw(rows: list[Row], path: Path = Path("raw.csv")) -> RawTransactions:
     n = len(rows)
 
-    def column(i: int) -> np.ndarray:
-        return np.array([row[i] for row in rows], dtype=object)
+    def column(i: int) -> Coded:
+        return Coded.of([str(row[i]) for row in rows])
 
+    sources, targets = Coded.shared([[row[2] for row in rows], [row[4] for row in rows]])
+    source_banks, target_banks = Coded.shared([[row[3] for row in rows], [row[5] for row in rows]])
     amount = np.array([row[6] for row in rows], dtype=np.float64)
     return RawTransactions(
         path=path,
         line=np.arange(2, n + 2, dtype=np.int64),
-        tx_id=column(0),
+        tx_id=Texts.of([row[0] for row in rows]),
         time=np.array([_epoch(row[1]) for row in rows], dtype=np.int64),
         utc_offset=np.zeros(n, dtype=np.int32),
-        source=column(2),
-        source_bank=column(3),
-        target=column(4),
-        target_bank=column(5),
+        source=sources,
+        source_bank=source_banks,
+        target=targets,
+        target_bank=target_banks,
         amount=amount,
-        currency=np.full(n, "USD", dtype=object),
+        currency=Coded.of(["USD"] * n),
         original_amount=amount.copy(),
-        kind=np.full(n, "wire", dtype=object),
-        channel=np.full(n, "", dtype=object),
-        source_country=np.full(n, "", dtype=object),
-        target_country=np.full(n, "", dtype=object),
+        kind=Coded.of(["wire"] * n),
+        channel=Coded.of([""] * n),
+        source_country=Coded.of([""] * n),
+        target_country=Coded.of([""] * n),
         status=column(7),
         label=None,
     )
@@ -74,7 +76,20 @@ def make_scored(
         action=["review" if name == "HIGH" else "none" for name in level],
         contributions=c,
         examples=examples,
-        alerts=list(alerts),
+        alerts=alerts_of(list(alerts)),
+    )
+
+
+def alerts_of(alerts: list[tuple[int, str, str]]) -> Alerts:
+    """The alerts of (row, rule, level) triples, in their order."""
+    rules = tuple(dict.fromkeys(rule for _, rule, _ in alerts))
+    levels = tuple(dict.fromkeys(level for _, _, level in alerts))
+    return Alerts(
+        np.array([row for row, _, _ in alerts], dtype=np.int64),
+        np.array([rules.index(rule) for _, rule, _ in alerts], dtype=np.int64),
+        np.array([levels.index(level) for _, _, level in alerts], dtype=np.int64),
+        rules,
+        levels,
     )
 
 
@@ -204,8 +219,12 @@ def test_bad_amount_writes_nothing(tmp_path: Path) -> None:
 def test_failure_leaves_earlier_output_untouched(tmp_path: Path) -> None:
     write_a(tmp_path)
     before = {p.name: p.read_bytes() for p in (tmp_path / "A").iterdir()}
-    broken = make_scored(["a1", "a2"], {"threshold": [0.5, 0.0]}, {"threshold": [["t1"], []]})
-    broken.alerts.append((99, "threshold", "HIGH"))  # no such raw row: fails mid-way
+    broken = make_scored(
+        ["a1", "a2"],
+        {"threshold": [0.5, 0.0]},
+        {"threshold": [["t1"], []]},
+        [(99, "threshold", "HIGH")],  # no such raw row: fails mid-way
+    )
     with pytest.raises(IndexError):
         write_scored(tmp_path, make_raw(A_ROWS), "A", broken, np.zeros(4, dtype=np.int64))
     assert {p.name: p.read_bytes() for p in (tmp_path / "A").iterdir()} == before

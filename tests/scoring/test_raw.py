@@ -16,6 +16,8 @@ from riskprop.scoring.raw import (
     AMLWORLD_HEADER,
     DEFAULT_RATES,
     RISKPROP_HEADER,
+    Coded,
+    Texts,
     own_accounts,
     read_raw,
 )
@@ -285,3 +287,42 @@ def test_many_rows(tmp_path: Path) -> None:
     assert np.allclose(raw.amount, cents / 100)
     assert raw.line[-1] == n + 1
     assert len(own_accounts(raw, "alice")) == len(np.unique(accounts[0]))
+
+
+def test_coded_columns_share_one_sorted_table_of_values() -> None:
+    source, target = Coded.shared([["b", "a", "c"], ["c", "d", "a"]])
+    assert source.values.tolist() == ["a", "b", "c", "d"] and target.values is source.values
+    assert source.codes.dtype == np.int32
+    assert source.tolist() == ["b", "a", "c"] and target.tolist() == ["c", "d", "a"]
+    assert source.codes[2] == target.codes[0]  # equal values, equal codes across the sides
+    assert source[1] == "a" and source[np.array([2, 0])].tolist() == ["c", "b"]
+    assert source.code("c") == 2 and source.code("zz") == -1 and source.code("") == -1
+    assert source.equals("a").tolist() == [False, True, False]
+    assert target.isin({"a", "d", "q"}).tolist() == [False, True, True]
+    assert source.lookup({"b": 2.0}, -1.0).tolist() == [2.0, -1.0, -1.0]
+    assert target.take(np.array([1, 1])).to_pylist() == ["d", "d"]
+    assert target.take().to_pylist() == ["c", "d", "a"]
+
+
+def test_texts_take_and_index() -> None:
+    ids = Texts.of(["t1", "t2", "t3"])
+    assert len(ids) == 3 and ids[1] == "t2" and ids.tolist() == ["t1", "t2", "t3"]
+    assert ids[np.array([2, 0])].tolist() == ["t3", "t1"]
+    assert ids[np.array([True, False, True])].tolist() == ["t1", "t3"]
+    assert ids.take(np.array([1])).to_pylist() == ["t2"]
+
+
+def test_read_columns_are_coded_case_folded_and_shared(tmp_path: Path) -> None:
+    """Normalised values that were written differently ('Cash', 'cash') share one code."""
+    rows = [
+        "t1,2026-11-29T10:00:00Z,a1,alice,b1,bob,1,usd,Cash,,nl,,completed",
+        "t2,2026-11-29T10:00:00Z,b1,bob,a1,alice,1,USD,cash,,,NL,Completed",
+    ]
+    raw = read_raw(write(tmp_path, HEADER, rows))
+    assert raw.kind.values.tolist() == ["cash"] and raw.kind.codes.tolist() == [0, 0]
+    assert raw.status.values.tolist() == ["completed"]
+    assert raw.currency.values.tolist() == ["USD"]
+    assert raw.source.values is raw.target.values
+    assert raw.source_bank.values is raw.target_bank.values
+    assert raw.source.codes.tolist() == raw.target.codes[::-1].tolist()
+    assert raw.source_country.tolist() == ["NL", ""] and raw.target_country.tolist() == ["", "NL"]

@@ -3,6 +3,7 @@ explanations; levels; one-line validation errors; the default rule file."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ from hypothesis import strategies as st
 
 from riskprop.errors import ConfigError
 from riskprop.scoring import rules as rules_module
-from riskprop.scoring.raw import RawTransactions
+from riskprop.scoring.raw import Coded, RawTransactions, Texts
 from riskprop.scoring.rules import (
     RULE_KINDS,
+    Examples,
     Level,
     Rule,
     RuleSet,
@@ -61,30 +63,30 @@ def raw_of(rows: list[dict[str, Any]]) -> RawTransactions:
     def bank(account: str) -> str:
         return BANK if account <= "m" else "X"
 
-    def obj(values: list[Any]) -> np.ndarray[Any, np.dtype[np.object_]]:
-        return np.array(values, dtype=object)
-
     amount = np.array(col("amount", 0.0), dtype=np.float64)
+    sources, targets = Coded.shared([col("source", ""), col("target", "")])
+    banks = Coded.shared([[bank(a) for a in col(side, "")] for side in ("source", "target")])
+    countries = Coded.shared([col("source_country", ""), col("target_country", "")])
     return RawTransactions(
         path=Path("raw.csv"),
         line=np.arange(2, len(rows) + 2, dtype=np.int64),
-        tx_id=obj(col("tx_id", "")),
+        tx_id=Texts.of(col("tx_id", "")),
         time=np.array(col("time", T0), dtype=np.int64),
         utc_offset=np.array(col("utc_offset", 0), dtype=np.int32),
-        source=obj(col("source", "")),
-        source_bank=obj([bank(a) for a in col("source", "")]),
-        target=obj(col("target", "")),
-        target_bank=obj([bank(a) for a in col("target", "")]),
+        source=sources,
+        source_bank=banks[0],
+        target=targets,
+        target_bank=banks[1],
         amount=amount,
-        currency=obj(col("currency", "USD")),
+        currency=Coded.of(col("currency", "USD")),
         original_amount=np.array(
             [r.get("original_amount", r["amount"]) for r in rows], dtype=np.float64
         ),
-        kind=obj(col("kind", "wire")),
-        channel=obj(col("channel", "")),
-        source_country=obj(col("source_country", "")),
-        target_country=obj(col("target_country", "")),
-        status=obj(col("status", "completed")),
+        kind=Coded.of(col("kind", "wire")),
+        channel=Coded.of(col("channel", "")),
+        source_country=countries[0],
+        target_country=countries[1],
+        status=Coded.of(col("status", "completed")),
         label=None,
     )
 
@@ -98,10 +100,15 @@ def strength(scored: Scored, account: str) -> float:
     return float(scored.contributions["r"][list(scored.accounts).index(account)])
 
 
+def list_of(examples: Examples | Sequence[Sequence[str]]) -> list[list[str]]:
+    """Every account's examples, as lists."""
+    return [list(examples[a]) for a in range(len(examples))]
+
+
 def fired(scored: Scored) -> dict[str, list[str]]:
     """Own accounts the rule fired for -> their example transaction ids."""
     return {
-        str(a): scored.examples["r"][i]
+        str(a): list(scored.examples["r"][i])
         for i, a in enumerate(scored.accounts)
         if scored.contributions["r"][i] > 0
     }
@@ -118,7 +125,7 @@ def test_threshold_fires_at_10000_not_at_9999_99() -> None:
     ]
     s = run(rows, "threshold", amount=10_000, kinds=["cash"])
     assert fired(s) == {"b": ["t2"]}
-    assert s.alerts == [(1, "r", "CRITICAL")]
+    assert s.alerts.tuples() == [(1, "r", "CRITICAL")]
 
 
 def test_threshold_side_picks_the_account() -> None:
@@ -298,7 +305,7 @@ def test_jurisdiction_looks_at_the_counterparty_country() -> None:
     ]
     s = run(rows, "jurisdiction", weight=0.4, countries=["ir", "KP"])
     assert fired(s) == {"a": ["j1"], "b": ["j2"]}
-    assert s.alerts == [(0, "r", "MEDIUM"), (1, "r", "MEDIUM")]
+    assert s.alerts.tuples() == [(0, "r", "MEDIUM"), (1, "r", "MEDIUM")]
 
 
 def test_round_amount() -> None:
@@ -352,7 +359,7 @@ def test_failed_saturates() -> None:
     assert strength(s, "b") == pytest.approx(0.5)
     assert strength(s, "c") == 0.0
     assert fired(s) == {"a": ["f1"], "b": ["f2", "f3"]}
-    assert [a[0] for a in s.alerts] == [0, 1, 2]
+    assert [a[0] for a in s.alerts.tuples()] == [0, 1, 2]
 
 
 def test_type_takes_the_riskiest_transaction() -> None:
@@ -360,7 +367,7 @@ def test_type_takes_the_riskiest_transaction() -> None:
     s = run(rows, "type", weight=0.6, risk={"cash": 0.5, "crypto": 1.0})
     assert strength(s, "a") == pytest.approx(0.6)
     assert strength(s, "b") == 0.0
-    assert s.alerts == [(0, "r", "MEDIUM"), (1, "r", "HIGH")]
+    assert s.alerts.tuples() == [(0, "r", "MEDIUM"), (1, "r", "HIGH")]
 
 
 # --- velocity --------------------------------------------------------------------------------
@@ -430,7 +437,7 @@ def test_levels_at_band_edges(weight: float, level: str, action: str) -> None:
 
 def test_alerts_by_row_then_rule_with_each_rules_own_level() -> None:
     s = scored_with_weights([0.3, 0.6])
-    assert s.alerts == [(0, "r0", "MEDIUM"), (0, "r1", "HIGH")]
+    assert s.alerts.tuples() == [(0, "r0", "MEDIUM"), (0, "r1", "HIGH")]
     assert s.level == ["HIGH"]  # 1 - 0.7 * 0.4 = 0.72
 
 
@@ -440,7 +447,7 @@ def test_unfired_accounts_are_low_with_empty_explanations() -> None:
     assert list(s.accounts) == ["a", "b", "c"]
     assert s.score.tolist() == [1.0, 0.0, 0.0]
     assert s.level == ["CRITICAL", "LOW", "LOW"]
-    assert s.examples["r"] == [["t1"], [], []]
+    assert list_of(s.examples["r"]) == [["t1"], [], []]
 
 
 def test_examples_are_capped_and_in_file_order() -> None:
@@ -449,15 +456,15 @@ def test_examples_are_capped_and_in_file_order() -> None:
         Path("r.yaml"), (Rule("r", "round_amount", 0.5, {"unit": 1000}),), max_examples=2
     )
     s = score(raw_of(rows), BANK, rules)
-    assert s.examples["r"] == [["t0", "t1"]]
-    assert [a[0] for a in s.alerts] == [0, 1, 2, 3, 4]
+    assert list_of(s.examples["r"]) == [["t0", "t1"]]
+    assert [a[0] for a in s.alerts.tuples()] == [0, 1, 2, 3, 4]
 
 
 def test_other_banks_accounts_are_not_scored() -> None:
     rows = [tx("t1", "x", "y", amount=50_000, kind="cash")]
     s = run(rows, "threshold", amount=10_000)
     assert len(s.accounts) == 0
-    assert s.alerts == []
+    assert s.alerts.tuples() == []
 
 
 def test_every_rule_on_an_empty_file() -> None:
