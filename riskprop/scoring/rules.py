@@ -535,7 +535,14 @@ class _Events:
 
     @staticmethod
     def of(account: IntArray, row: IntArray, time: IntArray) -> _Events:
-        order = np.lexsort((row, time, account))
+        """Sorted by row, then stably by the (account, time) key: two single-key sorts (the
+        first a linear merge when ``row`` is ascending runs, as the sides' events are), which
+        numpy does faster than one three-key ``lexsort``."""
+        by_row = np.argsort(row, kind="stable")
+        account, row, time = account[by_row], row[by_row], time[by_row]
+        base = int(time.min()) if len(time) else 0
+        span = (int(time.max()) - base if len(time) else 0) + 1
+        order = np.argsort(_key(account, time, base, span), kind="stable")
         return _Events(account[order], row[order], time[order])
 
     def key(self, offset: IntArray | int = 0) -> IntArray:
@@ -685,8 +692,18 @@ def _tx_rule(ctx: _Context, fires: FloatArray, side: str = "both", saturate: int
     else:
         np.maximum.at(strength, acc, fires[row])
     order = np.lexsort((row, acc))
-    rows = np.unique(row)
+    rows = _sorted_unique(row)
     return _Result(strength, acc[order], row[order], rows, fires[rows])
+
+
+def _sorted_unique(values: IntArray) -> IntArray:
+    """The distinct values, ascending, by one sort (numpy 2's ``unique`` without
+    ``return_*`` hashes instead, measured 20 times slower on 10 million integers)."""
+    ordered = np.sort(values)
+    keep = np.ones(len(ordered), dtype=bool)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    out: IntArray = ordered[keep]
+    return out
 
 
 def _threshold_mask(ctx: _Context, amount: float | dict[str, float]) -> FloatArray:
@@ -773,7 +790,11 @@ def _fan(ctx: _Context, p: Mapping[str, Any], incoming: bool) -> _Result:
     cp = other_bank.codes[ev.row].astype(np.int64) * max(len(other.values), 1)
     cp += other.codes[ev.row]
     position = np.arange(n, dtype=np.int64)
-    by_pair = np.lexsort((position, cp, ev.account))
+    pairs = (ctx.n_accounts + 1) * (int(cp.max()) + 1 if n else 1)
+    if pairs < 1 << 62:  # one stable sort on (account, counterparty); position order kept
+        by_pair = np.argsort(ev.account * (pairs // (ctx.n_accounts + 1)) + cp, kind="stable")
+    else:
+        by_pair = np.lexsort((position, cp, ev.account))
     same = (ev.account[by_pair][1:] == ev.account[by_pair][:-1]) & (
         cp[by_pair][1:] == cp[by_pair][:-1]
     )
@@ -853,7 +874,7 @@ def _jurisdiction(ctx: _Context, p: Mapping[str, Any]) -> _Result:
     strength = np.zeros(ctx.n_accounts)
     strength[acc] = 1.0
     order = np.lexsort((row, acc))
-    rows = np.unique(row)
+    rows = _sorted_unique(row)
     return _Result(strength, acc[order], row[order], rows, np.ones(len(rows)))
 
 
