@@ -4,9 +4,8 @@
 Writes ``--rows`` raw transactions of bank ``A`` in riskprop's raw layout (see
 ``riskprop.scoring.raw``) with counterparties at banks ``B`` and ``C``, then runs ``riskprop
 score RAW --bank A --out DATA`` ``--repeat`` times in a child process and prints the rows, the
-median wall-clock seconds and the peak resident memory of the children in GiB
-(``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``: the largest child, since this process
-generates the data itself).
+median wall-clock seconds and the largest peak resident memory of the runs in GiB (each
+process's own ``ru_maxrss``).
 
 The data: ``rows / 20`` own accounts, timestamps uniform over 90 days (a tenth written with a
 ``+01:00`` offset), log-normal amounts (median 300), types cash / wire / card / ach, 2 % failed
@@ -16,6 +15,7 @@ senders to one account in a day), high-risk counterparty countries and reportabl
 
     python scripts/bench_score.py --rows 1000000
     python scripts/bench_score.py --compare-writers --rows 10000000
+    python scripts/bench_score.py --rows 10000000 --write raw.csv   # only the file
 
 ``--compare-writers`` instead times writing a ``transactions.csv`` of ``--rows`` rows with
 Python's ``csv`` module and with pyarrow's CSV writer (``riskprop.scoring.output``'s choice).
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import resource
 import statistics
 import subprocess
 import sys
@@ -133,26 +132,30 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
         )
 
 
-def run_score(raw: Path, out: Path) -> float:
-    """Seconds of one ``riskprop score`` process."""
-    command = [
-        sys.executable,
-        "-m",
-        "riskprop",
-        "score",
-        str(raw),
-        "--bank",
-        "A",
-        "--out",
-        str(out),
-    ]
+#: runs ``riskprop`` with the arguments given and writes the process's own peak resident memory
+#: (KiB) to stderr as its last line, whatever the exit
+_MEASURED = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['riskprop', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('riskprop', run_name='__main__')\n"
+    "finally:\n"
+    "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def run_score(raw: Path, out: Path) -> tuple[float, float]:
+    """Seconds and peak resident GiB of one ``riskprop score`` process. The process reports
+    its own peak: this process's children's figure would count the pages a child shares with
+    this (large) process between fork and exec."""
+    command = [sys.executable, "-c", _MEASURED, "score", str(raw), "--bank", "A", "--out", str(out)]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"riskprop score failed:\n{result.stderr}")
     print(result.stdout, end="")
-    return seconds
+    return seconds, int(result.stderr.strip().splitlines()[-1]) / 2**20
 
 
 def compare_writers(rows: int, directory: Path) -> None:
@@ -192,7 +195,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     parser.add_argument("--compare-writers", action="store_true", help="time the CSV writers")
+    parser.add_argument("--write", type=Path, help="only write the raw file to this path")
     args = parser.parse_args()
+    if args.write is not None:
+        generate(args.write, args.rows, args.seed)
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(tmp)
         if args.compare_writers:
@@ -205,8 +212,9 @@ def main() -> None:
         print(
             f"generated {args.rows} rows ({size:.2f} GiB) in {time.perf_counter() - started:.1f} s"
         )
-        times = [run_score(raw, work / "data") for _ in range(args.repeat)]
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
+        runs = [run_score(raw, work / "data") for _ in range(args.repeat)]
+    times = [seconds for seconds, _ in runs]
+    peak = max(gib for _, gib in runs)
     print(
         f"rows {args.rows}  seconds {statistics.median(times):.2f} (median of {len(times)}: "
         f"{', '.join(f'{t:.2f}' for t in times)})  peak RSS {peak:.2f} GiB"
