@@ -682,8 +682,11 @@ def _repeated(text: pa.ChunkedArray) -> BoolArray:
 
 
 def _threads() -> int:
-    """Threads converting columns: the cores this process may use, at most 4."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    """Threads converting columns: the cores this process may use, at most 4 (the machine's
+    cores where the system has no affinity call: macOS, Windows)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, min(4, len(os.sched_getaffinity(0))))
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _numpy(values: pa.Array) -> npt.NDArray[Any]:

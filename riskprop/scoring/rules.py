@@ -667,8 +667,10 @@ def score(raw: RawTransactions, bank: str, rules: RuleSet) -> Scored:
 
 def _threads() -> int:
     """Threads for the rules: the cores this process may use, at most 4 (the rules' memory
-    grows with the threads)."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    grows with the threads); the machine's cores where the system has no affinity call."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, min(4, len(os.sched_getaffinity(0))))
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _examples(ctx: _Context, result: _Result, fired: BoolArray, most: int) -> Examples:

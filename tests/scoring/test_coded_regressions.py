@@ -7,6 +7,7 @@ transactions.csv only."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,17 @@ def test_members_filter_transactions_only(
     rows = read_csv(out / "A/transactions.csv")[1:]
     assert [row[1] for row in rows] == (sources or ["A", "A", "X", "A"])
     assert len(read_csv(out / "A/alerts.csv")) == 6  # the rules saw every row
+
+
+# --- platforms ---------------------------------------------------------------------------------
+
+
+def test_scores_where_the_system_has_no_affinity_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """macOS and Windows have no ``os.sched_getaffinity``: the reader's and the rules' threads
+    fall back to the machine's cores instead of failing with AttributeError."""
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    raw = read_raw(write(tmp_path, HEADER, ROWS))
+    scored = score(raw, "A", RuleSet(Path("rules.yaml"), RULES))
+    assert scored.accounts.tolist() == ["a1", "a2"]
