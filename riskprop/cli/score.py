@@ -113,7 +113,8 @@ def score(
 
     click.echo(f"scored {bank} from {raw} into {out / bank} in {seconds:.2f} s")
     click.echo(f"  raw transactions     {done.raw_rows}")
-    click.echo(f"  written transactions {counts['transactions.csv']} (completed)")
+    kept = "completed, within --members" if members is not None else "completed"
+    click.echo(f"  written transactions {counts['transactions.csv']} ({kept})")
     click.echo(f"  own accounts         {len(scored.accounts)}")
     levels = Counter(scored.level)
     for level in ruleset.levels:

@@ -193,8 +193,28 @@ ObjectArray = npt.NDArray[np.object_]
 Rows = npt.NDArray[np.integer[Any]] | npt.NDArray[np.bool_] | slice
 
 
+class _TextColumn:
+    """Indexing shared by the text columns: ``column[i]`` is row ``i``'s value (a ``str``),
+    ``column[rows]`` the values of an index array, mask or slice as a numpy object array."""
+
+    def _one(self, row: int) -> str:
+        raise NotImplementedError
+
+    def _many(self, rows: Rows) -> ObjectArray:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, rows: int) -> str: ...
+    @overload
+    def __getitem__(self, rows: Rows) -> ObjectArray: ...
+    def __getitem__(self, rows: int | Rows) -> str | ObjectArray:
+        if isinstance(rows, int | np.integer):
+            return self._one(int(rows))
+        return self._many(rows)
+
+
 @dataclass(frozen=True, eq=False)
-class Coded:
+class Coded(_TextColumn):
     """A text column as its distinct ``values`` (sorted by code point, no repeats) and a code per
     row: row ``i`` holds ``values[codes[i]]``. Code order is value order."""
 
@@ -219,14 +239,10 @@ class Coded:
     def __len__(self) -> int:
         return len(self.codes)
 
-    @overload
-    def __getitem__(self, rows: int) -> str: ...
-    @overload
-    def __getitem__(self, rows: Rows) -> ObjectArray: ...
-    def __getitem__(self, rows: int | Rows) -> str | ObjectArray:
-        """The value of a row, or the values of ``rows`` as a numpy object array."""
-        if isinstance(rows, int | np.integer):
-            return str(self.values[self.codes[rows]])
+    def _one(self, row: int) -> str:
+        return str(self.values[self.codes[row]])
+
+    def _many(self, rows: Rows) -> ObjectArray:
         out: ObjectArray = self.values[self.codes[rows]]
         return out
 
@@ -263,7 +279,7 @@ class Coded:
 
 
 @dataclass(frozen=True, eq=False)
-class Texts:
+class Texts(_TextColumn):
     """A text column of mostly distinct values (``tx_id``) kept as Arrow strings."""
 
     array: pa.ChunkedArray
@@ -275,15 +291,11 @@ class Texts:
     def __len__(self) -> int:
         return len(self.array)
 
-    @overload
-    def __getitem__(self, rows: int) -> str: ...
-    @overload
-    def __getitem__(self, rows: Rows) -> ObjectArray: ...
-    def __getitem__(self, rows: int | Rows) -> str | ObjectArray:
-        """The value of a row, or the values of ``rows`` as a numpy object array."""
-        if isinstance(rows, int | np.integer):
-            return str(self.array[int(rows)].as_py())
-        picked = self.take(np.arange(len(self))[rows])
+    def _one(self, row: int) -> str:
+        return str(self.array[row].as_py())
+
+    def _many(self, rows: Rows) -> ObjectArray:
+        picked = self.take(rows)
         out = np.empty(len(picked), dtype=object)
         out[:] = picked.to_pylist()
         return out
@@ -296,8 +308,10 @@ class Texts:
         if rows is None:
             return self.array.combine_chunks()
         if isinstance(rows, slice) or rows.dtype == np.bool_:
-            rows = np.arange(len(self))[rows]
-        return self.array.take(pa.array(rows, pa.int64())).combine_chunks()
+            positions = np.arange(len(self))[rows]
+        else:  # an index array as numpy takes it: negative positions count from the end
+            positions = np.where(rows < 0, rows + len(self), rows)
+        return self.array.take(pa.array(positions, pa.int64())).combine_chunks()
 
 
 def _chunked(column: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
@@ -681,9 +695,10 @@ def _repeated(text: pa.ChunkedArray) -> BoolArray:
     return out
 
 
-def _threads() -> int:
-    """Threads converting columns: the cores this process may use, at most 4 (the machine's
-    cores where the system has no affinity call: macOS, Windows)."""
+def threads() -> int:
+    """Threads for the reader's columns and for the rules: the cores this process may use (the
+    machine's where the system has no affinity call: macOS, Windows), at most 4, since the
+    memory held at once grows with the threads."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, min(4, len(os.sched_getaffinity(0))))
     return max(1, min(4, os.cpu_count() or 1))
@@ -782,7 +797,7 @@ def _riskprop(path: Path, table: pa.Table, rates: dict[str, float], report: str)
         )
 
     # pyarrow's kernels release the interpreter lock: the columns convert side by side
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+    with ThreadPoolExecutor(max_workers=threads()) as pool:
         ids = pool.submit(check_ids, tx)
         pairs, stamps = pool.submit(accounts), pool.submit(times)
         cash, others = pool.submit(money), pool.submit(rest)

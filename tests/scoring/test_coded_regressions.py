@@ -122,7 +122,7 @@ def test_errors_do_not_depend_on_the_threads(
     rows[300], rows[200] = row(300, country="XX1"), row(200, target_bank="")
     path = write(tmp_path, HEADER, rows)
     many = first_error(path)
-    monkeypatch.setattr(raw_module, "_threads", lambda: 1)
+    monkeypatch.setattr(raw_module, "threads", lambda: 1)
     assert first_error(path) == many and many.endswith("raw.csv:202: target_bank '' is empty")
 
 
@@ -220,7 +220,7 @@ def test_alerts_by_row_then_rule_name_whatever_the_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     many = scored_files(tmp_path / "many", 3, 3)
-    monkeypatch.setattr(rules_module, "_threads", lambda: 1)
+    monkeypatch.setattr(rules_module, "threads", lambda: 1)
     assert scored_files(tmp_path / "one", 3, 3) == many
     assert [(row[0], row[5]) for row in many["alerts.csv"][1:]] == [
         ("t1", "cash"), ("t2", "cash"), ("t3", "cash"), ("t5", "cash"), ("t5", "failed")
