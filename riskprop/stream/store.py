@@ -1,0 +1,190 @@
+"""The node's durable store of streamed transactions: one SQLite file in WAL mode.
+
+Theory of operation. A consumer hands :meth:`PeriodStore.put` a batch of deliveries, each a
+broker id (the stream entry id or Kafka partition:offset) with its parsed record, and
+acknowledges the batch to the broker only after ``put`` returns, i.e. after the batch's single
+SQLite transaction has committed with ``synchronous=FULL`` (in WAL mode a commit is then on disk
+when it returns; ``NORMAL`` could lose the last commits on a power cut, after the broker was told
+they were safe). Delivery is at least once: a consumer that dies between the commit and the
+acknowledgement gets the batch again. It is made effectively exactly once by the keys:
+
+- ``tx(tx_id PRIMARY KEY)``: a transaction id is stored once; a re-delivered or re-sent one is
+  counted as a duplicate and changes nothing (``ON CONFLICT (tx_id) DO NOTHING``);
+- ``dead(delivery PRIMARY KEY)``: a dead-lettered record is kept once per broker id with its
+  reason and body, so the store's counts are exact even though the dead-letter *stream* may get
+  a re-delivered record twice.
+
+Periods. A transaction's ``event_period`` is ``(time - origin) // length``. Periods are
+closed by :meth:`PeriodStore.close_period` (the service's schedule); a transaction that arrives
+for a closed period is **late**: it is stored in the first period not closed at or after its
+own (``period``), keeps its ``event_period``, and is counted as late. So a closed period's
+content never changes, and nothing that arrives is dropped.
+
+The store never decides what is acknowledged: it only says what it committed (:class:`Put`).
+Synchronous (``sqlite3``); the service runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Final
+
+from riskprop.errors import ConfigError
+from riskprop.stream.records import DeadLetter, Transaction
+
+_TX_COLUMNS: Final = tuple(f.name for f in fields(Transaction))
+_REAL: Final = {"amount", "original_amount"}
+_INTEGER: Final = {"time", "utc_offset"}
+_TX_SQL: Final = ", ".join(
+    f"{c} {'REAL' if c in _REAL else 'INTEGER' if c in _INTEGER else 'TEXT'} NOT NULL"
+    for c in _TX_COLUMNS[1:]
+)
+# rowid order is arrival order: rows are never deleted, so SQLite's rowid only grows
+_SCHEMA: Final = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tx (
+    tx_id TEXT PRIMARY KEY, {_TX_SQL},
+    period INTEGER NOT NULL, event_period INTEGER NOT NULL, delivery TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tx_period ON tx (period);
+CREATE TABLE IF NOT EXISTS dead (
+    delivery TEXT PRIMARY KEY, reason TEXT NOT NULL, body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS closed (period INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+# only a repeated tx_id is ignored (INSERT OR IGNORE would skip a NOT NULL failure silently)
+_INSERT_TX: Final = (
+    f"INSERT INTO tx VALUES ({', '.join('?' * (len(_TX_COLUMNS) + 3))})"
+    " ON CONFLICT (tx_id) DO NOTHING"
+)
+COUNTERS: Final = ("stored", "duplicates", "dead", "late")
+
+
+@dataclass(frozen=True)
+class Put:
+    """What one committed batch did: transactions stored (new ids), duplicates (ids already
+    stored), dead letters newly recorded, late ones among the stored, and the dead letters of
+    the batch (broker id, reason) for the dead-letter stream, re-delivered ones included."""
+
+    stored: int
+    duplicates: int
+    dead: int
+    late: int
+    dead_letters: tuple[tuple[str, str, bytes], ...]
+
+
+#: One delivery for :meth:`PeriodStore.put`: broker id, parsed record, the body as received.
+Entry = tuple[str, Transaction | DeadLetter, bytes]
+
+
+class PeriodStore:
+    """Streamed transactions by period in ``path`` (created when missing). ``origin`` (UTC
+    seconds) and ``length`` (seconds) fix the periods; a store keeps the ones it was made with
+    and refuses others (ConfigError), since they decide every stored ``period``."""
+
+    def __init__(self, path: Path, *, origin: int, length: int) -> None:
+        if length <= 0:
+            raise ConfigError(f"period length must be positive, got {length} s")
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for key, value in (("origin", origin), ("length", length)):
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+                (kept,) = self._db.execute(
+                    "SELECT value FROM meta WHERE key = ?", (key,)
+                ).fetchone()
+                if kept != value:
+                    raise ConfigError(
+                        f"{path}: the store's period {key} is {kept}, not {value}; "
+                        "use a new store for other periods"
+                    )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO counters VALUES (?, 0)", [(c,) for c in COUNTERS]
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._db.close()
+            raise
+        self.origin, self.length = origin, length
+
+    def close(self) -> None:
+        self._db.close()
+
+    def event_period(self, time: int) -> int:
+        return (time - self.origin) // self.length
+
+    def put(self, entries: Sequence[Entry]) -> Put:
+        """Store a batch in one transaction, committed when this returns (see the module doc)."""
+        db = self._db
+        closed = {p for (p,) in db.execute("SELECT period FROM closed")}
+        stored = duplicates = late = dead = 0
+        letters: list[tuple[str, str, bytes]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for delivery, record, body in entries:
+                if isinstance(record, DeadLetter):
+                    cursor = db.execute(
+                        "INSERT INTO dead VALUES (?, ?, ?) ON CONFLICT (delivery) DO NOTHING",
+                        (delivery, record.reason, body),
+                    )
+                    dead += cursor.rowcount
+                    letters.append((delivery, record.reason, body))
+                    continue
+                event = self.event_period(record.time)
+                period = event
+                while period in closed:
+                    period += 1
+                cursor = db.execute(_INSERT_TX, (*_values(record), period, event, delivery))
+                if cursor.rowcount:
+                    stored += 1
+                    late += period != event
+                else:
+                    duplicates += 1
+            for name, value in zip(COUNTERS, (stored, duplicates, dead, late), strict=True):
+                db.execute("UPDATE counters SET value = value + ? WHERE name = ?", (value, name))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return Put(stored, duplicates, dead, late, tuple(letters))
+
+    def close_period(self, period: int) -> None:
+        """Close ``period``: from now on a transaction for it (or for an earlier closed one
+        followed by it) is late and goes into the next period that is open."""
+        self._db.execute("INSERT OR IGNORE INTO closed VALUES (?)", (period,))
+
+    def closed(self) -> list[int]:
+        return [p for (p,) in self._db.execute("SELECT period FROM closed ORDER BY period")]
+
+    def counts(self) -> dict[str, int]:
+        """Totals since the store was made: stored, duplicates, dead, late."""
+        return dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+
+    def transactions(self, period: int | None = None) -> Iterator[Transaction]:
+        """The stored transactions (of ``period`` when given) in arrival order."""
+        where, args = ("WHERE period = ?", (period,)) if period is not None else ("", ())
+        query = f"SELECT {', '.join(_TX_COLUMNS)} FROM tx {where} ORDER BY rowid"
+        for row in self._db.execute(query, args):
+            yield Transaction(*row)
+
+    def periods(self) -> dict[int, int]:
+        """Stored transactions per period."""
+        query = "SELECT period, count(*) FROM tx GROUP BY period ORDER BY period"
+        return dict(self._db.execute(query).fetchall())
+
+    def dead_letters(self) -> list[tuple[str, str]]:
+        """(broker id, reason) of every dead-lettered record, in arrival order."""
+        return self._db.execute("SELECT delivery, reason FROM dead ORDER BY rowid").fetchall()
+
+
+def _values(record: Transaction) -> tuple[object, ...]:
+    return tuple(getattr(record, c) for c in _TX_COLUMNS)
