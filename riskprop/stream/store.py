@@ -125,11 +125,12 @@ class PeriodStore:
     def put(self, entries: Sequence[Entry]) -> Put:
         """Store a batch in one transaction, committed when this returns (see the module doc)."""
         db = self._db
-        closed = {p for (p,) in db.execute("SELECT period FROM closed")}
         stored = duplicates = late = dead = 0
         letters: list[tuple[str, str, bytes]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
+            # inside the write transaction: a period closed by another connection is seen
+            closed = {p for (p,) in db.execute("SELECT period FROM closed")}
             for delivery, record, body in entries:
                 if isinstance(record, DeadLetter):
                     cursor = db.execute(
