@@ -1,0 +1,165 @@
+"""Streaming ingestion through a real redis-server: records per second and end-to-end latency.
+
+Starts ``redis-server`` (Debian's) on a free loopback port in a temporary directory, makes
+``--transactions`` raw transactions with planted typologies (``riskprop.lab.rawgen``, bank
+alice's file, CSV records) and measures two things with the consumer of ``riskprop.stream``
+(Redis Streams adapter, SQLite period store, ``--batch`` records a batch):
+
+- **backlog**: every record is produced first, then consumed: the consumer's records/s, and
+  the seconds spent receiving, parsing, storing (commit) and acknowledging;
+- **live**: a producer process publishes at ``--rate`` records/s while the consumer runs; the
+  latency of each record is the time its batch was committed minus the broker's append time
+  (the entry id's milliseconds, the same machine's clock): p50/p99/max. No alerts are raised
+  yet (the real-time rules are the next step), so this is ingestion latency, the floor of the
+  alert latency.
+
+Prints numbers only. Not a test: run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from riskprop.lab.rawgen import EPOCH, generate_raw
+from riskprop.stream.records import RecordRules, parse
+from riskprop.stream.redis_source import RedisStreamSource
+from riskprop.stream.store import PeriodStore
+
+DAY = 86_400
+
+
+def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    program = shutil.which("redis-server")
+    if program is None:
+        raise SystemExit("redis-server is not installed (Debian package redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    process = subprocess.Popen(
+        [
+            *(program, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)),
+            *("--save", "", "--appendonly", "no", "--logfile", str(folder / "redis.log")),
+        ]
+    )
+    client = redis.Redis(port=port)
+    for _ in range(500):
+        try:
+            client.ping()
+            return process, port
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    raise SystemExit("redis-server did not start")
+
+
+def produce(port: int, stream: str, lines: list[bytes], rate: float) -> None:
+    """Publish ``lines`` in pipelines of 100, at ``rate`` records/s (0: as fast as possible)."""
+    client = redis.Redis(port=port)
+    started = time.perf_counter()
+    for i in range(0, len(lines), 100):
+        if rate:
+            due = started + i / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        pipe = client.pipeline(transaction=False)
+        for line in lines[i : i + 100]:
+            pipe.xadd(stream, {"record": line})
+        pipe.execute()
+
+
+def consume(
+    port: int, stream: str, store: PeriodStore, total: int, batch: int
+) -> tuple[float, dict[str, float], list[float]]:
+    """Consume ``total`` records; (seconds, seconds per stage, latency of each record in s)."""
+    source = RedisStreamSource(redis.Redis(port=port), stream, "node", "c1", dead_stream="dead")
+    rules = RecordRules(bank="alice")
+    stages = dict.fromkeys(("receive", "parse", "store", "ack"), 0.0)
+    latencies: list[float] = []
+    done = 0
+    started: float | None = None
+    while done < total:
+        t0 = time.perf_counter()
+        deliveries = source.receive(batch, 1.0)
+        if not deliveries:
+            continue
+        if started is None:
+            started = t0
+        t1 = time.perf_counter()
+        entries = [(d.id, parse(d.body, rules), d.body) for d in deliveries]
+        t2 = time.perf_counter()
+        store.put(entries)
+        committed = time.time()
+        t3 = time.perf_counter()
+        source.ack(deliveries)
+        t4 = time.perf_counter()
+        for name, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            stages[name] += seconds
+        latencies += [committed - int(d.id.split("-")[0]) / 1000 for d in deliveries]
+        done += len(deliveries)
+    assert started is not None
+    return time.perf_counter() - started, stages, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--transactions", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=20_000, help="live producer records/s")
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        accounts = max(600, args.transactions // 20)
+        generate_raw(
+            folder / "gen",
+            banks=["alice", "bob"],
+            accounts=accounts,
+            transactions=args.transactions,
+            days=7,
+        )
+        lines = (folder / "gen" / "alice" / "raw.csv").read_bytes().splitlines()[1:]
+        origin = EPOCH // DAY * DAY - DAY  # the generator's times start at EPOCH, in any zone
+        process, port = start_redis(folder)
+        try:
+            print(f"records {len(lines)} batch {args.batch}")
+            started = time.perf_counter()
+            produce(port, "backlog", lines, 0)
+            produced = time.perf_counter() - started
+            print(f"producer (one process, pipelines of 100): {len(lines) / produced:.0f} rec/s")
+            store = PeriodStore(folder / "backlog.db", origin=origin, length=DAY)
+            seconds, stages, _ = consume(port, "backlog", store, len(lines), args.batch)
+            print(f"backlog consumer: {len(lines) / seconds:.0f} rec/s")
+            for name, spent in stages.items():
+                print(f"  {name:8s} {spent:7.2f} s  {spent / len(lines) * 1e6:6.1f} us/record")
+            store.close()
+
+            store = PeriodStore(folder / "live.db", origin=origin, length=DAY)
+            producer = multiprocessing.Process(
+                target=produce, args=(port, "live", lines, args.rate)
+            )
+            producer.start()
+            seconds, _, latency = consume(port, "live", store, len(lines), args.batch)
+            producer.join()
+            store.close()
+            p50, p99 = np.percentile(latency, [50, 99])
+            print(
+                f"live at {args.rate:.0f} rec/s offered: consumed {len(lines) / seconds:.0f}"
+                f" rec/s; commit latency p50 {p50 * 1000:.1f} ms p99 {p99 * 1000:.1f} ms"
+                f" max {max(latency) * 1000:.1f} ms"
+            )
+        finally:
+            process.terminate()
+            process.wait()
+
+
+if __name__ == "__main__":
+    main()
