@@ -1,9 +1,12 @@
-"""A consumer process for the kill tests: ``python consume_proc.py PORT STORE CONSUMER KILL_AT``.
+"""A consumer process for the kill tests:
+``python consume_proc.py KIND ADDRESS STORE CONSUMER KILL_AT EXPECTED``.
 
-Consumes the ``tx`` stream of the redis-server on PORT into the store at STORE as CONSUMER of
-group ``node`` (claiming entries other consumers left pending), 37 records a batch, until a
-receive finds nothing. With KILL_AT > 0 it kills itself with SIGKILL right after the store's
-commit of batch KILL_AT, before the acknowledgement: the worst moment for the guarantee."""
+Consumes the ``tx`` stream of the KIND broker (redis, kafka) at ADDRESS into the store at STORE
+as CONSUMER (``brokers.make_source``), 37 records a batch, until the store holds EXPECTED
+transactions (an empty receive is no proof of the end: a Kafka fetch may come back empty while
+the partition is being assigned, and tansu's end offsets are wrong, see brokers.py). With
+KILL_AT > 0 it kills itself with SIGKILL right after the store's commit of batch KILL_AT, before
+the acknowledgement: the worst moment for the guarantee."""
 
 from __future__ import annotations
 
@@ -12,20 +15,20 @@ import signal
 import sys
 from pathlib import Path
 
-import redis
+from stream.brokers import make_source
 
 from riskprop.stream.consumer import Consumer
 from riskprop.stream.records import RecordRules
-from riskprop.stream.redis_source import RedisStreamSource
 from riskprop.stream.source import Delivery
 from riskprop.stream.store import PeriodStore, Put
 
 ORIGIN, DAY = 1_764_374_400, 86_400
 
 
-def main(port: int, store_path: Path, consumer: str, kill_at: int) -> None:
-    client = redis.Redis(host="127.0.0.1", port=port)
-    source = RedisStreamSource(client, "tx", "node", consumer, dead_stream="tx-dead", claim_idle=0)
+def main(
+    kind: str, address: str, store_path: Path, consumer: str, kill_at: int, expected: int
+) -> None:
+    source = make_source(kind, address, consumer)
     store = PeriodStore(store_path, origin=ORIGIN, length=DAY)
     batches = [0]
 
@@ -35,11 +38,12 @@ def main(port: int, store_path: Path, consumer: str, kill_at: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     run = Consumer(source, store, RecordRules(bank="alice"), batch=37, committed=committed)
-    while run.step(wait=0.05) is not None:
-        pass
+    while store.counts()["stored"] < expected:
+        run.step(wait=0.5)
     store.close()
     source.close()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    kind, address, store, consumer, kill_at, expected = sys.argv[1:]
+    main(kind, address, Path(store), consumer, int(kill_at), int(expected))

@@ -1,6 +1,6 @@
-"""The Redis Streams adapter on a real redis-server: exactly once across consumers killed with
-SIGKILL (after a commit before its acknowledgement, and at an arbitrary point), dead letters
-for every kind of bad record, the consumer never stopping."""
+"""The stream sources' contract on real brokers (tests/stream/brokers.py): exactly once across
+consumers killed with SIGKILL (after a commit before its acknowledgement, and at an arbitrary
+point), dead letters for every kind of bad record, the consumer never stopping."""
 
 from __future__ import annotations
 
@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
-from stream.redis_server import RedisServer, redis_server
+from stream.brokers import BROKERS, Broker
 
 from riskprop.lab.rawgen import generate_raw
 from riskprop.scoring.output import assign_periods
 from riskprop.scoring.raw import RISKPROP_HEADER, read_raw
 from riskprop.stream.consumer import Consumer
 from riskprop.stream.records import RecordRules
-from riskprop.stream.redis_source import RedisStreamSource
 from riskprop.stream.store import PeriodStore
 
 HERE = Path(__file__).resolve().parent
@@ -31,59 +29,50 @@ ROOT = HERE.parent.parent
 ORIGIN, DAY = 1_764_374_400, 86_400  # as in consume_proc.py
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as running:
+@pytest.fixture(params=sorted(BROKERS))
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+    with BROKERS[request.param](tmp_path / "broker") as running:
         yield running
 
 
-def produce(client: redis.Redis, bodies: list[bytes], stream: str = "tx") -> None:
-    pipe = client.pipeline(transaction=False)
-    for body in bodies:
-        pipe.xadd(stream, {"record": body})
-    pipe.execute()
+def consume(
+    broker: Broker, store: Path, consumer: str, expected: int, kill_at: int = 0
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE.parent)])}
+    command = [sys.executable, str(HERE / "consume_proc.py"), broker.kind, broker.address]
+    return subprocess.Popen(
+        [*command, str(store), consumer, str(kill_at), str(expected)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-def consume(port: int, store: Path, consumer: str, kill_at: int = 0) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
-    command = [sys.executable, str(HERE / "consume_proc.py"), str(port), str(store), consumer]
-    return subprocess.Popen([*command, str(kill_at)], env=env, stdin=subprocess.DEVNULL)
-
-
-def pending(client: redis.Redis) -> int:
-    info = client.xpending("tx", "node")
-    return int(info["pending"])
-
-
-def test_killed_consumers_neither_lose_nor_double_count(
-    tmp_path: Path, server: RedisServer
-) -> None:
+def test_killed_consumers_neither_lose_nor_double_count(tmp_path: Path, broker: Broker) -> None:
     generate_raw(tmp_path / "gen", banks=["alice", "bob"], accounts=300, transactions=3000, days=4)
     raw_path = tmp_path / "gen" / "alice" / "raw.csv"
     lines = raw_path.read_bytes().splitlines()[1:]
     resent = lines[100:160]  # the bank's system sends some transactions twice
-    client = server.client()
-    produce(client, lines[:1000] + resent + lines[1000:])
+    broker.produce(lines[:1000] + resent + lines[1000:])
     store_path = tmp_path / "store.db"
 
     # 1. killed right after a commit, before its acknowledgement
-    first = consume(server.port, store_path, "node-a", kill_at=5)
+    first = consume(broker, store_path, "node-a", len(lines), kill_at=5)
     assert first.wait() == -signal.SIGKILL
-    assert pending(client) > 0  # the committed batch is still unacknowledged
+    assert broker.unacknowledged() > 0  # the committed batch among them
 
     # 2. killed at whatever point it has reached once it has stored more (a count, not a time)
-    second = consume(server.port, store_path, "node-a")
+    second = consume(broker, store_path, "node-a", len(lines))
     watch = PeriodStore(store_path, origin=ORIGIN, length=DAY)
     while second.poll() is None and watch.counts()["stored"] < 1500:
         time.sleep(0.001)
     second.send_signal(signal.SIGKILL)
     assert second.wait() in (-signal.SIGKILL, 0)  # killed, or done before the count was seen
 
-    # 3. a consumer under another name takes over what the dead ones left pending
-    third = consume(server.port, store_path, "node-b")
+    # 3. a consumer under another name takes over what the dead ones left
+    third = consume(broker, store_path, "node-b", len(lines))
     assert third.wait() == 0
 
-    assert pending(client) == 0
+    assert broker.unacknowledged() == 0
     counts = watch.counts()
     assert counts["stored"] == len(lines)
     assert counts["duplicates"] >= len(resent) + 37  # the re-sent ones and the killed batch
@@ -132,23 +121,22 @@ def good(n: int) -> bytes:
 
 
 def test_every_bad_record_is_dead_lettered_and_the_consumer_goes_on(
-    tmp_path: Path, server: RedisServer
+    tmp_path: Path, broker: Broker
 ) -> None:
-    client = server.client()
     bodies = [b for i, (body, _) in enumerate(BAD) for b in (good(i), body)] + [good(99)]
-    produce(client, bodies)
-    client.xadd("tx", {"other": b"no record field"})
-    source = RedisStreamSource(client, "tx", "node", "c1", dead_stream="tx-dead")
+    broker.produce(bodies)
+    broker.produce_without_record()  # a Redis entry without the field, a Kafka null value
+    source = broker.source("c1")
     store = PeriodStore(tmp_path / "s.db", origin=ORIGIN, length=DAY)
     consumer = Consumer(source, store, RecordRules(bank="alice", accounts={"a1"}), batch=4)
-    while consumer.step(wait=0.05) is not None:
-        pass
+    while store.counts()["stored"] < len(BAD) + 1 or consumer.progress.received <= len(bodies):
+        consumer.step(wait=0.5)
     reasons = [reason for _, reason in BAD] + ["record is empty"]
     assert [reason for _, reason in store.dead_letters()] == reasons
-    dead: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange("tx-dead")  # type: ignore[assignment]
-    assert [fields[b"reason"].decode() for _, fields in dead] == reasons
-    assert [fields[b"record"] for _, fields in dead] == [body for body, _ in BAD] + [b""]
+    assert broker.dead_letters(len(reasons)) == [(reason, body) for body, reason in BAD] + [
+        ("record is empty", b"")
+    ]
     assert store.counts()["stored"] == len(BAD) + 1
-    assert pending(client) == 0
-    assert source.lag() == 0
+    assert broker.unacknowledged() == 0
     assert consumer.progress.received == len(bodies) + 1
+    source.close()
