@@ -16,7 +16,8 @@ level, and the transaction's level (the highest of them) with that level's actio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -110,3 +111,25 @@ def alerts(transactions: Sequence[Transaction], bank: str, rules: RuleSet) -> li
             )
         )
     return out
+
+
+def encode(alert: Alert) -> bytes:
+    """The alert as one JSON object (the alert stream's record)."""
+    fields = {
+        "tx_id": alert.tx_id,
+        "time": alert.time,
+        "accounts": list(alert.accounts),
+        "rules": [{"rule": rule, "level": level} for rule, level in alert.rules],
+        "level": alert.level,
+        "action": alert.action,
+    }
+    return json.dumps(fields, separators=(",", ":")).encode()
+
+
+def outbox(bank: str, rules: RuleSet) -> Callable[[list[Transaction]], list[tuple[str, bytes]]]:
+    """The store's outbox function: each new transaction's alert, keyed by its ``tx_id``."""
+
+    def messages(transactions: list[Transaction]) -> list[tuple[str, bytes]]:
+        return [(a.tx_id, encode(a)) for a in alerts(transactions, bank, rules)]
+
+    return messages

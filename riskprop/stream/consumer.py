@@ -2,7 +2,8 @@
 
 One :meth:`Consumer.step` is one batch: receive, parse every record
 (:func:`~riskprop.stream.records.parse`), store the batch in one committed transaction
-(:meth:`~riskprop.stream.store.PeriodStore.put`), publish its dead letters, acknowledge it. The
+(:meth:`~riskprop.stream.store.PeriodStore.put`, with the alerts of its new transactions in the
+store's outbox), publish the alerts, publish its dead letters, acknowledge it. The
 order is the whole guarantee: a crash before the commit loses nothing (nothing was
 acknowledged, so the broker delivers the batch again); a crash after the commit and before the
 acknowledgement re-delivers a batch whose transactions the store already holds, which it counts
@@ -13,12 +14,12 @@ published to the dead-letter stream and acknowledged like any other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from riskprop.stream.records import RecordRules, parse
 from riskprop.stream.source import Delivery, StreamSource
-from riskprop.stream.store import PeriodStore, Put
+from riskprop.stream.store import Outbox, PeriodStore, Put
 
 
 @dataclass
@@ -37,9 +38,11 @@ class Progress:
 class Consumer:
     """Consumes ``source`` into ``store``, records checked by ``rules``, ``batch`` at a time.
 
-    ``committed`` (optional) is called with each batch and what the store did with it, after
-    the commit and before the acknowledgement: where real-time alerting hooks in, and where a
-    test kills the process to check the guarantee."""
+    ``outbox`` (optional) makes the messages about newly stored transactions (their alerts),
+    queued in the store's transaction; ``publish`` sends them (to the alert stream and log)
+    after the commit; what a previous life left unsent is published first. ``committed``
+    (optional) is called with each batch and what the store did with it, after the commit and
+    before anything is published or acknowledged: where a test kills the process."""
 
     def __init__(
         self,
@@ -48,20 +51,33 @@ class Consumer:
         rules: RecordRules,
         *,
         batch: int = 500,
+        outbox: Outbox | None = None,
+        publish: Callable[[Sequence[tuple[str, bytes]]], None] | None = None,
         committed: Callable[[list[Delivery], Put], None] | None = None,
     ) -> None:
         self.source, self.store, self.rules, self.batch = source, store, rules, batch
-        self.committed = committed
+        self.outbox, self.publish, self.committed = outbox, publish, committed
         self.progress = Progress()
+        self._flushed = False
+
+    def _send(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        if self.publish is not None and messages:
+            self.publish(messages)
+            self.store.mark_sent([key for key, _ in messages])
 
     def step(self, wait: float = 1.0) -> Put | None:
         """One batch (None when nothing arrived within ``wait`` seconds)."""
+        if not self._flushed:  # what a previous life committed and did not publish
+            self._send(self.store.unsent())
+            self._flushed = True
         deliveries = self.source.receive(self.batch, wait)
         if not deliveries:
             return None
-        put = self.store.put([(d.id, parse(d.body, self.rules), d.body) for d in deliveries])
+        entries = [(d.id, parse(d.body, self.rules), d.body) for d in deliveries]
+        put = self.store.put(entries, self.outbox)
         if self.committed is not None:
             self.committed(deliveries, put)
+        self._send(put.outbox)
         by_id = {d.id: d for d in deliveries}
         for delivery_id, reason, _ in put.dead_letters:
             self.source.dead_letter(by_id[delivery_id], reason)

@@ -20,6 +20,11 @@ for a closed period is **late**: it is stored in the first period not closed at 
 own (``period``), keeps its ``event_period``, and is counted as late. So a closed period's
 content never changes, and nothing that arrives is dropped.
 
+Outbox. Messages about newly stored transactions (their alerts) are queued in the ``outbox``
+table in the batch's own transaction, published after the commit and then marked sent; what a
+crash left unsent is published on the next start. A re-delivered batch is all duplicates and
+queues nothing, so a message is published at least once and made at most once per key.
+
 The store never decides what is acknowledged: it only says what it committed (:class:`Put`).
 Synchronous (``sqlite3``); the service runs it in a worker thread.
 """
@@ -27,7 +32,7 @@ Synchronous (``sqlite3``); the service runs it in a worker thread.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Final
@@ -54,6 +59,9 @@ CREATE TABLE IF NOT EXISTS dead (
     delivery TEXT PRIMARY KEY, reason TEXT NOT NULL, body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS closed (period INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY, payload BLOB NOT NULL, sent INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 # only a repeated tx_id is ignored (INSERT OR IGNORE would skip a NOT NULL failure silently)
@@ -67,14 +75,20 @@ COUNTERS: Final = ("stored", "duplicates", "dead", "late")
 @dataclass(frozen=True)
 class Put:
     """What one committed batch did: transactions stored (new ids), duplicates (ids already
-    stored), dead letters newly recorded, late ones among the stored, and the dead letters of
-    the batch (broker id, reason) for the dead-letter stream, re-delivered ones included."""
+    stored), dead letters newly recorded, late ones among the stored, the dead letters of the
+    batch (broker id, reason, body) for the dead-letter stream, re-delivered ones included, and
+    the outbox messages queued for the newly stored transactions."""
 
     stored: int
     duplicates: int
     dead: int
     late: int
     dead_letters: tuple[tuple[str, str, bytes], ...]
+    outbox: tuple[tuple[str, bytes], ...] = ()
+
+
+#: Messages (key, payload) to publish about newly stored transactions, e.g. their alerts.
+Outbox = Callable[[list[Transaction]], list[tuple[str, bytes]]]
 
 
 #: One delivery for :meth:`PeriodStore.put`: broker id, parsed record, the body as received.
@@ -122,11 +136,15 @@ class PeriodStore:
     def event_period(self, time: int) -> int:
         return (time - self.origin) // self.length
 
-    def put(self, entries: Sequence[Entry]) -> Put:
-        """Store a batch in one transaction, committed when this returns (see the module doc)."""
+    def put(self, entries: Sequence[Entry], outbox: Outbox | None = None) -> Put:
+        """Store a batch in one transaction, committed when this returns (see the module doc).
+        ``outbox`` makes the messages about the newly stored transactions (never about
+        duplicates), queued in the same transaction: see :meth:`unsent`."""
         db = self._db
         stored = duplicates = late = dead = 0
         letters: list[tuple[str, str, bytes]] = []
+        new: list[Transaction] = []
+        messages: list[tuple[str, bytes]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
             # inside the write transaction: a period closed by another connection is seen
@@ -148,15 +166,30 @@ class PeriodStore:
                 if cursor.rowcount:
                     stored += 1
                     late += period != event
+                    new.append(record)
                 else:
                     duplicates += 1
+            if outbox is not None and new:
+                messages = outbox(new)
+                db.executemany(
+                    "INSERT INTO outbox (key, payload) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                    messages,
+                )
             for name, value in zip(COUNTERS, (stored, duplicates, dead, late), strict=True):
                 db.execute("UPDATE counters SET value = value + ? WHERE name = ?", (value, name))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return Put(stored, duplicates, dead, late, tuple(letters))
+        return Put(stored, duplicates, dead, late, tuple(letters), tuple(messages))
+
+    def unsent(self) -> list[tuple[str, bytes]]:
+        """Outbox messages not yet marked sent, in the order they were queued."""
+        query = "SELECT key, payload FROM outbox WHERE sent = 0 ORDER BY rowid"
+        return self._db.execute(query).fetchall()
+
+    def mark_sent(self, keys: Sequence[str]) -> None:
+        self._db.executemany("UPDATE outbox SET sent = 1 WHERE key = ?", [(k,) for k in keys])
 
     def close_period(self, period: int) -> None:
         """Close ``period``: from now on a transaction for it (or for an earlier closed one
