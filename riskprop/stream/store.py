@@ -189,7 +189,16 @@ class PeriodStore:
         return self._db.execute(query).fetchall()
 
     def mark_sent(self, keys: Sequence[str]) -> None:
-        self._db.executemany("UPDATE outbox SET sent = 1 WHERE key = ?", [(k,) for k in keys])
+        """Mark outbox messages sent, in one transaction (one commit, not one per key)."""
+        if not keys:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("UPDATE outbox SET sent = 1 WHERE key = ?", [(k,) for k in keys])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close_period(self, period: int) -> None:
         """Close ``period``: from now on a transaction for it (or for an earlier closed one
