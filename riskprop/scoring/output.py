@@ -247,17 +247,16 @@ def _joined_examples(
     acc, row = examples.account, examples.row  # sorted by account, in the rule's order
     keep = (np.arange(len(acc)) - np.searchsorted(acc, acc, side="left")) < most
     acc, row = acc[keep], row[keep]
-    ids = examples.tx_id.take(row)
-    starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]]) if len(acc) else acc
-    offsets = np.r_[starts, len(acc)].astype(np.int32)
-    lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), ids)
-    joined = pc.binary_join(lists, ";")
-    where = np.searchsorted(acc[starts], accounts) if len(acc) else np.zeros(0, np.int64)
+    if len(acc) == 0:
+        return pa.array([""] * len(accounts), pa.string())
+    # one list of ids per account that has examples, joined; then looked up per account asked
+    starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]])
+    offsets = pa.array(np.r_[starts, len(acc)].astype(np.int32), pa.int32())
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, examples.tx_id.take(row)), ";")
+    where = np.searchsorted(acc[starts], accounts)
     found = where < len(starts)
     found[found] = acc[starts][where[found]] == accounts[found]
     index = pa.array(np.where(found, where, 0), pa.int64(), mask=~found)
-    if len(starts) == 0:
-        return pa.array([""] * len(accounts), pa.string())
     return pc.fill_null(joined.take(index), "")
 
 
