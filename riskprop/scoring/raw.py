@@ -52,11 +52,11 @@ at 1.
 checked column by column (groups of columns in threads, one per usable core) with vectorised kernels
 (times and amounts block by block of the reader); columns of few distinct values (accounts, banks,
 currencies, types, channels, countries, statuses) are checked and normalised once per distinct
-value. The first bad field in file order (on one row: the first check, in column order) stops the
-read with one :class:`~riskprop.errors.InputError` line ``file:line: <field> <value> <problem>``; so
-do a header that matches no layout (``file:1: unknown column set``) and a row with the wrong number
-of fields. ``line`` is each row's physical line: blank lines and line breaks inside quoted fields
-are counted. Nothing is written by this module.
+value. The first bad field in file order (on one row: the first column in file order, and in it the
+first check) stops the read with one :class:`~riskprop.errors.InputError` line ``file:line: <field>
+<value> <problem>``; so do a header that matches no layout (``file:1: unknown column set``) and a
+row with the wrong number of fields. ``line`` is each row's physical line: blank lines and line
+breaks inside quoted fields are counted. Nothing is written by this module.
 
 **Memory.** Text columns are not Python strings per row: ``tx_id`` stays an Arrow string
 column (:class:`Texts`), and every other text column is :class:`Coded`, its distinct values
