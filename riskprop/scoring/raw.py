@@ -52,11 +52,11 @@ at 1.
 checked column by column (groups of columns in threads, one per usable core) with vectorised kernels
 (times and amounts block by block of the reader); columns of few distinct values (accounts, banks,
 currencies, types, channels, countries, statuses) are checked and normalised once per distinct
-value. The first bad field in file order (on one row: the first check, in column order) stops the
-read with one :class:`~riskprop.errors.InputError` line ``file:line: <field> <value> <problem>``; so
-do a header that matches no layout (``file:1: unknown column set``) and a row with the wrong number
-of fields. ``line`` is each row's physical line: blank lines and line breaks inside quoted fields
-are counted. Nothing is written by this module.
+value. The first bad field in file order (on one row: the first column in file order, and in it the
+first check) stops the read with one :class:`~riskprop.errors.InputError` line ``file:line: <field>
+<value> <problem>``; so do a header that matches no layout (``file:1: unknown column set``) and a
+row with the wrong number of fields. ``line`` is each row's physical line: blank lines and line
+breaks inside quoted fields are counted. Nothing is written by this module.
 
 **Memory.** Text columns are not Python strings per row: ``tx_id`` stays an Arrow string
 column (:class:`Texts`), and every other text column is :class:`Coded`, its distinct values
@@ -119,7 +119,7 @@ AMLWORLD_HEADER: Final = (
     "Is Laundering",
 )
 #: Internal names of AMLworld's columns, in file order (the two ``Account`` columns told apart).
-_AMLWORLD_COLUMNS: Final = (
+AMLWORLD_COLUMNS: Final = (
     "timestamp",
     "from_bank",
     "from_account",
@@ -132,8 +132,9 @@ _AMLWORLD_COLUMNS: Final = (
     "payment_format",
     "is_laundering",
 )
-_AMLWORLD_FIELD: Final = {
-    **dict(zip(_AMLWORLD_COLUMNS, AMLWORLD_HEADER, strict=True)),
+#: How an error names an AMLworld column: the file's name, the two ``Account`` columns by position.
+AMLWORLD_FIELD: Final = {
+    **dict(zip(AMLWORLD_COLUMNS, AMLWORLD_HEADER, strict=True)),
     "from_account": "Account (column 3, the payer's)",
     "to_account": "Account (column 5, the payee's)",
 }
@@ -178,7 +179,7 @@ DEFAULT_RATES: Final[Mapping[str, float]] = {
 }
 
 #: A non-negative decimal number; pyarrow's cast to float64 accepts every match.
-_NUMBER: Final = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+DECIMAL_NUMBER: Final = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _ISO_TIME: Final = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|[+-][0-9]{2}:[0-9]{2})$"
 )
@@ -385,7 +386,7 @@ def read_raw(
         return _riskprop(
             path, read_text_table(path, RISKPROP_HEADER), table_rates, currency.upper()
         )
-    names = _AMLWORLD_COLUMNS if labelled else _AMLWORLD_COLUMNS[:-1]
+    names = AMLWORLD_COLUMNS if labelled else AMLWORLD_COLUMNS[:-1]
     unused = ("amount_received", "receiving_currency")
     return _amlworld(
         path, read_text_table(path, names, skip=unused), table_rates, currency.upper(), labelled
@@ -635,9 +636,9 @@ def _amount(problems: _Problems, column: str) -> FloatArray:
     text = problems.columns.pop(column)
     values, negative, wrong = [], [], []
     for chunk in text.chunks:
-        number = pc.match_substring_regex(chunk, _NUMBER)
+        number = pc.match_substring_regex(chunk, DECIMAL_NUMBER)
         minus = pc.and_(
-            pc.starts_with(chunk, "-"), pc.match_substring_regex(chunk, "^-" + _NUMBER[1:])
+            pc.starts_with(chunk, "-"), pc.match_substring_regex(chunk, "^-" + DECIMAL_NUMBER[1:])
         )
         negative.append(_numpy(minus))
         wrong.append(~_numpy(number) & ~negative[-1])
@@ -834,7 +835,7 @@ def _riskprop(path: Path, table: pa.Table, rates: dict[str, float], report: str)
 def _amlworld(
     path: Path, table: pa.Table, rates: dict[str, float], report: str, labelled: bool
 ) -> RawTransactions:
-    problems = _Problems(path, table, _AMLWORLD_FIELD)
+    problems = _Problems(path, table, AMLWORLD_FIELD)
     del table
     n = problems.rows
     local, _ = _times(
