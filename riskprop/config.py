@@ -158,6 +158,55 @@ class ScheduleSettings:
         return default if self.data is None else Path(format_slot(self.data, slot))
 
 
+#: The brokers a streaming node consumes from (``riskprop.stream``).
+STREAM_BROKERS = ("redis", "kafka")
+#: Seconds a period stays open after its end for records still in flight, when not given.
+DEFAULT_CLOSE_AFTER = 900.0
+#: Records the consumer takes from the broker at a time, when not given.
+DEFAULT_STREAM_BATCH = 1000
+_DURATION = re.compile(r"([0-9]+)([smhd]?)")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """The ``stream`` section: the node consumes its bank's raw transactions from a broker
+    (``riskprop.stream``), alerts on them as they arrive, and each run propagates the period
+    that closed before it. Periods are ``[origin + p*length, origin + (p+1)*length)`` in UTC
+    seconds; period p is closed ``close_after`` seconds after its end, by the first run that
+    starts from then on."""
+
+    broker: str
+    #: ``redis://host:port/db`` for Redis; ``host:port[,host:port...]`` for Kafka
+    address: str
+    #: the Redis stream or Kafka topic the bank's payment system writes its transactions to
+    topic: str
+    group: str
+    consumer: str
+    dead_letters: str
+    alerts: str
+    #: the node's durable store of streamed transactions (SQLite)
+    store: Path
+    #: the node's alert log (JSON lines)
+    alert_log: Path
+    batch: int = DEFAULT_STREAM_BATCH
+    period_length: int = 86400
+    origin: int = 0
+    close_after: float = DEFAULT_CLOSE_AFTER
+    #: the rules file (None: the shipped rules)
+    rules: Path | None = None
+    currency: str = "USD"
+    #: seconds after which another consumer's unacknowledged records are taken over (Redis)
+    claim_idle: float = 60.0
+
+    def period_to_close(self, at: float) -> int:
+        """The last period whose end lies ``close_after`` or more before ``at`` (UTC s)."""
+        return math.floor((at - self.close_after - self.origin) / self.period_length) - 1
+
+    def period_start(self, period: int) -> int:
+        return self.origin + period * self.period_length
+
+
 @dataclass(frozen=True)
 class AdminSettings:
     """The ``admin`` section: the operator's listener (health, metrics, status, triggers).
@@ -226,6 +275,8 @@ class PlayerConfig:
     admin: AdminSettings | None = None
     #: run folders the service keeps under ``OUT/runs`` (the latest success is always kept)
     keep_runs: int = DEFAULT_KEEP_RUNS
+    #: the transaction stream the node consumes (None: the run reads its data directory)
+    stream: StreamSettings | None = None
 
     def for_run(
         self, run_id: str, data: Path | None = None, output: Path | None = None
@@ -495,6 +546,7 @@ def load_player_config(
         "schedule",
         "retention",
         "admin",
+        "stream",
     )
     named = top.get("player", _string)
     if named != player:
@@ -520,6 +572,12 @@ def load_player_config(
         tls_key = tls.path("key", must_exist=must_exist)
 
     schedule = _schedule(top) if top.given("schedule") else None
+    output = top.path("output")
+    stream = _stream(top, player, output) if top.given("stream") else None
+    if stream is not None and schedule is not None and schedule.data is not None:
+        raise top.error(
+            "schedule.data", "not with a stream: a streaming node runs on the period it closes"
+        )
     run = _run_settings(top.section("run"), given, run_id_required=schedule is None)
     timeouts = _timeouts(top.section("timeouts", required=False))
     limits = top.section("limits", required=False)
@@ -539,10 +597,11 @@ def load_player_config(
         network=network,
         # with a snapshot per slot (schedule.data), ``data`` is only the one-shot run's
         data=top.path(
-            "data", must_exist=None if for_keygen or (schedule and schedule.data) else "dir"
+            "data",
+            must_exist=None if for_keygen or stream or (schedule and schedule.data) else "dir",
         ),
         key_share=top.path("key_share", must_exist=None if for_keygen else "file"),
-        output=top.path("output"),
+        output=output,
         listen_host=host,
         listen_port=port,
         tls_certificate=tls_cert,
@@ -557,6 +616,7 @@ def load_player_config(
         schedule=schedule,
         admin=_admin(top.section("admin", required=False), port),
         keep_runs=_retention(top.section("retention", required=False)),
+        stream=stream,
     )
 
 
@@ -595,6 +655,100 @@ def _schedule(top: _Section) -> ScheduleSettings:
         run_id=template,
         data=data,
         join_window=section.get("join_window", _positive, DEFAULT_JOIN_WINDOW),
+    )
+
+
+def _duration(value: Any) -> int:
+    """Seconds from a whole number or ``<n>s``, ``<n>m``, ``<n>h``, ``<n>d`` (> 0)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        match = _DURATION.fullmatch(expect_str(value, non_empty=True))
+        if match is None:
+            raise ValueError(f"expected seconds or <n>s, <n>m, <n>h, <n>d, got {value!r}")
+        seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"must be > 0 (got {value!r})")
+    return seconds
+
+
+def _utc_time(value: Any) -> int:
+    """UTC seconds of an ISO 8601 time with its zone (YAML may already have read a datetime)."""
+    stamp = value if isinstance(value, datetime) else None
+    if stamp is None:
+        try:
+            stamp = datetime.fromisoformat(expect_str(value, non_empty=True))
+        except ValueError:
+            raise ValueError(
+                f"expected an ISO 8601 time such as 2026-01-01T00:00:00Z, got {value!r}"
+            ) from None
+    if stamp.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone (add Z or +HH:MM)")
+    return int(stamp.timestamp())
+
+
+def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
+    section = top.section("stream")
+    section.only(
+        "broker",
+        "address",
+        "topic",
+        "group",
+        "consumer",
+        "dead_letters",
+        "alerts",
+        "store",
+        "alert_log",
+        "batch",
+        "period_length",
+        "origin",
+        "close_after",
+        "rules",
+        "currency",
+        "claim_idle",
+    )
+    broker = section.get("broker", _string)
+    if broker not in STREAM_BROKERS:
+        raise section.error("broker", f"{broker!r} is not one of {', '.join(STREAM_BROKERS)}")
+    address = section.get("address", _string)
+    if broker == "redis" and urlsplit(address).scheme not in ("redis", "rediss", "unix"):
+        raise section.error("address", f"{address!r} is not a redis:// or rediss:// URL")
+    topic = section.get("topic", _string)
+    names = {}
+    for key, default in (
+        ("group", f"riskprop-{player}"),
+        ("consumer", player),
+        ("dead_letters", f"{topic}.dead"),
+        ("alerts", f"{topic}.alerts"),
+    ):
+        names[key] = section.get(key, _string, default)
+    if len({topic, names["dead_letters"], names["alerts"]}) != 3:
+        raise section.error("alerts", "the topic, dead_letters and alerts must be three streams")
+    currency = section.get("currency", _string, "USD").upper()
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise section.error("currency", f"{currency!r} is not an ISO 4217 code")
+    close_after = section.get("close_after", _finite, DEFAULT_CLOSE_AFTER)
+    if close_after < 0:
+        raise section.error("close_after", f"must be >= 0 (got {close_after:g})")
+    return StreamSettings(
+        broker=broker,
+        address=address,
+        topic=topic,
+        group=names["group"],
+        consumer=names["consumer"],
+        dead_letters=names["dead_letters"],
+        alerts=names["alerts"],
+        store=section.path("store") if section.given("store") else output / "stream" / "store.db",
+        alert_log=section.path("alert_log")
+        if section.given("alert_log")
+        else output / "stream" / "alerts.jsonl",
+        batch=section.get("batch", _count, DEFAULT_STREAM_BATCH),
+        period_length=section.get("period_length", _duration, 86400),
+        origin=section.get("origin", _utc_time, 0),
+        close_after=close_after,
+        rules=section.path("rules", must_exist="file") if section.given("rules") else None,
+        currency=currency,
+        claim_idle=section.get("claim_idle", _positive, 60.0),
     )
 
 

@@ -31,6 +31,7 @@ Synchronous (``sqlite3``); the service runs it in a worker thread.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -104,6 +105,11 @@ class PeriodStore:
         if length <= 0:
             raise ConfigError(f"period length must be positive, got {length} s")
         self.path = path
+        # the bank's transactions: owner-only folder and file (SQLite gives its -wal and -shm
+        # files the database file's mode)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600, exist_ok=True)
+        os.chmod(path, 0o600)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -218,6 +224,15 @@ class PeriodStore:
         query = f"SELECT {', '.join(_TX_COLUMNS)} FROM tx {where} ORDER BY rowid"
         for row in self._db.execute(query, args):
             yield Transaction(*row)
+
+    def transactions_with_event(self, period: int) -> Iterator[tuple[Transaction, int]]:
+        """``period``'s stored transactions with each one's event period, in arrival order
+        (a late one's event period is an earlier, closed one)."""
+        query = (
+            f"SELECT {', '.join(_TX_COLUMNS)}, event_period FROM tx WHERE period = ? ORDER BY rowid"
+        )
+        for row in self._db.execute(query, (period,)):
+            yield Transaction(*row[:-1]), row[-1]
 
     def periods(self) -> dict[int, int]:
         """Stored transactions per period."""
