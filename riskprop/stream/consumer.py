@@ -14,10 +14,11 @@ published to the dead-letter stream and acknowledged like any other.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from riskprop.stream.records import RecordRules, parse
+from riskprop.stream.records import DeadLetter, RecordRules, Transaction, parse
 from riskprop.stream.source import Delivery, StreamSource
 from riskprop.stream.store import Outbox, PeriodStore, Put
 
@@ -42,7 +43,9 @@ class Consumer:
     queued in the store's transaction; ``publish`` sends them (to the alert stream and log)
     after the commit; what a previous life left unsent is published first. ``committed``
     (optional) is called with each batch and what the store did with it, after the commit and
-    before anything is published or acknowledged: where a test kills the process."""
+    before anything is published or acknowledged: where a test kills the process.
+    ``latencies`` (optional) gets, after each publication, every published alert's end-to-end
+    latency: the time it was published minus the broker's append time of its record."""
 
     def __init__(
         self,
@@ -54,9 +57,11 @@ class Consumer:
         outbox: Outbox | None = None,
         publish: Callable[[Sequence[tuple[str, bytes]]], None] | None = None,
         committed: Callable[[list[Delivery], Put], None] | None = None,
+        latencies: Callable[[list[float]], None] | None = None,
     ) -> None:
         self.source, self.store, self.rules, self.batch = source, store, rules, batch
         self.outbox, self.publish, self.committed = outbox, publish, committed
+        self.latencies = latencies
         self.progress = Progress()
         self._flushed = False
 
@@ -78,6 +83,8 @@ class Consumer:
         if self.committed is not None:
             self.committed(deliveries, put)
         self._send(put.outbox)
+        if self.latencies is not None and put.outbox:
+            self.latencies(_latencies(deliveries, entries, put.outbox))
         by_id = {d.id: d for d in deliveries}
         for delivery_id, reason, _ in put.dead_letters:
             self.source.dead_letter(by_id[delivery_id], reason)
@@ -97,3 +104,19 @@ class Consumer:
         while not stop():
             self.step(wait)
         return self.progress
+
+
+def _latencies(
+    deliveries: Sequence[Delivery],
+    entries: Sequence[tuple[str, Transaction | DeadLetter, bytes]],
+    published: Sequence[tuple[str, bytes]],
+) -> list[float]:
+    """Seconds from each published alert's record's append time (when the broker gave one)
+    to now; an alert is keyed by its transaction's ``tx_id``."""
+    appended = {
+        record.tx_id: delivery.appended
+        for delivery, (_, record, _) in zip(deliveries, entries, strict=True)
+        if isinstance(record, Transaction) and delivery.appended is not None
+    }
+    now = time.time()
+    return [now - appended[key] for key, _ in published if key in appended]

@@ -15,6 +15,9 @@ offsets (``OFFSET_STORED``; a partition never committed starts at the beginning)
 - Dead letters are produced to ``dead_topic`` with the record as value and headers
   ``delivery`` and ``reason``.
 - :meth:`KafkaStreamSource.lag` is, over the assigned partitions, high watermark minus position.
+- A delivery's ``appended`` time is the message's timestamp when the topic stamps log-append
+  time (``message.timestamp.type=LogAppendTime``); a producer's own create time is not trusted
+  (None). Alerts go to their own topic through :class:`KafkaAlertSink`.
 
 Auto-commit and the automatic offset store are off: offsets move only through :meth:`ack`.
 ``config`` is librdkafka's (``bootstrap.servers``, TLS/SASL settings...).
@@ -25,7 +28,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    OFFSET_STORED,
+    TIMESTAMP_LOG_APPEND_TIME,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+)
 from confluent_kafka import TopicPartition as Partition
 
 from riskprop.stream.source import Delivery
@@ -68,10 +78,12 @@ class KafkaStreamSource:
                     continue
                 raise KafkaException(error)
             body = message.value()
+            kind, stamp = message.timestamp()
             out.append(
                 Delivery(
                     f"{message.topic()}:{message.partition()}:{message.offset()}",
                     body if isinstance(body, bytes) else b"",
+                    stamp / 1000 if kind == TIMESTAMP_LOG_APPEND_TIME else None,
                 )
             )
         return out
@@ -111,3 +123,23 @@ class KafkaStreamSource:
     def close(self) -> None:
         self._producer.flush(30)
         self._consumer.close()
+
+
+class KafkaAlertSink:
+    """Alerts to ``topic``, keyed by ``tx_id`` (so one transaction's alerts stay in order on
+    one partition); ``publish`` returns once the broker has every message of the batch."""
+
+    def __init__(self, config: Mapping[str, Any], topic: str) -> None:
+        self.topic = topic
+        self._producer = Producer(dict(config))
+
+    def publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for key, payload in messages:
+            self._producer.produce(self.topic, key=key.encode(), value=payload)
+            self._producer.poll(0)
+        left = self._producer.flush(30)
+        if left:
+            raise KafkaException(f"{left} alerts not delivered to {self.topic}")
+
+    def close(self) -> None:
+        self._producer.flush(30)

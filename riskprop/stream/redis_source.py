@@ -17,6 +17,8 @@ An entry trimmed from the stream while pending comes back from ``XREADGROUP``/``
 without fields: there is nothing left to store, so it is acknowledged and skipped. An entry
 without a ``record`` field is delivered with an empty body (dead-lettered as empty).
 Dead letters go to ``<dead_stream>`` as ``XADD * delivery <id> reason <reason> record <body>``.
+A delivery's ``appended`` time is its entry id's milliseconds (Redis' clock); alerts go to their
+own stream through :class:`RedisAlertSink`.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class RedisStreamSource:
         if gone:
             self.client.xack(self.stream, self.group, *gone)
         return [
-            Delivery(entry_id.decode(), fields.get(FIELD, b""))
+            Delivery(entry_id.decode(), fields.get(FIELD, b""), appended_at(entry_id))
             for entry_id, fields in entries
             if fields
         ]
@@ -114,6 +116,30 @@ class RedisStreamSource:
                 lag = group.get("lag", group.get(b"lag"))
                 return None if lag is None else int(lag)
         return None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def appended_at(entry_id: bytes) -> float:
+    """When Redis appended an entry: an auto-generated id is ``<milliseconds>-<sequence>``."""
+    return int(entry_id.split(b"-", 1)[0]) / 1000
+
+
+class RedisAlertSink:
+    """Alerts to the stream ``stream``: ``XADD <stream> [MAXLEN ~ maxlen] * tx_id <key> alert
+    <json>``, one pipelined round trip per batch."""
+
+    def __init__(self, client: redis.Redis, stream: str, *, maxlen: int | None = None) -> None:
+        self.client, self.stream, self.maxlen = client, stream, maxlen
+
+    def publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        if not messages:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, payload in messages:
+            pipe.xadd(self.stream, {"tx_id": key, "alert": payload}, maxlen=self.maxlen)
+        pipe.execute()
 
     def close(self) -> None:
         self.client.close()

@@ -13,6 +13,9 @@ Contract (the consumer relies on it; each adapter's tests check it against a rea
   ``delivery`` id); the consumer calls it before acknowledging the record.
 - :meth:`~StreamSource.lag` is how many records wait (None when the broker cannot say).
 
+An :class:`AlertSink` takes the alerts (key ``tx_id``, JSON payload) the consumer publishes after
+each commit: the broker's alert stream, the node's alert log, or both (:class:`Fanout`).
+
 Synchronous: the service runs a consumer in a worker thread; the store is synchronous too.
 """
 
@@ -25,10 +28,13 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One record as the broker delivered it: its broker id and its body."""
+    """One record as the broker delivered it: its broker id, its body, and when the broker
+    appended it (UTC seconds by the broker's clock; None when the broker does not say): the
+    start of the record's end-to-end latency, so no producer clock is trusted."""
 
     id: str
     body: bytes
+    appended: float | None = None
 
 
 class StreamSource(Protocol):
@@ -41,3 +47,25 @@ class StreamSource(Protocol):
     def lag(self) -> int | None: ...
 
     def close(self) -> None: ...
+
+
+class AlertSink(Protocol):
+    def publish(self, messages: Sequence[tuple[str, bytes]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Fanout:
+    """Publishes to each sink in turn (an error stops the rest: the outbox keeps the batch
+    unsent, so it is published again, to every sink, by the next attempt)."""
+
+    def __init__(self, *sinks: AlertSink) -> None:
+        self.sinks = sinks
+
+    def publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for sink in self.sinks:
+            sink.publish(messages)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
