@@ -481,7 +481,8 @@ class Service:
         return report
 
     async def _close_period(self, at: datetime) -> Path:
-        """Close, freeze and score the stream's period due at ``at``: the run's data folder."""
+        """Close, freeze and score the stream's period due at ``at``; the bank's scored files
+        (the run's ``data``)."""
         assert self.streamer is not None
         config = self.config
         close = functools.partial(
@@ -493,7 +494,7 @@ class Service:
         # cancelled by a stop, the thread finishes unobserved: every file it writes is
         # replaced atomically, and closing the same period again gives the same files
         closed = await in_thread(close, at)
-        return closed.data
+        return closed.data / self.player
 
     def _due(self, starting: bool) -> Job | None:
         """The run to start now: a trigger, or the open slot's run when it has not succeeded
