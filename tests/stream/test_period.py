@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stream.brokers import redis_broker
 from helpers import KEY_BITS
+from stream.brokers import redis_broker
 
 from riskprop.config import StreamSettings
 from riskprop.errors import ConfigError
@@ -119,9 +119,7 @@ def test_late_records_go_into_the_next_period_and_are_counted(tmp_path: Path) ->
     assert reclosed.newly_closed == ()
     next_one = close_and_score(store, config, 1, bank="alice", root=tmp_path / "p", members=BANKS)
     assert next_one.late == 40
-    assert next_one.transactions == 40 + sum(
-        1 for r in later if _time(r, rules) < EPOCH + 2 * DAY
-    )
+    assert next_one.transactions == 40 + sum(1 for r in later if _time(r, rules) < EPOCH + 2 * DAY)
     text = (next_one.data / RAW_FILE).read_text()
     assert text.count("\nlate-") == 40
     # scored as one period although the late records' times lie in the day before
