@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -673,7 +673,10 @@ def _duration(value: Any) -> int:
 
 
 def _utc_time(value: Any) -> int:
-    """UTC seconds of an ISO 8601 time with its zone (YAML may already have read a datetime)."""
+    """UTC seconds of an ISO 8601 time with its zone, or of a date's UTC midnight (YAML may
+    already have read either)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
     stamp = value if isinstance(value, datetime) else None
     if stamp is None:
         try:

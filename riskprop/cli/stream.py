@@ -66,7 +66,7 @@ def stream_group() -> None:
 )
 @click.option("--accounts", type=click.IntRange(min=60), default=3000, show_default=True)
 @click.option("--transactions", type=click.IntRange(min=1), default=20000, show_default=True)
-@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option("--days", type=click.IntRange(min=3), default=7, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def produce_command(
     raw: Path | None,

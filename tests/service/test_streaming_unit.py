@@ -1,0 +1,175 @@
+"""The service's stream worker against a real redis-server that is down, then up; and
+``riskprop stream produce``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+from helpers import run_cli
+from stream.brokers import IN_CI, redis_broker
+
+from riskprop.config import StreamSettings
+from riskprop.lab.rawgen import generate_raw
+from riskprop.service.metrics import NodeMetrics
+from riskprop.service.streaming import StreamWorker, prune_periods
+
+#: Polls of a condition before a test gives up (a liveness limit, not a speed assertion).
+POLLS = 2000
+
+
+def eventually(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(POLLS):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def redis_on(port: int, folder: Path) -> Iterator[redis.Redis]:
+    program = shutil.which("redis-server")
+    if program is None:
+        if IN_CI:
+            pytest.fail("redis-server is not installed (.ci/run installs it)")
+        pytest.skip("redis-server not installed")
+    process = subprocess.Popen(
+        [program, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+        + ["--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        eventually(lambda: _pings(client), "redis-server answers")
+        yield client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(30)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+class Config:
+    """The two fields of a player's configuration the worker reads."""
+
+    def __init__(self, stream: StreamSettings) -> None:
+        self.stream, self.player = stream, "alice"
+
+
+def settings(tmp: Path, port: int) -> StreamSettings:
+    return StreamSettings(
+        broker="redis",
+        address=f"redis://127.0.0.1:{port}/0",
+        topic="tx",
+        group="g",
+        consumer="alice",
+        dead_letters="tx.dead",
+        alerts="tx.alerts",
+        store=tmp / "stream" / "store.db",
+        alert_log=tmp / "stream" / "alerts.jsonl",
+        batch=100,
+    )
+
+
+def test_a_worker_waits_for_its_broker_and_then_consumes(tmp_path: Path) -> None:
+    generate_raw(tmp_path / "gen", banks=["alice", "bob"], accounts=200, transactions=800, days=3)
+    rows = (tmp_path / "gen" / "alice" / "raw.csv").read_bytes().splitlines()[1:]
+    port = free_port()
+    metrics = NodeMetrics("alice", stream=True)
+    assert metrics.stream is not None
+    worker = StreamWorker(Config(settings(tmp_path, port)), metrics.stream)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        eventually(lambda: "ConnectionError" in (worker.problem or ""), "the broker is down")
+        assert worker.status()["state"] == "down"
+        assert metrics.stream.up._value.get() == 0
+        with redis_on(port, tmp_path) as client:
+            for row in rows:
+                client.xadd("tx", {"record": row})
+            eventually(lambda: worker.status()["records"]["stored"] == len(rows), "all stored")
+            status = worker.status()
+            assert status["state"] == "consuming" and status["problem"] is None
+            assert status["last_offset"] is not None
+            assert status["records"]["dead"] == status["records"]["duplicates"] == 0
+            alerts = client.xlen("tx.alerts")
+            assert alerts == status["alerts"] > 0
+            p50, p99 = status["alert_latency_p50_seconds"], status["alert_latency_p99_seconds"]
+            assert 0 <= p50 <= p99
+            lines = (tmp_path / "stream" / "alerts.jsonl").read_text().splitlines()
+            assert len(lines) == alerts
+    finally:
+        worker.stop()
+    assert worker.status()["state"] == "stopped"
+    assert (tmp_path / "stream").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "stream" / "store.db").stat().st_mode & 0o077 == 0
+
+
+def test_old_period_folders_are_pruned(tmp_path: Path) -> None:
+    for name in ("2026-11-20T0000-p3", "2026-11-21T0000-p4", "2026-11-22T0000-p5", ".tmp"):
+        (tmp_path / name).mkdir()
+    prune_periods(tmp_path, 2, in_use=tmp_path / "2026-11-22T0000-p5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".tmp",
+        "2026-11-21T0000-p4",
+        "2026-11-22T0000-p5",
+    ]
+
+
+def test_produce_publishes_a_raw_file_moved_to_a_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generate_raw(tmp_path / "gen", banks=["alice", "bob"], accounts=200, transactions=800, days=3)
+    raw = tmp_path / "gen" / "alice" / "raw.csv"
+    with redis_broker(tmp_path / "redis") as broker:
+        url = f"redis://127.0.0.1:{broker.address}/0"
+        args = ["stream", "produce", str(raw), "--to", url, "--topic", "t", "--format", "json"]
+        code, out, err = run_cli([*args, "--count", "50", "--start", "2026-03-01T00:00Z"], capsys)
+        assert code == 0, err
+        assert out.startswith("produced 50 records to t")
+        entries = broker.client.xrange("t")
+        assert len(entries) == 50
+        first = json.loads(entries[0][1][b"record"])
+        stamp = datetime.fromisoformat(first["timestamp"].replace("Z", "+00:00"))
+        assert stamp == datetime(2026, 3, 1, tzinfo=UTC)
+        header = raw.read_text().splitlines()[0].split(",")
+        assert list(first) == header
+        # without a file: generated transactions of --bank, CSV records
+        code, out, err = run_cli(["stream", "produce", "--to", url, "--topic", "g"], capsys)
+        assert code == 0, err
+        assert broker.client.xlen("g") > 1000
+        # bad input: one line naming the file
+        bad = tmp_path / "bad.csv"
+        bad.write_text("a,b\n1,2\n")
+        code, out, err = run_cli(
+            ["stream", "produce", str(bad), "--to", url, "--topic", "t"], capsys
+        )
+        assert code == 1
+        assert err.strip() == f"riskprop: error: {bad}:1: not riskprop's raw layout " + (
+            "(header " + ",".join(header) + ")"
+        )
+        code, out, err = run_cli(
+            ["stream", "produce", str(raw), "--to", url, "--topic", "t", "--start", "soon"], capsys
+        )
+        assert code == 1 and err.count("\n") == 1 and "--start: 'soon'" in err
