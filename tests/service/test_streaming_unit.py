@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -50,8 +51,10 @@ def redis_on(port: int, folder: Path) -> Iterator[redis.Redis]:
             pytest.fail("redis-server is not installed (.ci/run installs it)")
         pytest.skip("redis-server not installed")
     process = subprocess.Popen(
-        [program, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-        + ["--save", "", "--appendonly", "no"],
+        [
+            *(program, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)),
+            *("--save", "", "--appendonly", "no"),
+        ],
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(host="127.0.0.1", port=port)
@@ -148,7 +151,7 @@ def test_produce_publishes_a_raw_file_moved_to_a_start(
         code, out, err = run_cli([*args, "--count", "50", "--start", "2026-03-01T00:00Z"], capsys)
         assert code == 0, err
         assert out.startswith("produced 50 records to t")
-        entries = broker.client.xrange("t")
+        entries: Any = broker.client.xrange("t")
         assert len(entries) == 50
         first = json.loads(entries[0][1][b"record"])
         stamp = datetime.fromisoformat(first["timestamp"].replace("Z", "+00:00"))
