@@ -53,6 +53,11 @@ def stream_group() -> None:
     "(replays a generated month as if it were happening). [default: as written]",
 )
 @click.option(
+    "--live",
+    is_flag=True,
+    help="Stamp each record with the time it is sent (a live stream for demos; with --rate).",
+)
+@click.option(
     "--bank",
     default="alice",
     show_default=True,
@@ -77,6 +82,7 @@ def produce_command(
     rate: float | None,
     count: int | None,
     start: str | None,
+    live: bool,
     bank: str,
     banks: str,
     accounts: int,
@@ -106,12 +112,15 @@ def produce_command(
             )
             raw = Path(scratch) / bank / "raw.csv"
         shift = 0.0
+        if start is not None and live:
+            raise ConfigError("--start and --live exclude each other")
         if start is not None:
             target = datetime.now(UTC) if start == "now" else _time(start)
             shift = (target - first_time(raw)).total_seconds()
         sink = publisher(broker, address, topic)
         try:
-            done = produce(records(raw, fmt=fmt, shift=shift), sink, rate=rate, limit=count)
+            bodies = records(raw, fmt=fmt, shift=shift, live=live)
+            done = produce(bodies, sink, rate=rate, limit=count)
         except Exception as exc:  # the broker's client errors: one line, not a traceback
             if isinstance(exc, RiskpropError):
                 raise

@@ -5,7 +5,8 @@ For demos, tests and load tests: the rows of a raw file in riskprop's layout (su
 row as written) or JSON (an object of the header's names), published in order to a Redis stream
 (``XADD <topic> * record <body>``, pipelined) or a Kafka topic, at a given rate or as fast as
 the broker takes them. ``shift`` moves every timestamp by a number of seconds (keeping its
-zone), so a generated month can be replayed as if it were happening now.
+zone), so a generated month can be replayed as if it were happening now; ``live`` stamps each
+record with the time it is sent instead (a demo's endless stream of "now").
 """
 
 from __future__ import annotations
@@ -91,17 +92,25 @@ def first_time(path: Path) -> datetime:
     raise InputError(f"{path}: no transactions")
 
 
-def records(path: Path, *, fmt: str = "csv", shift: float = 0.0) -> Iterator[bytes]:
+def records(
+    path: Path, *, fmt: str = "csv", shift: float = 0.0, live: bool = False
+) -> Iterator[bytes]:
     """``path``'s rows as record bodies in ``fmt`` (csv or json), timestamps moved by ``shift``
-    seconds. InputError names the file and line of a header or timestamp it cannot read; the
-    consumer checks everything else (a bad row becomes a dead letter there, as it should)."""
+    seconds, or, ``live``, each stamped with the time it is taken from this iterator (in its
+    own zone): a file replayed as a live stream. InputError names the file and line of a
+    header or timestamp it cannot read; the consumer checks everything else (a bad row becomes
+    a dead letter there, as it should)."""
     if fmt not in FORMATS:
         raise ConfigError(f"record format must be one of {', '.join(FORMATS)} (got {fmt!r})")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="")
     for line, fields in enumerate(_rows(path), start=2):
-        if shift:
-            moved = _stamp(path, line, fields["timestamp"]) + timedelta(seconds=shift)
+        if shift or live:
+            stamp = _stamp(path, line, fields["timestamp"])
+            if live:
+                moved = datetime.now(stamp.tzinfo).replace(microsecond=0)
+            else:
+                moved = stamp + timedelta(seconds=shift)
             fields["timestamp"] = moved.isoformat(timespec="seconds").replace("+00:00", "Z")
         if fmt == "json":
             yield json.dumps(fields, separators=(",", ":")).encode()

@@ -158,6 +158,15 @@ def test_produce_publishes_a_raw_file_moved_to_a_start(
         assert stamp == datetime(2026, 3, 1, tzinfo=UTC)
         header = raw.read_text().splitlines()[0].split(",")
         assert list(first) == header
+        # --live: each record stamped with the time it was sent
+        before = datetime.now(UTC).replace(microsecond=0)
+        code, out, err = run_cli([*args[:-2], "--topic", "l", "--count", "20", "--live"], capsys)
+        after = datetime.now(UTC)
+        assert code == 0, err
+        live: Any = broker.client.xrange("l")
+        for _, fields in live:
+            sent = datetime.fromisoformat(fields[b"record"].split(b",")[1].decode())
+            assert before <= sent <= after
         # without a file: generated transactions of --bank, CSV records
         code, out, err = run_cli(["stream", "produce", "--to", url, "--topic", "g"], capsys)
         assert code == 0, err
