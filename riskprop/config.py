@@ -198,6 +198,9 @@ class StreamSettings:
     currency: str = "USD"
     #: seconds after which another consumer's unacknowledged records are taken over (Redis)
     claim_idle: float = 60.0
+    #: the bank's known accounts (a CSV with an ``id`` column); a record whose own account is
+    #: not among them is dead-lettered. None: any account of the bank is taken
+    accounts: Path | None = None
 
     def period_to_close(self, at: float) -> int:
         """The last period whose end lies ``close_after`` or more before ``at`` (UTC s)."""
@@ -709,6 +712,7 @@ def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
         "rules",
         "currency",
         "claim_idle",
+        "accounts",
     )
     broker = section.get("broker", _string)
     if broker not in STREAM_BROKERS:
@@ -752,6 +756,7 @@ def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
         rules=section.path("rules", must_exist="file") if section.given("rules") else None,
         currency=currency,
         claim_idle=section.get("claim_idle", _positive, 60.0),
+        accounts=section.path("accounts", must_exist="file") if section.given("accounts") else None,
     )
 
 

@@ -537,3 +537,13 @@ def test_a_stream_and_a_snapshot_per_slot_exclude_each_other(configs: Path) -> N
 
     edit(configs / "alice.yaml", both)
     assert "schedule.data: not with a stream" in failure(configs)
+
+
+def test_a_stream_may_name_the_banks_accounts(configs: Path, tmp_path: Path) -> None:
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("id\nalice-1\n")
+    edit(configs / "alice.yaml", set_in("stream", value={**STREAM, "accounts": str(accounts)}))
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None and stream.accounts == accounts
+    accounts.unlink()
+    assert "stream.accounts: file not found" in failure(configs)

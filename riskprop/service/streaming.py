@@ -19,6 +19,7 @@ reads the folder it gives.
 from __future__ import annotations
 
 import collections
+import csv
 import logging
 import shutil
 import threading
@@ -152,10 +153,11 @@ class StreamWorker:
                 )
                 self._counts = store.counts()
                 source, sink = connect(settings, self.player)
+                accounts = None if settings.accounts is None else known_accounts(settings.accounts)
                 consumer = Consumer(
                     source,
                     store,
-                    RecordRules(bank=self.player, currency=settings.currency),
+                    RecordRules(bank=self.player, accounts=accounts, currency=settings.currency),
                     batch=settings.batch,
                     outbox=outbox(self.player, self.rules),
                     publish=sink.publish,
@@ -300,6 +302,19 @@ class StreamWorker:
         )
         prune_periods(root, keep, in_use=closed.data)
         return closed
+
+
+def known_accounts(path: Path) -> frozenset[str]:
+    """The ``id`` column of the CSV file ``path`` (the bank's account list, read at each
+    connection to the broker). ConfigError names the file and the problem."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "id" not in reader.fieldnames:
+                raise ConfigError(f"{path}:1: the accounts file needs an id column")
+            return frozenset(row["id"] for row in reader if row["id"])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the accounts ({exc})") from None
 
 
 def prune_periods(root: Path, keep: int, *, in_use: Path) -> None:

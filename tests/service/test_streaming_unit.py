@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import socket
@@ -17,12 +18,14 @@ from typing import Any
 import pytest
 import redis
 from helpers import run_cli
-from stream.brokers import IN_CI, redis_broker
+from stream.brokers import DEAD, IN_CI, STREAM, redis_broker
 
 from riskprop.config import StreamSettings
+from riskprop.errors import ConfigError
 from riskprop.lab.rawgen import generate_raw
 from riskprop.service.metrics import NodeMetrics
-from riskprop.service.streaming import StreamWorker, prune_periods
+from riskprop.service.streaming import StreamWorker, known_accounts, prune_periods
+from riskprop.stream.records import DeadLetter, RecordRules, parse
 
 #: Polls of a condition before a test gives up (a liveness limit, not a speed assertion).
 POLLS = 2000
@@ -127,6 +130,41 @@ def test_a_worker_waits_for_its_broker_and_then_consumes(tmp_path: Path) -> None
     assert worker.status()["state"] == "stopped"
     assert (tmp_path / "stream").stat().st_mode & 0o077 == 0
     assert (tmp_path / "stream" / "store.db").stat().st_mode & 0o077 == 0
+
+
+def test_records_of_accounts_the_bank_does_not_know_are_dead_letters(tmp_path: Path) -> None:
+    generate_raw(tmp_path / "gen", banks=["alice", "bob"], accounts=200, transactions=800, days=3)
+    rows = (tmp_path / "gen" / "alice" / "raw.csv").read_bytes().splitlines()[1:]
+    known = sorted({f"alice-{i:07d}" for i in range(0, 100)})
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("id,risk_score\n" + "".join(f"{a},0\n" for a in known))
+    rules = RecordRules(bank="alice", accounts=frozenset(known))
+    reasons = [r.reason for r in (parse(row, rules) for row in rows) if isinstance(r, DeadLetter)]
+    assert reasons and all("is not a known account of bank 'alice'" in r for r in reasons)
+    metrics = NodeMetrics("alice", stream=True)
+    assert metrics.stream is not None
+    with redis_broker(tmp_path / "redis") as broker:
+        given = dataclasses.replace(
+            settings(tmp_path, int(broker.address)),
+            accounts=accounts,
+            topic=STREAM,
+            dead_letters=DEAD,
+        )
+        broker.produce(rows)
+        worker = StreamWorker(Config(given), metrics.stream)  # type: ignore[arg-type]
+        worker.start()
+        try:
+            eventually(
+                lambda: sum(worker.status()["records"].values()) == len(rows), "all consumed"
+            )
+            assert worker.status()["records"]["dead"] == len(reasons)
+            assert [reason for reason, _ in broker.dead_letters(len(reasons))] == reasons
+        finally:
+            worker.stop()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("account\nalice-1\n")
+    with pytest.raises(ConfigError, match=r"bad.csv:1: the accounts file needs an id column"):
+        known_accounts(bad)
 
 
 def test_old_period_folders_are_pruned(tmp_path: Path) -> None:
