@@ -282,8 +282,16 @@ class StreamWorker:
             closed = close_and_score(
                 store, settings, period, bank=self.player, root=root, members=members
             )
+            # the store keeps the transactions of the periods whose folders are kept
+            purged = store.purge(before=closed.period - keep + 1)
         finally:
             store.close()
+        if purged:
+            log.info(
+                "stream store: %d transactions of periods before %d removed",
+                purged,
+                period - keep + 1,
+            )
         self.last_closed = {
             "period": closed.period,
             "start": closed.start,

@@ -211,6 +211,27 @@ class PeriodStore:
         followed by it) is late and goes into the next period that is open."""
         self._db.execute("INSERT OR IGNORE INTO closed VALUES (?)", (period,))
 
+    def purge(self, before: int) -> int:
+        """Delete the transactions of closed periods before ``before`` and the outbox's sent
+        messages, in one transaction; returns the transactions deleted. Their ids are
+        forgotten: a record of theirs delivered again (long after it was acknowledged, so only
+        if a producer sends it again) is stored as a new, late transaction. SQLite reuses the
+        freed pages, so the file stops growing rather than shrinks."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = db.execute(
+                "DELETE FROM tx WHERE period < ? AND period IN (SELECT period FROM closed)",
+                (before,),
+            )
+            deleted = cursor.rowcount
+            db.execute("DELETE FROM outbox WHERE sent = 1")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return deleted
+
     def closed(self) -> list[int]:
         return [p for (p,) in self._db.execute("SELECT period FROM closed ORDER BY period")]
 

@@ -163,3 +163,26 @@ def _time(row: bytes, rules: RecordRules) -> int:
     tx = parse(row, rules)
     assert isinstance(tx, Transaction)
     return tx.time
+
+
+def test_purging_keeps_the_kept_periods_and_forgets_the_older_ones(tmp_path: Path) -> None:
+    generate_raw(tmp_path / "gen", banks=BANKS, accounts=200, transactions=1200, days=4, seed=6)
+    _, rows = lines(tmp_path / "gen" / "alice" / "raw.csv")
+    rules = RecordRules(bank="alice")
+    config = settings(tmp_path)
+    store = PeriodStore(config.store, origin=config.origin, length=config.period_length)
+    parsed = [parse(row, rules) for row in rows]
+    store.put([(f"d{i}", r, b"") for i, r in enumerate(parsed)], lambda new: [(new[0].tx_id, b"m")])
+    before = store.periods()
+    assert sorted(before) == [0, 1, 2, 3]
+    close_through(store, 3)
+    store.mark_sent([k for k, _ in store.unsent()])
+    assert store.purge(before=2) == before[0] + before[1]
+    assert store.periods() == {2: before[2], 3: before[3]}
+    assert store.unsent() == [] and store.purge(before=2) == 0
+    # a record of a purged period sent again is a new transaction, late into the first open one
+    first = parsed[0]
+    assert isinstance(first, Transaction) and first.time < EPOCH + DAY
+    put = store.put([("again", first, b"")])
+    assert (put.stored, put.late, store.periods()[4]) == (1, 1, 1)
+    store.close()
