@@ -16,41 +16,48 @@ rules. Amounts are ``amount`` (reporting currency) unless a threshold is given p
 (then ``original_amount`` in that currency). Windows are half-open: ``t`` lies within
 ``window`` of an earlier ``t0`` when ``0 <= t - t0 < window``.
 
-A rule **fires on** transaction ``j`` for account ``a`` when, over ``a``'s events that arrived
-up to and including ``j``'s, the window ending at ``j``'s time ``t`` satisfies the rule:
+Account ``a``'s window **holds** at one of its events ``j`` (time ``t``) when, over ``a``'s
+events that arrived up to and including ``j``:
 
 - ``structuring``: at least ``count`` *near* events (of ``kinds``, on ``side``, threshold *
-  (1 - margin) <= amount < threshold) with times in ``(t - window, t]``;
+  (1 - margin) <= amount < threshold) have times in ``(t - window, t]``;
 - ``fan_in`` / ``fan_out``: the incoming (outgoing) events with times in ``(t - window, t]``
   come from (go to) at least ``count`` distinct counterparties, a counterparty being the pair
-  (bank, account) on the other side;
-- ``pass_through``: ``j`` completes a pair of ``a``'s events from two transactions, an incoming
-  ``i`` with amount >= ``minimum`` and an outgoing ``o`` with ``0 <= t_o - t_i < window`` and
-  ``|amount_o - amount_i| <= tolerance * amount_i``; ``j`` is the pair's later arrival (the
-  outgoing, or the incoming when both have the same time and the outgoing came first).
+  (bank, account) on the other side.
 
-So the alert is on every transaction after which the account's window satisfies the rule (the
-``count``-th near transaction, and each further one while ``count`` lie within the window), at
-the level the batch engine gives the rule at full strength (``weight * 1``: a windowed rule's
-strength is 1 when it fires). At most one alert per (transaction, account, rule).
+A structuring or fan rule **fires on** ``j`` for ``a`` when the window holds at ``j`` and did
+not hold at ``a``'s previous event of the rule: the transaction that *makes* the window hold
+(the ``count``-th near transaction within the window, the ``count``-th distinct counterparty).
+The further transactions of the same episode raise no alert; the account's next alert for the
+rule comes after its window has stopped holding (the period-close score flags the account in
+any case). ``pass_through`` fires on ``j`` for ``a`` when ``j`` completes a pair of ``a``'s
+events from two transactions, an incoming ``i`` with amount >= ``minimum`` and an outgoing
+``o`` with ``0 <= t_o - t_i < window`` and ``|amount_o - amount_i| <= tolerance * amount_i``:
+``j`` is the pair's later arrival (the outgoing, or the incoming when both have the same time
+and the outgoing came first); each completing transaction is an alert.
+
+The level is the one the batch engine gives the rule at full strength (``weight * 1``: a
+windowed rule's strength is 1 when it fires). At most one alert per (transaction, account,
+rule).
 
 **Invariant** (the contract; ``tests/stream/test_windows.py``): when transactions arrive in time
 order (equal times in any order, in batches of any size), the set of accounts a rule fires on
 equals the set the batch engine flags with that rule over the same transactions. The batch
-engine flags ``a`` when some event ``j`` of ``a``, in (time, row) order, has its window
-satisfied counting the events before it; in time-ordered arrival the events that arrived before
-``j`` are those of earlier times and some of equal time, and the last arrival of each group of
-equal times sees them all, as the group's last row does in the batch.
+engine flags ``a`` when at some event ``j`` of ``a``, in (time, row) order, the window holds
+counting the events before it; in time-ordered arrival the events that arrived before ``j`` are
+those of earlier times and some of equal time, and the last arrival of each group of equal
+times sees them all, as the group's last row does in the batch; and the first event at which a
+window holds always fires.
 
 State and cost, per own account: the times of the last ``count`` near events (structuring);
-counterparty -> time of its last event, oldest first (fan); (time, amount) of the incoming
-events with amount >= ``minimum`` (pass-through) and the amounts of the outgoing events at the
-current time (the only ones a later incoming can pair with). Entries leave when they fall out
-of the window: on the account's next event, and by a sweep of all accounts every quarter window,
-so the state holds at most the events of the last 1.25 windows. A transaction costs O(1)
-amortised per rule, pass-through O(incoming events of the account held). Python dictionaries
-and deques, not numpy: an event's verdict depends on the events before it in the same batch, and
-per event the work is a few dictionary operations.
+counterparty -> time of its last event, oldest first, and whether the window held (fan);
+(time, amount) of the incoming events with amount >= ``minimum`` (pass-through) and the amounts
+of the outgoing events at the current time (the only ones a later incoming can pair with).
+Entries leave when they fall out of the window: on the account's next event, and by a sweep of
+all accounts every quarter window, so the state holds at most the events of the last 1.25
+windows. A transaction costs O(1) amortised per rule, pass-through O(incoming events of the
+account held). Python dictionaries and deques, not numpy: an event's verdict depends on the
+events before it in the same batch, and per event the work is a few dictionary operations.
 
 Out of order and repeats. The *clock* is the latest transaction time seen. A transaction older
 than the clock is **late**: more than a rule's ``window`` late it cannot lie in any window still
@@ -61,8 +68,10 @@ raise an alert the batch engine would not, or miss one; the period-close batch s
 authoritative score. A transaction id already held (a re-delivery, or a batch retried after its
 store transaction rolled back) is skipped: no (transaction, account, rule) alerts twice.
 
-On start, :meth:`Windows.restored` replays the store's transactions of the last longest window
-in time order (no alerts), which is the state an in-order consumer would have built.
+On start, :meth:`Windows.restored` replays the store's transactions of the last two longest
+windows in time order (no alerts): the state an in-order consumer would have built. Two
+windows, not one: whether an account's window held at its last event (the episode, above)
+depends on the window before that event.
 """
 
 from __future__ import annotations
@@ -104,6 +113,7 @@ class _Judge(Protocol):
     name: str
     level: str
     window: int
+    sides: tuple[bool, bool]  # looks at (outgoing, incoming) events
 
     def judge(self, tx: Transaction, now: int, src: str | None, dst: str | None) -> list[str]:
         """Add the transaction's events at effective time ``now``; the accounts it fires for."""
@@ -132,6 +142,7 @@ class _Structuring:
         self.kinds = frozenset(p["kinds"])
         self.source = p["side"] in ("source", "both")
         self.target = p["side"] in ("target", "both")
+        self.sides = (self.source, self.target)
         self.near: dict[str, deque[int]] = {}
 
     def judge(self, tx: Transaction, now: int, src: str | None, dst: str | None) -> list[str]:
@@ -144,16 +155,18 @@ class _Structuring:
         if not limit * self.low <= x < limit:
             return _NONE
         fired: list[str] = []
+        count, window = self.count, self.window
         for account in (src if self.source else None, dst if self.target else None):
             if account is None:
                 continue
             times = self.near.get(account)
             if times is None:
-                times = self.near[account] = deque(maxlen=self.count)
+                times = self.near[account] = deque(maxlen=count)
+            # held at the previous event: did the window hold then? (a self-transfer's second
+            # event finds its first one's answer: one alert)
+            before = len(times) == count and times[-1] - times[0] < window
             times.append(now)
-            # a self-transfer is two events of one account: one alert
-            full = len(times) == self.count and times[0] > now - self.window
-            if full and account not in fired:
+            if not before and len(times) == count and now - times[0] < window:
                 fired.append(account)
         return fired
 
@@ -165,15 +178,39 @@ class _Structuring:
         return sum(len(times) for times in self.near.values())
 
 
+class _Counterparties:
+    """One account's counterparties -> effective time of their last event, oldest first;
+    ``bound`` <= every time held (so nothing has expired while now - bound < window) and
+    ``holding``: whether the window held at the account's last event."""
+
+    __slots__ = ("bound", "holding", "times")
+
+    def __init__(self, now: int) -> None:
+        self.times: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self.bound = now
+        self.holding = False
+
+    def drop(self, horizon: int) -> None:
+        """Forget the counterparties last seen at or before ``horizon``."""
+        times = self.times
+        while times:
+            oldest = next(iter(times))
+            if times[oldest] > horizon:
+                self.bound = times[oldest]
+                return
+            del times[oldest]
+
+
 class _Fan:
-    """Per account counterparty -> effective time of its last event, oldest first; the rule
-    holds at ``now`` iff at least ``count`` are held after dropping those <= now - window."""
+    """Per account its counterparties (:class:`_Counterparties`): the window holds at ``now``
+    iff at least ``count`` remain after dropping those last seen <= now - window."""
 
     def __init__(self, name: str, level: str, p: dict[str, Any], incoming: bool) -> None:
         self.name, self.level, self.window = name, level, int(p["window"])
         self.count = int(p["count"])
         self.incoming = incoming
-        self.last: dict[str, OrderedDict[tuple[str, str], int]] = {}
+        self.sides = (not incoming, incoming)
+        self.last: dict[str, _Counterparties] = {}
 
     def judge(self, tx: Transaction, now: int, src: str | None, dst: str | None) -> list[str]:
         if self.incoming:
@@ -182,30 +219,29 @@ class _Fan:
             account, other = src, (tx.target_bank, tx.target)
         if account is None:
             return _NONE
-        seen = self.last.get(account)
-        if seen is None:
-            seen = self.last[account] = OrderedDict()
-        seen[other] = now
-        seen.move_to_end(other)
-        if len(seen) < self.count:  # dropping can only lower the count: not needed yet
-            return _NONE
-        horizon = now - self.window
-        while True:
-            oldest = next(iter(seen))
-            if seen[oldest] > horizon:
-                break
-            del seen[oldest]
-        return [account] if len(seen) >= self.count else _NONE
+        entry = self.last.get(account)
+        if entry is None:
+            entry = self.last[account] = _Counterparties(now)
+        times = entry.times
+        if other in times:
+            times.move_to_end(other)
+        times[other] = now
+        # dropping can only lower the count: needed only when it could decide the answer
+        if len(times) >= self.count and now - entry.bound >= self.window:
+            entry.drop(now - self.window)
+        holds = len(times) >= self.count
+        fires = holds and not entry.holding
+        entry.holding = holds
+        return [account] if fires else _NONE
 
     def sweep(self, horizon: int) -> None:
-        for account, seen in list(self.last.items()):
-            while seen and seen[next(iter(seen))] <= horizon:
-                seen.popitem(last=False)
-            if not seen:
+        for account, entry in list(self.last.items()):
+            entry.drop(horizon)
+            if not entry.times:
                 del self.last[account]
 
     def size(self) -> int:
-        return sum(len(seen) for seen in self.last.values())
+        return sum(len(entry.times) for entry in self.last.values())
 
 
 class _PassThrough:
@@ -216,6 +252,7 @@ class _PassThrough:
     def __init__(self, name: str, level: str, p: dict[str, Any]) -> None:
         self.name, self.level, self.window = name, level, int(p["window"])
         self.tolerance, self.minimum = float(p["tolerance"]), float(p["minimum"])
+        self.sides = (True, True)
         self.incoming: dict[str, deque[tuple[int, float]]] = {}
         self.tie_time: int | None = None
         self.tie_out: dict[str, list[float]] = {}
@@ -242,7 +279,11 @@ class _PassThrough:
             if self.tie_time != now:
                 self.tie_time = now
                 self.tie_out.clear()
-            self.tie_out.setdefault(src, []).append(x)
+            outs = self.tie_out.get(src)
+            if outs is None:
+                self.tie_out[src] = [x]
+            else:
+                outs.append(x)
         return fired or _NONE
 
     def sweep(self, horizon: int) -> None:
@@ -282,9 +323,8 @@ class Windows:
                 self._judges.append(_judge(rule, level.name))
         self.longest = max((j.window for j in self._judges), default=0)
         self.clock: int | None = None
-        self._held: set[str] = set()  # ids of the transactions held, for repeats
-        self._held_order: deque[tuple[int, str]] = deque()  # (effective time, id), oldest first
-        self._swept = [0] * len(self._judges)
+        self._held: dict[str, int] = {}  # id -> effective time of the transactions held
+        self._swept = [0] * (len(self._judges) + 1)  # clock at each judge's last sweep, ids'
 
     def update(self, transactions: Sequence[Transaction]) -> list[WindowAlert]:
         """Judge and hold ``transactions`` in order; the alerts in transaction order, then rule
@@ -292,11 +332,12 @@ class Windows:
         out: list[WindowAlert] = []
         if not self._judges:
             return out
-        bank, held, order, longest = self.bank, self._held, self._held_order, self.longest
-        judges = self._judges
+        bank, held, longest = self.bank, self._held, self.longest
+        plan = [(j.window, *j.sides, j.judge, j.name, j.level) for j in self._judges]
         clock = self.clock
         for tx in transactions:
-            if tx.tx_id in held:
+            tx_id = tx.tx_id
+            if tx_id in held:
                 continue
             t = tx.time
             if clock is None or t > clock:
@@ -304,28 +345,31 @@ class Windows:
             late = clock - t
             if late >= longest:
                 continue
-            held.add(tx.tx_id)
-            order.append((clock, tx.tx_id))
+            held[tx_id] = clock
             src = tx.source if tx.source_bank == bank else None
             dst = tx.target if tx.target_bank == bank else None
-            for judge in judges:
-                if late < judge.window:
-                    for account in judge.judge(tx, clock, src, dst):
-                        out.append(WindowAlert(tx.tx_id, t, account, judge.name, judge.level))
+            for window, outgoing, incoming, judge, name, level in plan:
+                if late < window and (
+                    (outgoing and src is not None) or (incoming and dst is not None)
+                ):
+                    for account in judge(tx, clock, src, dst):
+                        out.append(WindowAlert(tx_id, t, account, name, level))
         self.clock = clock
         if clock is not None:
             self._forget(clock)
         return out
 
     def _forget(self, clock: int) -> None:
-        order, held = self._held_order, self._held
-        horizon = clock - self.longest
-        while order and order[0][0] <= horizon:
-            held.discard(order.popleft()[1])
+        """Every quarter window: each judge forgets what has left its window, and the ids of
+        transactions beyond the longest window are forgotten."""
         for k, judge in enumerate(self._judges):
             if clock - self._swept[k] >= max(judge.window // 4, 1):
                 judge.sweep(clock - judge.window)
                 self._swept[k] = clock
+        if clock - self._swept[-1] >= max(self.longest // 4, 1):
+            horizon = clock - self.longest
+            self._held = {k: t for k, t in self._held.items() if t > horizon}
+            self._swept[-1] = clock
 
     def restore(self, transactions: Iterable[Transaction]) -> None:
         """Hold ``transactions`` (in time order for the in-order state) without alerting."""
@@ -339,12 +383,12 @@ class Windows:
 
     @classmethod
     def restored(cls, bank: str, rules: RuleSet, store: PeriodStore) -> Windows:
-        """The state rebuilt from ``store``: its transactions of the last longest window before
-        its latest transaction time, replayed in time order."""
+        """The state rebuilt from ``store``: its transactions of the last two longest windows
+        before its latest transaction time, replayed in time order."""
         windows = cls(bank, rules)
         latest = store.latest_time()
         if latest is not None and windows.longest:
-            windows.restore(store.transactions_since(latest - windows.longest + 1))
+            windows.restore(store.transactions_since(latest - 2 * windows.longest + 1))
         return windows
 
     def check_bank(self, bank: str) -> None:

@@ -135,7 +135,7 @@ def check_contract(records: Sequence[bytes], folder: Path, rules: RuleSet = SMAL
 # hand-made edge cases: each checked against the batch engine, and for where the alert falls
 
 
-def test_structuring_fires_on_the_count_th_near_transaction_within_the_window(
+def test_structuring_fires_on_the_transaction_that_makes_the_window_hold(
     tmp_path: Path,
 ) -> None:
     near = {"kind": "cash"}
@@ -149,11 +149,14 @@ def test_structuring_fires_on_the_count_th_near_transaction_within_the_window(
         record("t7", 99, "a", "x", 9100, **near),  # 99 - 0 < 100: the third near one in window
         record("t8", 100, "c", "x", 9100, **near),  # 100 - 0 = 100: t2 has left c's window
         record("t9", 120, "a", "x", 10_000, **near),  # at the threshold: not near
-        record("t10", 130, "a", "x", 9200, **near),  # t3, t7, t10 within 100: fires again
+        record("t10", 130, "a", "x", 9200, **near),  # t3, t7, t10 within 100: the same episode
+        record("t11", 300, "a", "x", 9200, **near),  # the window no longer holds...
+        record("t12", 310, "a", "x", 9200, **near),
+        record("t13", 320, "a", "x", 9200, **near),  # ...and holds again: a new episode
     ]
     check_contract(records, tmp_path)
     found = [(w.tx_id, w.account, w.level) for w in stream(transactions(records), SMALL, 1)]
-    assert found == [("t7", "a", "HIGH"), ("t10", "a", "HIGH")]
+    assert found == [("t7", "a", "HIGH"), ("t13", "a", "HIGH")]
 
 
 def test_equal_timestamps_in_any_arrival_order(tmp_path: Path) -> None:
@@ -188,6 +191,10 @@ def test_fan_counts_distinct_counterparties_by_bank_and_account(tmp_path: Path) 
         pay("i2", 10, "p", "bob"),  # the same counterparty again
         pay("i3", 20, "q", "bob"),
         pay("i4", 30, "q", "carol"),  # the same account name at another bank: a third one
+        pay("i5", 40, "r", "bob"),  # a fourth, in the same episode: no alert
+        pay("i6", 200, "p", "bob"),  # the window no longer holds...
+        pay("i7", 210, "q", "bob"),
+        pay("i8", 220, "r", "bob"),  # ...and holds again: a new episode
         record("o1", 0, "b", "p", 10),
         record("o2", 1, "b", "q", 10),
         record("o3", 100, "b", "r", 10),  # 100 - 0 = 100: o1 has left the window
@@ -200,6 +207,7 @@ def test_fan_counts_distinct_counterparties_by_bank_and_account(tmp_path: Path) 
     assert [(w.tx_id, w.account, w.rule) for w in found] == [
         ("i4", "a", "fan_in"),
         ("o5", "b", "fan_out"),
+        ("i8", "a", "fan_in"),
     ]
 
 
@@ -353,6 +361,15 @@ def test_out_of_order_and_repeated_arrivals_never_alert_twice(tmp_path: Path) ->
         keys = [(w.tx_id, w.account, w.rule) for w in found]
         assert found and len(set(keys)) == len(keys)
         assert windows.update(order[-300:]) == []
+    # merged into one alert per transaction: each windowed rule once per transaction, ever
+    windows = Windows("alice", TIGHT)
+    merged: list[tuple[str, str]] = []
+    for i in range(0, len(shuffled), 50):
+        for batch in (shuffled[i : i + 50], shuffled[max(i - 25, 0) : i + 50]):
+            out = windows.merge(batch, [])
+            assert len({a.tx_id for a in out}) == len(out)
+            merged += [(a.tx_id, r) for a in out for r, _ in a.rules]
+    assert merged and len(set(merged)) == len(merged)
     # a late transaction more than a window late is ignored by that rule
     windows = Windows("alice", SMALL)
     windows.update(transactions([record("now", 1000, "a", "x", 10)]))
