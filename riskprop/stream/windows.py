@@ -78,7 +78,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -186,7 +186,10 @@ class _Counterparties:
     __slots__ = ("bound", "holding", "times")
 
     def __init__(self, now: int) -> None:
-        self.times: OrderedDict[tuple[str, str], int] = OrderedDict()
+        # a plain dict: re-inserting a key moves it to the end; it is small, so finding the
+        # first live entry after deletions at the front is cheap (measured faster than
+        # OrderedDict)
+        self.times: dict[tuple[str, str], int] = {}
         self.bound = now
         self.holding = False
 
@@ -223,8 +226,7 @@ class _Fan:
         if entry is None:
             entry = self.last[account] = _Counterparties(now)
         times = entry.times
-        if other in times:
-            times.move_to_end(other)
+        times.pop(other, None)  # re-inserted at the end: the dict stays in time order
         times[other] = now
         # dropping can only lower the count: needed only when it could decide the answer
         if len(times) >= self.count and now - entry.bound >= self.window:
