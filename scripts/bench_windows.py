@@ -30,17 +30,23 @@ from riskprop.stream.windows import Windows
 
 
 def per_record(
-    txs: Sequence[Transaction], batch: int, runs: int, make: Callable[[], Callable[..., object]]
-) -> float:
-    """Median over ``runs`` of microseconds a record, each run with a fresh ``make()``."""
-    times = []
+    txs: Sequence[Transaction],
+    batch: int,
+    runs: int,
+    makers: dict[str, Callable[[], Callable[[list[Transaction]], object]]],
+) -> dict[str, float]:
+    """Per maker the median over ``runs`` of microseconds a record, each run with a fresh
+    ``make()``; the makers take turns within a run, so a load change on a shared machine
+    affects them alike."""
+    times: dict[str, list[float]] = {name: [] for name in makers}
     for _ in range(runs):
-        step = make()
-        start = time.perf_counter()
-        for i in range(0, len(txs), batch):
-            step(list(txs[i : i + batch]))
-        times.append((time.perf_counter() - start) / len(txs) * 1e6)
-    return statistics.median(times)
+        for name, make in makers.items():
+            step = make()
+            start = time.perf_counter()
+            for i in range(0, len(txs), batch):
+                step(list(txs[i : i + batch]))
+            times[name].append((time.perf_counter() - start) / len(txs) * 1e6)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -68,19 +74,16 @@ def main() -> None:
     txs = [x for x in parsed if isinstance(x, Transaction)]
     print(f"{len(txs)} records of alice, batches of {args.batch}, median of {args.runs} runs")
 
-    windows_us = per_record(txs, args.batch, args.runs, lambda: Windows("alice", rules).update)
-    print(f"windowed rules (Windows.update):          {windows_us:8.2f} us/record")
-    level_us = per_record(txs, args.batch, args.runs, lambda: lambda b: alerts(b, "alice", rules))
-    print(f"transaction-level rules (alerts.alerts):  {level_us:8.2f} us/record")
-    level_out_us = per_record(txs, args.batch, args.runs, lambda: outbox("alice", rules))
-    print(f"the same, encoded (alerts.outbox):        {level_out_us:8.2f} us/record")
-    both_us = per_record(
-        txs,
-        args.batch,
-        args.runs,
-        lambda: outbox("alice", rules, windows=Windows("alice", rules)),
-    )
-    print(f"both, merged (alerts.outbox, windows=):   {both_us:8.2f} us/record")
+    makers: dict[str, Callable[[], Callable[[list[Transaction]], object]]] = {
+        "windowed rules (Windows.update)": lambda: Windows("alice", rules).update,
+        "transaction-level rules (alerts.alerts)": lambda: lambda b: alerts(b, "alice", rules),
+        "the same, encoded (alerts.outbox)": lambda: outbox("alice", rules),
+        "both, merged (alerts.outbox, windows=)": lambda: outbox(
+            "alice", rules, windows=Windows("alice", rules)
+        ),
+    }
+    for name, us in per_record(txs, args.batch, args.runs, makers).items():
+        print(f"{name + ':':42} {us:8.2f} us/record")
 
     windows = Windows("alice", rules)
     found = []
