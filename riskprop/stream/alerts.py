@@ -20,13 +20,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
 from riskprop.scoring.raw import Coded, RawTransactions, Texts
 from riskprop.scoring.rules import RuleSet, score
 from riskprop.stream.records import Transaction
+
+if TYPE_CHECKING:  # windows.py imports this module; outbox only calls a Windows' methods
+    from riskprop.stream.windows import Windows
 
 TRANSACTION_LEVEL: Final = ("threshold", "jurisdiction", "round_amount", "night", "failed", "type")
 
@@ -126,10 +129,21 @@ def encode(alert: Alert) -> bytes:
     return json.dumps(fields, separators=(",", ":")).encode()
 
 
-def outbox(bank: str, rules: RuleSet) -> Callable[[list[Transaction]], list[tuple[str, bytes]]]:
-    """The store's outbox function: each new transaction's alert, keyed by its ``tx_id``."""
+def outbox(
+    bank: str, rules: RuleSet, *, windows: Windows | None = None
+) -> Callable[[list[Transaction]], list[tuple[str, bytes]]]:
+    """The store's outbox function: each new transaction's alert, keyed by its ``tx_id``.
+
+    With ``windows`` (the windowed rules' state for ``bank``, made from the same ``rules``), the
+    new transactions also go through the windowed rules, and a transaction's windowed alerts
+    join its transaction-level ones in its one alert (:meth:`Windows.merge`)."""
+    if windows is not None:
+        windows.check_bank(bank)
 
     def messages(transactions: list[Transaction]) -> list[tuple[str, bytes]]:
-        return [(a.tx_id, encode(a)) for a in alerts(transactions, bank, rules)]
+        found = alerts(transactions, bank, rules)
+        if windows is not None:
+            found = windows.merge(transactions, found)
+        return [(a.tx_id, encode(a)) for a in found]
 
     return messages

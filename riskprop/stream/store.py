@@ -255,6 +255,18 @@ class PeriodStore:
         for row in self._db.execute(query, (period,)):
             yield Transaction(*row[:-1]), row[-1]
 
+    def latest_time(self) -> int | None:
+        """The latest transaction time stored (UTC seconds), None when the store is empty."""
+        (latest,) = self._db.execute("SELECT max(time) FROM tx").fetchone()
+        return None if latest is None else int(latest)
+
+    def transactions_since(self, time: int) -> Iterator[Transaction]:
+        """The stored transactions at ``time`` (UTC seconds) or later, in time order, equal
+        times in arrival order (one scan of the table: for rebuilding state on start)."""
+        query = f"SELECT {', '.join(_TX_COLUMNS)} FROM tx WHERE time >= ? ORDER BY time, rowid"
+        for row in self._db.execute(query, (time,)):
+            yield Transaction(*row)
+
     def periods(self) -> dict[int, int]:
         """Stored transactions per period."""
         query = "SELECT period, count(*) FROM tx GROUP BY period ORDER BY period"
