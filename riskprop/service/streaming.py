@@ -3,12 +3,13 @@
 With a ``stream`` section the service starts a :class:`StreamWorker`: one thread that connects
 to the broker, opens the period store and runs :class:`~riskprop.stream.consumer.Consumer`
 (receive, parse, store and commit, alert, dead-letter, acknowledge) batch after batch until the
-service stops. Alerts of each newly stored transaction go to the broker's alert stream and to
-the node's alert log. A broker that cannot be reached or fails mid-batch is retried after 1 s,
-doubling up to 30 s; meanwhile ``/readyz`` names the problem, and nothing is lost (what was not
-committed is delivered again; see the consumer's module doc). The thread never touches the
-service's event loop: the service reads :meth:`StreamWorker.status`, a snapshot the thread
-refreshes after each batch.
+service stops. Alerts of each newly stored transaction (its transaction-level rules and the
+windowed ones, whose state is rebuilt from the store at each connection) go to the broker's
+alert stream and to the node's alert log. A broker that cannot be reached or fails mid-batch is
+retried after 1 s, doubling up to 30 s; meanwhile ``/readyz`` names the problem, and nothing
+is lost (what was not committed is delivered again; see the consumer's module doc). The thread
+never touches the service's event loop: the service reads :meth:`StreamWorker.status`, a
+snapshot the thread refreshes after each batch.
 
 Before each run the service calls :meth:`StreamWorker.close_period` (in a thread of its own,
 with its own store connection; SQLite serialises it with the consumer's commits): the period
@@ -43,6 +44,7 @@ from riskprop.stream.period import ClosedPeriod, close_and_score
 from riskprop.stream.records import RecordRules
 from riskprop.stream.source import AlertSink, Fanout, StreamSource
 from riskprop.stream.store import COUNTERS, PeriodStore, Put
+from riskprop.stream.windows import Windows
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +161,12 @@ class StreamWorker:
                     store,
                     RecordRules(bank=self.player, accounts=accounts, currency=settings.currency),
                     batch=settings.batch,
-                    outbox=outbox(self.player, self.rules),
+                    # the windowed rules' state, rebuilt from the store at each (re)connection
+                    outbox=outbox(
+                        self.player,
+                        self.rules,
+                        windows=Windows.restored(self.player, self.rules, store),
+                    ),
                     publish=sink.publish,
                     latencies=self._observe,
                 )
