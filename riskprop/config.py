@@ -209,6 +209,10 @@ class StreamSettings:
     def period_start(self, period: int) -> int:
         return self.origin + period * self.period_length
 
+    def period_of(self, time: float) -> int:
+        """The period holding ``time`` (UTC s)."""
+        return math.floor((time - self.origin) / self.period_length)
+
 
 @dataclass(frozen=True)
 class AdminSettings:
@@ -661,8 +665,9 @@ def _schedule(top: _Section) -> ScheduleSettings:
     )
 
 
-def _duration(value: Any) -> int:
-    """Seconds from a whole number or ``<n>s``, ``<n>m``, ``<n>h``, ``<n>d`` (> 0)."""
+def _duration(value: Any, *, zero: bool = False) -> int:
+    """Seconds from a whole number or ``<n>s``, ``<n>m``, ``<n>h``, ``<n>d`` (> 0, or >= 0
+    with ``zero``)."""
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     else:
@@ -670,9 +675,13 @@ def _duration(value: Any) -> int:
         if match is None:
             raise ValueError(f"expected seconds or <n>s, <n>m, <n>h, <n>d, got {value!r}")
         seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"must be > 0 (got {value!r})")
+    if seconds < 0 or (seconds == 0 and not zero):
+        raise ValueError(f"must be {'>= 0' if zero else '> 0'} (got {value!r})")
     return seconds
+
+
+def _grace(value: Any) -> int:
+    return _duration(value, zero=True)
 
 
 def _utc_time(value: Any) -> int:
@@ -719,7 +728,7 @@ def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
         raise section.error("broker", f"{broker!r} is not one of {', '.join(STREAM_BROKERS)}")
     address = section.get("address", _string)
     if broker == "redis" and urlsplit(address).scheme not in ("redis", "rediss", "unix"):
-        raise section.error("address", f"{address!r} is not a redis:// or rediss:// URL")
+        raise section.error("address", f"{address!r} is not a redis://, rediss:// or unix:// URL")
     topic = section.get("topic", _string)
     names = {}
     for key, default in (
@@ -734,9 +743,7 @@ def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
     currency = section.get("currency", _string, "USD").upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise section.error("currency", f"{currency!r} is not an ISO 4217 code")
-    close_after = section.get("close_after", _finite, DEFAULT_CLOSE_AFTER)
-    if close_after < 0:
-        raise section.error("close_after", f"must be >= 0 (got {close_after:g})")
+    close_after = float(section.get("close_after", _grace, int(DEFAULT_CLOSE_AFTER)))
     return StreamSettings(
         broker=broker,
         address=address,

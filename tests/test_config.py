@@ -490,11 +490,17 @@ def test_a_stream_section_takes_defaults(configs: Path) -> None:
 
 
 def test_a_stream_section_reads_durations_and_times(configs: Path) -> None:
-    given = {**STREAM, "period_length": "7d", "origin": "2026-11-23T00:00:00+01:00"}
+    given = {
+        **STREAM,
+        "period_length": "7d",
+        "origin": "2026-11-23T00:00:00+01:00",
+        "close_after": "15m",
+    }
     edit(configs / "alice.yaml", set_in("stream", value=given))
     stream = load_player_config(configs, "alice").stream
     assert stream is not None
     assert stream.period_length == 7 * 86400
+    assert stream.close_after == 900
     assert stream.origin == 1_795_388_400  # 2026-11-22T23:00:00Z
     assert stream.period_start(2) == stream.origin + 14 * 86400
     for written in ("origin: 2026-11-23", "origin: 2026-11-23T00:00:00Z"):  # unquoted YAML
@@ -518,6 +524,7 @@ def test_a_stream_section_reads_durations_and_times(configs: Path) -> None:
         ({"origin": "2026-11-23T00:00:00"}, "stream.origin: '2026-11-23T00:00:00' has no time"),
         ({"origin": "monday"}, "stream.origin: expected an ISO 8601 time"),
         ({"close_after": -1}, "stream.close_after: must be >= 0"),
+        ({"close_after": "soon"}, "stream.close_after: expected seconds or <n>s"),
         ({"batch": 0}, "stream.batch: must be >= 1"),
         ({"currency": "euro"}, "stream.currency: 'EURO' is not an ISO 4217 code"),
         ({"rules": "missing.yaml"}, "stream.rules: file not found"),

@@ -360,7 +360,7 @@ class Service:
             problems.append(
                 f"certificate: {self.config.tls_certificate}: expired {cert['not_after']}"
             )
-        if self.streamer is not None and self.streamer.problem is not None:
+        if self.streamer is not None and self.streamer.started and self.streamer.problem:
             problems.append(f"stream: {self.streamer.problem}")
         for name, peer in sorted(self.peers.items()):
             if peer.reachable is None:

@@ -25,7 +25,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,11 @@ class StreamWorker:
 
     # ----------------------------------------------------------------- the thread
 
+    @property
+    def started(self) -> bool:
+        """Whether the consumer thread was started (a one-shot run never starts it)."""
+        return self._thread is not None
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="stream", daemon=True)
         self._thread.start()
@@ -167,7 +172,7 @@ class StreamWorker:
                         self.rules,
                         windows=Windows.restored(self.player, self.rules, store),
                     ),
-                    publish=sink.publish,
+                    publish=self._publisher(sink),
                     latencies=self._observe,
                 )
                 self._up(f"consuming {settings.topic} on {settings.broker}")
@@ -204,10 +209,18 @@ class StreamWorker:
         self.problem, self._state = problem, "down"
         self.metrics.up.set(0)
 
+    def _publisher(self, sink: AlertSink) -> Callable[[Sequence[tuple[str, bytes]]], None]:
+        """``sink.publish`` counting the alerts published (those a previous life left too)."""
+
+        def publish(messages: Sequence[tuple[str, bytes]]) -> None:
+            sink.publish(messages)
+            self._alerts += len(messages)
+
+        return publish
+
     def _observe(self, latencies: list[float]) -> None:
         with self._lock:
             self._latency.extend(latencies)
-        self._alerts += len(latencies)
         for seconds in latencies:
             self.metrics.latency.observe(seconds)
 
@@ -289,16 +302,15 @@ class StreamWorker:
             closed = close_and_score(
                 store, settings, period, bank=self.player, root=root, members=members
             )
-            # the store keeps the transactions of the periods whose folders are kept
-            purged = store.purge(before=closed.period - keep + 1)
+            # the store keeps the periods whose folders are kept and what the windowed rules
+            # replay on a restart (two longest windows before the period's end)
+            replay = closed.end - 2 * Windows(self.player, self.rules).longest
+            before = min(closed.period - keep + 1, settings.period_of(replay))
+            purged = store.purge(before=before)
         finally:
             store.close()
         if purged:
-            log.info(
-                "stream store: %d transactions of periods before %d removed",
-                purged,
-                period - keep + 1,
-            )
+            log.info("stream store: %d transactions of periods before %d removed", purged, before)
         self.last_closed = {
             "period": closed.period,
             "start": closed.start,

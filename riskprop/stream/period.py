@@ -111,7 +111,9 @@ def close_and_score(
         )
     opened = close_through(store, period)
     folder = period_folder(root, period, settings)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.chmod(0o700)
+    folder.mkdir(exist_ok=True, mode=0o700)
     raw = folder / RAW_FILE
     transactions, late = write_period_raw(store, period, raw)
     start = settings.period_start(period)
@@ -131,6 +133,7 @@ def close_and_score(
         periods=1,
         members=members,
     )
+    _private(folder)  # the bank's transactions and scores: owner-only, whatever the umask
     summary = {
         "period": period,
         "start": _iso(start),
@@ -145,3 +148,10 @@ def close_and_score(
 
 def _iso(seconds: int) -> str:
     return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _private(folder: Path) -> None:
+    """``folder`` and everything in it: directories 0700, files 0600."""
+    folder.chmod(0o700)
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)

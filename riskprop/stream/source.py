@@ -3,9 +3,10 @@
 Contract (the consumer relies on it; each adapter's tests check it against a real broker):
 
 - :meth:`~StreamSource.receive` returns up to ``count`` deliveries, each the broker's id for the
-  record (a Redis stream entry id, ``partition:offset`` for Kafka) and its body, waiting at most
-  ``wait`` seconds when none is ready. After a restart it first returns what was delivered to
-  this consumer (or to a consumer that died) and never acknowledged, then new records.
+  record (a Redis stream entry id, ``topic:partition:offset`` for Kafka) and its body, waiting
+  at most ``wait`` seconds when none is ready. After a restart it first returns what was
+  delivered to this consumer (or to a consumer that died) and never acknowledged, then new
+  records.
 - :meth:`~StreamSource.ack` tells the broker the deliveries are done; the consumer calls it only
   after the store has committed them. A delivery never acknowledged is delivered again.
 - :meth:`~StreamSource.dead_letter` publishes a bad record with its reason to the dead-letter

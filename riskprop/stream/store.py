@@ -1,7 +1,7 @@
 """The node's durable store of streamed transactions: one SQLite file in WAL mode.
 
 Theory of operation. A consumer hands :meth:`PeriodStore.put` a batch of deliveries, each a
-broker id (the stream entry id or Kafka partition:offset) with its parsed record, and
+broker id (the stream entry id or Kafka topic:partition:offset) with its parsed record, and
 acknowledges the batch to the broker only after ``put`` returns, i.e. after the batch's single
 SQLite transaction has committed with ``synchronous=FULL`` (in WAL mode a commit is then on disk
 when it returns; ``NORMAL`` could lose the last commits on a power cut, after the broker was told
@@ -48,7 +48,8 @@ _TX_SQL: Final = ", ".join(
     f"{c} {'REAL' if c in _REAL else 'INTEGER' if c in _INTEGER else 'TEXT'} NOT NULL"
     for c in _TX_COLUMNS[1:]
 )
-# rowid order is arrival order: rows are never deleted, so SQLite's rowid only grows
+# rowid order is arrival order: SQLite's rowid only grows (purge deletes old periods' rows,
+# never the newest)
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tx (

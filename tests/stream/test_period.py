@@ -89,7 +89,8 @@ def test_a_closed_period_is_the_batch_input_of_the_same_records(tmp_path: Path) 
         score_bank(day_file, bank, batch, periods=1, members=BANKS)
         for name in OUTPUT_FILES:
             assert (closed.data / bank / name).read_bytes() == (batch / bank / name).read_bytes()
-        assert (closed.data / RAW_FILE).stat().st_mode & 0o077 == 0
+        for path in [closed.data.parent, closed.data, *closed.data.rglob("*")]:
+            assert path.stat().st_mode & 0o077 == 0, path  # owner-only, whatever the umask
         shutil.copytree(closed.data / bank, streamed / bank)
 
     secure = simulate_secure(streamed, iterations=3, delta_a=0.5, key_bits=KEY_BITS)
