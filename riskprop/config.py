@@ -201,6 +201,11 @@ class StreamSettings:
     #: the bank's known accounts (a CSV with an ``id`` column); a record whose own account is
     #: not among them is dead-lettered. None: any account of the bank is taken
     accounts: Path | None = None
+    #: Kafka: the topic's partitions this node assigns itself (None: join the group and take
+    #: what the group's rebalance gives)
+    partitions: tuple[int, ...] | None = (0,)
+    #: Kafka: further client settings (librdkafka's names: TLS, SASL...), for every client
+    kafka_settings: tuple[tuple[str, str], ...] = ()
 
     def period_to_close(self, at: float) -> int:
         """The last period whose end lies ``close_after`` or more before ``at`` (UTC s)."""
@@ -722,6 +727,7 @@ def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
         "currency",
         "claim_idle",
         "accounts",
+        "kafka",
     )
     broker = section.get("broker", _string)
     if broker not in STREAM_BROKERS:
@@ -764,7 +770,40 @@ def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
         currency=currency,
         claim_idle=section.get("claim_idle", _positive, 60.0),
         accounts=section.path("accounts", must_exist="file") if section.given("accounts") else None,
+        **_kafka(section.section("kafka", required=False), broker),
     )
+
+
+def _kafka(section: _Section, broker: str) -> dict[str, Any]:
+    """``stream.kafka``: ``partitions`` (a list of partition numbers, or ``group``) and
+    ``settings`` (librdkafka client settings, scalar values)."""
+    if section.data and broker != "kafka":
+        raise ConfigError(f"{section.file}: stream.kafka: only for stream.broker kafka")
+    section.only("partitions", "settings")
+    partitions: tuple[int, ...] | None = (0,)
+    if section.given("partitions"):
+        given = section.data["partitions"]
+        if given == "group":
+            partitions = None
+        elif (
+            isinstance(given, list)
+            and given
+            and all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in given)
+        ):
+            partitions = tuple(sorted(set(given)))
+        else:
+            raise section.error(
+                "partitions", f"expected a list of partition numbers or 'group', got {given!r}"
+            )
+    settings = section.section("settings", required=False)
+    pairs = []
+    for key, value in settings.data.items():
+        if not isinstance(key, str) or isinstance(value, dict | list) or value is None:
+            raise settings.error(str(key), "expected a librdkafka setting with a scalar value")
+        if key in ("bootstrap.servers", "group.id"):
+            raise settings.error(key, "given by stream.address and stream.group")
+        pairs.append((key, str(value).lower() if isinstance(value, bool) else str(value)))
+    return {"partitions": partitions, "kafka_settings": tuple(sorted(pairs))}
 
 
 def _admin(section: _Section, listen_port: int) -> AdminSettings:

@@ -554,3 +554,46 @@ def test_a_stream_may_name_the_banks_accounts(configs: Path, tmp_path: Path) -> 
     assert stream is not None and stream.accounts == accounts
     accounts.unlink()
     assert "stream.accounts: file not found" in failure(configs)
+
+
+def test_a_kafka_stream_takes_partitions_and_client_settings(configs: Path) -> None:
+    kafka = {
+        **STREAM,
+        "broker": "kafka",
+        "address": "k1:9092,k2:9092",
+        "kafka": {
+            "partitions": [2, 0, 1],
+            "settings": {"security.protocol": "SSL", "enable.ssl.certificate.verification": True},
+        },
+    }
+    edit(configs / "alice.yaml", set_in("stream", value=kafka))
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None and stream.partitions == (0, 1, 2)
+    assert stream.kafka_settings == (
+        ("enable.ssl.certificate.verification", "true"),
+        ("security.protocol", "SSL"),
+    )
+    edit(
+        configs / "alice.yaml", set_in("stream", value={**kafka, "kafka": {"partitions": "group"}})
+    )
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None and stream.partitions is None
+
+
+@pytest.mark.parametrize(
+    ("kafka", "broker", "message"),
+    [
+        ({"partitions": []}, "kafka", "stream.kafka.partitions: expected a list of partition"),
+        ({"partitions": [-1]}, "kafka", "stream.kafka.partitions: expected a list of partition"),
+        ({"settings": {"group.id": "x"}}, "kafka", "stream.kafka.settings.group.id: given by"),
+        ({"settings": {"a": [1]}}, "kafka", "stream.kafka.settings.a: expected a librdkafka"),
+        ({"partitions": [0]}, "redis", "stream.kafka: only for stream.broker kafka"),
+    ],
+)
+def test_kafka_section_errors(
+    configs: Path, kafka: dict[str, Any], broker: str, message: str
+) -> None:
+    address = "k:9092" if broker == "kafka" else STREAM["address"]
+    given = {**STREAM, "broker": broker, "address": address, "kafka": kafka}
+    edit(configs / "alice.yaml", set_in("stream", value=given))
+    assert message in failure(configs)

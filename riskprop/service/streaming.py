@@ -99,9 +99,13 @@ def connect(settings: StreamSettings, player: str) -> tuple[StreamSource, AlertS
             raise ConfigError(
                 "stream.broker kafka needs confluent-kafka: pip install 'riskprop[stream]'"
             ) from None
-        kafka = {"bootstrap.servers": settings.address}
+        kafka = {"bootstrap.servers": settings.address, **dict(settings.kafka_settings)}
         source = KafkaStreamSource(
-            kafka, settings.topic, group=settings.group, dead_topic=settings.dead_letters
+            kafka,
+            settings.topic,
+            group=settings.group,
+            dead_topic=settings.dead_letters,
+            partitions=settings.partitions,
         )
         broker_sink = KafkaAlertSink(kafka, settings.alerts)
     return source, Fanout(broker_sink, log_sink)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 from helpers import run_cli
-from stream.brokers import DEAD, IN_CI, STREAM, redis_broker
+from stream.brokers import ALERTS, DEAD, IN_CI, STREAM, kafka_broker, redis_broker
 
 from riskprop.config import StreamSettings
 from riskprop.errors import ConfigError
@@ -130,6 +130,35 @@ def test_a_worker_waits_for_its_broker_and_then_consumes(tmp_path: Path) -> None
     assert worker.status()["state"] == "stopped"
     assert (tmp_path / "stream").stat().st_mode & 0o077 == 0
     assert (tmp_path / "stream" / "store.db").stat().st_mode & 0o077 == 0
+
+
+def test_a_worker_consumes_from_kafka(tmp_path: Path) -> None:
+    """The service's worker on the Kafka-compatible broker (tansu): every record stored once,
+    each alert published to the alert topic."""
+    generate_raw(tmp_path / "gen", banks=["alice", "bob"], accounts=200, transactions=800, days=3)
+    rows = (tmp_path / "gen" / "alice" / "raw.csv").read_bytes().splitlines()[1:]
+    metrics = NodeMetrics("alice", stream=True)
+    assert metrics.stream is not None
+    with kafka_broker(tmp_path / "kafka") as broker:
+        broker.produce(rows)
+        given = dataclasses.replace(
+            settings(tmp_path, 0),
+            broker="kafka",
+            address=broker.address,
+            topic=STREAM,
+            dead_letters=DEAD,
+            alerts=ALERTS,
+        )
+        worker = StreamWorker(Config(given), metrics.stream)  # type: ignore[arg-type]
+        worker.start()
+        try:
+            eventually(lambda: worker.status()["records"]["stored"] == len(rows), "all stored")
+            assert worker.status()["state"] == "consuming"
+        finally:
+            worker.stop()
+        published = worker.status()["alerts"]
+        lines = (tmp_path / "stream" / "alerts.jsonl").read_text().splitlines()
+        assert published == len(lines) > 0
 
 
 def test_records_of_accounts_the_bank_does_not_know_are_dead_letters(tmp_path: Path) -> None:
