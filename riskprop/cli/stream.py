@@ -32,7 +32,12 @@ def stream_group() -> None:
     show_default=True,
     help="The kind of broker.",
 )
-@click.option("--topic", required=True, help="The stream (Redis) or topic (Kafka) to write to.")
+@click.option(
+    "--topic",
+    required=True,
+    help="The stream (Redis) or topic (Kafka) to write to; {bank} in it stands for each bank's "
+    "name (needed with several --bank).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -49,19 +54,26 @@ def stream_group() -> None:
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many records.")
 @click.option(
     "--start",
-    help="Move every timestamp so the first is this time: 'now' or ISO 8601 with a zone "
-    "(replays a generated month as if it were happening). [default: as written]",
+    help="Move every timestamp alike so that UTC midnight of the first transaction's day is "
+    "this time: 'now' or ISO 8601 with a zone (replays a generated month as if it were "
+    "happening). [default: as written]",
 )
 @click.option(
     "--live",
     is_flag=True,
-    help="Stamp each record with the time it is sent (a live stream for demos; with --rate).",
+    help="Stamp each transaction with the time it is sent (a live stream for demos).",
+)
+@click.option(
+    "--loop",
+    is_flag=True,
+    help="With --live: replay forever, ids suffixed ~1, ~2, ... (stop with Ctrl-C or --count).",
 )
 @click.option(
     "--bank",
     default="alice",
     show_default=True,
-    help="Without RAW: the bank whose generated transactions are produced.",
+    help="Without RAW: the banks whose generated transactions are produced, comma-separated, "
+    "each to its own topic; a transaction between two of them gets one time in both.",
 )
 @click.option(
     "--banks",
@@ -83,6 +95,7 @@ def produce_command(
     count: int | None,
     start: str | None,
     live: bool,
+    loop: bool,
     bank: str,
     banks: str,
     accounts: int,
@@ -92,16 +105,26 @@ def produce_command(
 ) -> None:
     """Publish a bank's raw transactions (RAW, in riskprop's raw layout) to its stream, one
     record per transaction. Without RAW, generates a network's transactions with planted
-    typologies (as `riskprop generate --raw` does) and publishes those of --bank."""
-    from riskprop.stream.produce import first_time, produce, publisher, records
+    typologies (as `riskprop generate --raw` does) and publishes those of each --bank."""
+    from riskprop.stream.produce import first_day, network_records, produce, publisher
 
+    chosen = split_names(bank)
+    if raw is not None and len(chosen) > 1:
+        raise ConfigError("--bank: one bank with RAW (the file is one bank's)")
+    if len(chosen) > 1 and "{bank}" not in topic:
+        raise ConfigError("--topic: give {bank} in it to publish several banks")
+    if start is not None and live:
+        raise ConfigError("--start and --live exclude each other")
+    if loop and not live:
+        raise ConfigError("--loop goes with --live (a replay under new ids at the current time)")
     with tempfile.TemporaryDirectory(prefix="riskprop-produce-") as scratch:
         if raw is None:
             from riskprop.lab.rawgen import generate_raw
 
             names = split_names(banks)
-            if bank not in names:
-                raise ConfigError(f"--bank {bank!r} is not one of --banks ({', '.join(names)})")
+            for name in chosen:
+                if name not in names:
+                    raise ConfigError(f"--bank {name!r} is not one of --banks ({', '.join(names)})")
             generate_raw(
                 Path(scratch),
                 banks=names,
@@ -110,27 +133,29 @@ def produce_command(
                 days=days,
                 seed=seed,
             )
-            raw = Path(scratch) / bank / "raw.csv"
+            files = {name: Path(scratch) / name / "raw.csv" for name in chosen}
+        else:
+            files = {chosen[0]: raw}
         shift = 0.0
-        if start is not None and live:
-            raise ConfigError("--start and --live exclude each other")
         if start is not None:
             target = datetime.now(UTC) if start == "now" else _time(start)
-            shift = (target - first_time(raw)).total_seconds()
-        sink = publisher(broker, address, topic)
+            shift = (target - first_day(files.values())).total_seconds()
+        topics = {name: topic.replace("{bank}", name) for name in files}
+        sinks = {name: publisher(broker, address, topics[name]) for name in files}
         try:
-            bodies = records(raw, fmt=fmt, shift=shift, live=live)
-            done = produce(bodies, sink, rate=rate, limit=count)
+            items = network_records(files, fmt=fmt, shift=shift, live=live, loop=loop)
+            done = produce(items, sinks, rate=rate, limit=count)
         except Exception as exc:  # the broker's client errors: one line, not a traceback
             if isinstance(exc, RiskpropError):
                 raise
             raise ConfigError(f"{broker} {address}: {type(exc).__name__}: {exc}") from None
         finally:
-            sink.close()
+            for sink in sinks.values():
+                sink.close()
     per_second = done.records / done.seconds if done.seconds > 0 else float("inf")
     click.echo(
-        f"produced {done.records} records to {topic} in {done.seconds:.1f} s "
-        f"({per_second:,.0f} records/s)"
+        f"produced {done.records} records to {', '.join(topics.values())} in "
+        f"{done.seconds:.1f} s ({per_second:,.0f} records/s)"
     )
 
 

@@ -4,20 +4,24 @@ For demos, tests and load tests: the rows of a raw file in riskprop's layout (su
 ``riskprop generate --raw`` writes, with planted typologies) become one record each, CSV (the
 row as written) or JSON (an object of the header's names), published in order to a Redis stream
 (``XADD <topic> * record <body>``, pipelined) or a Kafka topic, at a given rate or as fast as
-the broker takes them. ``shift`` moves every timestamp by a number of seconds (keeping its
-zone), so a generated month can be replayed as if it were happening now; ``live`` stamps each
-record with the time it is sent instead (a demo's endless stream of "now").
+the broker takes them. Several banks' files (one generated network) are merged in time order,
+each bank's rows to its own stream. ``shift`` moves every timestamp by a number of seconds
+(keeping its zone), so a generated month can be replayed as if it were happening now; ``live``
+stamps each transaction with the time it is sent instead, and ``loop`` replays forever under
+new ids (a demo's endless stream of "now"). Either way a transaction that two banks' files
+hold gets the same time in both, so both banks put it in the same period.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -85,40 +89,75 @@ def publisher(broker: str, address: str, topic: str) -> Publisher:
         ) from None
 
 
-def first_time(path: Path) -> datetime:
-    """The timestamp of ``path``'s first row (to shift a file to a chosen start)."""
-    for fields in _rows(path):
-        return _stamp(path, 2, fields["timestamp"])
-    raise InputError(f"{path}: no transactions")
+def first_day(paths: Iterable[Path]) -> datetime:
+    """UTC midnight starting the day of the earliest first row of ``paths`` (the reference a
+    ``--start`` moves: every bank's file of one generated network shifts alike)."""
+    firsts = []
+    for path in paths:
+        for fields in _rows(path):
+            firsts.append(_stamp(path, 2, fields["timestamp"]).astimezone(UTC))
+            break
+    if not firsts:
+        raise InputError(f"{', '.join(map(str, paths))}: no transactions")
+    return min(firsts).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def records(
     path: Path, *, fmt: str = "csv", shift: float = 0.0, live: bool = False
 ) -> Iterator[bytes]:
-    """``path``'s rows as record bodies in ``fmt`` (csv or json), timestamps moved by ``shift``
-    seconds, or, ``live``, each stamped with the time it is taken from this iterator (in its
-    own zone): a file replayed as a live stream. InputError names the file and line of a
-    header or timestamp it cannot read; the consumer checks everything else (a bad row becomes
-    a dead letter there, as it should)."""
+    """``path``'s rows as record bodies (see :func:`network_records`)."""
+    for _, body in network_records({"": path}, fmt=fmt, shift=shift, live=live):
+        yield body
+
+
+def network_records(
+    files: Mapping[str, Path],
+    *,
+    fmt: str = "csv",
+    shift: float = 0.0,
+    live: bool = False,
+    loop: bool = False,
+) -> Iterator[tuple[str, bytes]]:
+    """(bank, record body) for the rows of every bank's file in ``files``, merged in time order
+    (a file's own order among equal times), in ``fmt`` (csv or json). Timestamps are moved by
+    ``shift`` seconds, or, ``live``, stamped with the time the transaction is first taken from
+    this iterator; a transaction in two banks' files (same ``tx_id``) gets one time, kept in
+    each row's own zone. ``loop`` replays the files forever, ids suffixed ``~1``, ``~2``...
+    InputError names the file and line of a header or timestamp it cannot read; the consumer
+    checks everything else (a bad row becomes a dead letter there, as it should)."""
     if fmt not in FORMATS:
         raise ConfigError(f"record format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    rows: list[tuple[datetime, int, str, datetime, dict[str, str]]] = []
+    for bank, path in files.items():
+        for line, fields in enumerate(_rows(path), start=2):
+            stamp = _stamp(path, line, fields["timestamp"])
+            rows.append((stamp.astimezone(UTC), len(rows), bank, stamp, fields))
+    rows.sort(key=lambda row: (row[0], row[1]))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="")
-    for line, fields in enumerate(_rows(path), start=2):
-        if shift or live:
-            stamp = _stamp(path, line, fields["timestamp"])
-            if live:
-                moved = datetime.now(stamp.tzinfo).replace(microsecond=0)
+    for round_ in itertools.count():
+        stamped: dict[str, datetime] = {}
+        for utc, _, bank, stamp, original in rows:
+            fields = dict(original)
+            if round_:
+                fields["tx_id"] = f"{fields['tx_id']}~{round_}"
+            if live or shift:
+                moved = stamped.get(fields["tx_id"])
+                if moved is None:
+                    now = datetime.now(UTC).replace(microsecond=0)
+                    moved = now if live else utc + timedelta(seconds=shift)
+                    stamped[fields["tx_id"]] = moved
+                local = moved.astimezone(stamp.tzinfo)
+                fields["timestamp"] = local.isoformat(timespec="seconds").replace("+00:00", "Z")
+            if fmt == "json":
+                yield bank, json.dumps(fields, separators=(",", ":")).encode()
             else:
-                moved = stamp + timedelta(seconds=shift)
-            fields["timestamp"] = moved.isoformat(timespec="seconds").replace("+00:00", "Z")
-        if fmt == "json":
-            yield json.dumps(fields, separators=(",", ":")).encode()
-        else:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow([fields[name] for name in RISKPROP_HEADER])
-            yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerow([fields[name] for name in RISKPROP_HEADER])
+                yield bank, buffer.getvalue().encode()
+        if not loop or not rows:
+            return
 
 
 @dataclass(frozen=True)
@@ -128,39 +167,48 @@ class Produced:
 
 
 def produce(
-    bodies: Iterator[bytes],
-    target: Publisher,
+    items: Iterator[tuple[str, bytes]],
+    targets: Mapping[str, Publisher],
     *,
     rate: float | None = None,
     batch: int = 500,
     limit: int | None = None,
 ) -> Produced:
-    """Send ``bodies`` (at most ``limit``) in batches of ``batch``; with ``rate``, paced to
-    that many records per second on average (each batch waits for its due time)."""
+    """Send each (bank, body) of ``items`` (at most ``limit``) to ``targets[bank]``, in batches
+    of up to ``batch``; with ``rate``, paced to that many records per second on average (each
+    batch waits for its due time)."""
     started = time.monotonic()
     sent = 0
-    chunk: list[bytes] = []
-    for body in bodies:
+    chunk: list[tuple[str, bytes]] = []
+    for item in items:
         if limit is not None and sent + len(chunk) >= limit:
             break
-        chunk.append(body)
+        chunk.append(item)
         if len(chunk) >= batch:
-            sent += _send(target, chunk, sent, started, rate)
+            sent += _send(targets, chunk, sent, started, rate)
             chunk = []
     if chunk:
-        sent += _send(target, chunk, sent, started, rate)
+        sent += _send(targets, chunk, sent, started, rate)
     return Produced(sent, time.monotonic() - started)
 
 
 def _send(
-    target: Publisher, chunk: list[bytes], sent: int, started: float, rate: float | None
+    targets: Mapping[str, Publisher],
+    chunk: list[tuple[str, bytes]],
+    sent: int,
+    started: float,
+    rate: float | None,
 ) -> int:
     if rate is not None:
         due = started + sent / rate
         pause = due - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-    target.send(chunk)
+    by_bank: dict[str, list[bytes]] = {}
+    for bank, body in chunk:
+        by_bank.setdefault(bank, []).append(body)
+    for bank, bodies in by_bank.items():
+        targets[bank].send(bodies)
     return len(chunk)
 
 

@@ -44,7 +44,7 @@ from riskprop.config import ADMIN_PORT_OFFSET, format_slot
 
 BANKS = ("alice", "bob", "charlie")
 KEYGENS = tuple(f"{bank}-keygen" for bank in BANKS)
-PRODUCERS = tuple(f"{bank}-producer" for bank in BANKS)
+PRODUCERS = ("producer",)
 STREAMING_FILE = REPO / "docker-compose.streaming.yml"
 SUBNET = "10.231.77"  # this test's own namespaces only
 IN_CI = os.environ.get("CI") == "true"
@@ -202,18 +202,18 @@ def test_the_streaming_override_validates_and_points_the_nodes_at_their_streams(
             "close_after": 300,
         }
         assert streaming["schedule"]["cron"] == "5 * * * *"
-        # its producer is hardened like every bank container and publishes the bank's records
-        producer = merged[f"{bank}-producer"]
-        assert producer["user"] == f"{NODE_UID}:{NODE_UID}" and producer["read_only"] is True
-        assert producer["cap_drop"] == ["ALL"] and "volumes" not in producer
-        command = producer["command"]
-        assert command[:2] == ["stream", "produce"]
-        assert command[command.index("--topic") + 1] == f"tx.{bank}"
-        assert command[command.index("--bank") + 1] == bank
-        assert "--live" in command
-        # the producer's command is one riskprop accepts (parsed and type-checked, not run)
-        context = produce_command.make_context("produce", [str(word) for word in command[2:]])
-        assert context.params["live"] is True and context.params["rate"] > 0
+    # the producer is hardened like every bank container and publishes every bank's records
+    producer = merged["producer"]
+    assert producer["user"] == f"{NODE_UID}:{NODE_UID}" and producer["read_only"] is True
+    assert producer["cap_drop"] == ["ALL"] and "volumes" not in producer
+    command = [str(word) for word in producer["command"]]
+    assert command[:2] == ["stream", "produce"]
+    assert command[command.index("--topic") + 1] == "tx.{bank}"
+    assert command[command.index("--bank") + 1] == ",".join(BANKS)
+    assert "--live" in command and "--loop" in command
+    # the producer's command is one riskprop accepts (parsed and type-checked, not run)
+    context = produce_command.make_context("produce", command[2:])
+    assert context.params["live"] is True and context.params["rate"] > 0
 
 
 def test_services_are_init_then_each_banks_keygen_then_its_node() -> None:

@@ -21,7 +21,7 @@ from stream.brokers import RedisBroker, redis_broker
 from riskprop.lab.rawgen import EPOCH, generate_raw
 from riskprop.lab.simulate import simulate_plaintext
 from riskprop.scoring.pipeline import score_bank
-from riskprop.stream.produce import RedisPublisher, produce, records
+from riskprop.stream.produce import RedisPublisher, network_records, produce
 
 PARTIES = ["alice", "bob", "charlie"]
 WEEK = 7 * 86_400
@@ -76,19 +76,22 @@ def test_streaming_nodes_alert_close_their_period_and_propagate(
     counts = {}
     with redis_broker(tmp_path / "redis") as broker, services(network, None) as running:
         port = int(broker.address)
+        url = f"redis://127.0.0.1:{port}/0"
+        publishers = {p: RedisPublisher(url, f"tx.{p}") for p in PARTIES}
+        files = {p: tmp_path / "raw" / p / "raw.csv" for p in PARTIES}
+        items = list(network_records(files, shift=shift))  # one network, in time order
+        assert produce(iter(items), publishers).records == len(items)
+        header = files["alice"].read_text().splitlines()[0]
         for party in PARTIES:
             running.edit(party, functools.partial(streaming, port, start))
-            publisher = RedisPublisher(f"redis://127.0.0.1:{port}/0", f"tx.{party}")
-            raw = tmp_path / "raw" / party / "raw.csv"
-            counts[party] = produce(records(raw, shift=shift), publisher).records
-            publisher.send(BAD)
-            publisher.close()
-            # the batch input of the same records
+            publishers[party].send(BAD)
+            publishers[party].close()
+            # the batch input of the same records, in the order they were streamed
+            bodies = [body.decode() for bank, body in items if bank == party]
+            counts[party] = len(bodies)
             shifted = tmp_path / "shifted" / f"{party}.csv"
             shifted.parent.mkdir(exist_ok=True)
-            header = raw.read_text().splitlines()[0]
-            body = b"\n".join(records(raw, shift=shift)).decode()
-            shifted.write_text(f"{header}\n{body}\n")
+            shifted.write_text("\n".join([header, *bodies]) + "\n")
             score_bank(shifted, party, batch, periods=1, members=PARTIES)
         for party in PARTIES:
             running.start(party)

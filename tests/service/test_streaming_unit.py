@@ -222,7 +222,11 @@ def test_produce_publishes_a_raw_file_moved_to_a_start(
         assert len(entries) == 50
         first = json.loads(entries[0][1][b"record"])
         stamp = datetime.fromisoformat(first["timestamp"].replace("Z", "+00:00"))
-        assert stamp == datetime(2026, 3, 1, tzinfo=UTC)
+        written = datetime.fromisoformat(raw.read_text().splitlines()[1].split(",")[1])
+        written = written.astimezone(UTC)
+        # the first day's UTC midnight moves to the start: times of day are kept
+        midnight = written.replace(hour=0, minute=0, second=0)
+        assert stamp - datetime(2026, 3, 1, tzinfo=UTC) == written - midnight
         header = raw.read_text().splitlines()[0].split(",")
         assert list(first) == header
         # --live: each record stamped with the time it was sent
@@ -252,3 +256,32 @@ def test_produce_publishes_a_raw_file_moved_to_a_start(
             ["stream", "produce", str(raw), "--to", url, "--topic", "t", "--start", "soon"], capsys
         )
         assert code == 1 and err.count("\n") == 1 and "--start: 'soon'" in err
+
+
+def test_produce_streams_a_network_with_one_time_per_transaction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Several banks from one generated network: each bank's records to its own stream, a
+    transaction between two of them stamped alike in both, replayed under new ids."""
+    small = ["--accounts", "180", "--transactions", "300", "--days", "3"]
+    with redis_broker(tmp_path / "redis2") as broker:
+        url = f"redis://127.0.0.1:{broker.address}/0"
+        base = ["stream", "produce", "--to", url, *small]
+        code, _, err = run_cli([*base, "--topic", "t", "--bank", "alice,bob"], capsys)
+        assert code == 1 and "--topic: give {bank} in it" in err
+        code, _, err = run_cli([*base, "--topic", "t.{bank}", "--loop"], capsys)
+        assert code == 1 and "--loop goes with --live" in err
+        command = [*base, "--topic", "t.{bank}", "--bank", "alice,bob", "--live", "--loop"]
+        code, out, err = run_cli([*command, "--count", "1500"], capsys)
+        assert code == 0 and out.startswith("produced 1500 records to t.alice, t.bob"), err
+        times: dict[str, dict[str, str]] = {}
+        for bank in ("alice", "bob"):
+            entries: Any = broker.client.xrange(f"t.{bank}")
+            for _, fields in entries:
+                row = fields[b"record"].decode().split(",")
+                utc = datetime.fromisoformat(row[1]).astimezone(UTC).isoformat()
+                times.setdefault(row[0], {})[bank] = utc
+        assert sum(len(t) for t in times.values()) == 1500
+        shared = [t for t in times.values() if len(t) == 2]
+        assert shared and all(t["alice"] == t["bob"] for t in shared)
+        assert any(tx_id.endswith("~1") for tx_id in times)  # the second round
