@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -22,10 +23,13 @@ from stream.brokers import ALERTS, DEAD, IN_CI, STREAM, kafka_broker, redis_brok
 
 from riskprop.config import StreamSettings
 from riskprop.errors import ConfigError
-from riskprop.lab.rawgen import generate_raw
+from riskprop.lab.rawgen import EPOCH, generate_raw
+from riskprop.scoring.rules import default_rules_path
 from riskprop.service.metrics import NodeMetrics
 from riskprop.service.streaming import StreamWorker, known_accounts, prune_periods
 from riskprop.stream.records import DeadLetter, RecordRules, parse
+from riskprop.stream.store import PeriodStore
+from riskprop.stream.windows import Windows
 
 #: Polls of a condition before a test gives up (a liveness limit, not a speed assertion).
 POLLS = 2000
@@ -285,3 +289,44 @@ def test_produce_streams_a_network_with_one_time_per_transaction(
         shared = [t for t in times.values() if len(t) == 2]
         assert shared and all(t["alice"] == t["bob"] for t in shared)
         assert any(tx_id.endswith("~1") for tx_id in times)  # the second round
+
+
+@pytest.mark.parametrize("windowed", [True, False])
+def test_a_period_close_purges_what_neither_the_folders_nor_the_windows_need(
+    tmp_path: Path, windowed: bool
+) -> None:
+    """Hourly periods, two folders kept: without windowed rules the store keeps the two newest
+    closed periods; with the shipped rules (longest window 7 days) it keeps the last 14 days."""
+    generate_raw(tmp_path / "gen", banks=["alice", "bob"], accounts=200, transactions=1500, days=3)
+    rules = tmp_path / "rules.yaml"
+    shipped = default_rules_path().read_text()
+    if not windowed:  # the rules without the four windowed ones
+        shipped = re.sub(
+            r"  - name: (cash_structuring|pass_through|fan_in|fan_out)\n(    .*\n)+", "", shipped
+        )
+    rules.write_text(shipped)
+    given = dataclasses.replace(
+        settings(tmp_path, 0), period_length=3600, origin=EPOCH, close_after=0, rules=rules
+    )
+    store = PeriodStore(given.store, origin=EPOCH, length=3600)
+    rows = (tmp_path / "gen" / "alice" / "raw.csv").read_bytes().splitlines()[1:]
+    parsed = [parse(row, RecordRules(bank="alice")) for row in rows]
+    store.put([(f"d{i}", r, b"") for i, r in enumerate(parsed)])
+    held = store.periods()
+    store.close()
+    metrics = NodeMetrics("alice", stream=True)
+    assert metrics.stream is not None
+    worker = StreamWorker(Config(given), metrics.stream)  # type: ignore[arg-type]
+    assert (Windows(given.consumer, worker.rules).longest > 0) == windowed
+    last = max(held)
+    at = datetime.fromtimestamp(EPOCH + (last + 1) * 3600, UTC)  # closes the last period
+    closed = worker.close_period(at, root=tmp_path / "periods", members=["alice", "bob"], keep=2)
+    assert closed.period == last
+    store = PeriodStore(given.store, origin=EPOCH, length=3600)
+    kept = store.periods()
+    store.close()
+    if windowed:  # three days of transactions lie within two 7-day windows
+        assert kept == held
+    else:
+        assert kept == {p: n for p, n in held.items() if p >= last - 1}
+    assert len(list((tmp_path / "periods").iterdir())) == 1
