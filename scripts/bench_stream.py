@@ -33,7 +33,7 @@ import redis
 from riskprop.lab.rawgen import EPOCH, generate_raw
 from riskprop.scoring.rules import default_rules_path, load_rules
 from riskprop.stream.alerts import outbox
-from riskprop.stream.records import RecordRules, parse
+from riskprop.stream.records import RecordRules, parse_batch
 from riskprop.stream.redis_source import RedisStreamSource
 from riskprop.stream.store import PeriodStore
 
@@ -100,7 +100,9 @@ def consume(
         if started is None:
             started = t0
         t1 = time.perf_counter()
-        entries = [(d.id, parse(d.body, rules), d.body) for d in deliveries]
+        bodies = [d.body for d in deliveries]
+        records = parse_batch(bodies, rules)
+        entries = [(d.id, r, b) for d, r, b in zip(deliveries, records, bodies, strict=True)]
         t2 = time.perf_counter()
         put = store.put(entries, messages)
         t3 = time.perf_counter()
