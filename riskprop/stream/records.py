@@ -367,7 +367,8 @@ def _columns(bodies: list[bytes], rules: RecordRules) -> list[Transaction | None
     )
     report = rules.rates[rules.currency.upper()]
     rate = np.array([rules.rates.get(c, 1.0) for c in currency], dtype=np.float64)
-    amount = (original / rate * report).tolist()
+    with np.errstate(over="ignore"):  # as Python's float division: inf, no error
+        amount = (original / rate * report).tolist()
     columns = (
         tx_id, time.tolist(), offset.tolist(), source, source_bank, target, target_bank, amount,
         currency, original.tolist(), _distinct(kind, str.lower), _distinct(channel, str.lower),
