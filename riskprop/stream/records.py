@@ -21,7 +21,8 @@ error).
 A bad record is never an exception: :func:`parse` returns a :class:`DeadLetter` whose ``reason``
 is one line, ``<field> <value> <problem>`` as the batch reader words it (the first bad field in
 header order), or a record-level reason (``not UTF-8``, ``not a JSON object``, ``has 12 fields,
-expected 13``...). Pure: no I/O.
+expected 13``...). :func:`parse_batch` is ``parse`` over a batch, by columns for the common
+case (the consumer's path). Pure: no I/O.
 """
 
 from __future__ import annotations

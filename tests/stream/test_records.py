@@ -129,6 +129,17 @@ def test_each_bad_record_has_its_reason(body: bytes, reason: str) -> None:
     assert parse(body, ALICE) == DeadLetter(reason)
 
 
+def test_a_time_in_year_0000_is_the_batch_readers(tmp_path: Path) -> None:
+    """Proleptic Gregorian, as the batch reader (``parse`` once raised on year 0000)."""
+    body = csv_body({**GOOD, "timestamp": "0000-03-01T00:00:00-01:00"})
+    (tmp_path / "raw.csv").write_bytes(",".join(RISKPROP_HEADER).encode() + b"\n" + body + b"\n")
+    record = parse(body, ALICE)
+    assert isinstance(record, Transaction)
+    assert (
+        record.time == read_raw(tmp_path / "raw.csv").time[0] == -62167219200 + 60 * 86_400 + 3600
+    )
+
+
 def test_the_first_bad_field_in_header_order_is_named() -> None:
     body = csv_body({**GOOD, "status": "x", "amount": "-1", "source": ""})
     assert parse(body, ALICE) == DeadLetter("source '' is empty")
