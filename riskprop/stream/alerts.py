@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -53,53 +54,83 @@ def realtime(rules: RuleSet) -> RuleSet:
 
 
 def as_raw(transactions: Sequence[Transaction]) -> RawTransactions:
-    """The transactions as the batch reader's columns (line numbers are positions from 2)."""
-    t = transactions
+    """The transactions as the batch reader's columns (line numbers are positions from 2).
 
-    def column(name: str) -> list[str]:
-        return [getattr(x, name) for x in t]
-
-    source, target = Coded.shared([column("source"), column("target")])
-    source_bank, target_bank = Coded.shared([column("source_bank"), column("target_bank")])
-    countries = Coded.shared([column("source_country"), column("target_country")])
+    By columns: one pass takes every field of every transaction (``zip`` of ``attrgetter``
+    rows), and the text columns are coded with a dict over their distinct values, sorted by
+    code point as :class:`~riskprop.scoring.raw.Coded` requires (no Arrow call per column: a
+    batch is small and Arrow's set-up per call would dominate)."""
+    n = len(transactions)
+    if n == 0:
+        columns: list[tuple[Any, ...]] = [() for _ in _FIELDS]
+    else:
+        columns = list(zip(*map(_ROW, transactions), strict=True))
+    c = dict(zip(_FIELDS, columns, strict=True))
+    source, target = _coded(c["source"], c["target"])
+    source_bank, target_bank = _coded(c["source_bank"], c["target_bank"])
+    source_country, target_country = _coded(c["source_country"], c["target_country"])
+    (currency,), (kind,), (channel,), (status,) = (
+        _coded(c[name]) for name in ("currency", "kind", "channel", "status")
+    )
     return RawTransactions(
         path=Path("<stream>"),
-        line=np.arange(2, len(t) + 2, dtype=np.int64),
-        tx_id=Texts.of(column("tx_id")),
-        time=np.array([x.time for x in t], dtype=np.int64),
-        utc_offset=np.array([x.utc_offset for x in t], dtype=np.int32),
+        line=np.arange(2, n + 2, dtype=np.int64),
+        tx_id=Texts.of(list(c["tx_id"])),
+        time=np.array(c["time"], dtype=np.int64),
+        utc_offset=np.array(c["utc_offset"], dtype=np.int32),
         source=source,
         source_bank=source_bank,
         target=target,
         target_bank=target_bank,
-        amount=np.array([x.amount for x in t], dtype=np.float64),
-        currency=Coded.of(column("currency")),
-        original_amount=np.array([x.original_amount for x in t], dtype=np.float64),
-        kind=Coded.of(column("kind")),
-        channel=Coded.of(column("channel")),
-        source_country=countries[0],
-        target_country=countries[1],
-        status=Coded.of(column("status")),
+        amount=np.array(c["amount"], dtype=np.float64),
+        currency=currency,
+        original_amount=np.array(c["original_amount"], dtype=np.float64),
+        kind=kind,
+        channel=channel,
+        source_country=source_country,
+        target_country=target_country,
+        status=status,
         label=None,
     )
 
 
+_FIELDS: Final = tuple(f.name for f in fields(Transaction))
+_ROW: Final = attrgetter(*_FIELDS)
+
+
+def _coded(*columns: Sequence[Any]) -> list[Coded]:
+    """The columns coded over one table of their distinct values, sorted (code point order,
+    as Arrow's sort of strings: so code order is value order)."""
+    values: list[str] = sorted({v for column in columns for v in column})
+    index = {v: i for i, v in enumerate(values)}
+    table = np.empty(len(values), dtype=object)
+    table[:] = values
+    return [
+        Coded(table, np.fromiter(map(index.__getitem__, column), np.int32, len(column)))
+        for column in columns
+    ]
+
+
 def alerts(transactions: Sequence[Transaction], bank: str, rules: RuleSet) -> list[Alert]:
     """The alerts of ``rules``' transaction-level rules on ``transactions`` (of ``bank``), in
-    the transactions' order. ``rules`` may hold other rules: they are left out here."""
+    the transactions' order, each alert's rules in rule order. ``rules`` may hold other rules:
+    they are left out here."""
     kept = realtime(rules)
     if not transactions or not kept.rules:
         return []
     found = score(as_raw(transactions), bank, kept).alerts
-    fired: dict[int, list[tuple[int, int]]] = {}
-    for row, rule, level in zip(
-        found.row.tolist(), found.rule.tolist(), found.level.tolist(), strict=True
-    ):
-        fired.setdefault(row, []).append((rule, level))
+    if not len(found.row):
+        return []
+    order = np.lexsort((found.level, found.rule, found.row))  # by row, then rule
+    row, rule, level = found.row[order], found.rule[order], found.level[order]
+    rows, starts = np.unique(row, return_index=True)
+    tops = np.maximum.reduceat(level, starts).tolist()
+    ends = [*starts[1:].tolist(), len(row)]
+    names = [found.rules[r] for r in rule.tolist()]
+    levels = [found.levels[lv] for lv in level.tolist()]
     out = []
-    for row, pairs in sorted(fired.items()):
-        tx = transactions[row]
-        top = max(level for _, level in pairs)
+    for r, start, end, top in zip(rows.tolist(), starts.tolist(), ends, tops, strict=True):
+        tx = transactions[r]
         own = [
             a for a, b in ((tx.source, tx.source_bank), (tx.target, tx.target_bank)) if b == bank
         ]
@@ -108,7 +139,7 @@ def alerts(transactions: Sequence[Transaction], bank: str, rules: RuleSet) -> li
                 tx_id=tx.tx_id,
                 time=tx.time,
                 accounts=tuple(dict.fromkeys(own)),
-                rules=tuple((found.rules[r], found.levels[lv]) for r, lv in sorted(pairs)),
+                rules=tuple(zip(names[start:end], levels[start:end], strict=True)),
                 level=kept.levels[top].name,
                 action=kept.levels[top].action,
             )

@@ -1,7 +1,7 @@
 """The consumer: deliveries in, transactions durably stored, then acknowledged.
 
 One :meth:`Consumer.step` is one batch: receive, parse every record
-(:func:`~riskprop.stream.records.parse`), store the batch in one committed transaction
+(:func:`~riskprop.stream.records.parse_batch`), store the batch in one committed transaction
 (:meth:`~riskprop.stream.store.PeriodStore.put`, with the alerts of its new transactions in the
 store's outbox), publish the alerts, publish its dead letters, acknowledge it. The
 order is the whole guarantee: a crash before the commit loses nothing (nothing was
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from riskprop.stream.records import DeadLetter, RecordRules, Transaction, parse
+from riskprop.stream.records import DeadLetter, RecordRules, Transaction, parse_batch
 from riskprop.stream.source import Delivery, StreamSource
 from riskprop.stream.store import Outbox, PeriodStore, Put
 
@@ -78,7 +78,9 @@ class Consumer:
         deliveries = self.source.receive(self.batch, wait)
         if not deliveries:
             return None
-        entries = [(d.id, parse(d.body, self.rules), d.body) for d in deliveries]
+        bodies = [d.body for d in deliveries]
+        records = parse_batch(bodies, self.rules)
+        entries = [(d.id, r, b) for d, r, b in zip(deliveries, records, bodies, strict=True)]
         put = self.store.put(entries, self.outbox)
         if self.committed is not None:
             self.committed(deliveries, put)

@@ -31,10 +31,12 @@ Synchronous (``sqlite3``); the service runs it in a worker thread.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Final
 
@@ -71,6 +73,10 @@ _INSERT_TX: Final = (
     f"INSERT INTO tx VALUES ({', '.join('?' * (len(_TX_COLUMNS) + 3))})"
     " ON CONFLICT (tx_id) DO NOTHING"
 )
+_INSERT_DEAD: Final = "INSERT INTO dead VALUES (?, ?, ?) ON CONFLICT (delivery) DO NOTHING"
+# which of a batch's ids (a JSON array: one parameter, however long the batch) are stored
+_HELD: Final = "SELECT tx_id FROM tx WHERE tx_id IN (SELECT value FROM json_each(?))"
+_ROW: Final = attrgetter(*_TX_COLUMNS)
 COUNTERS: Final = ("stored", "duplicates", "dead", "late")
 
 
@@ -146,44 +152,50 @@ class PeriodStore:
     def put(self, entries: Sequence[Entry], outbox: Outbox | None = None) -> Put:
         """Store a batch in one transaction, committed when this returns (see the module doc).
         ``outbox`` makes the messages about the newly stored transactions (never about
-        duplicates), queued in the same transaction: see :meth:`unsent`."""
+        duplicates), queued in the same transaction: see :meth:`unsent`.
+
+        By columns: one query finds which of the batch's ids the store already holds, and the
+        new rows (a repeated id within the batch: its first) and the dead letters are each
+        inserted by one ``executemany``; the conflict clauses stay, and the insert's row count
+        must equal the rows found new (else the transaction is rolled back)."""
         db = self._db
-        stored = duplicates = late = dead = 0
-        letters: list[tuple[str, str, bytes]] = []
-        new: list[Transaction] = []
+        letters = [(d, r.reason, body) for d, r, body in entries if isinstance(r, DeadLetter)]
+        records = [(d, r) for d, r, _ in entries if not isinstance(r, DeadLetter)]
         messages: list[tuple[str, bytes]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
             # inside the write transaction: a period closed by another connection is seen
             closed = {p for (p,) in db.execute("SELECT period FROM closed")}
-            for delivery, record, body in entries:
-                if isinstance(record, DeadLetter):
-                    cursor = db.execute(
-                        "INSERT INTO dead VALUES (?, ?, ?) ON CONFLICT (delivery) DO NOTHING",
-                        (delivery, record.reason, body),
-                    )
-                    dead += cursor.rowcount
-                    letters.append((delivery, record.reason, body))
+            ids = json.dumps([r.tx_id for _, r in records])
+            seen = {i for (i,) in db.execute(_HELD, (ids,))}
+            new: list[Transaction] = []
+            rows: list[tuple[object, ...]] = []
+            late = 0
+            for delivery, record in records:
+                if record.tx_id in seen:
                     continue
-                event = self.event_period(record.time)
-                period = event
+                seen.add(record.tx_id)
+                event = period = (record.time - self.origin) // self.length
                 while period in closed:
                     period += 1
-                cursor = db.execute(_INSERT_TX, (*_values(record), period, event, delivery))
-                if cursor.rowcount:
-                    stored += 1
-                    late += period != event
-                    new.append(record)
-                else:
-                    duplicates += 1
+                late += period != event
+                new.append(record)
+                rows.append((*_ROW(record), period, event, delivery))
+            inserted = db.executemany(_INSERT_TX, rows).rowcount if rows else 0
+            if inserted != len(rows):
+                raise RuntimeError(f"stored {inserted} of {len(rows)} new transactions")
+            dead = db.executemany(_INSERT_DEAD, letters).rowcount if letters else 0
             if outbox is not None and new:
                 messages = outbox(new)
                 db.executemany(
                     "INSERT INTO outbox (key, payload) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                     messages,
                 )
-            for name, value in zip(COUNTERS, (stored, duplicates, dead, late), strict=True):
-                db.execute("UPDATE counters SET value = value + ? WHERE name = ?", (value, name))
+            stored, duplicates = len(rows), len(records) - len(rows)
+            db.executemany(
+                "UPDATE counters SET value = value + ? WHERE name = ?",
+                [(v, n) for n, v in zip(COUNTERS, (stored, duplicates, dead, late), strict=True)],
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -276,7 +288,3 @@ class PeriodStore:
     def dead_letters(self) -> list[tuple[str, str]]:
         """(broker id, reason) of every dead-lettered record, in arrival order."""
         return self._db.execute("SELECT delivery, reason FROM dead ORDER BY rowid").fetchall()
-
-
-def _values(record: Transaction) -> tuple[object, ...]:
-    return tuple(getattr(record, c) for c in _TX_COLUMNS)
