@@ -7,11 +7,15 @@ alice's file, CSV records) and measures two things with the consumer of ``riskpr
 
 - **backlog**: every record is produced first, then consumed: the consumer's records/s, and
   the seconds spent receiving, parsing, storing (commit) and acknowledging;
-- **live**: a producer process publishes at ``--rate`` records/s while the consumer runs; the
-  latency of each record is the time its batch's alerts were ready to publish (the shipped
-  rules' transaction-level ones, queued in the store's outbox in the batch's transaction,
-  then marked sent) minus the broker's append time (the entry id's milliseconds, the same
-  machine's clock): p50/p99/max. The alerts are not yet written to an output stream.
+- **live**: a producer process publishes at ``--rate`` records/s while the consumer runs:
+  p50/p99/max of the alert latency, the time an alert was published minus the broker's append
+  time of its record (the entry id's milliseconds, the same machine's clock).
+
+By default the consumer is the service's (``Consumer``: batch parse, store and commit, the
+shipped rules' transaction-level and windowed alerts in the outbox, published to a Redis alert
+stream and an alert log, acknowledged). ``--stages`` runs a hand-written loop instead that times
+each stage (receive, parse, store+alerts, publish, ack) with the transaction-level alerts only,
+marked sent without being published; its latency is then every record's.
 
 Prints numbers only. Not a test: run it on an idle machine.
 """
@@ -32,12 +36,14 @@ import redis
 
 from riskprop.lab.rawgen import EPOCH, generate_raw
 from riskprop.scoring.rules import default_rules_path, load_rules
+from riskprop.stream.alertlog import AlertLog
 from riskprop.stream.alerts import outbox
-from riskprop.stream.prefetch import Prefetch
+from riskprop.stream.consumer import Consumer
 from riskprop.stream.records import RecordRules, parse_batch
-from riskprop.stream.redis_source import RedisStreamSource
-from riskprop.stream.source import StreamSource
+from riskprop.stream.redis_source import RedisAlertSink, RedisStreamSource
+from riskprop.stream.source import Fanout, StreamSource
 from riskprop.stream.store import PeriodStore
+from riskprop.stream.windows import Windows
 
 DAY = 86_400
 
@@ -82,18 +88,14 @@ def produce(port: int, stream: str, lines: list[bytes], rate: float) -> None:
 
 
 def consume(
-    port: int, stream: str, store: PeriodStore, total: int, batch: int, prefetch: int
+    port: int, stream: str, store: PeriodStore, total: int, batch: int
 ) -> tuple[float, dict[str, float], list[float]]:
     """Consume ``total`` records; (seconds, seconds per stage and the process's CPU seconds
     (``cpu``: both threads; other load on the machine changes it less than wall time), latency of
-    each record in s).
-    With ``prefetch`` > 0 a receive thread keeps that many batches ready (``receive`` is then
-    the wait for the next batch)."""
+    each record in s)."""
     source: StreamSource = RedisStreamSource(
         redis.Redis(port=port), stream, "node", "c1", dead_stream="dead"
     )
-    if prefetch:
-        source = Prefetch(source, count=batch, wait=1.0, depth=prefetch)
     rules = RecordRules(bank="alice")
     ruleset = load_rules(default_rules_path())
     stages = dict.fromkeys(("receive", "parse", "store+alerts", "publish", "ack"), 0.0)
@@ -135,13 +137,52 @@ def consume(
     return seconds, stages, latencies
 
 
+def consume_as_the_service(
+    port: int, stream: str, store: PeriodStore, total: int, batch: int, log: Path
+) -> tuple[float, dict[str, float], list[float]]:
+    """Consume ``total`` records as a streaming node does (``riskprop.service.streaming``): the
+    ``Consumer`` with the shipped rules' transaction-level and windowed alerts in the outbox,
+    published to a Redis alert stream and the alert log, latencies of the published alerts
+    from the broker's append time. (seconds, {"cpu": s}, alert latencies in s)."""
+    client = redis.Redis(port=port)
+    source = RedisStreamSource(client, stream, "node", "c1", dead_stream=f"{stream}.dead")
+    ruleset = load_rules(default_rules_path())
+    latencies: list[float] = []
+    consumer = Consumer(
+        source,
+        store,
+        RecordRules(bank="alice"),
+        batch=batch,
+        outbox=outbox("alice", ruleset, windows=Windows("alice", ruleset)),
+        publish=Fanout(
+            RedisAlertSink(redis.Redis(port=port), f"{stream}.alerts"), AlertLog(log)
+        ).publish,
+        latencies=latencies.extend,
+    )
+    while consumer.step(1.0) is None:  # the first batch starts the clock
+        pass
+    started = time.perf_counter()
+    cpu = time.process_time()
+    first = consumer.progress.received
+    while consumer.progress.received < total:
+        consumer.step(1.0)
+    seconds = time.perf_counter() - started
+    # the first batch is left out of the rate (it ran before the clock), not of the latencies
+    scale = (total - first) / total
+    source.close()
+    return seconds / scale, {"cpu": (time.process_time() - cpu) / scale}, latencies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--transactions", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=20_000, help="live producer records/s")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument(
-        "--prefetch", type=int, default=0, help="batches a receive thread keeps ready (0: none)"
+        "--stages",
+        action="store_true",
+        help="the hand-written loop timing each stage (transaction-level alerts only, not "
+        "published) instead of the service's consumer (all alerts, published)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,15 +199,19 @@ def main() -> None:
         origin = EPOCH // DAY * DAY - DAY  # the generator's times start at EPOCH, in any zone
         process, port = start_redis(folder)
         try:
-            print(f"records {len(lines)} batch {args.batch} prefetch {args.prefetch}")
+            mode = "stages (hand loop)" if args.stages else "the service's consumer, all alerts"
+            print(f"records {len(lines)} batch {args.batch}; {mode}")
             started = time.perf_counter()
             produce(port, "backlog", lines, 0)
             produced = time.perf_counter() - started
             print(f"producer (one process, pipelines of 100): {len(lines) / produced:.0f} rec/s")
             store = PeriodStore(folder / "backlog.db", origin=origin, length=DAY)
-            seconds, stages, _ = consume(
-                port, "backlog", store, len(lines), args.batch, args.prefetch
-            )
+            if args.stages:
+                seconds, stages, _ = consume(port, "backlog", store, len(lines), args.batch)
+            else:
+                seconds, stages, _ = consume_as_the_service(
+                    port, "backlog", store, len(lines), args.batch, folder / "backlog.jsonl"
+                )
             print(f"backlog consumer: {len(lines) / seconds:.0f} rec/s")
             for name, spent in stages.items():
                 print(f"  {name:12s} {spent:7.2f} s  {spent / len(lines) * 1e6:6.1f} us/record")
@@ -177,9 +222,12 @@ def main() -> None:
                 target=produce, args=(port, "live", lines, args.rate)
             )
             producer.start()
-            seconds, live, latency = consume(
-                port, "live", store, len(lines), args.batch, args.prefetch
-            )
+            if args.stages:
+                seconds, live, latency = consume(port, "live", store, len(lines), args.batch)
+            else:
+                seconds, live, latency = consume_as_the_service(
+                    port, "live", store, len(lines), args.batch, folder / "live.jsonl"
+                )
             producer.join()
             store.close()
             p50, p99 = np.percentile(latency, [50, 99])
