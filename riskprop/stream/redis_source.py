@@ -94,8 +94,13 @@ class RedisStreamSource:
         gone = [entry_id for entry_id, fields in entries if not fields]
         if gone:
             self.client.xack(self.stream, self.group, *gone)
+        # when Redis appended the entry: an auto-generated id is <milliseconds>-<sequence>
         return [
-            Delivery(entry_id.decode(), fields.get(FIELD, b""), appended_at(entry_id))
+            Delivery(
+                entry_id.decode(),
+                fields.get(FIELD, b""),
+                int(entry_id[: entry_id.index(b"-")]) / 1000,
+            )
             for entry_id, fields in entries
             if fields
         ]
@@ -121,11 +126,6 @@ class RedisStreamSource:
         self.client.close()
 
 
-def appended_at(entry_id: bytes) -> float:
-    """When Redis appended an entry: an auto-generated id is ``<milliseconds>-<sequence>``."""
-    return int(entry_id.split(b"-", 1)[0]) / 1000
-
-
 class RedisAlertSink:
     """Alerts to the stream ``stream``: ``XADD <stream> [MAXLEN ~ maxlen] * tx_id <key> alert
     <json>``, one pipelined round trip per batch."""
@@ -136,9 +136,11 @@ class RedisAlertSink:
     def publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
         if not messages:
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe: Any = self.client.pipeline(transaction=False)
+        # XADD as a raw command: the same entry as ``xadd``, without its per-call argument work
+        head = ("XADD", self.stream, *(("MAXLEN", "~", self.maxlen) if self.maxlen else ()), "*")
         for key, payload in messages:
-            pipe.xadd(self.stream, {"tx_id": key, "alert": payload}, maxlen=self.maxlen)
+            pipe.execute_command(*head, "tx_id", key, "alert", payload)
         pipe.execute()
 
     def close(self) -> None:

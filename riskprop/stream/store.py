@@ -213,7 +213,10 @@ class PeriodStore:
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany("UPDATE outbox SET sent = 1 WHERE key = ?", [(k,) for k in keys])
+            self._db.execute(
+                "UPDATE outbox SET sent = 1 WHERE key IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(keys)),),
+            )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from riskprop.lab.rawgen import generate_raw
 from riskprop.scoring.raw import read_raw
 from riskprop.scoring.rules import default_rules_path, load_rules, score
-from riskprop.stream.alerts import TRANSACTION_LEVEL, alerts, realtime
+from riskprop.stream.alerts import TRANSACTION_LEVEL, Alert, alerts, encode, realtime
 from riskprop.stream.records import RecordRules, Transaction, parse
 
 
@@ -47,3 +51,32 @@ def test_only_transaction_level_rules_run_in_real_time() -> None:
         "velocity",
     }
     assert alerts([], "alice", rules) == []
+
+
+@given(
+    st.text(min_size=1),
+    st.integers(min_value=-(2**62), max_value=2**62),
+    st.lists(st.text(), max_size=3),
+    st.lists(st.tuples(st.text(), st.text()), max_size=4),
+    st.text(),
+    st.text(),
+)
+def test_an_alert_encodes_as_compact_json(
+    tx_id: str,
+    time: int,
+    accounts: list[str],
+    rules: list[tuple[str, str]],
+    level: str,
+    action: str,
+) -> None:
+    alert = Alert(tx_id, time, tuple(accounts), tuple(rules), level, action)
+    fields = {
+        "tx_id": tx_id,
+        "time": time,
+        "accounts": accounts,
+        "rules": [{"rule": rule, "level": lv} for rule, lv in rules],
+        "level": level,
+        "action": action,
+    }
+    assert encode(alert) == json.dumps(fields, separators=(",", ":")).encode()
+    assert json.loads(encode(alert)) == fields
