@@ -206,6 +206,8 @@ class StreamSettings:
     partitions: tuple[int, ...] | None = (0,)
     #: Kafka: further client settings (librdkafka's names: TLS, SASL...), for every client
     kafka_settings: tuple[tuple[str, str], ...] = ()
+    #: the lowest level whose alerts are published (a level of the rules; None: every alert)
+    alert_level: str | None = None
 
     def period_to_close(self, at: float) -> int:
         """The last period whose end lies ``close_after`` or more before ``at`` (UTC s)."""
@@ -728,6 +730,7 @@ def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
         "claim_idle",
         "accounts",
         "kafka",
+        "alert_level",
     )
     broker = section.get("broker", _string)
     if broker not in STREAM_BROKERS:
@@ -771,6 +774,7 @@ def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
         claim_idle=section.get("claim_idle", _positive, 60.0),
         accounts=section.path("accounts", must_exist="file") if section.given("accounts") else None,
         **_kafka(section.section("kafka", required=False), broker),
+        alert_level=section.get("alert_level", _string) if section.given("alert_level") else None,
     )
 
 

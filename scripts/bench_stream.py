@@ -138,7 +138,13 @@ def consume(
 
 
 def consume_as_the_service(
-    port: int, stream: str, store: PeriodStore, total: int, batch: int, log: Path
+    port: int,
+    stream: str,
+    store: PeriodStore,
+    total: int,
+    batch: int,
+    log: Path,
+    minimum: str | None,
 ) -> tuple[float, dict[str, float], list[float]]:
     """Consume ``total`` records as a streaming node does (``riskprop.service.streaming``): the
     ``Consumer`` with the shipped rules' transaction-level and windowed alerts in the outbox,
@@ -153,7 +159,7 @@ def consume_as_the_service(
         store,
         RecordRules(bank="alice"),
         batch=batch,
-        outbox=outbox("alice", ruleset, windows=Windows("alice", ruleset)),
+        outbox=outbox("alice", ruleset, windows=Windows("alice", ruleset), minimum=minimum),
         publish=Fanout(
             RedisAlertSink(redis.Redis(port=port), f"{stream}.alerts"), AlertLog(log)
         ).publish,
@@ -184,6 +190,10 @@ def main() -> None:
         help="the hand-written loop timing each stage (transaction-level alerts only, not "
         "published) instead of the service's consumer (all alerts, published)",
     )
+    parser.add_argument(
+        "--alert-level",
+        help="publish alerts of this level or above only (stream.alert_level; default: all)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -210,7 +220,13 @@ def main() -> None:
                 seconds, stages, _ = consume(port, "backlog", store, len(lines), args.batch)
             else:
                 seconds, stages, _ = consume_as_the_service(
-                    port, "backlog", store, len(lines), args.batch, folder / "backlog.jsonl"
+                    port,
+                    "backlog",
+                    store,
+                    len(lines),
+                    args.batch,
+                    folder / "backlog.jsonl",
+                    args.alert_level,
                 )
             print(f"backlog consumer: {len(lines) / seconds:.0f} rec/s")
             for name, spent in stages.items():
@@ -226,7 +242,13 @@ def main() -> None:
                 seconds, live, latency = consume(port, "live", store, len(lines), args.batch)
             else:
                 seconds, live, latency = consume_as_the_service(
-                    port, "live", store, len(lines), args.batch, folder / "live.jsonl"
+                    port,
+                    "live",
+                    store,
+                    len(lines),
+                    args.batch,
+                    folder / "live.jsonl",
+                    args.alert_level,
                 )
             producer.join()
             store.close()

@@ -597,3 +597,9 @@ def test_kafka_section_errors(
     given = {**STREAM, "broker": broker, "address": address, "kafka": kafka}
     edit(configs / "alice.yaml", set_in("stream", value=given))
     assert message in failure(configs)
+
+
+def test_a_stream_may_publish_alerts_from_a_level_up(configs: Path) -> None:
+    edit(configs / "alice.yaml", set_in("stream", value={**STREAM, "alert_level": "HIGH"}))
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None and stream.alert_level == "HIGH"

@@ -276,6 +276,12 @@ def check_stream(config: PlayerConfig, report: Report, *, network: bool, timeout
     assert stream is not None
     rules_path = stream.rules or default_rules_path()
     rules = load_rules(rules_path)
+    levels = [level.name for level in rules.levels]
+    if stream.alert_level is not None and stream.alert_level not in levels:
+        raise ConfigError(
+            f"{config.path}: stream.alert_level: {stream.alert_level!r} is not a level of the "
+            f"rules in {rules_path} ({', '.join(levels)})"
+        )
     start = datetime.datetime.fromtimestamp(stream.origin, datetime.UTC)
     report.ok(
         f"stream {stream.broker} {stream.address}: topic {stream.topic}, group {stream.group}, "

@@ -120,6 +120,12 @@ class StreamWorker:
         self.player = config.player
         self.metrics = metrics
         self.rules: RuleSet = load_rules(self.settings.rules or default_rules_path())
+        levels = [level.name for level in self.rules.levels]
+        if self.settings.alert_level is not None and self.settings.alert_level not in levels:
+            raise ConfigError(
+                f"stream.alert_level: {self.settings.alert_level!r} is not a level of the rules "
+                f"({', '.join(levels)})"
+            )
         self.problem: str | None = "not started"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -175,6 +181,7 @@ class StreamWorker:
                         self.player,
                         self.rules,
                         windows=Windows.restored(self.player, self.rules, store),
+                        minimum=settings.alert_level,
                     ),
                     publish=self._publisher(sink),
                     latencies=self._observe,

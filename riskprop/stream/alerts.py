@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from riskprop.errors import ConfigError
 from riskprop.scoring.raw import Coded, RawTransactions, Texts
 from riskprop.scoring.rules import RuleSet, score
 from riskprop.stream.records import Transaction
@@ -175,20 +176,26 @@ def _level_json(level: str, action: str) -> str:
 
 
 def outbox(
-    bank: str, rules: RuleSet, *, windows: Windows | None = None
+    bank: str, rules: RuleSet, *, windows: Windows | None = None, minimum: str | None = None
 ) -> Callable[[list[Transaction]], list[tuple[str, bytes]]]:
     """The store's outbox function: each new transaction's alert, keyed by its ``tx_id``.
 
     With ``windows`` (the windowed rules' state for ``bank``, made from the same ``rules``), the
     new transactions also go through the windowed rules, and a transaction's windowed alerts
-    join its transaction-level ones in its one alert (:meth:`Windows.merge`)."""
+    join its transaction-level ones in its one alert (:meth:`Windows.merge`). With ``minimum``
+    (a level of ``rules``), only alerts of that level or above are published; every transaction
+    is judged all the same (the windows see it), and the period's scores count every rule."""
     if windows is not None:
         windows.check_bank(bank)
+    names = [level.name for level in rules.levels]
+    if minimum is not None and minimum not in names:
+        raise ConfigError(f"alert level {minimum!r} is not one of the rules' ({', '.join(names)})")
+    kept = set(names[names.index(minimum) :]) if minimum is not None else set(names)
 
     def messages(transactions: list[Transaction]) -> list[tuple[str, bytes]]:
         found = alerts(transactions, bank, rules)
         if windows is not None:
             found = windows.merge(transactions, found)
-        return [(a.tx_id, encode(a)) for a in found]
+        return [(a.tx_id, encode(a)) for a in found if a.level in kept]
 
     return messages

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from riskprop.errors import ConfigError
 from riskprop.lab.rawgen import generate_raw
 from riskprop.scoring.raw import read_raw
 from riskprop.scoring.rules import default_rules_path, load_rules, score
-from riskprop.stream.alerts import TRANSACTION_LEVEL, Alert, alerts, encode, realtime
+from riskprop.stream.alerts import TRANSACTION_LEVEL, Alert, alerts, encode, outbox, realtime
 from riskprop.stream.records import RecordRules, Transaction, parse
+from riskprop.stream.windows import Windows
 
 
 def test_streamed_alerts_equal_the_batch_alerts(tmp_path: Path) -> None:
@@ -80,3 +83,20 @@ def test_an_alert_encodes_as_compact_json(
     }
     assert encode(alert) == json.dumps(fields, separators=(",", ":")).encode()
     assert json.loads(encode(alert)) == fields
+
+
+def test_the_outbox_publishes_alerts_of_a_minimum_level_only(tmp_path: Path) -> None:
+    generate_raw(tmp_path / "gen", banks=["alice", "bob"], accounts=600, transactions=4000, days=4)
+    path = tmp_path / "gen" / "alice" / "raw.csv"
+    rules = load_rules(default_rules_path())
+    records = [
+        parse(line, RecordRules(bank="alice")) for line in path.read_bytes().splitlines()[1:]
+    ]
+    transactions = [r for r in records if isinstance(r, Transaction)]
+    every = outbox("alice", rules, windows=Windows("alice", rules))(transactions)
+    some = outbox("alice", rules, windows=Windows("alice", rules), minimum="MEDIUM")(transactions)
+    levels = {key: json.loads(payload)["level"] for key, payload in every}
+    assert set(levels.values()) >= {"LOW", "MEDIUM"}  # both kinds occur
+    assert some == [(k, p) for k, p in every if levels[k] != "LOW"]
+    with pytest.raises(ConfigError, match="alert level 'URGENT' is not one of the rules'"):
+        outbox("alice", rules, minimum="URGENT")
