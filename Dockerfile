@@ -12,7 +12,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY riskprop ./riskprop
-RUN pip wheel --wheel-dir /wheels .
+# the stream extra: the Redis and Kafka clients of a streaming node (docs/guide-operator.md)
+RUN pip wheel --wheel-dir /wheels '.[stream]'
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -20,7 +21,7 @@ RUN groupadd --gid 10001 riskprop \
     && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin riskprop
 
 COPY --from=build /wheels /wheels
-RUN pip install --no-index --find-links /wheels riskprop && rm -rf /wheels /root/.cache
+RUN pip install --no-index --find-links /wheels 'riskprop[stream]' && rm -rf /wheels /root/.cache
 # Mount points owned by the node user: a fresh named volume mounted here inherits that owner.
 RUN mkdir -p /app/config /app/bank/tls /app/bank/keys /app/bank/data /app/bank/out \
     && chown -R 10001:10001 /app/bank && chmod -R 0700 /app/bank

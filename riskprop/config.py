@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -158,6 +158,69 @@ class ScheduleSettings:
         return default if self.data is None else Path(format_slot(self.data, slot))
 
 
+#: The brokers a streaming node consumes from (``riskprop.stream``).
+STREAM_BROKERS = ("redis", "kafka")
+#: Seconds a period stays open after its end for records still in flight, when not given.
+DEFAULT_CLOSE_AFTER = 900.0
+#: Records the consumer takes from the broker at a time, when not given.
+DEFAULT_STREAM_BATCH = 1000
+_DURATION = re.compile(r"([0-9]+)([smhd]?)")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """The ``stream`` section: the node consumes its bank's raw transactions from a broker
+    (``riskprop.stream``), alerts on them as they arrive, and each run propagates the period
+    that closed before it. Periods are ``[origin + p*length, origin + (p+1)*length)`` in UTC
+    seconds; period p is closed ``close_after`` seconds after its end, by the first run that
+    starts from then on."""
+
+    broker: str
+    #: ``redis://host:port/db`` for Redis; ``host:port[,host:port...]`` for Kafka
+    address: str
+    #: the Redis stream or Kafka topic the bank's payment system writes its transactions to
+    topic: str
+    group: str
+    consumer: str
+    dead_letters: str
+    alerts: str
+    #: the node's durable store of streamed transactions (SQLite)
+    store: Path
+    #: the node's alert log (JSON lines)
+    alert_log: Path
+    batch: int = DEFAULT_STREAM_BATCH
+    period_length: int = 86400
+    origin: int = 0
+    close_after: float = DEFAULT_CLOSE_AFTER
+    #: the rules file (None: the shipped rules)
+    rules: Path | None = None
+    currency: str = "USD"
+    #: seconds after which another consumer's unacknowledged records are taken over (Redis)
+    claim_idle: float = 60.0
+    #: the bank's known accounts (a CSV with an ``id`` column); a record whose own account is
+    #: not among them is dead-lettered. None: any account of the bank is taken
+    accounts: Path | None = None
+    #: Kafka: the topic's partitions this node assigns itself (None: join the group and take
+    #: what the group's rebalance gives)
+    partitions: tuple[int, ...] | None = (0,)
+    #: Kafka: further client settings (librdkafka's names: TLS, SASL...), for every client
+    kafka_settings: tuple[tuple[str, str], ...] = ()
+    #: the lowest level whose alerts are published (a level of the rules; None: every alert)
+    alert_level: str | None = None
+
+    def period_to_close(self, at: float) -> int:
+        """The last period whose end lies ``close_after`` or more before ``at`` (UTC s)."""
+        return math.floor((at - self.close_after - self.origin) / self.period_length) - 1
+
+    def period_start(self, period: int) -> int:
+        return self.origin + period * self.period_length
+
+    def period_of(self, time: float) -> int:
+        """The period holding ``time`` (UTC s)."""
+        return math.floor((time - self.origin) / self.period_length)
+
+
 @dataclass(frozen=True)
 class AdminSettings:
     """The ``admin`` section: the operator's listener (health, metrics, status, triggers).
@@ -226,6 +289,8 @@ class PlayerConfig:
     admin: AdminSettings | None = None
     #: run folders the service keeps under ``OUT/runs`` (the latest success is always kept)
     keep_runs: int = DEFAULT_KEEP_RUNS
+    #: the transaction stream the node consumes (None: the run reads its data directory)
+    stream: StreamSettings | None = None
 
     def for_run(
         self, run_id: str, data: Path | None = None, output: Path | None = None
@@ -495,6 +560,7 @@ def load_player_config(
         "schedule",
         "retention",
         "admin",
+        "stream",
     )
     named = top.get("player", _string)
     if named != player:
@@ -520,6 +586,12 @@ def load_player_config(
         tls_key = tls.path("key", must_exist=must_exist)
 
     schedule = _schedule(top) if top.given("schedule") else None
+    output = top.path("output")
+    stream = _stream(top, player, output) if top.given("stream") else None
+    if stream is not None and schedule is not None and schedule.data is not None:
+        raise top.error(
+            "schedule.data", "not with a stream: a streaming node runs on the period it closes"
+        )
     run = _run_settings(top.section("run"), given, run_id_required=schedule is None)
     timeouts = _timeouts(top.section("timeouts", required=False))
     limits = top.section("limits", required=False)
@@ -539,10 +611,11 @@ def load_player_config(
         network=network,
         # with a snapshot per slot (schedule.data), ``data`` is only the one-shot run's
         data=top.path(
-            "data", must_exist=None if for_keygen or (schedule and schedule.data) else "dir"
+            "data",
+            must_exist=None if for_keygen or stream or (schedule and schedule.data) else "dir",
         ),
         key_share=top.path("key_share", must_exist=None if for_keygen else "file"),
-        output=top.path("output"),
+        output=output,
         listen_host=host,
         listen_port=port,
         tls_certificate=tls_cert,
@@ -557,6 +630,7 @@ def load_player_config(
         schedule=schedule,
         admin=_admin(top.section("admin", required=False), port),
         keep_runs=_retention(top.section("retention", required=False)),
+        stream=stream,
     )
 
 
@@ -596,6 +670,144 @@ def _schedule(top: _Section) -> ScheduleSettings:
         data=data,
         join_window=section.get("join_window", _positive, DEFAULT_JOIN_WINDOW),
     )
+
+
+def _duration(value: Any, *, zero: bool = False) -> int:
+    """Seconds from a whole number or ``<n>s``, ``<n>m``, ``<n>h``, ``<n>d`` (> 0, or >= 0
+    with ``zero``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        match = _DURATION.fullmatch(expect_str(value, non_empty=True))
+        if match is None:
+            raise ValueError(f"expected seconds or <n>s, <n>m, <n>h, <n>d, got {value!r}")
+        seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds < 0 or (seconds == 0 and not zero):
+        raise ValueError(f"must be {'>= 0' if zero else '> 0'} (got {value!r})")
+    return seconds
+
+
+def _grace(value: Any) -> int:
+    return _duration(value, zero=True)
+
+
+def _utc_time(value: Any) -> int:
+    """UTC seconds of an ISO 8601 time with its zone, or of a date's UTC midnight (YAML may
+    already have read either)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    stamp = value if isinstance(value, datetime) else None
+    if stamp is None:
+        try:
+            stamp = datetime.fromisoformat(expect_str(value, non_empty=True))
+        except ValueError:
+            raise ValueError(
+                f"expected an ISO 8601 time such as 2026-01-01T00:00:00Z, got {value!r}"
+            ) from None
+    if stamp.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone (add Z or +HH:MM)")
+    return int(stamp.timestamp())
+
+
+def _stream(top: _Section, player: str, output: Path) -> StreamSettings:
+    section = top.section("stream")
+    section.only(
+        "broker",
+        "address",
+        "topic",
+        "group",
+        "consumer",
+        "dead_letters",
+        "alerts",
+        "store",
+        "alert_log",
+        "batch",
+        "period_length",
+        "origin",
+        "close_after",
+        "rules",
+        "currency",
+        "claim_idle",
+        "accounts",
+        "kafka",
+        "alert_level",
+    )
+    broker = section.get("broker", _string)
+    if broker not in STREAM_BROKERS:
+        raise section.error("broker", f"{broker!r} is not one of {', '.join(STREAM_BROKERS)}")
+    address = section.get("address", _string)
+    if broker == "redis" and urlsplit(address).scheme not in ("redis", "rediss", "unix"):
+        raise section.error("address", f"{address!r} is not a redis://, rediss:// or unix:// URL")
+    topic = section.get("topic", _string)
+    names = {}
+    for key, default in (
+        ("group", f"riskprop-{player}"),
+        ("consumer", player),
+        ("dead_letters", f"{topic}.dead"),
+        ("alerts", f"{topic}.alerts"),
+    ):
+        names[key] = section.get(key, _string, default)
+    if len({topic, names["dead_letters"], names["alerts"]}) != 3:
+        raise section.error("alerts", "the topic, dead_letters and alerts must be three streams")
+    currency = section.get("currency", _string, "USD").upper()
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise section.error("currency", f"{currency!r} is not an ISO 4217 code")
+    close_after = float(section.get("close_after", _grace, int(DEFAULT_CLOSE_AFTER)))
+    return StreamSettings(
+        broker=broker,
+        address=address,
+        topic=topic,
+        group=names["group"],
+        consumer=names["consumer"],
+        dead_letters=names["dead_letters"],
+        alerts=names["alerts"],
+        store=section.path("store") if section.given("store") else output / "stream" / "store.db",
+        alert_log=section.path("alert_log")
+        if section.given("alert_log")
+        else output / "stream" / "alerts.jsonl",
+        batch=section.get("batch", _count, DEFAULT_STREAM_BATCH),
+        period_length=section.get("period_length", _duration, 86400),
+        origin=section.get("origin", _utc_time, 0),
+        close_after=close_after,
+        rules=section.path("rules", must_exist="file") if section.given("rules") else None,
+        currency=currency,
+        claim_idle=section.get("claim_idle", _positive, 60.0),
+        accounts=section.path("accounts", must_exist="file") if section.given("accounts") else None,
+        **_kafka(section.section("kafka", required=False), broker),
+        alert_level=section.get("alert_level", _string) if section.given("alert_level") else None,
+    )
+
+
+def _kafka(section: _Section, broker: str) -> dict[str, Any]:
+    """``stream.kafka``: ``partitions`` (a list of partition numbers, or ``group``) and
+    ``settings`` (librdkafka client settings, scalar values)."""
+    if section.data and broker != "kafka":
+        raise ConfigError(f"{section.file}: stream.kafka: only for stream.broker kafka")
+    section.only("partitions", "settings")
+    partitions: tuple[int, ...] | None = (0,)
+    if section.given("partitions"):
+        given = section.data["partitions"]
+        if given == "group":
+            partitions = None
+        elif (
+            isinstance(given, list)
+            and given
+            and all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in given)
+        ):
+            partitions = tuple(sorted(set(given)))
+        else:
+            raise section.error(
+                "partitions", f"expected a list of partition numbers or 'group', got {given!r}"
+            )
+    settings = section.section("settings", required=False)
+    pairs = []
+    for key, value in settings.data.items():
+        if not isinstance(key, str) or isinstance(value, dict | list) or value is None:
+            raise settings.error(str(key), "expected a librdkafka setting with a scalar value")
+        if key in ("bootstrap.servers", "group.id"):
+            raise settings.error(key, "given by stream.address and stream.group")
+        pairs.append((key, str(value).lower() if isinstance(value, bool) else str(value)))
+    return {"partitions": partitions, "kafka_settings": tuple(sorted(pairs))}
 
 
 def _admin(section: _Section, listen_port: int) -> AdminSettings:

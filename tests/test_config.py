@@ -466,3 +466,140 @@ def test_a_parameter_error_survives_pickling() -> None:
         "must lie in (0, 1)",
         "delta_a: must lie in (0, 1)",
     )
+
+
+# ------------------------------------------------------------------------ stream section
+
+STREAM = {"broker": "redis", "address": "redis://127.0.0.1:6379/0", "topic": "tx.alice"}
+
+
+def test_a_stream_section_takes_defaults(configs: Path) -> None:
+    edit(configs / "alice.yaml", set_in("stream", value=dict(STREAM)))
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None
+    assert (stream.group, stream.consumer) == ("riskprop-alice", "alice")
+    assert (stream.dead_letters, stream.alerts) == ("tx.alice.dead", "tx.alice.alerts")
+    output = load_player_config(configs, "alice").output
+    assert stream.store == output / "stream" / "store.db"
+    assert stream.alert_log == output / "stream" / "alerts.jsonl"
+    assert (stream.period_length, stream.origin, stream.close_after) == (86400, 0, 900.0)
+    # a run at 00:10 on day d closes day d-2 (day d-1 is in its grace); at 00:20, day d-1
+    day = 20_000 * 86400
+    assert stream.period_to_close(day + 600) == 19_998
+    assert stream.period_to_close(day + 1200) == 19_999
+
+
+def test_a_stream_section_reads_durations_and_times(configs: Path) -> None:
+    given = {
+        **STREAM,
+        "period_length": "7d",
+        "origin": "2026-11-23T00:00:00+01:00",
+        "close_after": "15m",
+    }
+    edit(configs / "alice.yaml", set_in("stream", value=given))
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None
+    assert stream.period_length == 7 * 86400
+    assert stream.close_after == 900
+    assert stream.origin == 1_795_388_400  # 2026-11-22T23:00:00Z
+    assert stream.period_start(2) == stream.origin + 14 * 86400
+    for written in ("origin: 2026-11-23", "origin: 2026-11-23T00:00:00Z"):  # unquoted YAML
+        text = (configs / "alice.yaml").read_text()
+        text = "\n".join(x for x in text.splitlines() if "origin:" not in x)
+        text = text.replace("  topic: tx.alice", f"  topic: tx.alice\n  {written}")
+        (configs / "alice.yaml").write_text(text + "\n")
+        stream = load_player_config(configs, "alice").stream
+        assert stream is not None and stream.origin == 1_795_392_000, written
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"broker": "rabbit"}, "stream.broker: 'rabbit' is not one of redis, kafka"),
+        ({"address": "127.0.0.1:6379"}, "stream.address: '127.0.0.1:6379' is not a redis://"),
+        ({"topic": None}, "stream.topic: missing required key"),
+        ({"alerts": "tx.alice"}, "stream.alerts: the topic, dead_letters and alerts must be"),
+        ({"period_length": "3w"}, "stream.period_length: expected seconds or <n>s"),
+        ({"period_length": 0}, "stream.period_length: must be > 0"),
+        ({"origin": "2026-11-23T00:00:00"}, "stream.origin: '2026-11-23T00:00:00' has no time"),
+        ({"origin": "monday"}, "stream.origin: expected an ISO 8601 time"),
+        ({"close_after": -1}, "stream.close_after: must be >= 0"),
+        ({"close_after": "soon"}, "stream.close_after: expected seconds or <n>s"),
+        ({"batch": 0}, "stream.batch: must be >= 1"),
+        ({"currency": "euro"}, "stream.currency: 'EURO' is not an ISO 4217 code"),
+        ({"rules": "missing.yaml"}, "stream.rules: file not found"),
+        ({"partitions": 3}, "stream.partitions: unknown key"),
+    ],
+)
+def test_stream_section_errors(configs: Path, change: dict[str, Any], message: str) -> None:
+    edit(configs / "alice.yaml", set_in("stream", value={**STREAM, **change}))
+    assert message in failure(configs)
+
+
+def test_a_stream_and_a_snapshot_per_slot_exclude_each_other(configs: Path) -> None:
+    def both(data: dict[str, Any]) -> None:
+        data["stream"] = dict(STREAM)
+        data["schedule"] = {"cron": "0 2 * * *", "data": "snapshots/{date}"}
+        data["run"].pop("run_id", None)
+
+    edit(configs / "alice.yaml", both)
+    assert "schedule.data: not with a stream" in failure(configs)
+
+
+def test_a_stream_may_name_the_banks_accounts(configs: Path, tmp_path: Path) -> None:
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("id\nalice-1\n")
+    edit(configs / "alice.yaml", set_in("stream", value={**STREAM, "accounts": str(accounts)}))
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None and stream.accounts == accounts
+    accounts.unlink()
+    assert "stream.accounts: file not found" in failure(configs)
+
+
+def test_a_kafka_stream_takes_partitions_and_client_settings(configs: Path) -> None:
+    kafka = {
+        **STREAM,
+        "broker": "kafka",
+        "address": "k1:9092,k2:9092",
+        "kafka": {
+            "partitions": [2, 0, 1],
+            "settings": {"security.protocol": "SSL", "enable.ssl.certificate.verification": True},
+        },
+    }
+    edit(configs / "alice.yaml", set_in("stream", value=kafka))
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None and stream.partitions == (0, 1, 2)
+    assert stream.kafka_settings == (
+        ("enable.ssl.certificate.verification", "true"),
+        ("security.protocol", "SSL"),
+    )
+    edit(
+        configs / "alice.yaml", set_in("stream", value={**kafka, "kafka": {"partitions": "group"}})
+    )
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None and stream.partitions is None
+
+
+@pytest.mark.parametrize(
+    ("kafka", "broker", "message"),
+    [
+        ({"partitions": []}, "kafka", "stream.kafka.partitions: expected a list of partition"),
+        ({"partitions": [-1]}, "kafka", "stream.kafka.partitions: expected a list of partition"),
+        ({"settings": {"group.id": "x"}}, "kafka", "stream.kafka.settings.group.id: given by"),
+        ({"settings": {"a": [1]}}, "kafka", "stream.kafka.settings.a: expected a librdkafka"),
+        ({"partitions": [0]}, "redis", "stream.kafka: only for stream.broker kafka"),
+    ],
+)
+def test_kafka_section_errors(
+    configs: Path, kafka: dict[str, Any], broker: str, message: str
+) -> None:
+    address = "k:9092" if broker == "kafka" else STREAM["address"]
+    given = {**STREAM, "broker": broker, "address": address, "kafka": kafka}
+    edit(configs / "alice.yaml", set_in("stream", value=given))
+    assert message in failure(configs)
+
+
+def test_a_stream_may_publish_alerts_from_a_level_up(configs: Path) -> None:
+    edit(configs / "alice.yaml", set_in("stream", value={**STREAM, "alert_level": "HIGH"}))
+    stream = load_player_config(configs, "alice").stream
+    assert stream is not None and stream.alert_level == "HIGH"

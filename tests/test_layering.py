@@ -6,6 +6,8 @@ inside functions too): each layer imports only the layers below it.
     protocol   the sans-I/O protocol: no event loop, network, configuration or commands
     config     configuration files: no node, lab, local network or commands
     scoring    initial scores from raw transactions: core, files and errors (and config) only
+    stream     streaming ingestion (broker adapters, period store): no node, service, lab,
+               local network or commands, no event loop (the service runs it in a thread)
     node       a bank's node: no lab, local network or commands
     service    the node as a long-running service: no lab, local network or commands
     lab        the researcher's simulations and experiments: no local network or commands
@@ -26,6 +28,7 @@ ABOVE_CORE = (
     "protocol",
     "config",
     "scoring",
+    "stream",
     "node",
     "service",
     "lab",
@@ -53,9 +56,18 @@ FORBIDDEN: dict[str, set[str]] = {
         "socket",
     },
     "config": {
-        f"riskprop.{layer}" for layer in ("scoring", "node", "service", "lab", "localnet", "cli")
+        f"riskprop.{layer}"
+        for layer in ("scoring", "stream", "node", "service", "lab", "localnet", "cli")
     },
     "scoring": {
+        *(
+            f"riskprop.{layer}"
+            for layer in ("protocol", "stream", "node", "service", "lab", "localnet", "cli")
+        ),
+        "asyncio",
+        "aiohttp",
+    },
+    "stream": {
         *(
             f"riskprop.{layer}"
             for layer in ("protocol", "node", "service", "lab", "localnet", "cli")

@@ -23,6 +23,7 @@ from riskprop.cli.node import keygen, node_options, run, serve_node_command, tri
 from riskprop.cli.options import CONTEXT
 from riskprop.cli.report import report
 from riskprop.cli.score import score
+from riskprop.cli.stream import stream_group
 from riskprop.cli.workbench import evaluate, sweep
 from riskprop.errors import ParameterError, RiskpropError, StoppedError
 
@@ -82,6 +83,7 @@ for command in (
     check,
     report,
     score,
+    stream_group,
 ):
     cli.add_command(command)
 

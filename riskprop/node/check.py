@@ -9,13 +9,15 @@ or field and the problem). Checks that depend on an earlier one are left out whe
 than report the same problem twice.
 
 Nothing is changed or sent, except a temporary file made and removed in the output directory
-(which is created if missing, as a run would) and a ping to each peer's
-``GET /riskprop/v1/ping`` over mutual TLS.
+(which is created if missing, as a run would), a ping to each peer's
+``GET /riskprop/v1/ping`` over mutual TLS and, for a streaming node, a ping to its broker (the
+store is opened read-only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -131,8 +133,12 @@ def check_node(
     key: ThresholdKey | None = None
     with report.guard("key share"):
         key = check_key(config, report)
-    with report.guard("data"):
-        check_data(config, report, slot, key)
+    if config.stream is None:
+        with report.guard("data"):
+            check_data(config, report, slot, key)
+    else:  # the run's data is the period it closes
+        with report.guard("stream"):
+            check_stream(config, report, network=network, timeout=timeout)
     with report.guard("output"):
         check_output_dir(config, report)
     errors = report.count("error")
@@ -256,6 +262,85 @@ def check_data(
             f"{config.path}: limits.max_accounts is {most}, but this bank has {bank.n_accounts} "
             "accounts: its peers would refuse its messages (raise it at every bank)"
         )
+
+
+def check_stream(config: PlayerConfig, report: Report, *, network: bool, timeout: float) -> None:
+    """A streaming node: its rules load, its broker's client is installed, its store (when it
+    exists) keeps the configured periods; with ``network``, the broker answers (a warning if
+    not, as a broker may be down for a moment)."""
+    import sqlite3
+
+    from riskprop.scoring.rules import default_rules_path, load_rules
+
+    stream = config.stream
+    assert stream is not None
+    rules_path = stream.rules or default_rules_path()
+    rules = load_rules(rules_path)
+    levels = [level.name for level in rules.levels]
+    if stream.alert_level is not None and stream.alert_level not in levels:
+        raise ConfigError(
+            f"{config.path}: stream.alert_level: {stream.alert_level!r} is not a level of the "
+            f"rules in {rules_path} ({', '.join(levels)})"
+        )
+    start = datetime.datetime.fromtimestamp(stream.origin, datetime.UTC)
+    report.ok(
+        f"stream {stream.broker} {stream.address}: topic {stream.topic}, group {stream.group}, "
+        f"dead letters to {stream.dead_letters}, alerts to {stream.alerts}; periods of "
+        f"{stream.period_length} s from {start:%Y-%m-%dT%H:%M:%SZ}, closed "
+        f"{stream.close_after:g} s after their end; {len(rules.rules)} rules from {rules_path}"
+    )
+    client = "redis" if stream.broker == "redis" else "confluent_kafka"
+    try:
+        __import__(client)
+    except ImportError:
+        raise ConfigError(
+            f"{config.path}: stream.broker: {stream.broker} needs its client ({client}): "
+            "pip install 'riskprop[stream]'"
+        ) from None
+    if stream.store.exists():
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{stream.store}?mode=ro", uri=True)
+            ) as db:
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                (stored,) = db.execute("SELECT count(*) FROM tx").fetchone()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{stream.store}: not a readable stream store ({exc})") from None
+        kept = (meta.get("origin"), meta.get("length"))
+        if kept != (stream.origin, stream.period_length):
+            raise ConfigError(
+                f"{config.path}: stream: the store {stream.store} keeps periods of "
+                f"{kept[1]} s from {kept[0]}, not {stream.period_length} s from {stream.origin}:"
+                " use a new store for other periods"
+            )
+        report.ok(f"stream store {stream.store}: {stored} transactions")
+    else:
+        report.ok(f"stream store {stream.store}: made at the node's first start")
+    if network:
+        problem = _broker_problem(stream.broker, stream.address, stream.topic, timeout)
+        if problem is None:
+            report.ok(f"stream broker {stream.address}: reachable")
+        else:
+            report.warning(f"stream broker {stream.address}: not reachable ({problem})")
+
+
+def _broker_problem(broker: str, address: str, topic: str, timeout: float) -> str | None:
+    """Why the broker does not answer (None: it does)."""
+    try:
+        if broker == "redis":
+            import redis
+
+            with redis.Redis.from_url(
+                address, socket_timeout=timeout, socket_connect_timeout=timeout
+            ) as client:
+                client.ping()
+            return None
+        from confluent_kafka.admin import AdminClient
+
+        found = AdminClient({"bootstrap.servers": address}).list_topics(timeout=timeout)
+        return None if topic in found.topics else f"no topic {topic}"
+    except Exception as exc:  # the clients' own errors: one line
+        return f"{type(exc).__name__}: {exc}"
 
 
 def check_output_dir(config: PlayerConfig, report: Report) -> None:

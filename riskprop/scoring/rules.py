@@ -97,6 +97,8 @@ RULE_KINDS = (
 )
 TX_LEVEL = frozenset({"threshold", "jurisdiction", "round_amount", "night", "failed", "type"})
 DAY = 86_400
+#: Rows from which the rules run in a thread pool (below it a pool costs more than it saves).
+PARALLEL_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -627,10 +629,14 @@ def score(raw: RawTransactions, bank: str, rules: RuleSet) -> Scored:
     alert_rules: list[IntArray] = []
     alert_levels: list[IntArray] = []
     # numpy's sorts and scans release the interpreter lock: the rules run side by side on
-    # the node's cores, their results taken in rule order (the same as one after another)
-    with ThreadPoolExecutor(max_workers=threads()) as pool:
-        kinds = [rule.kind for rule in rules.rules]
-        results = list(pool.map(lambda k, p: _EVALUATORS[k](ctx, p), kinds, params))
+    # the node's cores, their results taken in rule order (the same as one after another);
+    # a small batch (a stream's) runs them in this thread, where a pool would cost more
+    kinds = [rule.kind for rule in rules.rules]
+    if raw.n < PARALLEL_ROWS:
+        results = [_EVALUATORS[k](ctx, p) for k, p in zip(kinds, params, strict=True)]
+    else:
+        with ThreadPoolExecutor(max_workers=threads()) as pool:
+            results = list(pool.map(lambda k, p: _EVALUATORS[k](ctx, p), kinds, params))
     for r, (rule, result) in enumerate(zip(rules.rules, results, strict=True)):
         contribution = rule.weight * np.clip(result.strength, 0.0, 1.0)
         contributions[rule.name] = contribution

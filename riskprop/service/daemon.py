@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -67,6 +68,7 @@ from riskprop.service.schedule import (
     upcoming_slot,
     utc_now,
 )
+from riskprop.service.streaming import StreamWorker, stream_root
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +215,12 @@ class Service:
         self.show = show
         self.config = load()
         self.player = self.config.player
-        self.metrics = NodeMetrics(self.player)
+        self.metrics = NodeMetrics(self.player, stream=self.config.stream is not None)
+        #: the consumer of a streaming node (``stream`` section), started by ``serve``
+        self.streamer: StreamWorker | None = None
+        if self.config.stream is not None:
+            assert self.metrics.stream is not None
+            self.streamer = StreamWorker(self.config, self.metrics.stream)
         self.started = clock()
         self.history = History(self.config.output / HISTORY_FILE)
         self.current: Current | None = None
@@ -316,6 +323,7 @@ class Service:
             "peers": [{"name": name, **peer.__dict__} for name, peer in sorted(self.peers.items())],
             "key": self.key,
             "certificate": self.certificate(),
+            "stream": None if self.streamer is None else self.streamer.status(),
         }
 
     def _current_status(self) -> dict[str, Any] | None:
@@ -352,6 +360,8 @@ class Service:
             problems.append(
                 f"certificate: {self.config.tls_certificate}: expired {cert['not_after']}"
             )
+        if self.streamer is not None and self.streamer.started and self.streamer.problem:
+            problems.append(f"stream: {self.streamer.problem}")
         for name, peer in sorted(self.peers.items()):
             if peer.reachable is None:
                 problems.append(f"peer {name}: not checked yet")
@@ -417,6 +427,9 @@ class Service:
         report: NodeReport | None = None
         try:
             with bind(run=run_id):
+                if self.streamer is not None:  # the run reads the period it closes
+                    at = job.data_slot or self.clock()
+                    run_config = replace(run_config, data=await self._close_period(at))
                 work = run_node(run_config, fresh=job.fresh, progress=self._on_tick)
                 report = await until_stopped(work, self.stop, lambda: self._where(run_id))
         except StoppedError:
@@ -466,6 +479,22 @@ class Service:
                 "run %s succeeded in %.1f s; results in %s", run_id, record.seconds or 0, output
             )
         return report
+
+    async def _close_period(self, at: datetime) -> Path:
+        """Close, freeze and score the stream's period due at ``at``; the bank's scored files
+        (the run's ``data``)."""
+        assert self.streamer is not None
+        config = self.config
+        close = functools.partial(
+            self.streamer.close_period,
+            root=stream_root(config),
+            members=config.network.names,
+            keep=config.keep_runs,
+        )
+        # cancelled by a stop, the thread finishes unobserved: every file it writes is
+        # replaced atomically, and closing the same period again gives the same files
+        closed = await in_thread(close, at)
+        return closed.data / self.player
 
     def _due(self, starting: bool) -> Job | None:
         """The run to start now: a trigger, or the open slot's run when it has not succeeded
@@ -589,7 +618,9 @@ class Service:
         self.config_problem = None
         if config.admin != self.config.admin:
             log.warning("admin listener settings change at the next start only")
-        self.config = replace(config, admin=self.config.admin)
+        if config.stream != self.config.stream:
+            log.warning("stream settings change at the next start only")
+        self.config = replace(config, admin=self.config.admin, stream=self.config.stream)
         self.peers = {
             p.name: self.peers.get(p.name, PeerState(p.url))
             for p in config.network.parties
@@ -634,6 +665,8 @@ class Service:
             raise ConfigError(self.key_problem)
         admin = await self._with_admin(required=True)
         pinger = asyncio.create_task(self._ping())
+        if self.streamer is not None:
+            self.streamer.start()
         starting = True
         schedule = self.config.schedule
         log.info(
@@ -666,6 +699,8 @@ class Service:
             pass
         finally:
             pinger.cancel()
+            if self.streamer is not None:
+                await in_thread(self.streamer.stop)
             if admin is not None:
                 await admin.close()
         log.info("service stopped on request")
@@ -702,7 +737,10 @@ class Service:
         self.metrics.running.set(1)
         try:
             with bind(run=run_id):
-                return await run_node(self.config, fresh=fresh, progress=self._on_tick)
+                config = self.config
+                if self.streamer is not None:  # the period due now, closed by this run
+                    config = config.for_run(run_id, await self._close_period(self.clock()))
+                return await run_node(config, fresh=fresh, progress=self._on_tick)
         finally:
             self.current = None
             self.metrics.running.set(0)

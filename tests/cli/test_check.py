@@ -338,3 +338,53 @@ def listening(configs: Path, player: str) -> Iterator[None]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(60)
         loop.close()
+
+
+def test_a_streaming_node_is_checked_for_its_stream(configs: Path, tmp_path: Path) -> None:
+    """The stream replaces the data directory; a store of other periods is an error; the
+    broker is pinged (a warning while it is down, ok once it answers)."""
+    import socket
+
+    from stream.brokers import redis_broker
+
+    from riskprop.stream.store import PeriodStore
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    store = tmp_path / "store.db"
+    stream = {
+        "broker": "redis",
+        "address": f"redis://127.0.0.1:{closed_port}/0",
+        "topic": "tx.alice",
+        "store": str(store),
+    }
+
+    def streaming(data: dict[str, Any]) -> None:
+        data["stream"] = dict(stream)
+        data["data"] = str(tmp_path / "no-such-directory")  # not read by a streaming node
+
+    edit(configs / "alice.yaml", streaming)
+    code, lines = check(configs, "--no-network")
+    assert code == 0, lines
+    assert any(ln.startswith("ok: stream redis redis://127.0.0.1:") for ln in lines)
+    assert f"ok: stream store {store}: made at the node's first start" in lines
+    assert not any(ln.startswith("ok: data ") for ln in lines)
+    code, lines = check(configs)
+    assert next(ln for ln in level(lines, "warning") if "stream" in ln).startswith(
+        f"warning: stream broker redis://127.0.0.1:{closed_port}/0: not reachable (ConnectionError"
+    )
+    PeriodStore(store, origin=0, length=3600).close()
+    error = one_error(configs)
+    assert error == (
+        f"error: {configs / 'alice.yaml'}: stream: the store {store} keeps periods of 3600 s from"
+        " 0, not 86400 s from 0: use a new store for other periods"
+    )
+    store.unlink()
+    PeriodStore(store, origin=0, length=86400).close()
+    with redis_broker(tmp_path / "redis") as broker:
+        stream["address"] = f"redis://127.0.0.1:{broker.address}/0"
+        edit(configs / "alice.yaml", streaming)
+        code, lines = check(configs)
+        assert f"ok: stream broker {stream['address']}: reachable" in lines
+        assert f"ok: stream store {store}: 0 transactions" in lines

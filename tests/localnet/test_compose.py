@@ -39,10 +39,13 @@ import yaml
 from cronsim import CronSim
 from helpers import REPO
 
+from riskprop.cli.stream import produce_command
 from riskprop.config import ADMIN_PORT_OFFSET, format_slot
 
 BANKS = ("alice", "bob", "charlie")
 KEYGENS = tuple(f"{bank}-keygen" for bank in BANKS)
+PRODUCERS = ("producer",)
+STREAMING_FILE = REPO / "docker-compose.streaming.yml"
 SUBNET = "10.231.77"  # this test's own namespaces only
 IN_CI = os.environ.get("CI") == "true"
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -169,9 +172,58 @@ def test_compose_file_validates() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_the_streaming_override_validates_and_points_the_nodes_at_their_streams() -> None:
+    tool = require("docker-compose")
+    result = subprocess.run(
+        [tool, "-f", str(COMPOSE_FILE), "-f", str(STREAMING_FILE), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    merged: dict[str, Service] = yaml.safe_load(result.stdout)["services"]
+    for bank in BANKS:
+        node = merged[bank]
+        configs = {m.split(":")[1]: m.split(":")[0] for m in node["volumes"]}
+        own = REPO / "configs" / "compose" / "streaming" / f"{bank}.yaml"
+        assert configs[f"/app/config/{bank}.yaml"] == str(own)  # replaces the batch file
+        assert node["depends_on"]["redis"] == {"condition": "service_healthy"}
+        streaming = yaml.safe_load(own.read_text())
+        batch = bank_config(bank)
+        # the batch node's configuration plus its stream, the hour closed five minutes after it
+        assert {k: v for k, v in streaming.items() if k not in ("stream", "schedule")} == {
+            k: v for k, v in batch.items() if k != "schedule"
+        }
+        assert streaming["stream"] == {
+            "broker": "redis",
+            "address": "redis://redis:6379/0",
+            "topic": f"tx.{bank}",
+            "period_length": "1h",
+            "close_after": 300,
+        }
+        assert streaming["schedule"]["cron"] == "5 * * * *"
+    # the producer is hardened like every bank container and publishes every bank's records
+    producer = merged["producer"]
+    assert producer["user"] == f"{NODE_UID}:{NODE_UID}" and producer["read_only"] is True
+    assert producer["cap_drop"] == ["ALL"] and "volumes" not in producer
+    command = [str(word) for word in producer["command"]]
+    assert command[:2] == ["stream", "produce"]
+    assert command[command.index("--topic") + 1] == "tx.{bank}"
+    assert command[command.index("--bank") + 1] == ",".join(BANKS)
+    assert "--live" in command and "--loop" in command
+    # the producer's command is one riskprop accepts (parsed and type-checked, not run)
+    context = produce_command.make_context("produce", command[2:])
+    assert context.params["live"] is True and context.params["rate"] > 0
+
+
 def test_services_are_init_then_each_banks_keygen_then_its_node() -> None:
     found = services()
-    assert set(found) == {"init", *KEYGENS, *BANKS}
+    assert set(found) == {"init", *KEYGENS, *BANKS, "redis", *PRODUCERS}
+    # the broker and the producers start only with the streaming profile
+    assert {n for n, s in found.items() if s.get("profiles") == ["streaming"]} == {
+        "redis",
+        *PRODUCERS,
+    }
     for bank, keygen in zip(BANKS, KEYGENS, strict=True):
         node = found[bank]
         assert node["command"] == ["--log-format", "json", "--player", bank, "--config", "config"]

@@ -495,8 +495,10 @@ def test_the_status_of_an_idle_node(configs: Path) -> None:
         "peers",
         "key",
         "certificate",
+        "stream",
     }
     assert (status["player"], status["state"], status["current"]) == ("alice", "idle", None)
+    assert status["stream"] is None  # no stream section
     assert status["now"] == status["started"] == "2026-11-29T08:00:00Z"
     assert status["next_run"] == {
         "run_id": "daily-2026-11-30",
