@@ -1,0 +1,239 @@
+"""``linear_step`` through an executor: the same integers as the serial code for any number
+of workers and any batching, on random CSR inputs and on every step of secure simulations (3
+banks over several periods, 5 banks), whose scores match the plaintext engine.
+
+Small keys; the process pool (two workers) is shared by the module; batches are forced small
+(``BATCH_TERMS = 1``) so that a few accounts make several batches."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import phe
+import pytest
+from cycle import TOL
+from gmpy2 import mpz
+from helpers import KEY_BITS, TxRow, bank_specs, spread, write_dataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from riskprop.compute import ProcessExecutor
+from riskprop.core import paillier
+from riskprop.core.paillier import PublicKey, linear_step, step_batches
+from riskprop.core.types import IntArray
+from riskprop.lab.simulate import simulate_plaintext, simulate_secure
+from riskprop.protocol import session as session_module
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_PUBLIC, _ = phe.generate_paillier_keypair(n_length=256)
+KEY = PublicKey(_PUBLIC.n)
+
+
+class Recording:
+    """An in-process executor that claims ``workers`` and keeps the batches it ran."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.batches: list[Any] = []
+
+    def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
+        self.batches += batches
+        return [fn(b) for b in batches]
+
+
+class Counting:
+    """Hands every call to ``inner`` and counts the batches."""
+
+    def __init__(self, inner: ProcessExecutor) -> None:
+        self.inner = inner
+        self.workers = inner.workers
+        self.batches = 0
+
+    def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
+        self.batches += len(batches)
+        return self.inner.map(fn, batches)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ProcessExecutor]:
+    with ProcessExecutor(2) as executor:
+        yield executor
+
+
+def random_case(
+    seed: int, n_rows: int, extra: int, degree: float, bits: int
+) -> tuple[list[mpz], IntArray, IntArray, list[int]]:
+    rng = np.random.default_rng(seed)
+    bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(max(1, n_rows + extra))]
+    counts = rng.poisson(degree, n_rows)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    indices = rng.integers(0, len(bases), int(indptr[-1])).astype(np.int64)
+    coefs = [int(v) for v in rng.integers(0, 2**bits, int(indptr[-1]), dtype=np.int64)]
+    return bases, indptr, indices, coefs
+
+
+CASES = [
+    (1, 0, 0.0, 48, 2**47 + 1),
+    (40, 0, 0.0, 48, 2**48 - 1),  # no edges
+    (300, 100, 3.3, 48, 2**47 + 12345),
+    (200, 50, 6.0, 1, 1),
+    (200, 20, 3.0, 48, 0),  # no self term
+    (3000, 2000, 1.5, 40, 3),  # several chunks of CHUNK_ROWS rows
+]
+
+
+@pytest.mark.parametrize(("n_rows", "extra", "degree", "bits", "self_coef"), CASES)
+@pytest.mark.parametrize("batch_terms", [1, 97, 1 << 16])
+def test_the_pool_gives_the_serial_integers(
+    pool: ProcessExecutor,
+    n_rows: int,
+    extra: int,
+    degree: float,
+    bits: int,
+    self_coef: int,
+    batch_terms: int,
+) -> None:
+    bases, indptr, indices, coefs = random_case(n_rows + bits, n_rows, extra, degree, bits)
+    serial = linear_step(KEY, bases, n_rows, self_coef, indptr, indices, coefs)
+    got = linear_step(
+        KEY,
+        bases,
+        n_rows,
+        self_coef,
+        indptr,
+        indices,
+        coefs,
+        executor=pool,
+        batch_terms=batch_terms,
+    )
+    assert got == serial
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5, 64])
+def test_any_worker_count_gives_the_serial_integers(workers: int) -> None:
+    bases, indptr, indices, coefs = random_case(workers, 500, 200, 2.5, 48)
+    serial = linear_step(KEY, bases, 500, 2**40 + 3, indptr, indices, coefs)
+    executor = Recording(workers)
+    got = linear_step(
+        KEY, bases, 500, 2**40 + 3, indptr, indices, coefs, executor=executor, batch_terms=1
+    )
+    assert got == serial
+    # about equal terms each; a cut that falls inside a row's terms merges two batches
+    assert 1 < len(executor.batches) <= workers * paillier.BATCHES_PER_WORKER
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 11), st.integers(0, 2**62)), max_size=6), max_size=12
+    ),
+    st.integers(0, 2**48 - 1),
+    st.integers(2, 6),
+    st.integers(1, 8),
+    st.sampled_from([0, 3_000, 1 << 30]),
+)
+@settings(max_examples=60, database=None)
+def test_batching_property(
+    rows: list[list[tuple[int, int]]], self_coef: int, workers: int, terms: int, budget: int
+) -> None:
+    bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(max(12, len(rows)))]
+    indptr = np.array([0, *np.cumsum([len(r) for r in rows])], dtype=np.int64)
+    indices = np.array([c for r in rows for c, _ in r], dtype=np.int64)
+    coefs = [e for r in rows for _, e in r]
+    args = (KEY, bases, len(rows), self_coef, indptr, indices, coefs)
+    serial = linear_step(*args, table_budget=budget)
+    executor = Recording(workers)
+    got = linear_step(*args, table_budget=budget, executor=executor, batch_terms=terms)
+    assert got == serial
+
+
+def test_batches_cover_the_rows_with_their_own_bases_first() -> None:
+    bases, indptr, indices, coefs = random_case(7, 100, 30, 3.0, 20)
+    exps = np.asarray(coefs, dtype=np.int64)
+    batches = step_batches(KEY, bases, 100, 5, indptr, indices, exps, workers=3, min_terms=1)
+    assert len(batches) == 3 * paillier.BATCHES_PER_WORKER
+    assert [b.first_row for b in batches] == sorted(b.first_row for b in batches)
+    assert batches[0].first_row == 0
+    assert sum(b.n_rows for b in batches) == 100
+    width = KEY.ciphertext_bytes
+    for batch in batches:
+        local = [
+            int.from_bytes(batch.bases[i : i + width], "big")
+            for i in range(0, len(batch.bases), width)
+        ]
+        own = [int(bases[batch.first_row + x]) for x in range(batch.n_rows)]
+        assert local[: batch.n_rows] == own
+        lo = int(indptr[batch.first_row])
+        for j, column in enumerate(batch.indices.tolist()):
+            assert local[column] == int(bases[int(indices[lo + j])])
+    # too few terms for a batch each: the step stays whole
+    assert len(step_batches(KEY, bases, 100, 5, indptr, indices, exps, workers=3)) == 1
+
+
+# ------------------------------------------------------------------ secure simulations
+
+
+def random_network(
+    rng: np.random.Generator, banks: Sequence[str], accounts: int, edges: int, periods: int
+) -> tuple[dict[str, list[tuple[str, float]]], dict[str, list[TxRow]]]:
+    ids = {b: [f"{b}-{i:02d}" for i in range(accounts)] for b in banks}
+    scores = {b: [(a, float(rng.choice([0.0, rng.random(), 1.0]))) for a in ids[b]] for b in banks}
+    rows: list[TxRow] = []
+    for _ in range(edges):
+        sb, db = str(rng.choice(banks)), str(rng.choice(banks))
+        amount = float(rng.integers(1, 1000))
+        rows.append(
+            (
+                str(rng.choice(ids[sb])),
+                sb,
+                str(rng.choice(ids[db])),
+                db,
+                amount,
+                int(rng.integers(0, periods)),
+            )
+        )
+    return scores, spread(rows)
+
+
+@pytest.mark.parametrize(
+    ("banks", "periods"),
+    [(("alice", "bob", "charlie"), 3), (("alpha", "bravo", "charlie", "delta", "echo"), 1)],
+)
+def test_secure_simulation_through_the_pool_is_bit_identical(
+    banks: tuple[str, ...],
+    periods: int,
+    pool: ProcessExecutor,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every linear step of every bank, run through the pool, equals the serial step; the
+    decrypted scores are the plaintext engine's."""
+    rng = np.random.default_rng(len(banks) * 100 + periods)
+    accounts, files = random_network(rng, banks, 12, 90, periods)
+    data = write_dataset(tmp_path / "data", bank_specs(accounts, files))
+    monkeypatch.setattr(paillier, "BATCH_TERMS", 1)
+    executor = Counting(pool)
+    batched_steps = 0
+
+    def checked(*args: Any, **kwargs: Any) -> list[mpz]:
+        nonlocal batched_steps
+        assert kwargs["executor"] is executor
+        got = linear_step(*args, **kwargs)
+        assert got == linear_step(*args, **{**kwargs, "executor": None})
+        batched_steps += 1
+        return got
+
+    monkeypatch.setattr(session_module, "linear_step", checked)
+    options: dict[str, Any] = {"iterations": 3, "delta_a": 0.6, "delta_b": 0.5}
+    secure = simulate_secure(data, key_bits=KEY_BITS, executor=executor, **options)
+    plain = simulate_plaintext(data, **options)
+    assert batched_steps == len(banks) * periods * 3
+    assert executor.batches > batched_steps  # the steps were cut into several batches each
+    assert secure.account_ids == plain.account_ids
+    assert float(np.max(np.abs(secure.scores - plain.scores))) <= TOL
