@@ -404,12 +404,14 @@ MAX_WINDOW = 6
 TABLE_BUDGET = 1 << 30
 #: ``linear_step`` recodes exponents and runs rows in chunks of this many rows.
 CHUNK_ROWS = 2048
-#: ``linear_step`` batches for an executor hold at least this many terms (smaller steps stay
-#: whole), at most ``MAX_BATCH_TERMS`` (a batch's bases take up to ``|N**2| / 8`` bytes per
-#: term), and there are about ``BATCHES_PER_WORKER`` per worker in between.
-BATCH_TERMS = 1 << 16
+#: ``linear_step`` batches for an executor hold at least this many terms (about 0.3 s of work
+#: at 2048 bits; smaller steps stay whole), at most ``MAX_BATCH_TERMS`` (a batch's bases take
+#: up to ``|N**2| / 8`` bytes per term), and there are about ``BATCHES_PER_WORKER`` per worker
+#: in between: each batch rebuilds the tables of the bases it shares with others (measured in
+#: docs/design-compute.md).
+BATCH_TERMS = 1 << 12
 MAX_BATCH_TERMS = 1 << 18
-BATCHES_PER_WORKER = 4
+BATCHES_PER_WORKER = 2
 
 
 def linear_step(
