@@ -83,6 +83,7 @@ class ProcessExecutor:
         if self.method == "fork":
             raise ConfigError("compute workers are never forked from the node process")
         self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
         self.restarts = 0
 
     @property
@@ -90,6 +91,8 @@ class ProcessExecutor:
         return self._workers
 
     def _running(self) -> ProcessPoolExecutor:
+        if self._closed:  # e.g. a step still running in a thread after its node stopped
+            raise ComputeError("the compute workers were stopped")
         if self._pool is None:
             context = multiprocessing.get_context(self.method)
             self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
@@ -147,7 +150,9 @@ class ProcessExecutor:
         return sorted(failed), cause
 
     def close(self) -> None:
-        """Stop the worker processes (waits for running batches)."""
+        """Stop the worker processes (waits for running batches; cancels the others) for
+        good: a later ``map`` raises ``ComputeError``."""
+        self._closed = True
         self._discard()
 
     def __enter__(self) -> ProcessExecutor:

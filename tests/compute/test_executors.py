@@ -54,6 +54,14 @@ def test_an_error_of_the_batch_function_is_reraised_not_retried(pool: ProcessExe
     assert pool.restarts == before
 
 
+def test_a_closed_pool_refuses_work() -> None:
+    executor = ProcessExecutor(2)
+    assert executor.map(compute_faults.square, [2]) == [4]
+    executor.close()
+    with pytest.raises(ComputeError, match="stopped"):
+        executor.map(compute_faults.square, [2])
+
+
 def test_make_executor_and_its_limits() -> None:
     assert isinstance(make_executor(1), SerialExecutor)
     many = make_executor(3)
