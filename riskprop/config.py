@@ -52,6 +52,7 @@ OVERRIDE_KEYS = (
     "delta_b",
     "precision_bits",
     "noise",
+    "workers",
 )
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -200,6 +201,15 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class ComputeSettings:
+    """Where a node does the arithmetic of its runs (docs/design-compute.md): ``workers``
+    processes on its machine; None: as many as the cores available to it; 1: in the node
+    process itself."""
+
+    workers: int | None = None
+
+
+@dataclass(frozen=True)
 class PlayerConfig:
     path: Path
     player: str
@@ -226,6 +236,7 @@ class PlayerConfig:
     admin: AdminSettings | None = None
     #: run folders the service keeps under ``OUT/runs`` (the latest success is always kept)
     keep_runs: int = DEFAULT_KEEP_RUNS
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
 
     def for_run(
         self, run_id: str, data: Path | None = None, output: Path | None = None
@@ -471,8 +482,8 @@ def load_player_config(
 ) -> PlayerConfig:
     """Read ``<config_dir>/<player>.yaml`` and its network file; apply ``overrides``
     (``data``, ``output`` (alias ``out``), ``key_share``, ``host``, ``port``, ``run_id``,
-    ``iterations``; None means not given) before checking that files exist. ``for_keygen``:
-    the key share is to be made and the data need not exist yet."""
+    the run parameters, ``workers``; None means not given) before checking that files exist.
+    ``for_keygen``: the key share is to be made and the data need not exist yet."""
     path = (config_dir / f"{player}.yaml").resolve()
     if not isinstance(player, str) or not NAME.fullmatch(player):
         raise ConfigError(f"{path}: player: {player!r} is not a valid party name ([A-Za-z0-9_-]+)")
@@ -495,6 +506,7 @@ def load_player_config(
         "schedule",
         "retention",
         "admin",
+        "compute",
     )
     named = top.get("player", _string)
     if named != player:
@@ -557,6 +569,7 @@ def load_player_config(
         schedule=schedule,
         admin=_admin(top.section("admin", required=False), port),
         keep_runs=_retention(top.section("retention", required=False)),
+        compute=_compute(top.section("compute", required=False), given),
     )
 
 
@@ -637,6 +650,14 @@ def _count(value: Any) -> int:
     if number < 1:
         raise ValueError(f"must be >= 1 (got {number})")
     return number
+
+
+def _compute(section: _Section, given: Mapping[str, object]) -> ComputeSettings:
+    section.only("workers")
+    if "workers" in given:
+        section.override("workers", given["workers"])
+    workers = section.get("workers", _count) if section.given("workers") else None
+    return ComputeSettings(workers)
 
 
 def _limits(section: _Section) -> Limits:

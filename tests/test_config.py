@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from riskprop.config import PlayerConfig, Timeouts, load_player_config
+from riskprop.config import ComputeSettings, PlayerConfig, Timeouts, load_player_config
 from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS
 from riskprop.core.params import RunParameters
 from riskprop.errors import ConfigError
@@ -140,6 +140,7 @@ OVERRIDE_ERRORS = [
     ({"run_id": "a/b"}, "run.run_id (override): 'a/b' must match"),
     ({"data": "/nowhere/at/all"}, "data (override): directory not found: /nowhere/at/all"),
     ({"key_share": 3}, "key_share (override): expected a path, got int 3"),
+    ({"workers": 0}, "compute.workers (override): must be >= 1 (got 0)"),
     ({"colour": "blue"}, "colour: unknown override (allowed: data, output"),
 ]
 
@@ -159,6 +160,17 @@ def test_noise_flows_from_the_file_and_the_command_line(configs: Path) -> None:
     edit(configs / "alice.yaml", lambda d: d["run"].update(noise="short"))
     text = failure(configs)
     assert "run.noise: must be one of djn, full (got 'short')" in text, text
+
+
+def test_compute_workers_from_the_file_and_the_command_line(configs: Path) -> None:
+    assert load_player_config(configs, "alice").compute == ComputeSettings(workers=None)
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 3}))
+    assert load_player_config(configs, "alice").compute.workers == 3
+    assert load_player_config(configs, "alice", overrides={"workers": 1}).compute.workers == 1
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 0}))
+    assert "compute.workers: must be >= 1 (got 0)" in failure(configs)
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"dask": "tcp://x:8786"}))
+    assert "compute.dask: unknown key (allowed: workers)" in failure(configs)
 
 
 def test_periods_as_count(configs: Path) -> None:

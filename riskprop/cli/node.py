@@ -18,6 +18,7 @@ from riskprop.cli.options import (
     parameter_options,
     split_names,
     warn_small_key,
+    workers_option,
 )
 
 if TYPE_CHECKING:
@@ -66,6 +67,11 @@ def node_options(func: F) -> F:
             help="Override: run id (every party must use the same).",
         ),
         parameter_options(overrides=True),
+        workers_option(
+            "Override: worker processes on this machine for the run's arithmetic "
+            "(compute.workers; default: the cores available, 1: in the node process).",
+            envvar="RISKPROP_WORKERS",
+        ),
         click.option(
             "--insecure",
             is_flag=True,

@@ -19,8 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from riskprop.compute import make_executor
 from riskprop.config import PlayerConfig
 from riskprop.core import modexp
+from riskprop.core.batches import Executor
 from riskprop.core.data import data_digest, load_bank
 from riskprop.errors import ConfigError, ProtocolError, RiskpropError, StorageError
 from riskprop.files.keys import load_share
@@ -66,8 +68,9 @@ class Tick:
 Progress = Callable[[Tick | None], None]
 
 
-def prepare_session(config: PlayerConfig) -> RunSession:
-    """Everything that can fail locally, before any network traffic."""
+def prepare_session(config: PlayerConfig, executor: Executor | None = None) -> RunSession:
+    """Everything that can fail locally, before any network traffic. The session's linear
+    steps go to ``executor`` (default: this process)."""
     share = load_share(config.key_share, config.player)
     key = share.key
     if set(key.parties) != set(config.network.names):
@@ -85,7 +88,13 @@ def prepare_session(config: PlayerConfig) -> RunSession:
             f"{config.path}: limits.max_accounts is {most}, but this bank has {bank.n_accounts} "
             "accounts: its peers would refuse its messages (raise it at every bank)"
         )
-    return RunSession(descriptor, bank, share, constant_time_noise=config.constant_time_noise)
+    return RunSession(
+        descriptor,
+        bank,
+        share,
+        constant_time_noise=config.constant_time_noise,
+        executor=executor,
+    )
 
 
 def http_settings(config: PlayerConfig) -> HttpSettings:
@@ -181,7 +190,11 @@ def resume_session(
             "start with --fresh to discard it (a service: riskprop trigger --fresh)"
         )
     restored = RunSession.restore(
-        snapshot, session.bank, session.share, constant_time_noise=session.constant_time_noise
+        snapshot,
+        session.bank,
+        session.share,
+        constant_time_noise=session.constant_time_noise,
+        executor=session.executor,
     )
     _remember_served(restored, journal)
     log.info("%s: resuming from the checkpoint (%s)", session.name, snapshot.phase)
@@ -212,11 +225,26 @@ async def run_node(
     and the results are bound to the run's identity (``run_identity``), so a run id reused
     with other inputs is refused unless ``fresh``. Setting ``stop`` (the CLI does on
     SIGTERM) ends the node within about a second, whatever it is doing, with
-    ``StoppedError``; its checkpoint stays for the next start. ``progress`` is called with a
-    ``Tick`` twice a second, and with None at the end.
+    ``StoppedError``; its checkpoint stays for the next start (a batch already running in a
+    compute worker is finished first). ``progress`` is called with a ``Tick`` twice a
+    second, and with None at the end. The run's arithmetic goes to ``config.compute.workers``
+    worker processes, started when a step is first large enough to share out.
     """
+    with make_executor(config.compute.workers) as executor:
+        return await _run_node(config, executor, fresh=fresh, stop=stop, progress=progress)
+
+
+async def _run_node(
+    config: PlayerConfig,
+    executor: Executor,
+    *,
+    fresh: bool,
+    stop: asyncio.Event | None,
+    progress: Progress | None,
+) -> NodeReport:
     started = time.perf_counter()
-    session = await in_thread(prepare_session, config)  # the loop stays free for a stop
+    # the loop stays free for a stop
+    session = await in_thread(prepare_session, config, executor)
     check_output(config.output, config.results_mode)
     run_id = config.run.run_id
     key = state_key(session.share.secret)
