@@ -47,11 +47,15 @@ def start_method() -> str:
 
 class SerialExecutor:
     """Every batch in the calling process, one after the other (``workers == 1``: callers
-    then do not cut their work at all)."""
+    then do not cut their work at all). ``batches`` counts the batches it ran."""
 
     workers = 1
 
+    def __init__(self) -> None:
+        self.batches = 0
+
     def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
+        self.batches += len(batches)
         return [fn(batch) for batch in batches]
 
     def close(self) -> None:
@@ -73,7 +77,8 @@ class ProcessExecutor:
     """A pool of ``workers`` processes on this machine (module doc: start method, failures).
 
     The pool starts on the first ``map`` and lives until ``close`` (or the ``with`` block
-    ends). ``restarts`` counts pools replaced after a worker died."""
+    ends). ``batches`` counts the batches it was given, ``restarts`` the pools replaced after
+    a worker died."""
 
     def __init__(self, workers: int, *, method: str | None = None) -> None:
         if workers < 1:
@@ -84,6 +89,7 @@ class ProcessExecutor:
             raise ConfigError("compute workers are never forked from the node process")
         self._pool: ProcessPoolExecutor | None = None
         self._closed = False
+        self.batches = 0
         self.restarts = 0
 
     @property
@@ -104,6 +110,7 @@ class ProcessExecutor:
             self._pool = None
 
     def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
+        self.batches += len(batches)
         results: dict[int, R] = {}
         pending = list(range(len(batches)))
         cause: BaseException | None = None

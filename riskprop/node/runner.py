@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from riskprop.compute import make_executor
+from riskprop.compute import ProcessExecutor, SerialExecutor, make_executor
 from riskprop.config import PlayerConfig
 from riskprop.core import modexp
 from riskprop.core.batches import Executor
@@ -236,7 +236,7 @@ async def run_node(
 
 async def _run_node(
     config: PlayerConfig,
-    executor: Executor,
+    executor: SerialExecutor | ProcessExecutor,
     *,
     fresh: bool,
     stop: asyncio.Event | None,
@@ -274,7 +274,7 @@ async def _run_node(
     settings = http_settings(config)
     log.info(
         "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d, "
-        "batched exponentiation: %s",
+        "batched exponentiation: %s, compute workers: %d",
         config.player,
         run_id,
         session.bank.n_accounts,
@@ -283,6 +283,7 @@ async def _run_node(
         config.listen_host,
         config.listen_port,
         modexp.backend(),
+        executor.workers,
     )
     transport = HttpTransport(settings, Codec.for_key(session.public))
     ticker = asyncio.create_task(_progress(session, transport, progress)) if progress else None
@@ -357,6 +358,13 @@ async def _run_node(
             progress(None)
         journal.close()
     final = report()
+    if executor.workers > 1:
+        log.info(
+            "%s: %d compute batches in %d worker processes",
+            config.player,
+            executor.batches,
+            executor.workers,
+        )
     storing(save_report, config.output)()  # with the figures of the whole run
     journal.discard()  # the run is complete: nothing left to resume
     return final

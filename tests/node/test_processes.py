@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import subprocess
 import time
@@ -42,6 +43,24 @@ def test_nodes_in_reverse_order_match_plaintext(
         assert report.cpu_seconds.keys() == report.seconds.keys() >= {"decrypt", "write"}
         assert all(0 <= report.cpu_seconds[k] <= v + 1e-3 for k, v in report.seconds.items())
         assert NodeReport.from_json(report.to_json()) == report
+
+
+def test_nodes_with_compute_workers_match_plaintext(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Every node shares its linear steps (about 10,000 terms each, over the 4,096 of a batch)
+    out to its own pool of two worker processes; the results are the plaintext engine's."""
+    parties = ["alice", "bob", "charlie"]
+    network = make_network(tmp_path, parties, accounts=1000, edges=10_000, workers=2)
+    processes += [network.start(party) for party in parties]
+    codes = wait_all(processes, 300)
+    assert codes == [0] * len(parties), [network.log(p)[-2000:] for p in parties]
+    assert_matches_plaintext(network)
+    for party in parties:
+        log = network.log(party)
+        assert "compute workers: 2" in log
+        batches = re.search(r"(\d+) compute batches in 2 worker processes", log)
+        assert batches is not None and int(batches.group(1)) > 0, log[-2000:]
 
 
 def test_missing_peer_fails_others_with_its_name(
