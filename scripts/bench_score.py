@@ -145,9 +145,8 @@ _MEASURED = (
 
 
 def run_score(raw: Path, out: Path) -> tuple[float, float]:
-    """Seconds and peak resident GiB of one ``riskprop score`` process. The process reports
-    its own peak: this process's children's figure would count the pages a child shares with
-    this (large) process between fork and exec."""
+    """Seconds and peak resident GiB of one ``riskprop score`` process, as the process itself
+    reports it."""
     command = [sys.executable, "-c", _MEASURED, "score", str(raw), "--bank", "A", "--out", str(out)]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -207,7 +206,10 @@ def main() -> None:
             return
         raw = work / "raw.csv"
         started = time.perf_counter()
-        generate(raw, args.rows, args.seed)
+        # in a child: Linux keeps a process's peak memory across exec, so a score process
+        # forked from a parent that had generated 10M rows would report the parent's peak
+        command = [sys.executable, __file__, "--rows", str(args.rows), "--seed", str(args.seed)]
+        subprocess.run([*command, "--write", str(raw)], check=True)
         size = raw.stat().st_size / 2**30
         print(
             f"generated {args.rows} rows ({size:.2f} GiB) in {time.perf_counter() - started:.1f} s"

@@ -52,6 +52,7 @@ _DUCKDB = """
 import sys, duckdb
 con = duckdb.connect()
 con.execute("SET threads TO 2")
+con.execute("SET enable_progress_bar = false")
 row = con.execute(f'''
   WITH raw AS (
     SELECT source, target, CAST(amount AS DOUBLE) AS amount,

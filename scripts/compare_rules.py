@@ -60,20 +60,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import io
 import json
 import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Final
 
 import numpy as np
@@ -220,16 +219,19 @@ def score_amlworld(layout: Path, work: Path) -> Scored:
     return load_scored("amlworld", data, laundering, done)
 
 
-def converter() -> ModuleType:
-    """``scripts/amlworld_from_amlsim.py``, loaded from beside this file."""
-    path = Path(__file__).resolve().with_name("amlworld_from_amlsim.py")
-    spec = importlib.util.spec_from_file_location("amlworld_from_amlsim", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def convert(src: Path, layout: Path) -> None:
+    """Write the AMLSim sample ``src`` in AMLworld's layout to ``layout`` with
+    ``scripts/amlworld_from_amlsim.py`` (run beside this file, its defaults)."""
+    script = Path(__file__).resolve().with_name("amlworld_from_amlsim.py")
+    done = subprocess.run(
+        [sys.executable, str(script), str(src), str(layout)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        problem = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise ConfigError(f"{src}: converting to the AMLworld layout: {problem}")
 
 
 # ------------------------------------------------------------------------------ variants
@@ -428,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if not (args.src / "nodes.csv").is_file():
                         raise ConfigError(f"{args.src}: no AMLSim sample (--src or --amlworld)")
                     layout = work / "amlworld-layout.csv"
-                    converter().convert(args.src, layout)
+                    convert(args.src, layout)
                 data = score_amlworld(layout, work)
                 fired[data.name] = [data.fired]
                 for seed in range(args.seeds):

@@ -4,9 +4,13 @@ hypothesis), dealt keys, and where the repository and the AMLSim sample are."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import phe
 import pytest
@@ -125,3 +129,31 @@ def require_amlsim_sample() -> Path:
             pytest.fail(f"AMLSim sample not found at {sample}")
         pytest.skip(f"AMLSim sample not found at {sample} (set RISKPROP_AMLSIM)")
     return sample
+
+
+@contextmanager
+def loaded_script(path: Path) -> Iterator[ModuleType]:
+    """A script under ``scripts/`` imported as a module named after its file, registered in
+    ``sys.modules`` while in use (its dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``riskprop ARGS`` in this process: exit code, stdout and stderr."""
+    from riskprop.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exit_info:
+        code = int(exit_info.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -21,8 +21,8 @@ from riskprop.errors import ConfigError
     "-o",
     type=click.Path(path_type=Path),
     required=True,
-    help="Data set directory: writes OUT/BANK/accounts.csv, transactions.csv, explanations.csv "
-    "and alerts.csv (all or nothing).",
+    help="Data set directory: writes OUT/BANK/accounts.csv, transactions.csv, explanations.csv, "
+    "alerts.csv and levels.csv (all or nothing).",
 )
 @click.option(
     "--rules",
@@ -88,8 +88,9 @@ def score(
     OUT/BANK/transactions.csv (completed transactions with their periods: the input of
     `riskprop simulate` and of a node), explanations.csv (per account each rule that fired,
     its contribution and the first triggering transaction ids, max_examples of the rules
-    file) and alerts.csv (each transaction a rule flags on its own, with the rule and level);
-    then prints a summary.
+    file), alerts.csv (each transaction a rule flags on its own, with the rule and level) and
+    levels.csv (each account's level and recommended action, highest score first); then
+    prints a summary.
     """
     from riskprop.scoring.pipeline import prefer_returning_allocator, score_bank
 
@@ -113,7 +114,8 @@ def score(
 
     click.echo(f"scored {bank} from {raw} into {out / bank} in {seconds:.2f} s")
     click.echo(f"  raw transactions     {done.raw_rows}")
-    click.echo(f"  written transactions {counts['transactions.csv']} (completed)")
+    kept = "completed, within --members" if members is not None else "completed"
+    click.echo(f"  written transactions {counts['transactions.csv']} ({kept})")
     click.echo(f"  own accounts         {len(scored.accounts)}")
     levels = Counter(scored.level)
     for level in ruleset.levels:

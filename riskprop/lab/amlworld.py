@@ -68,35 +68,19 @@ from riskprop.errors import ConfigError, InputError
 from riskprop.files.layout import format_fixed, write_layout
 from riskprop.lab.amlsim import staged_output
 from riskprop.lab.synthetic import ScoreModel, check_banks, check_int, realistic_scores
-from riskprop.scoring.raw import AMLWORLD_CURRENCIES, DEFAULT_RATES, read_text_table
+from riskprop.scoring.raw import (
+    AMLWORLD_COLUMNS,
+    AMLWORLD_CURRENCIES,
+    AMLWORLD_FIELD,
+    AMLWORLD_HEADER,
+    DECIMAL_NUMBER,
+    DEFAULT_RATES,
+    read_text_table,
+)
 
-HEADER: Final = (
-    "Timestamp",
-    "From Bank",
-    "Account",
-    "To Bank",
-    "Account",
-    "Amount Received",
-    "Receiving Currency",
-    "Amount Paid",
-    "Payment Currency",
-    "Payment Format",
-    "Is Laundering",
-)
+HEADER: Final = AMLWORLD_HEADER
 #: Internal column names, in file order (the two ``Account`` columns told apart).
-COLUMNS: Final = (
-    "timestamp",
-    "from_bank",
-    "from_account",
-    "to_bank",
-    "to_account",
-    "amount_received",
-    "receiving_currency",
-    "amount_paid",
-    "payment_currency",
-    "payment_format",
-    "is_laundering",
-)
+COLUMNS: Final = AMLWORLD_COLUMNS
 _USED: Final = (
     "timestamp",
     "from_bank",
@@ -107,12 +91,6 @@ _USED: Final = (
     "payment_currency",
     "is_laundering",
 )
-#: How an error names a column: the file's name, the two ``Account`` columns by position.
-_FIELD: Final = {
-    **{column: name for column, name in zip(COLUMNS, HEADER, strict=True)},
-    "from_account": "Account (column 3, the payer's)",
-    "to_account": "Account (column 5, the payee's)",
-}
 TIMESTAMP_FORMAT: Final = "%Y/%m/%d %H:%M"
 
 #: Units of each AMLworld currency per US dollar: riskprop.scoring.raw's fixed table under
@@ -129,8 +107,6 @@ BANK_MAPS: Final = (VOLUME, HASH)
 
 _DURATION: Final = re.compile(r"([1-9][0-9]*)([mhdw])")
 _UNIT_SECONDS: Final = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-#: A non-negative decimal number (what ``Amount Paid`` must be); pyarrow casts every match.
-_NUMBER: Final = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 #: Characters an id may not hold: the data layout writes ids unquoted; ':' joins bank and account.
 _BAD_ID: Final = r'[,"\r\n]'
 _BAD_BANK: Final = r'[,"\r\n:]'
@@ -321,7 +297,7 @@ class Rows:
             if flags.any():
                 row = int(np.argmax(flags))
                 value = table.column(column)[row].as_py()
-                problems.append((row, f"{_FIELD[column]} {value!r} {problem}"))
+                problems.append((row, f"{AMLWORLD_FIELD[column]} {value!r} {problem}"))
 
         for column in ("from_bank", "from_account", "to_bank", "to_account"):
             values = table.column(column)
@@ -343,7 +319,7 @@ class Rows:
         )
         first(pc.fill_null(wrong, True), "timestamp", "is not a time YYYY/MM/DD HH:MM")
         amount_text = table.column("amount_paid")
-        number = pc.match_substring_regex(amount_text, _NUMBER)
+        number = pc.match_substring_regex(amount_text, DECIMAL_NUMBER)
         first(pc.invert(number), "amount_paid", "is not a non-negative decimal number")
         label = table.column("is_laundering")
         first(pc.invert(pc.is_in(label, pa.array(["0", "1"]))), "is_laundering", "is not 0 or 1")

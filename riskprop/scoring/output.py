@@ -6,6 +6,7 @@ Files written for bank ``B`` into ``DATA/B/`` (the layout ``riskprop.core.data``
     transactions.csv  id_source,bank_source,id_destination,bank_destination,amount,period
     explanations.csv  account,rule,contribution,transactions
     alerts.csv        tx_id,timestamp,source,target,amount,rule,level
+    levels.csv        account,risk_score,level,action   every own account, highest score first
 
 ``transactions.csv`` keeps the *completed* raw rows that touch one of ``B``'s accounts, in file
 order: a failed or reversed transaction moved no money, so it carries no risk along the network (the
@@ -16,7 +17,9 @@ rounded to cents. ``explanations.csv`` has one row per account and rule that fir
 ``weight * strength > 0``), with up to ``max_examples`` triggering transaction ids joined by ``;``;
 rows are sorted by the account's score (descending), then the contribution (descending), then
 account id and rule name. ``alerts.csv`` has one row per transaction and transaction-level rule that
-flagged it, in file order, timestamps in ISO 8601 UTC (``2024-01-31T23:05:00Z``).
+flagged it, in file order, timestamps in ISO 8601 UTC (``2024-01-31T23:05:00Z``). ``levels.csv``
+gives every own account its level and recommended action (the rules file's score bands), sorted by
+score (descending), then account id.
 
 Periods (:func:`assign_periods`): with a period length ``L`` (1, 7 or 30 days) period ``p``
 holds the times ``t`` with ``origin + p*L <= t < origin + (p+1)*L``, where ``origin`` is the
@@ -25,7 +28,7 @@ Banks scored separately must agree on the origin for their cross-bank transactio
 the same period (pass the same ``origin``). With ``count = N`` the span ``[t_min, t_max]`` of
 the file is cut into ``N`` equal buckets: ``p = floor((t - t_min) * N / (t_max - t_min + 1))``.
 
-All or nothing: the four files are written into a hidden temporary directory beside
+All or nothing: the five files are written into a hidden temporary directory beside
 ``DATA/B`` (readers skip hidden directories), fsynced, and only then moved into place: the
 directory itself when ``DATA/B`` does not exist yet (one rename), else file by file
 (``os.replace``). On any error before the moves the temporary directory is removed and
@@ -61,7 +64,8 @@ DAY = 86_400
 PERIOD_LENGTHS = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 EXPLANATIONS_HEADER = ("account", "rule", "contribution", "transactions")
 ALERTS_HEADER = ("tx_id", "timestamp", "source", "target", "amount", "rule", "level")
-OUTPUT_FILES = ("accounts.csv", "transactions.csv", "explanations.csv", "alerts.csv")
+LEVELS_HEADER = ("account", "risk_score", "level", "action")
+OUTPUT_FILES = ("accounts.csv", "transactions.csv", "explanations.csv", "alerts.csv", "levels.csv")
 
 #: Rows per batch handed to the CSV writer (bounds the memory of the formatted strings).
 BATCH_ROWS = 1 << 20
@@ -135,6 +139,7 @@ def write_scored(
                 staging / "explanations.csv", scored, max_examples
             ),
             "alerts.csv": _write_alerts(staging / "alerts.csv", raw, scored),
+            "levels.csv": _write_levels(staging / "levels.csv", scored),
         }
         for name in OUTPUT_FILES:
             _fsync(staging / name)
@@ -159,6 +164,20 @@ def _write_accounts(path: Path, scored: Scored) -> int:
     scores = format_scores(scored.score)
     _write_csv(path, ACCOUNTS_HEADER, [ids, scores])
     return len(ids)
+
+
+def _write_levels(path: Path, scored: Scored) -> int:
+    """Every own account's score, level and action, highest score first (ties by id)."""
+    score = np.asarray(scored.score, dtype=np.float64)
+    order = pa.array(np.lexsort((np.arange(len(score)), -score)), pa.int64())
+    columns = [
+        pa.array(np.asarray(scored.accounts, dtype=object), type=pa.string()).take(order),
+        format_scores(score).take(order),
+        pa.array(scored.level, type=pa.string()).take(order),
+        pa.array(scored.action, type=pa.string()).take(order),
+    ]
+    _write_csv(path, LEVELS_HEADER, columns)
+    return len(score)
 
 
 def _write_transactions(
@@ -228,17 +247,16 @@ def _joined_examples(
     acc, row = examples.account, examples.row  # sorted by account, in the rule's order
     keep = (np.arange(len(acc)) - np.searchsorted(acc, acc, side="left")) < most
     acc, row = acc[keep], row[keep]
-    ids = examples.tx_id.take(row)
-    starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]]) if len(acc) else acc
-    offsets = np.r_[starts, len(acc)].astype(np.int32)
-    lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), ids)
-    joined = pc.binary_join(lists, ";")
-    where = np.searchsorted(acc[starts], accounts) if len(acc) else np.zeros(0, np.int64)
+    if len(acc) == 0:
+        return pa.array([""] * len(accounts), pa.string())
+    # one list of ids per account that has examples, joined; then looked up per account asked
+    starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]])
+    offsets = pa.array(np.r_[starts, len(acc)].astype(np.int32), pa.int32())
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, examples.tx_id.take(row)), ";")
+    where = np.searchsorted(acc[starts], accounts)
     found = where < len(starts)
     found[found] = acc[starts][where[found]] == accounts[found]
     index = pa.array(np.where(found, where, 0), pa.int64(), mask=~found)
-    if len(starts) == 0:
-        return pa.array([""] * len(accounts), pa.string())
     return pc.fill_null(joined.take(index), "")
 
 

@@ -52,11 +52,11 @@ at 1.
 checked column by column (groups of columns in threads, one per usable core) with vectorised kernels
 (times and amounts block by block of the reader); columns of few distinct values (accounts, banks,
 currencies, types, channels, countries, statuses) are checked and normalised once per distinct
-value. The first bad field in file order (on one row: the first check, in column order) stops the
-read with one :class:`~riskprop.errors.InputError` line ``file:line: <field> <value> <problem>``; so
-do a header that matches no layout (``file:1: unknown column set``) and a row with the wrong number
-of fields. ``line`` is each row's physical line: blank lines and line breaks inside quoted fields
-are counted. Nothing is written by this module.
+value. The first bad field in file order (on one row: the first column in file order, and in it the
+first check) stops the read with one :class:`~riskprop.errors.InputError` line ``file:line: <field>
+<value> <problem>``; so do a header that matches no layout (``file:1: unknown column set``) and a
+row with the wrong number of fields. ``line`` is each row's physical line: blank lines and line
+breaks inside quoted fields are counted. Nothing is written by this module.
 
 **Memory.** Text columns are not Python strings per row: ``tx_id`` stays an Arrow string
 column (:class:`Texts`), and every other text column is :class:`Coded`, its distinct values
@@ -119,7 +119,7 @@ AMLWORLD_HEADER: Final = (
     "Is Laundering",
 )
 #: Internal names of AMLworld's columns, in file order (the two ``Account`` columns told apart).
-_AMLWORLD_COLUMNS: Final = (
+AMLWORLD_COLUMNS: Final = (
     "timestamp",
     "from_bank",
     "from_account",
@@ -132,8 +132,9 @@ _AMLWORLD_COLUMNS: Final = (
     "payment_format",
     "is_laundering",
 )
-_AMLWORLD_FIELD: Final = {
-    **dict(zip(_AMLWORLD_COLUMNS, AMLWORLD_HEADER, strict=True)),
+#: How an error names an AMLworld column: the file's name, the two ``Account`` columns by position.
+AMLWORLD_FIELD: Final = {
+    **dict(zip(AMLWORLD_COLUMNS, AMLWORLD_HEADER, strict=True)),
     "from_account": "Account (column 3, the payer's)",
     "to_account": "Account (column 5, the payee's)",
 }
@@ -178,7 +179,7 @@ DEFAULT_RATES: Final[Mapping[str, float]] = {
 }
 
 #: A non-negative decimal number; pyarrow's cast to float64 accepts every match.
-_NUMBER: Final = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+DECIMAL_NUMBER: Final = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _ISO_TIME: Final = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|[+-][0-9]{2}:[0-9]{2})$"
 )
@@ -193,8 +194,28 @@ ObjectArray = npt.NDArray[np.object_]
 Rows = npt.NDArray[np.integer[Any]] | npt.NDArray[np.bool_] | slice
 
 
+class _TextColumn:
+    """Indexing shared by the text columns: ``column[i]`` is row ``i``'s value (a ``str``),
+    ``column[rows]`` the values of an index array, mask or slice as a numpy object array."""
+
+    def _one(self, row: int) -> str:
+        raise NotImplementedError
+
+    def _many(self, rows: Rows) -> ObjectArray:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, rows: int) -> str: ...
+    @overload
+    def __getitem__(self, rows: Rows) -> ObjectArray: ...
+    def __getitem__(self, rows: int | Rows) -> str | ObjectArray:
+        if isinstance(rows, int | np.integer):
+            return self._one(int(rows))
+        return self._many(rows)
+
+
 @dataclass(frozen=True, eq=False)
-class Coded:
+class Coded(_TextColumn):
     """A text column as its distinct ``values`` (sorted by code point, no repeats) and a code per
     row: row ``i`` holds ``values[codes[i]]``. Code order is value order."""
 
@@ -219,14 +240,10 @@ class Coded:
     def __len__(self) -> int:
         return len(self.codes)
 
-    @overload
-    def __getitem__(self, rows: int) -> str: ...
-    @overload
-    def __getitem__(self, rows: Rows) -> ObjectArray: ...
-    def __getitem__(self, rows: int | Rows) -> str | ObjectArray:
-        """The value of a row, or the values of ``rows`` as a numpy object array."""
-        if isinstance(rows, int | np.integer):
-            return str(self.values[self.codes[rows]])
+    def _one(self, row: int) -> str:
+        return str(self.values[self.codes[row]])
+
+    def _many(self, rows: Rows) -> ObjectArray:
         out: ObjectArray = self.values[self.codes[rows]]
         return out
 
@@ -263,7 +280,7 @@ class Coded:
 
 
 @dataclass(frozen=True, eq=False)
-class Texts:
+class Texts(_TextColumn):
     """A text column of mostly distinct values (``tx_id``) kept as Arrow strings."""
 
     array: pa.ChunkedArray
@@ -275,15 +292,11 @@ class Texts:
     def __len__(self) -> int:
         return len(self.array)
 
-    @overload
-    def __getitem__(self, rows: int) -> str: ...
-    @overload
-    def __getitem__(self, rows: Rows) -> ObjectArray: ...
-    def __getitem__(self, rows: int | Rows) -> str | ObjectArray:
-        """The value of a row, or the values of ``rows`` as a numpy object array."""
-        if isinstance(rows, int | np.integer):
-            return str(self.array[int(rows)].as_py())
-        picked = self.take(np.arange(len(self))[rows])
+    def _one(self, row: int) -> str:
+        return str(self.array[row].as_py())
+
+    def _many(self, rows: Rows) -> ObjectArray:
+        picked = self.take(rows)
         out = np.empty(len(picked), dtype=object)
         out[:] = picked.to_pylist()
         return out
@@ -296,8 +309,10 @@ class Texts:
         if rows is None:
             return self.array.combine_chunks()
         if isinstance(rows, slice) or rows.dtype == np.bool_:
-            rows = np.arange(len(self))[rows]
-        return self.array.take(pa.array(rows, pa.int64())).combine_chunks()
+            positions = np.arange(len(self))[rows]
+        else:  # an index array as numpy takes it: negative positions count from the end
+            positions = np.where(rows < 0, rows + len(self), rows)
+        return self.array.take(pa.array(positions, pa.int64())).combine_chunks()
 
 
 def _chunked(column: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
@@ -371,7 +386,7 @@ def read_raw(
         return _riskprop(
             path, read_text_table(path, RISKPROP_HEADER), table_rates, currency.upper()
         )
-    names = _AMLWORLD_COLUMNS if labelled else _AMLWORLD_COLUMNS[:-1]
+    names = AMLWORLD_COLUMNS if labelled else AMLWORLD_COLUMNS[:-1]
     unused = ("amount_received", "receiving_currency")
     return _amlworld(
         path, read_text_table(path, names, skip=unused), table_rates, currency.upper(), labelled
@@ -621,9 +636,9 @@ def _amount(problems: _Problems, column: str) -> FloatArray:
     text = problems.columns.pop(column)
     values, negative, wrong = [], [], []
     for chunk in text.chunks:
-        number = pc.match_substring_regex(chunk, _NUMBER)
+        number = pc.match_substring_regex(chunk, DECIMAL_NUMBER)
         minus = pc.and_(
-            pc.starts_with(chunk, "-"), pc.match_substring_regex(chunk, "^-" + _NUMBER[1:])
+            pc.starts_with(chunk, "-"), pc.match_substring_regex(chunk, "^-" + DECIMAL_NUMBER[1:])
         )
         negative.append(_numpy(minus))
         wrong.append(~_numpy(number) & ~negative[-1])
@@ -681,9 +696,13 @@ def _repeated(text: pa.ChunkedArray) -> BoolArray:
     return out
 
 
-def _threads() -> int:
-    """Threads converting columns: the cores this process may use, at most 4."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+def threads() -> int:
+    """Threads for the reader's columns and for the rules: the cores this process may use (the
+    machine's where the system has no affinity call: macOS, Windows), at most 4, since the
+    memory held at once grows with the threads."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, min(4, len(os.sched_getaffinity(0))))
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _numpy(values: pa.Array) -> npt.NDArray[Any]:
@@ -779,7 +798,7 @@ def _riskprop(path: Path, table: pa.Table, rates: dict[str, float], report: str)
         )
 
     # pyarrow's kernels release the interpreter lock: the columns convert side by side
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+    with ThreadPoolExecutor(max_workers=threads()) as pool:
         ids = pool.submit(check_ids, tx)
         pairs, stamps = pool.submit(accounts), pool.submit(times)
         cash, others = pool.submit(money), pool.submit(rest)
@@ -816,7 +835,7 @@ def _riskprop(path: Path, table: pa.Table, rates: dict[str, float], report: str)
 def _amlworld(
     path: Path, table: pa.Table, rates: dict[str, float], report: str, labelled: bool
 ) -> RawTransactions:
-    problems = _Problems(path, table, _AMLWORLD_FIELD)
+    problems = _Problems(path, table, AMLWORLD_FIELD)
     del table
     n = problems.rows
     local, _ = _times(

@@ -67,7 +67,6 @@ depend on the number of threads.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -81,7 +80,7 @@ import yaml
 
 from riskprop.core.types import BoolArray, FloatArray, IntArray
 from riskprop.errors import ConfigError
-from riskprop.scoring.raw import RawTransactions, Texts, own_codes
+from riskprop.scoring.raw import RawTransactions, Texts, own_codes, threads
 
 RULE_KINDS = (
     "threshold",
@@ -629,7 +628,7 @@ def score(raw: RawTransactions, bank: str, rules: RuleSet) -> Scored:
     alert_levels: list[IntArray] = []
     # numpy's sorts and scans release the interpreter lock: the rules run side by side on
     # the node's cores, their results taken in rule order (the same as one after another)
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+    with ThreadPoolExecutor(max_workers=threads()) as pool:
         kinds = [rule.kind for rule in rules.rules]
         results = list(pool.map(lambda k, p: _EVALUATORS[k](ctx, p), kinds, params))
     for r, (rule, result) in enumerate(zip(rules.rules, results, strict=True)):
@@ -663,12 +662,6 @@ def score(raw: RawTransactions, bank: str, rules: RuleSet) -> Scored:
         examples=examples,
         alerts=alerts,
     )
-
-
-def _threads() -> int:
-    """Threads for the rules: the cores this process may use, at most 4 (the rules' memory
-    grows with the threads)."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 def _examples(ctx: _Context, result: _Result, fired: BoolArray, most: int) -> Examples:

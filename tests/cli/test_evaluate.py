@@ -10,22 +10,11 @@ import math
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
-from riskprop.cli import main
 from riskprop.lab.evaluate import METRICS, Options, Setting, Workbench, grid
 
 LABELS = "bank,id,is_laundering\nalice,a1,1\nbob,b1,1\nbob,b2,0\ncharlie,c1,0\n"
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``riskprop ARGS``: exit code, stdout and stderr."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exit_info:
-        code = int(exit_info.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_grid_prints_table_and_convergence_and_writes_both_files(
@@ -33,7 +22,7 @@ def test_grid_prints_table_and_convergence_and_writes_both_files(
 ) -> None:
     (cycle_data / "labels.csv").write_text(LABELS, encoding="utf-8")
     out_csv, out_json = tmp_path / "out" / "rows.csv", tmp_path / "rows.json"
-    code, out, err = run(
+    code, out, err = run_cli(
         [
             "evaluate",
             str(cycle_data),  # labels default to DATA/labels.csv
@@ -109,7 +98,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
     (tmp_path / "labels.csv").write_text(labels, encoding="utf-8")
     out = tmp_path / "out.csv"
     args = ["evaluate", str(cycle_data), "--labels", str(tmp_path / "labels.csv")]
-    code, stdout, err = run([*args, "--csv", str(out), *extra], capsys)
+    code, stdout, err = run_cli([*args, "--csv", str(out), *extra], capsys)
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("riskprop: error: "), err
@@ -121,7 +110,7 @@ def test_bad_list_and_output_directory(
     cycle_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (cycle_data / "labels.csv").write_text(LABELS, encoding="utf-8")
-    code, _, err = run(["evaluate", str(cycle_data), "-T", "1,x"], capsys)
+    code, _, err = run_cli(["evaluate", str(cycle_data), "-T", "1,x"], capsys)
     assert code == 2 and "not a comma-separated list of integers" in err
-    code, _, err = run(["evaluate", str(cycle_data), "--json", str(tmp_path)], capsys)
+    code, _, err = run_cli(["evaluate", str(cycle_data), "--json", str(tmp_path)], capsys)
     assert code == 1 and f"--json {tmp_path}: is a directory" in err

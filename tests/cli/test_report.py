@@ -9,13 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import write_dataset
+from helpers import run_cli, write_dataset
 from nodes import ITERATIONS, Network, make_network, wait_all
 from selenium.webdriver.common.by import By
 from service import browser
 from service.browser import Browser, script_errors
 
-from riskprop.cli import main
 from riskprop.core.data import load_bank
 from riskprop.files.results import REPORT_FILE, RESULTS_FILE, format_score, read_report
 from riskprop.lab.analyst import RANKED_HEADER
@@ -45,13 +44,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
 
 def report(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run ``riskprop report ARGS``: (exit code, stdout, stderr)."""
-    try:
-        main(["report", *args])
-        code = 0
-    except SystemExit as exit_info:
-        code = int(exit_info.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(["report", *args], capsys)
 
 
 def read_ranked(path: Path) -> list[dict[str, str]]:

@@ -167,7 +167,9 @@ def test_rates_file_converts_amounts(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not (tmp_path / "other").exists()
 
 
-def test_members_leave_out_banks_outside_the_network(tmp_path: Path) -> None:
+def test_members_leave_out_banks_outside_the_network(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """With --members A,B, bank X's transactions stay out of transactions.csv (no node holds
     X's accounts, so the loader of the network's data set would refuse them) but still count
     for the rules: a1's reportable cash from x1 at X scores a1."""
@@ -182,6 +184,7 @@ def test_members_leave_out_banks_outside_the_network(tmp_path: Path) -> None:
     everything, network = tmp_path / "all", tmp_path / "network"
     score(raw, "--bank", "A", "--out", everything)
     score(raw, "--bank", "A", "--out", network, "--members", "A, B")
+    assert "written transactions 3 (completed, within --members)" in capsys.readouterr().out
     kept = read_csv(network / "A/transactions.csv")
     assert [row["bank_source"] for row in read_csv(everything / "A/transactions.csv")] == [
         "A", "A", "B", "X"

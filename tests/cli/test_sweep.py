@@ -10,22 +10,10 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import require_amlsim_sample
+from helpers import require_amlsim_sample, run_cli
 
-from riskprop.cli import main
 from riskprop.lab.evaluate import METRICS, Options, Setting, Workbench
 from riskprop.lab.synthetic import generate_dataset
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``riskprop ARGS``: exit code, stdout and stderr."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exit_info:
-        code = int(exit_info.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +28,7 @@ def test_sweep_writes_rows_equal_to_the_workbench_and_a_recommendation(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    code, stdout, err = run(
+    code, stdout, err = run_cli(
         [
             "sweep",
             str(data),
@@ -96,7 +84,7 @@ def test_sweep_amlsim_over_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[s
     sample = require_amlsim_sample()
     out = tmp_path / "out"
     args = ["sweep", "--amlsim", str(sample), "--banks", "2", "-T", "0,2", "--delta-a", "0.3"]
-    code, stdout, err = run([*args, "--seeds", "2", "--no-plots", "--out", str(out)], capsys)
+    code, stdout, err = run_cli([*args, "--seeds", "2", "--no-plots", "--out", str(out)], capsys)
     assert code == 0, err
     assert "split into 2 banks" in stdout and "2 seed(s)" in stdout
     assert not list(out.glob("*.png"))
@@ -127,7 +115,9 @@ def test_bad_input_is_one_line_and_writes_nothing(
     message: str,
 ) -> None:
     out = tmp_path / "out"
-    code, _, err = run(["sweep", str(data), *extra, "--workers", "1", "--out", str(out)], capsys)
+    code, _, err = run_cli(
+        ["sweep", str(data), *extra, "--workers", "1", "--out", str(out)], capsys
+    )
     assert code == 1
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
@@ -136,7 +126,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
 def test_a_list_that_does_not_parse_is_a_usage_error(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(["sweep", str(data), "-T", "1,x", "--out", str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(["sweep", str(data), "-T", "1,x", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "not a comma-separated list of integers: '1,x'" in err
     assert not (tmp_path / "o").exists()
 
@@ -146,7 +136,7 @@ def test_out_that_is_a_file_is_refused_before_any_work(
 ) -> None:
     out = tmp_path / "file"
     out.write_text("keep")
-    code, _, err = run(["sweep", str(data), "--out", str(out)], capsys)
+    code, _, err = run_cli(["sweep", str(data), "--out", str(out)], capsys)
     assert code == 1 and "--out" in err and "is not a directory" in err
     assert out.read_text() == "keep"
 
@@ -159,7 +149,7 @@ def test_out_that_holds_an_earlier_sweep_is_refused(
     out.mkdir()
     (out / "sweep.json").write_text("{}")
     (out / "old.png").write_bytes(b"")
-    code, _, err = run(["sweep", str(data), "--no-plots", "--out", str(out)], capsys)
+    code, _, err = run_cli(["sweep", str(data), "--no-plots", "--out", str(out)], capsys)
     assert code == 1 and "holds an earlier sweep; give a new directory" in err
     assert sorted(p.name for p in out.iterdir()) == ["old.png", "sweep.json"]
 
@@ -171,7 +161,7 @@ def test_bad_data_found_in_a_worker_is_one_line(
     labels.write_text("bank,id,is_laundering\nalice,nobody,1\n", encoding="utf-8")
     out = tmp_path / "out"
     args = ["sweep", str(data), "--labels", str(labels), "--workers", "2", "--out", str(out)]
-    code, _, err = run(args, capsys)
+    code, _, err = run_cli(args, capsys)
     assert code == 1
     assert err == f"riskprop: error: {labels}:2: alice has no account 'nobody'\n"
     assert not out.exists()

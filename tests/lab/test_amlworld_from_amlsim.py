@@ -4,8 +4,6 @@ with ``riskprop import amlworld``, and its laundering labels are AMLSim's fraud 
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -13,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import REPO, require_amlsim_sample
+from helpers import REPO, loaded_script, require_amlsim_sample
 
 from riskprop.files.layout import read_labels
 from riskprop.lab.amlworld import HEADER, import_amlworld
@@ -26,15 +24,8 @@ BANKS = ("alice", "bob", "charlie")
 
 @pytest.fixture(scope="module")
 def converter() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("amlworld_from_amlsim", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+    with loaded_script(SCRIPT) as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 @pytest.fixture(scope="module")

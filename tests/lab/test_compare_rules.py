@@ -4,9 +4,7 @@ propagation from ``max(rule, flag)``), on small generated raw data and a small A
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import REPO, loaded_script
 
 from riskprop.core.plaintext import PreparedPeriod, step
 from riskprop.core.types import FloatArray
@@ -36,15 +34,8 @@ AMLWORLD_ROWS = [
 
 @pytest.fixture(scope="module")
 def script() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("compare_rules", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+    with loaded_script(SCRIPT) as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 @pytest.fixture(scope="module")

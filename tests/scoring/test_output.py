@@ -135,7 +135,14 @@ def test_accounts_and_completed_transactions_load(tmp_path: Path) -> None:
         "transactions.csv": 3,
         "explanations.csv": 3,
         "alerts.csv": 2,
+        "levels.csv": 2,
     }
+    # highest score first; make_scored's bands: HIGH from 0.6
+    assert read_csv(tmp_path / "A" / "levels.csv") == [
+        ["account", "risk_score", "level", "action"],
+        ["a1", "0.85", "HIGH", "review"],
+        ["a2", "0.2", "LOW", "none"],
+    ]
     assert read_csv(tmp_path / "A" / "accounts.csv") == [
         ["id", "risk_score"],
         ["a1", "0.85"],  # 1 - (1 - 0.7)(1 - 0.5)

@@ -310,6 +310,8 @@ def test_texts_take_and_index() -> None:
     assert ids[np.array([2, 0])].tolist() == ["t3", "t1"]
     assert ids[np.array([True, False, True])].tolist() == ["t1", "t3"]
     assert ids.take(np.array([1])).to_pylist() == ["t2"]
+    assert ids[np.array([-1, 0])].tolist() == ["t3", "t1"]  # numpy's negative positions
+    assert ids[1:].tolist() == ["t2", "t3"]
 
 
 def test_read_columns_are_coded_case_folded_and_shared(tmp_path: Path) -> None:
