@@ -4,6 +4,7 @@ it by name (``tests/`` is on the path the pool's children inherit)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -31,3 +32,12 @@ def refuse(value: int) -> int:
     if value == 2:
         raise ValueError(f"no batch {value}")
     return value
+
+
+def slow_square(batch: tuple[str, int]) -> int:
+    """Creates ``<directory>/<value>`` when it starts, then takes about half a second: a
+    test can kill the worker while batches run."""
+    directory, value = batch
+    Path(directory, str(value)).touch()
+    time.sleep(0.5)
+    return value * value

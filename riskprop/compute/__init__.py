@@ -1,5 +1,7 @@
-"""Executors for the heavy batches of a secure run: in-process and a local process pool
-(docs/design-compute.md). They implement ``riskprop.core.batches.Executor``."""
+"""Executors for the heavy batches of a secure run: in-process, a local process pool and a
+Dask cluster (docs/design-compute.md). They implement ``riskprop.core.batches.Executor``.
+``riskprop.compute.dask`` (``DaskExecutor``) is imported only where a run asks for Dask, so
+that riskprop starts without ``distributed`` (an optional dependency: ``riskprop[dask]``)."""
 
 from riskprop.compute.executors import (
     ProcessExecutor,

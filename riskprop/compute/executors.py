@@ -1,5 +1,5 @@
 """Executors: run a pure function of core over batches of public data, in this process or in
-a pool of worker processes on this machine.
+a pool of worker processes on this machine (the Dask executor is in ``compute.dask``).
 
 Theory of operation. A caller (``core.paillier.linear_step``) cuts its work into independent
 batches and calls ``executor.map(fn, batches)``; the results come back in the order of the
@@ -23,9 +23,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from riskprop.errors import ComputeError, ConfigError
+
+if TYPE_CHECKING:  # imported when a run asks for Dask: ``import riskprop`` stays without it
+    from riskprop.compute.dask import DaskExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -174,9 +177,18 @@ class ProcessExecutor:
         self.close()
 
 
-def make_executor(workers: int | None = None) -> SerialExecutor | ProcessExecutor:
+def make_executor(
+    workers: int | None = None, dask: str | None = None
+) -> SerialExecutor | ProcessExecutor | DaskExecutor:
     """The executor for ``workers`` processes (``None``: :func:`default_workers`; 1: in
-    this process)."""
+    this process), or for the Dask cluster whose scheduler is at ``dask`` (connected now;
+    ``ComputeError`` if it cannot be reached). Not both."""
+    if dask is not None:
+        if workers is not None:
+            raise ConfigError("compute: give workers or dask, not both")
+        from riskprop.compute.dask import DaskExecutor
+
+        return DaskExecutor(dask)
     count = default_workers() if workers is None else workers
     if count < 1:
         raise ConfigError(f"compute workers must be at least 1 (got {count})")

@@ -13,26 +13,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import phe
 import pytest
-from cycle import TOL
+from compute_cases import CASES, KEY, SIMULATIONS, check_secure_simulation, random_case
 from gmpy2 import mpz
-from helpers import KEY_BITS, TxRow, bank_specs, spread, write_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskprop.compute import ProcessExecutor
 from riskprop.core import paillier
-from riskprop.core.paillier import PublicKey, linear_step, step_batches
-from riskprop.core.types import IntArray
-from riskprop.lab.simulate import simulate_plaintext, simulate_secure
-from riskprop.protocol import session as session_module
+from riskprop.core.paillier import linear_step, step_batches
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-_PUBLIC, _ = phe.generate_paillier_keypair(n_length=256)
-KEY = PublicKey(_PUBLIC.n)
 
 
 class Recording:
@@ -47,46 +39,10 @@ class Recording:
         return [fn(b) for b in batches]
 
 
-class Counting:
-    """Hands every call to ``inner`` and counts the batches."""
-
-    def __init__(self, inner: ProcessExecutor) -> None:
-        self.inner = inner
-        self.workers = inner.workers
-        self.batches = 0
-
-    def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
-        self.batches += len(batches)
-        return self.inner.map(fn, batches)
-
-
 @pytest.fixture(scope="module")
 def pool() -> Iterator[ProcessExecutor]:
     with ProcessExecutor(2) as executor:
         yield executor
-
-
-def random_case(
-    seed: int, n_rows: int, extra: int, degree: float, bits: int
-) -> tuple[list[mpz], IntArray, IntArray, list[int]]:
-    rng = np.random.default_rng(seed)
-    bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(max(1, n_rows + extra))]
-    counts = rng.poisson(degree, n_rows)
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    indices = rng.integers(0, len(bases), int(indptr[-1])).astype(np.int64)
-    coefs = [int(v) for v in rng.integers(0, 2**bits, int(indptr[-1]), dtype=np.int64)]
-    return bases, indptr, indices, coefs
-
-
-CASES = [
-    (1, 0, 0.0, 48, 2**47 + 1),
-    (40, 0, 0.0, 48, 2**48 - 1),  # no edges
-    (300, 100, 3.3, 48, 2**47 + 12345),
-    (200, 50, 6.0, 1, 1),
-    (200, 20, 3.0, 48, 0),  # no self term
-    (3000, 2000, 1.5, 40, 3),  # several chunks of CHUNK_ROWS rows
-]
 
 
 @pytest.mark.parametrize(("n_rows", "extra", "degree", "bits", "self_coef"), CASES)
@@ -179,32 +135,7 @@ def test_batches_cover_the_rows_with_their_own_bases_first() -> None:
 # ------------------------------------------------------------------ secure simulations
 
 
-def random_network(
-    rng: np.random.Generator, banks: Sequence[str], accounts: int, edges: int, periods: int
-) -> tuple[dict[str, list[tuple[str, float]]], dict[str, list[TxRow]]]:
-    ids = {b: [f"{b}-{i:02d}" for i in range(accounts)] for b in banks}
-    scores = {b: [(a, float(rng.choice([0.0, rng.random(), 1.0]))) for a in ids[b]] for b in banks}
-    rows: list[TxRow] = []
-    for _ in range(edges):
-        sb, db = str(rng.choice(banks)), str(rng.choice(banks))
-        amount = float(rng.integers(1, 1000))
-        rows.append(
-            (
-                str(rng.choice(ids[sb])),
-                sb,
-                str(rng.choice(ids[db])),
-                db,
-                amount,
-                int(rng.integers(0, periods)),
-            )
-        )
-    return scores, spread(rows)
-
-
-@pytest.mark.parametrize(
-    ("banks", "periods"),
-    [(("alice", "bob", "charlie"), 3), (("alpha", "bravo", "charlie", "delta", "echo"), 1)],
-)
+@pytest.mark.parametrize(("banks", "periods"), SIMULATIONS)
 def test_secure_simulation_through_the_pool_is_bit_identical(
     banks: tuple[str, ...],
     periods: int,
@@ -214,26 +145,4 @@ def test_secure_simulation_through_the_pool_is_bit_identical(
 ) -> None:
     """Every linear step of every bank, run through the pool, equals the serial step; the
     decrypted scores are the plaintext engine's."""
-    rng = np.random.default_rng(len(banks) * 100 + periods)
-    accounts, files = random_network(rng, banks, 12, 90, periods)
-    data = write_dataset(tmp_path / "data", bank_specs(accounts, files))
-    monkeypatch.setattr(paillier, "BATCH_TERMS", 1)
-    executor = Counting(pool)
-    batched_steps = 0
-
-    def checked(*args: Any, **kwargs: Any) -> list[mpz]:
-        nonlocal batched_steps
-        assert kwargs["executor"] is executor
-        got = linear_step(*args, **kwargs)
-        assert got == linear_step(*args, **{**kwargs, "executor": None})
-        batched_steps += 1
-        return got
-
-    monkeypatch.setattr(session_module, "linear_step", checked)
-    options: dict[str, Any] = {"iterations": 3, "delta_a": 0.6, "delta_b": 0.5}
-    secure = simulate_secure(data, key_bits=KEY_BITS, executor=executor, **options)
-    plain = simulate_plaintext(data, **options)
-    assert batched_steps == len(banks) * periods * 3
-    assert executor.batches > batched_steps  # the steps were cut into several batches each
-    assert secure.account_ids == plain.account_ids
-    assert float(np.max(np.abs(secure.scores - plain.scores))) <= TOL
+    check_secure_simulation(pool, banks, periods, tmp_path, monkeypatch)
