@@ -53,6 +53,7 @@ OVERRIDE_KEYS = (
     "precision_bits",
     "noise",
     "workers",
+    "dask",
 )
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -203,10 +204,12 @@ class AdminSettings:
 @dataclass(frozen=True)
 class ComputeSettings:
     """Where a node does the arithmetic of its runs (docs/design-compute.md): ``workers``
-    processes on its machine; None: as many as the cores available to it; 1: in the node
-    process itself."""
+    processes on its machine (None: as many as the cores available to it; 1: in the node
+    process itself), or the Dask cluster whose scheduler is at ``dask``
+    (``tcp://host:8786``, ``tls://...``). Never both."""
 
     workers: int | None = None
+    dask: str | None = None
 
 
 @dataclass(frozen=True)
@@ -653,11 +656,33 @@ def _count(value: Any) -> int:
 
 
 def _compute(section: _Section, given: Mapping[str, object]) -> ComputeSettings:
-    section.only("workers")
-    if "workers" in given:
-        section.override("workers", given["workers"])
+    """``workers`` or ``dask``. An override of either replaces the file's choice (``--dask``
+    on the command line wins over ``workers`` in the file, and the other way round); both in
+    the file, or both overridden, is an error."""
+    section.only("workers", "dask")
+    chosen = [key for key in ("workers", "dask") if key in given]
+    for key in chosen:
+        if len(chosen) == 1:
+            section.data.pop("dask" if key == "workers" else "workers", None)
+        section.override(key, given[key])
+    if section.given("workers") and section.given("dask"):
+        raise section.error("dask", "give workers or dask, not both")
     workers = section.get("workers", _count) if section.given("workers") else None
-    return ComputeSettings(workers)
+    dask = section.get("dask", _scheduler_address) if section.given("dask") else None
+    return ComputeSettings(workers, dask)
+
+
+def _scheduler_address(value: Any) -> str:
+    """A Dask scheduler's address: ``tcp://host:port`` or ``tls://host:port``."""
+    address = expect_str(value)
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or parts.path:
+        raise ValueError(f"{address!r} is not a Dask scheduler address (tcp://host:8786)")
+    return address
 
 
 def _limits(section: _Section) -> Limits:

@@ -141,6 +141,7 @@ OVERRIDE_ERRORS = [
     ({"data": "/nowhere/at/all"}, "data (override): directory not found: /nowhere/at/all"),
     ({"key_share": 3}, "key_share (override): expected a path, got int 3"),
     ({"workers": 0}, "compute.workers (override): must be >= 1 (got 0)"),
+    ({"dask": "8786"}, "compute.dask (override): '8786' is not a Dask scheduler address"),
     ({"colour": "blue"}, "colour: unknown override (allowed: data, output"),
 ]
 
@@ -169,8 +170,31 @@ def test_compute_workers_from_the_file_and_the_command_line(configs: Path) -> No
     assert load_player_config(configs, "alice", overrides={"workers": 1}).compute.workers == 1
     edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 0}))
     assert "compute.workers: must be >= 1 (got 0)" in failure(configs)
-    edit(configs / "alice.yaml", lambda d: d.update(compute={"dask": "tcp://x:8786"}))
-    assert "compute.dask: unknown key (allowed: workers)" in failure(configs)
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"threads": 2}))
+    assert "compute.threads: unknown key (allowed: workers, dask)" in failure(configs)
+
+
+def test_compute_on_dask_from_the_file_and_the_command_line(configs: Path) -> None:
+    """``dask`` and ``workers`` exclude each other in the file; an override of one replaces
+    the file's other."""
+    address = "tcp://scheduler.bank.internal:8786"
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"dask": address}))
+    assert load_player_config(configs, "alice").compute == ComputeSettings(dask=address)
+    local = load_player_config(configs, "alice", overrides={"workers": 2}).compute
+    assert local == ComputeSettings(workers=2)
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 3}))
+    other = "tls://10.0.0.5:8786"
+    remote = load_player_config(configs, "alice", overrides={"dask": other}).compute
+    assert remote == ComputeSettings(dask=other)
+    text = failure(configs, overrides={"dask": other, "workers": 2})
+    assert "compute.dask (override): give workers or dask, not both" in text, text
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 3, "dask": address}))
+    assert "compute.dask: give workers or dask, not both" in failure(configs)
+    for bad in ("scheduler:8786", "http://scheduler:8786", "tcp://scheduler", "tcp://:8786"):
+        edit(configs / "alice.yaml", lambda d, bad=bad: d.update(compute={"dask": bad}))
+        text = failure(configs)
+        assert f"compute.dask: {bad!r} is not a Dask scheduler address" in text, text
+        assert "\n" not in text
 
 
 def test_periods_as_count(configs: Path) -> None:

@@ -9,6 +9,7 @@ import click
 
 from riskprop.cli.options import (
     CONTEXT,
+    dask_option,
     key_bits_option,
     log,
     parameter_options,
@@ -38,6 +39,10 @@ from riskprop.cli.options import (
     "With --secure: worker processes for the arithmetic of all banks together (default: the "
     "cores available; 1: in this process). The results do not depend on it."
 )
+@dask_option(
+    "With --secure: the Dask scheduler (tcp://host:8786) whose workers do the arithmetic "
+    "instead of --workers."
+)
 @click.option(
     "--ranked",
     type=click.Path(path_type=Path),
@@ -56,6 +61,7 @@ def simulate(
     key_bits: int,
     keys: Path | None,
     workers: int | None,
+    dask: str | None,
     ranked: Path | None,
 ) -> None:
     """Propagate over every bank of DATA in one process.
@@ -71,7 +77,7 @@ def simulate(
             warn_small_key(key_bits)
         from riskprop.compute import make_executor
 
-        with make_executor(workers) as executor:
+        with make_executor(workers, dask) as executor:
             result = simulate_secure(
                 data,
                 iterations=iterations,

@@ -13,6 +13,7 @@ from riskprop.cli.options import (
     F,
     apply,
     config_option,
+    dask_option,
     key_bits_option,
     log,
     parameter_options,
@@ -71,6 +72,11 @@ def node_options(func: F) -> F:
             "Override: worker processes on this machine for the run's arithmetic "
             "(compute.workers; default: the cores available, 1: in the node process).",
             envvar="RISKPROP_WORKERS",
+        ),
+        dask_option(
+            "Override: the Dask scheduler (tcp://host:8786) whose workers do the run's "
+            "arithmetic instead (compute.dask; not with --workers).",
+            envvar="RISKPROP_DASK",
         ),
         click.option(
             "--insecure",

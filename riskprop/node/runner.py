@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from riskprop.compute import ProcessExecutor, SerialExecutor, make_executor
 from riskprop.config import PlayerConfig
@@ -38,6 +39,9 @@ from riskprop.files.results import (
     write_scores,
 )
 from riskprop.files.sealed import state_key
+
+if TYPE_CHECKING:  # only a run on Dask imports it
+    from riskprop.compute.dask import DaskExecutor
 from riskprop.node.driver import drive
 from riskprop.node.http import HttpSettings, HttpTransport
 from riskprop.node.journal import FileJournal, remove_journal
@@ -228,15 +232,17 @@ async def run_node(
     ``StoppedError``; its checkpoint stays for the next start (a batch already running in a
     compute worker is finished first). ``progress`` is called with a ``Tick`` twice a
     second, and with None at the end. The run's arithmetic goes to ``config.compute.workers``
-    worker processes, started when a step is first large enough to share out.
+    worker processes, started when a step is first large enough to share out, or to the Dask
+    cluster at ``config.compute.dask`` (connected first: an unreachable scheduler fails the
+    run before it starts, ``ComputeError``).
     """
-    with make_executor(config.compute.workers) as executor:
+    with make_executor(config.compute.workers, config.compute.dask) as executor:
         return await _run_node(config, executor, fresh=fresh, stop=stop, progress=progress)
 
 
 async def _run_node(
     config: PlayerConfig,
-    executor: SerialExecutor | ProcessExecutor,
+    executor: SerialExecutor | ProcessExecutor | DaskExecutor,
     *,
     fresh: bool,
     stop: asyncio.Event | None,
@@ -274,7 +280,7 @@ async def _run_node(
     settings = http_settings(config)
     log.info(
         "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d, "
-        "batched exponentiation: %s, compute workers: %d",
+        "batched exponentiation: %s, compute workers: %d%s",
         config.player,
         run_id,
         session.bank.n_accounts,
@@ -284,6 +290,7 @@ async def _run_node(
         config.listen_port,
         modexp.backend(),
         executor.workers,
+        _on_dask(config),
     )
     transport = HttpTransport(settings, Codec.for_key(session.public))
     ticker = asyncio.create_task(_progress(session, transport, progress)) if progress else None
@@ -360,14 +367,20 @@ async def _run_node(
     final = report()
     if executor.workers > 1:
         log.info(
-            "%s: %d compute batches in %d worker processes",
+            "%s: %d compute batches in %d worker processes%s",
             config.player,
             executor.batches,
             executor.workers,
+            _on_dask(config),
         )
     storing(save_report, config.output)()  # with the figures of the whole run
     journal.discard()  # the run is complete: nothing left to resume
     return final
+
+
+def _on_dask(config: PlayerConfig) -> str:
+    dask = config.compute.dask
+    return f" on the Dask cluster at {dask}" if dask else ""
 
 
 async def _restore(
