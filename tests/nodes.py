@@ -96,9 +96,11 @@ def make_network(
     accounts: int = 40,
     edges: int = 120,
     workers: int = 1,
+    dask: str | None = None,
 ) -> Network:
     """Certificates, a 512-bit dealt key, a generated data set (``accounts`` and ``edges`` per
-    party) and configs for ``parties`` (``workers`` compute workers each)."""
+    party) and configs for ``parties`` (``workers`` compute workers each, or the Dask
+    scheduler at ``dask``)."""
     certs, keys, data = root / "certs", root / "keys", root / "data"
     ca_cert, ca_key = make_ca(certs)
     for name in parties:
@@ -111,7 +113,7 @@ def make_network(
         banks=parties,
         seed=7,
     )
-    configure(root, parties, data, keys, certs, timeouts, workers)
+    configure(root, parties, data, keys, certs, timeouts, workers, dask)
     return Network(root, list(parties), root / "configs", certs, data, root / "out", keys)
 
 
@@ -123,6 +125,7 @@ def configure(
     certs: Path,
     timeouts: Mapping[str, float] | None,
     workers: int = 1,
+    dask: str | None = None,
 ) -> None:
     run = {
         "run_id": "test-run",
@@ -141,6 +144,7 @@ def configure(
         run=run,
         timeouts=timeouts,
         workers=workers,
+        dask=dask,
     )
 
 
