@@ -17,7 +17,7 @@ from helpers import KEY_BITS, TxRow, bank_specs, spread, write_dataset
 
 from riskprop.core import paillier
 from riskprop.core.batches import Executor
-from riskprop.core.paillier import PublicKey, linear_step
+from riskprop.core.paillier import PublicKey, linear_step, pack
 from riskprop.core.types import IntArray
 from riskprop.lab.simulate import simulate_plaintext, simulate_secure
 from riskprop.protocol import session as session_module
@@ -101,14 +101,16 @@ def check_secure_simulation(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Counting:
-    """Every linear step of every bank, run through ``inner``, equals the serial step; the
-    decrypted scores are the plaintext engine's. Returns the counting wrapper it used."""
+    """Every linear step and every packing of every bank, run through ``inner``, equals the
+    serial one; the decrypted scores are the plaintext engine's. Returns the counting wrapper
+    it used."""
     rng = np.random.default_rng(len(banks) * 100 + periods)
     accounts, files = random_network(rng, banks, 12, 90, periods)
     data = write_dataset(tmp_path / "data", bank_specs(accounts, files))
     monkeypatch.setattr(paillier, "BATCH_TERMS", 1)
+    monkeypatch.setattr(paillier, "PACK_BATCH_VALUES", 1)
     executor = Counting(inner)
-    batched_steps = 0
+    batched_steps = packings = 0
 
     def checked(*args: Any, **kwargs: Any) -> list[mpz]:
         nonlocal batched_steps
@@ -118,11 +120,22 @@ def check_secure_simulation(
         batched_steps += 1
         return got
 
+    def checked_pack(*args: Any, **kwargs: Any) -> list[mpz]:
+        nonlocal packings
+        assert kwargs["executor"] is executor
+        before = executor.batches
+        got = pack(*args, **kwargs)
+        assert got == pack(*args, **{**kwargs, "executor": None})
+        packings += executor.batches > before  # it was cut into batches
+        return got
+
     monkeypatch.setattr(session_module, "linear_step", checked)
+    monkeypatch.setattr(session_module, "pack", checked_pack)
     options: dict[str, Any] = {"iterations": 3, "delta_a": 0.6, "delta_b": 0.5}
     secure = simulate_secure(data, key_bits=KEY_BITS, executor=executor, **options)
     plain = simulate_plaintext(data, **options)
     assert batched_steps == len(banks) * periods * 3
+    assert packings > 0
     assert executor.batches > batched_steps  # the steps were cut into several batches each
     assert secure.account_ids == plain.account_ids
     assert float(np.max(np.abs(secure.scores - plain.scores))) <= TOL

@@ -762,12 +762,72 @@ def _run_rows(
     return out
 
 
-def pack(key: PublicKey, ciphertexts: Sequence[mpz], slot_bits: int, slots: int) -> list[mpz]:
+#: ``pack`` batches for an executor hold at least this many ciphertexts (about 0.25 s of work
+#: at 2048 bits and 3 iterations in the IFMA kernel; fewer stay whole).
+PACK_BATCH_VALUES = 1 << 11
+
+
+def pack(
+    key: PublicKey,
+    ciphertexts: Sequence[mpz],
+    slot_bits: int,
+    slots: int,
+    *,
+    executor: Executor | None = None,
+    batch_values: int | None = None,
+) -> list[mpz]:
     """Pack groups of ``slots`` ciphertexts into one: ``Enc(sum_i m_i 2**(i*slot_bits))``.
 
     Horner's rule: ``C = c_{k-1}; C = C**(2**slot_bits) * c_i`` for ``i = k-2..0``. Requires
-    every ``m_i < 2**slot_bits`` and ``slots * slot_bits < log2 N`` (see fixedpoint).
+    every ``m_i < 2**slot_bits`` and ``slots * slot_bits < log2 N`` (see fixedpoint), and
+    ciphertexts in ``[0, N**2)``.
+
+    With an ``executor`` of more than one worker, the groups are cut into contiguous
+    :class:`PackBatch` es of at least ``batch_values`` (default ``PACK_BATCH_VALUES``)
+    ciphertexts, about ``BATCHES_PER_WORKER`` per worker, that :func:`run_pack_batch` packs
+    the same way. Public data only (ciphertexts and ``slot_bits``); every packed value is the
+    same integer in ``[0, N**2)`` whatever the batching.
     """
+    workers = 1 if executor is None else executor.workers
+    groups = -(-len(ciphertexts) // slots)
+    least = PACK_BATCH_VALUES if batch_values is None else max(1, batch_values)
+    k = min(workers * BATCHES_PER_WORKER, len(ciphertexts) // least, groups)
+    if workers > 1 and k > 1:
+        assert executor is not None
+        n2, width = mpz(key.nsquare), key.ciphertext_bytes
+        bounds = [slots * (groups * i // k) for i in range(k)] + [len(ciphertexts)]
+        batches = [
+            PackBatch(key.n, slot_bits, slots, _encode_values(ciphertexts[a:b], n2, width))
+            for a, b in itertools.pairwise(bounds)
+        ]
+        out: list[mpz] = []
+        for raw in executor.map(run_pack_batch, batches):
+            out += _decode_values(raw, width)
+        return out
+    return _pack(key, ciphertexts, slot_bits, slots)
+
+
+@dataclass(frozen=True, eq=False)
+class PackBatch:
+    """Whole groups of ``slots`` ciphertexts (the last one may be shorter) to pack, as
+    fixed-width big-endian numbers reduced mod ``N**2``. Public data only."""
+
+    modulus: int  # N
+    slot_bits: int
+    slots: int
+    ciphertexts: bytes
+
+
+def run_pack_batch(batch: PackBatch) -> bytes:
+    """The packed groups of ``batch`` (as :func:`pack` computes them), fixed-width big-endian."""
+    key = PublicKey(batch.modulus)
+    width = key.ciphertext_bytes
+    values = _decode_values(batch.ciphertexts, width)
+    packed = _pack(key, values, batch.slot_bits, batch.slots)
+    return _encode_values(packed, mpz(key.nsquare), width)
+
+
+def _pack(key: PublicKey, ciphertexts: Sequence[mpz], slot_bits: int, slots: int) -> list[mpz]:
     n2 = mpz(key.nsquare)
     shift = 1 << slot_bits
     groups = [ciphertexts[start : start + slots] for start in range(0, len(ciphertexts), slots)]

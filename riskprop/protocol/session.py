@@ -156,9 +156,9 @@ class RunSession:
     ) -> None:
         """``noise`` defaults to the descriptor's kind; for ``djn`` a comb shaped for this run,
         read in constant time (each read scans its sub-table) with ``constant_time_noise``.
-        ``executor`` runs the batches of each step's ``linear_step`` (default: this process);
-        it sees public data only (docs/design-compute.md), and the results do not depend on
-        it."""
+        ``executor`` runs the batches of each step's ``linear_step`` and of ``pack`` (default:
+        this process); it sees public data only (docs/design-compute.md), and the results do
+        not depend on it."""
         self.constant_time_noise = constant_time_noise
         self.executor = executor
         self.descriptor = descriptor
@@ -691,7 +691,9 @@ class RunSession:
     def _start_decryption(self) -> list[Message]:
         started = Stopwatch.start()
         self.phase = Phase.DECRYPTING  # first: its progress counts the work that follows
-        packed = pack(self.public, self._state, self.slot_bits, self.slots)
+        packed = pack(
+            self.public, self._state, self.slot_bits, self.slots, executor=self.executor
+        )
         self._packed = rerandomize(self.public, packed, self.noise)
         self._request = request_digest(self._packed)
         self._partials = {self.name: tuple(self._partial_decrypt(self._packed))}

@@ -1,7 +1,7 @@
 """The Dask executor on a ``LocalCluster`` of two worker processes (one thread each): the
-serial integers for ``linear_step`` on random CSR inputs and on every step of secure
-simulations (3 banks over 3 periods, 5 banks) that match the plaintext engine; a worker
-killed (SIGKILL) while batches run is retried and the results stay right; with every worker
+serial integers for ``linear_step`` on random CSR inputs, for ``pack``, and on every step and
+packing of secure simulations (3 banks over 3 periods, 5 banks) that match the plaintext
+engine; a worker killed (SIGKILL) while batches run is retried and the results stay right; with every worker
 dead the call fails with ``ComputeError`` instead of hanging; an unreachable scheduler is one
 line naming its address.
 
@@ -11,6 +11,7 @@ death is a ``KilledWorker`` and the executor's own resubmission is what is teste
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,9 +25,10 @@ import dask
 import pytest
 from compute_cases import CASES, KEY, SIMULATIONS, check_secure_simulation, random_case
 from distributed import Client, LocalCluster
+from gmpy2 import mpz
 
 from riskprop.compute.dask import DaskExecutor
-from riskprop.core.paillier import linear_step
+from riskprop.core.paillier import linear_step, pack
 from riskprop.errors import ComputeError
 
 
@@ -75,6 +77,13 @@ def test_linear_step_gives_the_serial_integers(
     bases, indptr, indices, coefs = random_case(n_rows + bits, n_rows, extra, degree, bits)
     args = (KEY, bases, n_rows, self_coef, indptr, indices, coefs)
     assert linear_step(*args, executor=executor, batch_terms=1) == linear_step(*args)
+
+
+@pytest.mark.parametrize(("count", "slots"), [(7, 4), (300, 16)])
+def test_pack_gives_the_serial_integers(executor: DaskExecutor, count: int, slots: int) -> None:
+    values = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(count)]
+    got = pack(KEY, values, 11, slots, executor=executor, batch_values=1)
+    assert got == pack(KEY, values, 11, slots)
 
 
 @pytest.mark.parametrize(("banks", "periods"), SIMULATIONS)

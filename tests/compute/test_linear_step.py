@@ -1,6 +1,7 @@
-"""``linear_step`` through an executor: the same integers as the serial code for any number
-of workers and any batching, on random CSR inputs and on every step of secure simulations (3
-banks over several periods, 5 banks), whose scores match the plaintext engine.
+"""``linear_step`` and ``pack`` through an executor: the same integers as the serial code for
+any number of workers and any batching, on random inputs and on every step and packing of
+secure simulations (3 banks over several periods, 5 banks), whose scores match the plaintext
+engine.
 
 Small keys; the process pool (two workers) is shared by the module; batches are forced small
 (``BATCH_TERMS = 1``) so that a few accounts make several batches."""
@@ -146,3 +147,30 @@ def test_secure_simulation_through_the_pool_is_bit_identical(
     """Every linear step of every bank, run through the pool, equals the serial step; the
     decrypted scores are the plaintext engine's."""
     check_secure_simulation(pool, banks, periods, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------ packing
+
+
+@pytest.mark.parametrize(("count", "slots"), [(1, 4), (7, 4), (64, 4), (65, 5), (300, 16)])
+@pytest.mark.parametrize("batch_values", [1, 9, 1 << 20])
+def test_pack_through_the_pool_gives_the_serial_integers(
+    pool: ProcessExecutor, count: int, slots: int, batch_values: int
+) -> None:
+    values = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(count)]
+    serial = paillier.pack(KEY, values, 11, slots)
+    got = paillier.pack(KEY, values, 11, slots, executor=pool, batch_values=batch_values)
+    assert got == serial
+    assert len(got) == -(-count // slots)
+
+
+@given(st.integers(0, 60), st.integers(1, 9), st.integers(2, 6), st.integers(1, 20))
+@settings(max_examples=60, database=None)
+def test_pack_batching_property(count: int, slots: int, workers: int, least: int) -> None:
+    values = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(count)]
+    executor = Recording(workers)
+    got = paillier.pack(KEY, values, 13, slots, executor=executor, batch_values=least)
+    assert got == paillier.pack(KEY, values, 13, slots)
+    assert len(executor.batches) <= workers * paillier.BATCHES_PER_WORKER
+    for batch in executor.batches[:-1]:  # whole groups, but the last
+        assert len(batch.ciphertexts) % (slots * KEY.ciphertext_bytes) == 0
