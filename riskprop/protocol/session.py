@@ -691,9 +691,7 @@ class RunSession:
     def _start_decryption(self) -> list[Message]:
         started = Stopwatch.start()
         self.phase = Phase.DECRYPTING  # first: its progress counts the work that follows
-        packed = pack(
-            self.public, self._state, self.slot_bits, self.slots, executor=self.executor
-        )
+        packed = pack(self.public, self._state, self.slot_bits, self.slots, executor=self.executor)
         self._packed = rerandomize(self.public, packed, self.noise)
         self._request = request_digest(self._packed)
         self._partials = {self.name: tuple(self._partial_decrypt(self._packed))}
