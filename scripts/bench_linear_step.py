@@ -1,30 +1,35 @@
 """Benchmark one ``linear_step`` (the per-account multi-exponentiation of an iteration) in this
-process and through a local pool of worker processes (docs/design-compute.md).
+process, through a local pool of worker processes and, with ``--dask``, through a Dask
+``LocalCluster`` of as many worker processes (one thread each) (docs/design-compute.md).
 
 A step of ``--rows`` own accounts, ``--imported`` imported ciphertexts and about ``--degree``
 incoming edges per account, with 32-bit exponents (the fixed-point coefficients at the
 default precision), modulo ``N**2`` for a random odd ``--bits``-bit ``N`` (the arithmetic costs
 what it costs for a real key). For each worker count it prints the median and the spread of
 ``--repeat`` timed steps (wall time; the pool is started and warmed by an untimed step first),
-the speed-up over one worker and what crosses to the workers (bytes of batches and results,
-and the parent's time to cut the step and decode the results). Each result is checked equal
+the speed-up over one worker, the load average when it ended, and what crosses to the workers
+(bytes of batches and results, the parent's time to cut the step and decode the results, and
+the round trip of the same batches to a function that does no arithmetic: the executor's
+shipping and scheduling overhead). Each result is checked equal
 to the serial one. Before and after, a probe says whether the cores are free (the same gmpy2
 work alone and in parallel): on a shared machine a speed-up means little without it. Prints
 the CPU and its arithmetic paths with the figures: ``linear_step`` itself runs in gmpy2 on
 every CPU; the batched exponentiations (partial decryptions, packing) use the AVX-512 IFMA
 kernel where there is one.
 
-    python scripts/bench_linear_step.py --rows 4000 --workers 1 2 --repeat 3
+    python scripts/bench_linear_step.py --rows 4000 --workers 1 2 --repeat 3 --dask
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import secrets
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +39,7 @@ from gmpy2 import mpz
 
 from riskprop.compute import ProcessExecutor
 from riskprop.core import paillier
+from riskprop.core.batches import Executor
 from riskprop.core.modexp import backend
 from riskprop.core.paillier import PublicKey, linear_step, step_batches
 from riskprop.core.types import IntArray
@@ -71,7 +77,7 @@ class Step:
     def terms(self) -> int:
         return int(self.indptr[-1]) + self.rows
 
-    def run(self, executor: ProcessExecutor | None, batch_terms: int | None) -> list[mpz]:
+    def run(self, executor: Executor | None, batch_terms: int | None) -> list[mpz]:
         return linear_step(
             self.key,
             self.bases,
@@ -109,6 +115,34 @@ def free_cores(workers: int, count: int = 100_000) -> str:
         f"the same work took {alone:.2f} s alone and {together:.2f} s in {workers} processes at "
         f"once (ratio {together / alone:.2f}; 1.0: {workers} free cores)"
     )
+
+
+def _echo(batch: paillier.StepBatch) -> bytes:
+    """What ``run_step_batch`` returns for ``batch`` in size, without the arithmetic."""
+    return bytes(batch.n_rows * PublicKey(batch.modulus).ciphertext_bytes)
+
+
+def round_trip(step: Step, executor: Executor, batch_terms: int | None) -> float:
+    """Median seconds of 3 ``executor.map`` calls of the step's batches to :func:`_echo`."""
+    terms = paillier.BATCH_TERMS if batch_terms is None else batch_terms
+    exps = np.asarray(step.coefs, dtype=np.int64)
+    batches = step_batches(
+        step.key,
+        step.bases,
+        step.rows,
+        step.c_self,
+        step.indptr,
+        step.indices,
+        exps,
+        executor.workers,
+        terms,
+    )
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        executor.map(_echo, batches)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def make_step(rows: int, imported: int, degree: float, bits: int, seed: int) -> Step:
@@ -149,8 +183,9 @@ def shipping(step: Step, serial: list[mpz], workers: int, batch_terms: int | Non
     decode = time.perf_counter() - started
     assert decoded == serial
     return (
-        f"{len(batches)} batches, {out / 1e6:.1f} MB out and {len(back) / 1e6:.1f} MB back, "
-        f"cut {cut * 1e3:.0f} ms, decode {decode * 1e3:.0f} ms"
+        f"{len(batches)} batches, {out / 1e6:.2f} MB out ({out / len(batches) / 1e3:.0f} KB a "
+        f"batch) and {len(back) / 1e6:.2f} MB back, cut {cut * 1e3:.0f} ms, decode "
+        f"{decode * 1e3:.0f} ms"
     )
 
 
@@ -164,6 +199,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed steps per worker count")
     parser.add_argument("--batch-terms", type=int, default=None, help="minimum terms a batch")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--dask", action="store_true", help="also a Dask LocalCluster beside the pool"
+    )
     args = parser.parse_args()
 
     step = make_step(args.rows, args.imported, args.degree, args.bits, args.seed)
@@ -180,33 +218,59 @@ def main() -> None:
     top = max(args.workers)
     if top > 1:
         print(f"cores before: {free_cores(top)}", flush=True)
+    kinds = ["pool", "dask"] if args.dask else ["pool"]
     one_worker = None
     for workers in args.workers:
-        executor = None if workers == 1 else ProcessExecutor(workers)
-        times = []
-        try:
-            if executor is not None:
-                step.run(executor, args.batch_terms)  # start and warm the pool
-            for _ in range(args.repeat):
-                started = time.perf_counter()
-                got = step.run(executor, args.batch_terms)
-                times.append(time.perf_counter() - started)
-                if got != serial:
-                    raise SystemExit(f"{workers} workers: the result differs from the serial one")
-        finally:
-            if executor is not None:
-                executor.close()
-        median = statistics.median(times)
-        one_worker = one_worker or median
-        line = (
-            f"{workers} worker(s): median {median:.2f} s (min {min(times):.2f}, max "
-            f"{max(times):.2f}, {args.repeat} runs), speed-up {one_worker / median:.2f}"
-        )
-        if workers > 1:
-            line += "; " + shipping(step, serial, workers, args.batch_terms)
-        print(line, flush=True)
+        for kind in kinds if workers > 1 else ["serial"]:
+            with executor_for(kind, workers) as executor:
+                times = []
+                if executor is not None:
+                    step.run(executor, args.batch_terms)  # start and warm the workers
+                for _ in range(args.repeat):
+                    started = time.perf_counter()
+                    got = step.run(executor, args.batch_terms)
+                    times.append(time.perf_counter() - started)
+                    if got != serial:
+                        raise SystemExit(
+                            f"{kind} {workers}: the result differs from the serial one"
+                        )
+                trip = round_trip(step, executor, args.batch_terms) if executor else 0.0
+            median = statistics.median(times)
+            one_worker = one_worker or median
+            line = (
+                f"{kind} {workers} worker(s): median {median:.2f} s (min {min(times):.2f}, max "
+                f"{max(times):.2f}, {args.repeat} runs), speed-up {one_worker / median:.2f}, "
+                f"load {os.getloadavg()[0]:.2f}"
+            )
+            if workers > 1:
+                line += f"; {shipping(step, serial, workers, args.batch_terms)}"
+                line += f"; round trip without arithmetic {trip * 1e3:.0f} ms"
+            print(line, flush=True)
     if top > 1:
         print(f"cores after: {free_cores(top)}")
+
+
+@contextlib.contextmanager
+def executor_for(kind: str, workers: int) -> Iterator[Executor | None]:
+    """None (serial), a process pool, or a Dask executor on a fresh ``LocalCluster`` of
+    ``workers`` processes with one thread each."""
+    if kind == "serial":
+        yield None
+    elif kind == "pool":
+        with ProcessExecutor(workers) as pool:
+            yield pool
+    else:
+        from distributed import LocalCluster
+
+        from riskprop.compute.dask import DaskExecutor
+
+        with (
+            LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            DaskExecutor(cluster.scheduler_address) as executor,
+        ):
+            yield executor
 
 
 if __name__ == "__main__":
