@@ -31,34 +31,16 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
 from riskprop.compute import ProcessExecutor
 from riskprop.core import paillier
 from riskprop.core.batches import Executor
-from riskprop.core.modexp import backend
+from riskprop.core.modexp import describe
 from riskprop.core.paillier import PublicKey, linear_step, step_batches
 from riskprop.core.types import IntArray
-
-
-def cpu_model() -> str:
-    """The CPU's model name and whether it has AVX-512 IFMA and AVX2 (from /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return "unknown CPU"
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "model name" in ln), "?"
-    )
-    flags = next(
-        (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
-    )
-    features = [f for f in ("avx512ifma", "avx2") if f in flags]
-    return f"{model} ({', '.join(features) or 'no AVX2'})"
 
 
 @dataclass(frozen=True)
@@ -205,11 +187,7 @@ def main() -> None:
     args = parser.parse_args()
 
     step = make_step(args.rows, args.imported, args.degree, args.bits, args.seed)
-    print(f"CPU: {cpu_model()}; cores available: {len(os.sched_getaffinity(0))}")
-    print(
-        f"arithmetic: linear_step in gmpy2 {gmpy2.version()} ({gmpy2.mp_version()}); "
-        f"batched exponentiation: {backend()}"
-    )
+    print(f"arithmetic: {describe()}; cores available: {len(os.sched_getaffinity(0))}")
     print(
         f"step: {step.rows} rows, {args.imported} imported, {step.terms} terms, {args.bits}-bit "
         f"N, 32-bit exponents; load average {os.getloadavg()[0]:.2f} at start"
