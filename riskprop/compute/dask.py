@@ -143,15 +143,15 @@ class DaskExecutor:
                     try:
                         results[i] = future.result(timeout=self.poll)
                         break
-                    except (KilledWorker, CancelledError, OSError) as exc:
-                        cause = cause or _describe(exc)
-                        break
-                    except TimeoutError:
+                    except TimeoutError:  # still running (an OSError: caught first)
                         if self._threads():
                             idle_since = None
                             continue
                         idle_since = idle_since or time.monotonic()
                         gone = time.monotonic() - idle_since >= self.no_worker_timeout
+                    except (KilledWorker, CancelledError, OSError) as exc:
+                        cause = cause or _describe(exc)
+                        break
         finally:
             self._release(list(futures.values()))
         if gone:

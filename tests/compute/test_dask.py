@@ -1,9 +1,9 @@
 """The Dask executor on a ``LocalCluster`` of two worker processes (one thread each): the
 serial integers for ``linear_step`` on random CSR inputs, for ``pack``, and on every step and
 packing of secure simulations (3 banks over 3 periods, 5 banks) that match the plaintext
-engine; a worker killed (SIGKILL) while batches run is retried and the results stay right; with every worker
-dead the call fails with ``ComputeError`` instead of hanging; an unreachable scheduler is one
-line naming its address.
+engine; a worker killed (SIGKILL) while batches run is retried and the results stay right;
+with every worker dead the call fails with ``ComputeError`` instead of hanging; an
+unreachable scheduler is one line naming its address.
 
 The module's scheduler lets no task survive a dead worker (``allowed-failures: 0``): its first
 death is a ``KilledWorker`` and the executor's own resubmission is what is tested."""
@@ -61,6 +61,15 @@ def test_results_in_batch_order(executor: DaskExecutor) -> None:
     assert executor.workers == 2
     assert executor.map(compute_faults.square, list(range(23))) == [b * b for b in range(23)]
     assert executor.map(compute_faults.square, []) == []
+
+
+def test_batches_longer_than_the_poll_are_waited_for(cluster: LocalCluster, tmp_path: Path) -> None:
+    """A batch still running when a poll ends is not a failure (``TimeoutError`` is an
+    ``OSError``, as a lost connection is)."""
+    with DaskExecutor(cluster.scheduler_address, poll=0.05) as executor:
+        batches = [(str(tmp_path), i) for i in range(4)]
+        assert executor.map(compute_faults.slow_square, batches) == [0, 1, 4, 9]
+        assert executor.retries == 0
 
 
 def test_an_error_of_the_batch_function_is_reraised_not_retried(executor: DaskExecutor) -> None:
