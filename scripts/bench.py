@@ -180,7 +180,11 @@ def compute_for(workers: int | None, dask: str | None) -> Iterator[Compute]:
 
     count = workers or 2
     with LocalCluster(
-        n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=count,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: any port
     ) as cluster:
         yield Compute(count, cluster.scheduler_address, cluster)
 

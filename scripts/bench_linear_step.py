@@ -244,7 +244,11 @@ def executor_for(kind: str, workers: int) -> Iterator[Executor | None]:
 
         with (
             LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: any port
             ) as cluster,
             DaskExecutor(cluster.scheduler_address) as executor,
         ):

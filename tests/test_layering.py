@@ -2,7 +2,8 @@
 inside functions too): each layer imports only the layers below it.
 
     core       maths and data, pure: nothing of riskprop above it, no I/O frameworks
-    compute    executors for core's batches: core and errors only, no event loop or network
+    compute    executors for core's batches: core and errors only, no event loop or network of
+               its own (the Dask executor talks through Dask's client)
     files      the files a run reads and writes: core and errors only
     protocol   the sans-I/O protocol: no event loop, network, configuration or commands
     config     configuration files: no node, lab, local network or commands

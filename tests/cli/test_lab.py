@@ -87,7 +87,12 @@ def test_cli_keygen_then_secure_simulate(cycle_data: Path, tmp_path: Path) -> No
     from distributed import LocalCluster
 
     dask_out = tmp_path / "dask.csv"
-    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: any port
+    ) as cluster:
         on_dask = riskprop(
             "simulate", cycle_data, "--secure", "--keys", keys, "-T", "2",
             "--dask", cluster.scheduler_address, "--out", dask_out,

@@ -35,7 +35,11 @@ from riskprop.errors import ComputeError
 def local_cluster(workers: int = 2) -> LocalCluster:
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         return LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: any port
         )
 
 

@@ -72,7 +72,11 @@ def test_nodes_on_a_dask_cluster_match_plaintext(
 
     parties = ["alice", "bob", "charlie"]
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: any port
     ) as cluster:
         address = cluster.scheduler_address
         network = make_network(tmp_path, parties, accounts=1000, edges=10_000, dask=address)
