@@ -2,8 +2,8 @@
 serial integers for ``linear_step`` on random CSR inputs, for ``pack``, and on every step and
 packing of secure simulations (3 banks over 3 periods, 5 banks) that match the plaintext
 engine; a worker killed (SIGKILL) while batches run is retried and the results stay right;
-with every worker dead the call fails with ``ComputeError`` instead of hanging; an
-unreachable scheduler is one line naming its address.
+with every worker dead, or the scheduler gone, the call fails with ``ComputeError`` instead of
+hanging; an unreachable scheduler is one line naming its address.
 
 The module's scheduler lets no task survive a dead worker (``allowed-failures: 0``): its first
 death is a ``KilledWorker`` and the executor's own resubmission is what is tested."""
@@ -178,6 +178,33 @@ def test_with_every_worker_dead_the_call_fails_cleanly(tmp_path: Path) -> None:
     message = str(failure[0])
     assert "8 of 8 compute batches failed twice on the Dask cluster" in message
     assert "\n" not in message
+
+
+@pytest.mark.timeout(180)
+def test_a_scheduler_lost_while_batches_run_fails_the_call_cleanly(tmp_path: Path) -> None:
+    """The whole cluster stops mid-call: the client's tasks are cancelled, the resubmission
+    finds no scheduler, and the call ends with ``ComputeError`` instead of waiting."""
+    started = tmp_path / "started"
+    started.mkdir()
+    failure: list[ComputeError] = []
+    cluster = local_cluster()
+    with DaskExecutor(cluster.scheduler_address, no_worker_timeout=2.0) as executor:
+
+        def call() -> None:
+            try:
+                executor.map(compute_faults.slow_square, [(str(started), i) for i in range(8)])
+            except ComputeError as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        while not any(started.iterdir()):
+            time.sleep(0.02)
+        cluster.close()
+        thread.join(120)
+        assert not thread.is_alive()
+    assert len(failure) == 1
+    assert "8 of 8 compute batches failed twice on the Dask cluster" in str(failure[0])
 
 
 @pytest.mark.timeout(60)
