@@ -52,6 +52,8 @@ OVERRIDE_KEYS = (
     "delta_b",
     "precision_bits",
     "noise",
+    "workers",
+    "dask",
 )
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -263,6 +265,17 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class ComputeSettings:
+    """Where a node does the arithmetic of its runs (docs/design-compute.md): ``workers``
+    processes on its machine (None: as many as the cores available to it; 1: in the node
+    process itself), or the Dask cluster whose scheduler is at ``dask``
+    (``tcp://host:8786``, ``tls://...``). Never both."""
+
+    workers: int | None = None
+    dask: str | None = None
+
+
+@dataclass(frozen=True)
 class PlayerConfig:
     path: Path
     player: str
@@ -291,6 +304,7 @@ class PlayerConfig:
     keep_runs: int = DEFAULT_KEEP_RUNS
     #: the transaction stream the node consumes (None: the run reads its data directory)
     stream: StreamSettings | None = None
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
 
     def for_run(
         self, run_id: str, data: Path | None = None, output: Path | None = None
@@ -536,8 +550,8 @@ def load_player_config(
 ) -> PlayerConfig:
     """Read ``<config_dir>/<player>.yaml`` and its network file; apply ``overrides``
     (``data``, ``output`` (alias ``out``), ``key_share``, ``host``, ``port``, ``run_id``,
-    ``iterations``; None means not given) before checking that files exist. ``for_keygen``:
-    the key share is to be made and the data need not exist yet."""
+    the run parameters, ``workers``; None means not given) before checking that files exist.
+    ``for_keygen``: the key share is to be made and the data need not exist yet."""
     path = (config_dir / f"{player}.yaml").resolve()
     if not isinstance(player, str) or not NAME.fullmatch(player):
         raise ConfigError(f"{path}: player: {player!r} is not a valid party name ([A-Za-z0-9_-]+)")
@@ -561,6 +575,7 @@ def load_player_config(
         "retention",
         "admin",
         "stream",
+        "compute",
     )
     named = top.get("player", _string)
     if named != player:
@@ -631,6 +646,7 @@ def load_player_config(
         admin=_admin(top.section("admin", required=False), port),
         keep_runs=_retention(top.section("retention", required=False)),
         stream=stream,
+        compute=_compute(top.section("compute", required=False), given),
     )
 
 
@@ -849,6 +865,36 @@ def _count(value: Any) -> int:
     if number < 1:
         raise ValueError(f"must be >= 1 (got {number})")
     return number
+
+
+def _compute(section: _Section, given: Mapping[str, object]) -> ComputeSettings:
+    """``workers`` or ``dask``. An override of either replaces the file's choice (``--dask``
+    on the command line wins over ``workers`` in the file, and the other way round); both in
+    the file, or both overridden, is an error."""
+    section.only("workers", "dask")
+    chosen = [key for key in ("workers", "dask") if key in given]
+    for key in chosen:
+        if len(chosen) == 1:
+            section.data.pop("dask" if key == "workers" else "workers", None)
+        section.override(key, given[key])
+    if section.given("workers") and section.given("dask"):
+        raise section.error("dask", "give workers or dask, not both")
+    workers = section.get("workers", _count) if section.given("workers") else None
+    dask = section.get("dask", _scheduler_address) if section.given("dask") else None
+    return ComputeSettings(workers, dask)
+
+
+def _scheduler_address(value: Any) -> str:
+    """A Dask scheduler's address: ``tcp://host:port`` or ``tls://host:port``."""
+    address = expect_str(value)
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or parts.path:
+        raise ValueError(f"{address!r} is not a Dask scheduler address (tcp://host:8786)")
+    return address
 
 
 def _limits(section: _Section) -> Limits:

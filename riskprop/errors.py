@@ -63,3 +63,10 @@ class StorageError(RiskpropError):
 
 class StoppedError(RiskpropError):
     """The node was asked to stop (SIGTERM/SIGINT) and did; its last checkpoint resumes it."""
+
+
+class ComputeError(RiskpropError):
+    """The node's compute workers could not run a batch of the run's arithmetic (a worker
+    process died, also on the retry): the run stops with no partial output."""
+
+    PEER_REASON = "stopped: its compute workers failed (see its log)"

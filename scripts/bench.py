@@ -16,7 +16,16 @@ the nodes' run reports, and the largest difference from the plaintext engine. Wi
 ``--tno-python PATH`` (a venv with TNO's package, see scripts/README-tno.md) the same data,
 key length and iterations are run through ``scripts/tno_reference.py`` and the ratios printed.
 
+Compute: every node has ``--workers N`` worker processes (default 1: the nodes share this
+machine), or with ``--dask ADDRESS`` computes on that Dask scheduler's workers; ``--dask
+local`` starts a ``LocalCluster`` of ``--workers`` one-thread worker processes (default 2)
+here for all nodes, and adds their CPU time to the nodes'. Every figure is printed with the
+arithmetic path: the CPU, the AVX-512 IFMA kernel or gmpy2 for batched exponentiations
+(``RISKPROP_ARITHMETIC=gmp`` forces gmpy2), gmpy2 for ``linear_step``.
+
     python scripts/bench.py a --runs 5 --tno-python /tmp/tno-venv/bin/python
+    python scripts/bench.py a --runs 3 --workers 2
+    python scripts/bench.py a --runs 3 --dask local --workers 2
 """
 
 from __future__ import annotations
@@ -27,21 +36,24 @@ import contextlib
 import csv
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import riskprop
 from riskprop.core.data import load_dataset
 from riskprop.core.graph import build_global
-from riskprop.core.modexp import backend
+from riskprop.core.modexp import backend, describe
 from riskprop.core.plaintext import propagate
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.files.keys import load_share, share_file
@@ -128,7 +140,58 @@ def bank_names(data: Path) -> list[str]:
     return sorted(p.name for p in data.iterdir() if p.is_dir())
 
 
-def run_riskprop(work: Workload, data: Path, precision: int, timeout: float, keygen: str) -> Result:
+@dataclass(frozen=True)
+class Compute:
+    """Where the nodes compute: ``workers`` processes each, or the Dask scheduler at
+    ``dask`` (``cluster``: a ``LocalCluster`` of this process, whose CPU counts)."""
+
+    workers: int
+    dask: str | None = None
+    cluster: Any = None
+
+    def __str__(self) -> str:
+        if self.cluster is not None:
+            return f"Dask LocalCluster of {self.workers} one-thread workers for all nodes"
+        if self.dask:
+            return f"Dask cluster at {self.dask}"
+        return f"{self.workers} compute worker(s) per node"
+
+    def cluster_cpu(self) -> float:
+        """CPU seconds of the local cluster's worker processes so far (0 without one)."""
+        if self.cluster is None:
+            return 0.0
+        from distributed import Client
+
+        with Client(self.cluster.scheduler_address, set_as_default=False) as client:
+            return float(sum(client.run(_own_cpu).values()))
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextlib.contextmanager
+def compute_for(workers: int | None, dask: str | None) -> Iterator[Compute]:
+    if dask != "local":
+        yield Compute(workers or 1, dask)
+        return
+    from distributed import LocalCluster
+
+    count = workers or 2
+    with LocalCluster(
+        n_workers=count,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: any port
+    ) as cluster:
+        yield Compute(count, cluster.scheduler_address, cluster)
+
+
+def run_riskprop(
+    work: Workload, data: Path, precision: int, timeout: float, keygen: str, compute: Compute
+) -> Result:
     names = bank_names(data)
     keys = demo_keys(names, work.bits, keygen).directory
     certs = demo_certificates(names)
@@ -145,7 +208,10 @@ def run_riskprop(work: Workload, data: Path, precision: int, timeout: float, key
             parties=names,
             run=run,
             timeouts={"connect": 60, "request": 600, "idle": 3600, "deadline": timeout},
+            workers=compute.workers,
+            dask=compute.dask,
         )
+        cluster_cpu = compute.cluster_cpu()
         started = time.perf_counter()
         processes = start_nodes(root / "configs", names, root / "logs")
         cpu, peaks = 0.0, {}
@@ -158,6 +224,7 @@ def run_riskprop(work: Workload, data: Path, precision: int, timeout: float, key
                 log = (root / "logs" / f"{name}.log").read_text()[-3000:]
                 raise SystemExit(f"node {name} failed:\n{log}")
         wall = time.perf_counter() - started
+        cpu += compute.cluster_cpu() - cluster_cpu
         result = Result(wall, cpu, peaks)
         found = {}
         for name in names:
@@ -332,12 +399,18 @@ def spread(values: list[float]) -> str:
 
 
 def report(
-    work: Workload, results: list[Result], tno: list[Result], estimate: dict[str, float]
+    work: Workload,
+    results: list[Result],
+    tno: list[Result],
+    estimate: dict[str, float],
+    compute: Compute,
 ) -> None:
     print(
         f"\n== {work.name}: {work.accounts:,} accounts, {work.edges:,} transactions, "
         f"{work.bits}-bit key, {work.iterations} iterations, {len(results)} run(s) =="
     )
+    print(f"arithmetic: {describe()}")
+    print(f"compute: {compute}")
     print(f"riskprop wall s (min / median / max): {spread([r.wall for r in results])}")
     print(f"riskprop CPU s, all nodes:           {spread([r.cpu for r in results])}")
     peak = max(max(r.peak_rss.values()) for r in results)
@@ -404,13 +477,35 @@ def main() -> None:
     parser.add_argument("--precision-bits", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=7200.0)
     parser.add_argument(
+        "--workers",
+        type=int,
+        help="compute worker processes of each node (default 1); with --dask local, the "
+        "cluster's (default 2)",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS|local",
+        help="every node computes on this Dask scheduler; local: a LocalCluster started here",
+    )
+    parser.add_argument(
         "--keygen",
         choices=("distributed", "dealer"),
         default="distributed",
         help="riskprop's key: dealerless (default, as TNO's; made once and cached) or dealt",
     )
     args = parser.parse_args()
+    if args.dask and args.dask != "local" and args.workers:
+        parser.error("--workers goes with --dask local only (a cluster has its own workers)")
     print(f"riskprop benchmark, {os.cpu_count()} cores, {args.keygen} key; {' '.join(sys.argv)}")
+    print(f"arithmetic: {describe()}; load average {os.getloadavg()[0]:.2f}")
+    with compute_for(args.workers, args.dask) as compute:
+        print(f"compute: {compute}")
+        bench(args, compute)
+
+
+def bench(args: argparse.Namespace, compute: Compute) -> None:
+    """Every workload of ``args.workload``: its runs, TNO's, the report."""
+    tag = f"[{backend()}, {compute}]"
     # An installed package has its bytecode (pip compiles it, as it did TNO's); an editable one
     # under PYTHONDONTWRITEBYTECODE=1 would make every node compile riskprop's sources anew.
     compileall.compile_dir(Path(riskprop.__file__).parent, quiet=1)
@@ -418,9 +513,12 @@ def main() -> None:
         data = dataset(work)
         results = []
         for run in range(args.runs):
-            result = run_riskprop(work, data, args.precision_bits, args.timeout, args.keygen)
+            result = run_riskprop(
+                work, data, args.precision_bits, args.timeout, args.keygen, compute
+            )
             print(
-                f"  {work.name} run {run + 1}: wall {result.wall:.2f} s, CPU {result.cpu:.2f} s",
+                f"  {work.name} run {run + 1}: wall {result.wall:.2f} s, CPU {result.cpu:.2f} s, "
+                f"load {os.getloadavg()[0]:.2f} {tag}",
                 flush=True,
             )
             results.append(result)
@@ -435,7 +533,7 @@ def main() -> None:
         names = bank_names(data)
         share = load_share(share_file(demo_keys(names, work.bits, args.keygen).directory, names[0]))
         estimate = arithmetic_estimate(work, data, args.precision_bits, share.secret.bit_length())
-        report(work, results, tno, estimate)
+        report(work, results, tno, estimate, compute)
 
 
 if __name__ == "__main__":

@@ -89,18 +89,31 @@ class Network:
 
 
 def make_network(
-    root: Path, parties: Sequence[str], *, timeouts: Mapping[str, float] | None = None
+    root: Path,
+    parties: Sequence[str],
+    *,
+    timeouts: Mapping[str, float] | None = None,
+    accounts: int = 40,
+    edges: int = 120,
+    workers: int = 1,
+    dask: str | None = None,
 ) -> Network:
-    """Certificates, a 512-bit dealt key, a generated data set and configs for ``parties``."""
+    """Certificates, a 512-bit dealt key, a generated data set (``accounts`` and ``edges`` per
+    party) and configs for ``parties`` (``workers`` compute workers each, or the Dask
+    scheduler at ``dask``)."""
     certs, keys, data = root / "certs", root / "keys", root / "data"
     ca_cert, ca_key = make_ca(certs)
     for name in parties:
         make_node_certificate(certs, name, ca_cert=ca_cert, ca_key=ca_key)
     dealer_keygen(keys, parties, default_threshold(len(parties)), 512)
     generate_dataset(
-        data, accounts=40 * len(parties), edges=120 * len(parties), banks=parties, seed=7
+        data,
+        accounts=accounts * len(parties),
+        edges=edges * len(parties),
+        banks=parties,
+        seed=7,
     )
-    configure(root, parties, data, keys, certs, timeouts)
+    configure(root, parties, data, keys, certs, timeouts, workers, dask)
     return Network(root, list(parties), root / "configs", certs, data, root / "out", keys)
 
 
@@ -111,6 +124,8 @@ def configure(
     keys: Path,
     certs: Path,
     timeouts: Mapping[str, float] | None,
+    workers: int = 1,
+    dask: str | None = None,
 ) -> None:
     run = {
         "run_id": "test-run",
@@ -128,6 +143,8 @@ def configure(
         parties=parties,
         run=run,
         timeouts=timeouts,
+        workers=workers,
+        dask=dask,
     )
 
 

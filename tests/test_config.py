@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from riskprop.config import PlayerConfig, Timeouts, load_player_config
+from riskprop.config import ComputeSettings, PlayerConfig, Timeouts, load_player_config
 from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS
 from riskprop.core.params import RunParameters
 from riskprop.errors import ConfigError
@@ -140,6 +140,8 @@ OVERRIDE_ERRORS = [
     ({"run_id": "a/b"}, "run.run_id (override): 'a/b' must match"),
     ({"data": "/nowhere/at/all"}, "data (override): directory not found: /nowhere/at/all"),
     ({"key_share": 3}, "key_share (override): expected a path, got int 3"),
+    ({"workers": 0}, "compute.workers (override): must be >= 1 (got 0)"),
+    ({"dask": "8786"}, "compute.dask (override): '8786' is not a Dask scheduler address"),
     ({"colour": "blue"}, "colour: unknown override (allowed: data, output"),
 ]
 
@@ -159,6 +161,41 @@ def test_noise_flows_from_the_file_and_the_command_line(configs: Path) -> None:
     edit(configs / "alice.yaml", lambda d: d["run"].update(noise="short"))
     text = failure(configs)
     assert "run.noise: must be one of djn, full (got 'short')" in text, text
+
+
+def test_compute_workers_from_the_file_and_the_command_line(configs: Path) -> None:
+    assert load_player_config(configs, "alice").compute == ComputeSettings(workers=None)
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 3}))
+    assert load_player_config(configs, "alice").compute.workers == 3
+    assert load_player_config(configs, "alice", overrides={"workers": 1}).compute.workers == 1
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 0}))
+    assert "compute.workers: must be >= 1 (got 0)" in failure(configs)
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"threads": 2}))
+    assert "compute.threads: unknown key (allowed: workers, dask)" in failure(configs)
+
+
+def test_compute_on_dask_from_the_file_and_the_command_line(configs: Path) -> None:
+    """``dask`` and ``workers`` exclude each other in the file; an override of one replaces
+    the file's other."""
+    address = "tcp://scheduler.bank.internal:8786"
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"dask": address}))
+    assert load_player_config(configs, "alice").compute == ComputeSettings(dask=address)
+    local = load_player_config(configs, "alice", overrides={"workers": 2}).compute
+    assert local == ComputeSettings(workers=2)
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 3}))
+    other = "tls://10.0.0.5:8786"
+    remote = load_player_config(configs, "alice", overrides={"dask": other}).compute
+    assert remote == ComputeSettings(dask=other)
+    text = failure(configs, overrides={"dask": other, "workers": 2})
+    assert "compute.dask (override): give workers or dask, not both" in text, text
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 3, "dask": address}))
+    assert "compute.dask: give workers or dask, not both" in failure(configs)
+    for bad in ("scheduler:8786", "http://scheduler:8786", "tcp://scheduler", "tcp://:8786"):
+        compute = {"dask": bad}
+        edit(configs / "alice.yaml", lambda d: d.update(compute=compute))  # noqa: B023 (called at once)
+        text = failure(configs)
+        assert f"compute.dask: {bad!r} is not a Dask scheduler address" in text, text
+        assert "\n" not in text
 
 
 def test_periods_as_count(configs: Path) -> None:

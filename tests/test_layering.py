@@ -2,6 +2,8 @@
 inside functions too): each layer imports only the layers below it.
 
     core       maths and data, pure: nothing of riskprop above it, no I/O frameworks
+    compute    executors for core's batches: core and errors only, no event loop or network of
+               its own (the Dask executor talks through Dask's client)
     files      the files a run reads and writes: core and errors only
     protocol   the sans-I/O protocol: no event loop, network, configuration or commands
     config     configuration files: no node, lab, local network or commands
@@ -24,6 +26,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "riskprop"
 ABOVE_CORE = (
+    "compute",
     "files",
     "protocol",
     "config",
@@ -46,6 +49,7 @@ FORBIDDEN: dict[str, set[str]] = {
         "yaml",
         "logging",
     },
+    "compute": {"asyncio", "aiohttp", "click", "yaml", "socket", "logging"},
     "files": {"asyncio", "aiohttp", "click", "yaml", "socket"},
     "protocol": {
         *(f"riskprop.{layer}" for layer in ("config", "node", "lab", "localnet", "cli")),
@@ -81,7 +85,10 @@ FORBIDDEN: dict[str, set[str]] = {
     "localnet": {"riskprop.cli"},
 }
 #: layer -> the only parts of riskprop it may import (besides itself)
-ALLOWED: dict[str, set[str]] = {"files": {"riskprop.core", "riskprop.errors"}}
+ALLOWED: dict[str, set[str]] = {
+    "compute": {"riskprop.core", "riskprop.errors"},
+    "files": {"riskprop.core", "riskprop.errors"},
+}
 
 
 def modules_of(layer: str) -> list[Path]:

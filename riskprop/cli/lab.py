@@ -9,12 +9,14 @@ import click
 
 from riskprop.cli.options import (
     CONTEXT,
+    dask_option,
     key_bits_option,
     log,
     parameter_options,
     parse_list,
     split_names,
     warn_small_key,
+    workers_option,
 )
 
 
@@ -33,6 +35,14 @@ from riskprop.cli.options import (
     type=click.Path(path_type=Path),
     help="With --secure: directory of key share files from `riskprop keygen`.",
 )
+@workers_option(
+    "With --secure: worker processes for the arithmetic of all banks together (default: the "
+    "cores available; 1: in this process). The results do not depend on it."
+)
+@dask_option(
+    "With --secure: the Dask scheduler (tcp://host:8786) whose workers do the arithmetic "
+    "instead of --workers."
+)
 @click.option(
     "--ranked",
     type=click.Path(path_type=Path),
@@ -50,6 +60,8 @@ def simulate(
     secure: bool,
     key_bits: int,
     keys: Path | None,
+    workers: int | None,
+    dask: str | None,
     ranked: Path | None,
 ) -> None:
     """Propagate over every bank of DATA in one process.
@@ -63,16 +75,20 @@ def simulate(
     if secure:
         if keys is None:
             warn_small_key(key_bits)
-        result = simulate_secure(
-            data,
-            iterations=iterations,
-            delta_a=delta_a,
-            delta_b=delta_b,
-            precision_bits=precision_bits,
-            noise=noise,
-            key_bits=key_bits,
-            keys=keys,
-        )
+        from riskprop.compute import make_executor
+
+        with make_executor(workers, dask) as executor:
+            result = simulate_secure(
+                data,
+                iterations=iterations,
+                delta_a=delta_a,
+                delta_b=delta_b,
+                precision_bits=precision_bits,
+                noise=noise,
+                key_bits=key_bits,
+                keys=keys,
+                executor=executor,
+            )
         log.info("largest difference from the plaintext engine: %.3g", result.max_difference)
     else:
         result = simulate_plaintext(data, iterations=iterations, delta_a=delta_a, delta_b=delta_b)

@@ -13,6 +13,7 @@ from riskprop.cli.options import (
     parameter_options,
     split_names,
     warn_small_key,
+    workers_option,
 )
 from riskprop.core.params import DEFAULT_ITERATIONS
 
@@ -41,6 +42,12 @@ if TYPE_CHECKING:
     help="Results go to OUT/<bank>/risk_scores.csv, node logs to OUT/logs.",
 )
 @click.option("--parties", type=int, default=3, show_default=True, help="Banks in the sample.")
+@workers_option(
+    "Compute worker processes of each bank's node (default 1: the nodes share this "
+    "machine's cores; the results do not depend on it).",
+    default=1,
+    show_default=True,
+)
 @click.option(
     "--keygen",
     type=click.Choice(["distributed", "dealer"]),
@@ -77,6 +84,7 @@ def demo(
     key_bits: int,
     out: Path,
     parties: int,
+    workers: int,
     keygen: str | None,
     web: bool,
     web_port: int,
@@ -122,6 +130,7 @@ def demo(
             fresh_key=keygen == "distributed",
             watch=watch,
             raw=rawdemo.DEMO_RAW if raw else None,
+            workers=workers,
         )
 
     if not web:

@@ -13,11 +13,13 @@ from riskprop.cli.options import (
     F,
     apply,
     config_option,
+    dask_option,
     key_bits_option,
     log,
     parameter_options,
     split_names,
     warn_small_key,
+    workers_option,
 )
 
 if TYPE_CHECKING:
@@ -66,6 +68,16 @@ def node_options(func: F) -> F:
             help="Override: run id (every party must use the same).",
         ),
         parameter_options(overrides=True),
+        workers_option(
+            "Override: worker processes on this machine for the run's arithmetic "
+            "(compute.workers; default: the cores available, 1: in the node process).",
+            envvar="RISKPROP_WORKERS",
+        ),
+        dask_option(
+            "Override: the Dask scheduler (tcp://host:8786) whose workers do the run's "
+            "arithmetic instead (compute.dask; not with --workers).",
+            envvar="RISKPROP_DASK",
+        ),
         click.option(
             "--insecure",
             is_flag=True,

@@ -116,6 +116,17 @@ def parameter_options(
     return decorate
 
 
+def workers_option(help_text: str, **attrs: Any) -> Callable[[F], F]:
+    """``--workers N``: worker processes for the encrypted arithmetic (docs/design-compute.md)."""
+    return click.option("--workers", type=click.IntRange(min=1), help=help_text, **attrs)
+
+
+def dask_option(help_text: str, **attrs: Any) -> Callable[[F], F]:
+    """``--dask ADDRESS``: the Dask scheduler for the encrypted arithmetic (not with
+    ``--workers``; docs/design-compute.md)."""
+    return click.option("--dask", metavar="ADDRESS", help=help_text, **attrs)
+
+
 def key_bits_option(help_text: str) -> Callable[[F], F]:
     """``--key-bits`` (old spelling ``--bits``)."""
 

@@ -72,6 +72,32 @@ def backend() -> str:
     return "avx512-ifma" if native() else "gmp"
 
 
+def cpu_model() -> str:
+    """The CPU's model name and whether it has AVX-512 IFMA and AVX2 (from /proc/cpuinfo;
+    "unknown CPU" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return "unknown CPU"
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if "model name" in ln), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    features = [f for f in ("avx512ifma", "avx2") if f in flags]
+    return f"{model} ({', '.join(features) or 'no AVX2'})"
+
+
+def describe() -> str:
+    """The arithmetic paths of this process, for benchmark figures: the CPU, where batched
+    exponentiations run (the IFMA kernel, or gmpy2 without it or with
+    ``RISKPROP_ARITHMETIC=gmp``) and the gmpy2 that runs ``linear_step`` on every CPU."""
+    batched = "AVX-512 IFMA kernel" if native() else "gmpy2"
+    forced = " (forced by RISKPROP_ARITHMETIC=gmp)" if _KERNEL is not None and not native() else ""
+    return (
+        f"{cpu_model()}; batched exponentiation: {batched}{forced}; linear_step: gmpy2 "
+        f"{gmpy2.version()} ({gmpy2.mp_version()})"
+    )
+
+
 @dataclass(frozen=True)
 class _Modulus:
     """Per-modulus constants of the kernel: ``R = 2**(52 n)`` with ``4 M < R``."""

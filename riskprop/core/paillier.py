@@ -28,6 +28,7 @@ phe (``generate_paillier_keypair``); arithmetic is GMP through gmpy2.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from riskprop.core.batches import Executor
 from riskprop.core.modexp import (
     NATIVE_PRODUCT_COST,
     ProductTable,
@@ -402,6 +404,14 @@ MAX_WINDOW = 6
 TABLE_BUDGET = 1 << 30
 #: ``linear_step`` recodes exponents and runs rows in chunks of this many rows.
 CHUNK_ROWS = 2048
+#: ``linear_step`` batches for an executor hold at least this many terms (about 0.3 s of work
+#: at 2048 bits; smaller steps stay whole), at most ``MAX_BATCH_TERMS`` (a batch's bases take
+#: up to ``|N**2| / 8`` bytes per term), and there are about ``BATCHES_PER_WORKER`` per worker
+#: in between: each batch rebuilds the tables of the bases it shares with others (measured in
+#: docs/design-compute.md).
+BATCH_TERMS = 1 << 12
+MAX_BATCH_TERMS = 1 << 18
+BATCHES_PER_WORKER = 2
 
 
 def linear_step(
@@ -414,6 +424,8 @@ def linear_step(
     coefs: Sequence[int],
     *,
     table_budget: int = TABLE_BUDGET,
+    executor: Executor | None = None,
+    batch_terms: int | None = None,
 ) -> list[mpz]:
     """Encrypted ``R'(x) = c_self R(x) + sum_j coefs[j] R(indices[j])`` for rows ``x < n_rows``.
 
@@ -435,8 +447,14 @@ def linear_step(
     ``table_budget`` bytes. A table is built when the first chunk of ``CHUNK_ROWS`` rows that
     uses its base starts and dropped after the last one. Memory beyond the inputs: the tables
     (at most ``table_budget``), the output, 8 bytes per table slot and one chunk's digit arrays.
+
+    With an ``executor`` of more than one worker, the rows are cut into contiguous batches of
+    at least ``batch_terms`` (default ``BATCH_TERMS``) terms, edges plus one self term per row
+    (:func:`step_batches`), each a :class:`StepBatch` of public data that
+    :func:`run_step_batch` computes the same way, ``table_budget`` shared among the workers.
+    Every row is the same integer in ``[0, N**2)`` whatever the batching, so the result is
+    bit-identical to the serial one.
     """
-    n2 = mpz(key.nsquare)
     ptr = np.asarray(indptr, dtype=np.int64)
     cols = np.asarray(indices, dtype=np.int64)
     if len(ptr) != n_rows + 1 or len(cols) != len(coefs) or int(ptr[-1]) != len(cols):
@@ -447,6 +465,142 @@ def linear_step(
         raise ValueError("linear_step exponents must lie in [0, 2**63)") from exc
     if (len(coefs) and int(edge_exps.min()) < 0) or not 0 <= self_coef < 1 << 63:
         raise ValueError("linear_step exponents must lie in [0, 2**63)")
+    if len(cols) and (int(cols.min()) < 0 or int(cols.max()) >= len(bases)):
+        raise ValueError("indices name a base that does not exist")
+    workers = 1 if executor is None else executor.workers
+    if workers > 1:
+        batches = step_batches(
+            key,
+            bases,
+            n_rows,
+            self_coef,
+            ptr,
+            cols,
+            edge_exps,
+            workers,
+            BATCH_TERMS if batch_terms is None else batch_terms,
+            table_budget // workers,
+        )
+        if len(batches) > 1:
+            assert executor is not None
+            width = key.ciphertext_bytes
+            out: list[mpz] = []
+            for raw in executor.map(run_step_batch, batches):
+                out += _decode_values(raw, width)
+            return out
+    return _linear_rows(key, bases, n_rows, self_coef, ptr, cols, edge_exps, table_budget)
+
+
+@dataclass(frozen=True, eq=False)
+class StepBatch:
+    """Rows ``[first_row, first_row + n_rows)`` of a ``linear_step``, self-contained.
+
+    ``bases`` holds ``len(bases) // |N**2|-bytes`` ciphertexts as fixed-width big-endian
+    numbers, reduced mod ``N**2``: the batch rows' own first (local position ``x`` is row
+    ``first_row + x``), then every other base the rows name, in increasing global position.
+    ``indptr`` and ``indices`` are the rows' CSR over those local positions, ``coefs`` their
+    int64 exponents. Public data only: ciphertexts, positions and public exponents.
+    """
+
+    modulus: int  # N
+    first_row: int
+    n_rows: int
+    self_coef: int
+    bases: bytes
+    indptr: IntArray
+    indices: IntArray
+    coefs: IntArray
+    table_budget: int
+
+
+def step_batches(
+    key: PublicKey,
+    bases: Sequence[mpz],
+    n_rows: int,
+    self_coef: int,
+    indptr: IntArray,
+    indices: IntArray,
+    coefs: IntArray,
+    workers: int,
+    min_terms: int = BATCH_TERMS,
+    table_budget: int = TABLE_BUDGET,
+) -> list[StepBatch]:
+    """Cut the rows into ``k`` contiguous ranges of about equal terms: ``k = workers *
+    BATCHES_PER_WORKER``, fewer if a batch would hold under ``min_terms`` terms, more if one
+    would hold over ``MAX_BATCH_TERMS``, never more than the rows."""
+    terms = indptr + np.arange(n_rows + 1, dtype=np.int64)  # terms before each row
+    total = int(terms[-1])
+    k = min(workers * BATCHES_PER_WORKER, total // max(1, min_terms))
+    k = min(n_rows, max(1, k, -(-total // MAX_BATCH_TERMS)))
+    cuts = np.searchsorted(terms, np.arange(1, k, dtype=np.int64) * total / k)
+    bounds = np.unique(np.concatenate(([0], cuts, [n_rows]))).tolist()
+    n2 = mpz(key.nsquare)
+    width = key.ciphertext_bytes
+    batches = []
+    for r0, r1 in itertools.pairwise(bounds):
+        lo, hi = int(indptr[r0]), int(indptr[r1])
+        cols = indices[lo:hi]
+        own = (cols >= r0) & (cols < r1)
+        foreign = np.unique(cols[~own])
+        local = np.empty(len(cols), dtype=np.int64)
+        local[own] = cols[own] - r0
+        local[~own] = (r1 - r0) + np.searchsorted(foreign, cols[~own])
+        chosen = [*range(r0, r1), *foreign.tolist()]
+        blob = _encode_values([bases[i] for i in chosen], n2, width)
+        batches.append(
+            StepBatch(
+                key.n,
+                r0,
+                r1 - r0,
+                self_coef,
+                blob,
+                indptr[r0 : r1 + 1] - lo,
+                local,
+                coefs[lo:hi],
+                table_budget,
+            )
+        )
+    return batches
+
+
+def run_step_batch(batch: StepBatch) -> bytes:
+    """The rows of ``batch`` (as :func:`linear_step` computes them), fixed-width big-endian."""
+    key = PublicKey(batch.modulus)
+    width = key.ciphertext_bytes
+    bases = _decode_values(batch.bases, width)
+    rows = _linear_rows(
+        key,
+        bases,
+        batch.n_rows,
+        batch.self_coef,
+        batch.indptr,
+        batch.indices,
+        batch.coefs,
+        batch.table_budget,
+    )
+    return _encode_values(rows, mpz(key.nsquare), width)
+
+
+def _encode_values(values: Sequence[mpz], modulus: mpz, width: int) -> bytes:
+    return b"".join(int(v % modulus).to_bytes(width, "big") for v in values)
+
+
+def _decode_values(raw: bytes, width: int) -> list[mpz]:
+    return [mpz(int.from_bytes(raw[i : i + width], "big")) for i in range(0, len(raw), width)]
+
+
+def _linear_rows(
+    key: PublicKey,
+    bases: Sequence[mpz],
+    n_rows: int,
+    self_coef: int,
+    ptr: IntArray,
+    cols: IntArray,
+    edge_exps: IntArray,
+    table_budget: int,
+) -> list[mpz]:
+    """:func:`linear_step` in this process, on validated int64 arrays (its docstring)."""
+    n2 = mpz(key.nsquare)
     # one term list, row by row: the self term first, then the row's edges; zero exponents out
     sizes = np.diff(ptr) + 1
     rows = np.repeat(np.arange(n_rows, dtype=np.int64), sizes)
@@ -608,12 +762,72 @@ def _run_rows(
     return out
 
 
-def pack(key: PublicKey, ciphertexts: Sequence[mpz], slot_bits: int, slots: int) -> list[mpz]:
+#: ``pack`` batches for an executor hold at least this many ciphertexts (about 0.25 s of work
+#: at 2048 bits and 3 iterations in the IFMA kernel; fewer stay whole).
+PACK_BATCH_VALUES = 1 << 11
+
+
+def pack(
+    key: PublicKey,
+    ciphertexts: Sequence[mpz],
+    slot_bits: int,
+    slots: int,
+    *,
+    executor: Executor | None = None,
+    batch_values: int | None = None,
+) -> list[mpz]:
     """Pack groups of ``slots`` ciphertexts into one: ``Enc(sum_i m_i 2**(i*slot_bits))``.
 
     Horner's rule: ``C = c_{k-1}; C = C**(2**slot_bits) * c_i`` for ``i = k-2..0``. Requires
-    every ``m_i < 2**slot_bits`` and ``slots * slot_bits < log2 N`` (see fixedpoint).
+    every ``m_i < 2**slot_bits`` and ``slots * slot_bits < log2 N`` (see fixedpoint), and
+    ciphertexts in ``[0, N**2)``.
+
+    With an ``executor`` of more than one worker, the groups are cut into contiguous
+    :class:`PackBatch` es of at least ``batch_values`` (default ``PACK_BATCH_VALUES``)
+    ciphertexts, about ``BATCHES_PER_WORKER`` per worker, that :func:`run_pack_batch` packs
+    the same way. Public data only (ciphertexts and ``slot_bits``); every packed value is the
+    same integer in ``[0, N**2)`` whatever the batching.
     """
+    workers = 1 if executor is None else executor.workers
+    groups = -(-len(ciphertexts) // slots)
+    least = PACK_BATCH_VALUES if batch_values is None else max(1, batch_values)
+    k = min(workers * BATCHES_PER_WORKER, len(ciphertexts) // least, groups)
+    if workers > 1 and k > 1:
+        assert executor is not None
+        n2, width = mpz(key.nsquare), key.ciphertext_bytes
+        bounds = [slots * (groups * i // k) for i in range(k)] + [len(ciphertexts)]
+        batches = [
+            PackBatch(key.n, slot_bits, slots, _encode_values(ciphertexts[a:b], n2, width))
+            for a, b in itertools.pairwise(bounds)
+        ]
+        out: list[mpz] = []
+        for raw in executor.map(run_pack_batch, batches):
+            out += _decode_values(raw, width)
+        return out
+    return _pack(key, ciphertexts, slot_bits, slots)
+
+
+@dataclass(frozen=True, eq=False)
+class PackBatch:
+    """Whole groups of ``slots`` ciphertexts (the last one may be shorter) to pack, as
+    fixed-width big-endian numbers reduced mod ``N**2``. Public data only."""
+
+    modulus: int  # N
+    slot_bits: int
+    slots: int
+    ciphertexts: bytes
+
+
+def run_pack_batch(batch: PackBatch) -> bytes:
+    """The packed groups of ``batch`` (as :func:`pack` computes them), fixed-width big-endian."""
+    key = PublicKey(batch.modulus)
+    width = key.ciphertext_bytes
+    values = _decode_values(batch.ciphertexts, width)
+    packed = _pack(key, values, batch.slot_bits, batch.slots)
+    return _encode_values(packed, mpz(key.nsquare), width)
+
+
+def _pack(key: PublicKey, ciphertexts: Sequence[mpz], slot_bits: int, slots: int) -> list[mpz]:
     n2 = mpz(key.nsquare)
     shift = 1 << slot_bits
     groups = [ciphertexts[start : start + slots] for start in range(0, len(ciphertexts), slots)]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import phe
 
+from riskprop.core.batches import Executor
 from riskprop.core.data import load_dataset
 from riskprop.core.fixedpoint import DEFAULT_PRECISION_BITS
 from riskprop.core.graph import GlobalGraph, build_global
@@ -99,11 +100,13 @@ def simulate_secure(
     key_bits: int = DEFAULT_KEY_BITS,
     keys: Path | None = None,
     threshold: int | None = None,
+    executor: Executor | None = None,
 ) -> SimulationResult:
     """Run the secure protocol for every bank of ``data`` in one process (in-memory transport).
 
     Keys come from ``keys`` (a directory of share files) or are dealt afresh with ``key_bits``.
-    The plaintext engine runs too, and the largest difference is reported.
+    The plaintext engine runs too, and the largest difference is reported. The banks share
+    ``executor`` for their linear steps (default: this process).
     """
     started = time.perf_counter()
     dataset = load_dataset(data)
@@ -132,7 +135,7 @@ def simulate_secure(
         )
     descriptor = RunDescriptor.create(f"simulate-{secrets.token_hex(4)}", key, parameters)
     started = time.perf_counter()
-    outcomes = run_in_process(descriptor, dataset.banks, shares)
+    outcomes = run_in_process(descriptor, dataset.banks, shares, executor=executor)
     log.info(
         "ran the secure protocol for %d bank(s) (%d-bit key, threshold %d) in %.2f s",
         len(names),

@@ -347,6 +347,7 @@ def run_demo(
     timeout: float = 3600.0,
     watch: DemoWatch | None = None,
     raw: RawSpec | None = None,
+    workers: int = 1,
 ) -> DemoReport:
     """Run one node process per bank over mutual TLS on loopback and collect the results.
 
@@ -355,7 +356,8 @@ def run_demo(
     compared with the plaintext engine. With ``watch``, every node also serves its admin
     listener on loopback, and the watcher hears of each step (see the module doc). With
     ``raw`` (and no ``data``): the data set is generated raw transactions of ``parties`` banks,
-    each scored by the default rules under OUT (``riskprop.localnet.rawdemo``).
+    each scored by the default rules under OUT (``riskprop.localnet.rawdemo``). Every node
+    gets ``workers`` compute workers (default 1: the nodes share this machine's cores).
     """
     if raw is not None and data is not None:
         raise ConfigError("give --raw or --data, not both: --raw makes its own data set")
@@ -403,6 +405,7 @@ def run_demo(
             out=staging,
             parties=names,
             run=run,
+            workers=workers,
         )
         admin = admin_listeners(out / "configs", names) if watch is not None else {}
         watcher.stage("running", "one node process per bank, mutual TLS on loopback")

@@ -57,10 +57,14 @@ def write_configs(
     parties: Sequence[str],
     run: Mapping[str, object],
     timeouts: Mapping[str, float] | None = None,
+    workers: int = 1,
+    dask: str | None = None,
 ) -> None:
     """A network file and one player file per party, on fresh loopback ports: party ``P``
     reads ``DATA/P``, its share in ``KEYS``, its certificate ``CERTS/P.pem`` and writes to
-    ``OUT/P``."""
+    ``OUT/P``. Every node gets ``workers`` compute workers: the nodes share this machine, so
+    not the default (each node all the cores); or, with ``dask``, computes on the Dask
+    cluster whose scheduler is at that address (all nodes on the same one)."""
     ports = free_ports(len(parties))
     network = {
         "ca": str(certs / "ca.pem"),
@@ -82,6 +86,7 @@ def write_configs(
             "tls": {"certificate": str(certs / f"{name}.pem"), "key": str(certs / f"{name}.key")},
             "run": dict(run),
             "timeouts": dict(timeouts or LOCAL_TIMEOUTS),
+            "compute": {"dask": dask} if dask else {"workers": workers},
         }
         atomic_write_text(directory / f"{name}.yaml", yaml.safe_dump(player, sort_keys=False))
 

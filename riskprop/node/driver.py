@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from riskprop.errors import InputError, ProtocolError, StorageError
+from riskprop.errors import ComputeError, InputError, ProtocolError, StorageError
 from riskprop.logcontext import set_fields
 from riskprop.node.journal import Journal
 from riskprop.node.stopping import in_thread, until_stopped
@@ -100,7 +100,7 @@ async def _pump(
                     await driver.send_all([Message(run_id, session.name, peer, Rejoin(True))])
             else:
                 await driver.checkpoint_then_send(await driver.call(session.receive, message))
-    except (ProtocolError, StorageError, InputError) as exc:
+    except (ProtocolError, StorageError, InputError, ComputeError) as exc:
         await _abort_peers(session, transport, exc.peer_reason)
         raise
 

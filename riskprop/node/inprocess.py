@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from riskprop.core.batches import Executor
 from riskprop.core.data import BankData
 from riskprop.core.paillier import NoiseSource
 from riskprop.core.threshold import KeyShare
@@ -35,12 +36,16 @@ async def run_parties(
     tap: Tap | None = None,
     noise: Callable[[str], NoiseSource] | None = None,
     idle_timeout: float = 600.0,
+    executor: Executor | None = None,
 ) -> dict[str, PartyOutcome]:
-    """Run one session per bank concurrently; every bank must have a share."""
+    """Run one session per bank concurrently; every bank must have a share. The banks share
+    ``executor`` (default: each computes in this process)."""
     public = next(iter(shares.values())).key.public
     network = InMemoryNetwork(descriptor.parties, Codec.for_key(public), tap=tap)
     sessions = {
-        b.name: RunSession(descriptor, b, shares[b.name], noise(b.name) if noise else None)
+        b.name: RunSession(
+            descriptor, b, shares[b.name], noise(b.name) if noise else None, executor=executor
+        )
         for b in banks
     }
     transports = {name: network.endpoint(name) for name in sessions}

@@ -18,9 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from riskprop.compute import ProcessExecutor, SerialExecutor, make_executor
 from riskprop.config import PlayerConfig
 from riskprop.core import modexp
+from riskprop.core.batches import Executor
 from riskprop.core.data import data_digest, load_bank
 from riskprop.errors import ConfigError, ProtocolError, RiskpropError, StorageError
 from riskprop.files.keys import load_share
@@ -36,6 +39,9 @@ from riskprop.files.results import (
     write_scores,
 )
 from riskprop.files.sealed import state_key
+
+if TYPE_CHECKING:  # only a run on Dask imports it
+    from riskprop.compute.dask import DaskExecutor
 from riskprop.node.driver import drive
 from riskprop.node.http import HttpSettings, HttpTransport
 from riskprop.node.journal import FileJournal, remove_journal
@@ -66,8 +72,9 @@ class Tick:
 Progress = Callable[[Tick | None], None]
 
 
-def prepare_session(config: PlayerConfig) -> RunSession:
-    """Everything that can fail locally, before any network traffic."""
+def prepare_session(config: PlayerConfig, executor: Executor | None = None) -> RunSession:
+    """Everything that can fail locally, before any network traffic. The session's linear
+    steps go to ``executor`` (default: this process)."""
     share = load_share(config.key_share, config.player)
     key = share.key
     if set(key.parties) != set(config.network.names):
@@ -85,7 +92,13 @@ def prepare_session(config: PlayerConfig) -> RunSession:
             f"{config.path}: limits.max_accounts is {most}, but this bank has {bank.n_accounts} "
             "accounts: its peers would refuse its messages (raise it at every bank)"
         )
-    return RunSession(descriptor, bank, share, constant_time_noise=config.constant_time_noise)
+    return RunSession(
+        descriptor,
+        bank,
+        share,
+        constant_time_noise=config.constant_time_noise,
+        executor=executor,
+    )
 
 
 def http_settings(config: PlayerConfig) -> HttpSettings:
@@ -181,7 +194,11 @@ def resume_session(
             "start with --fresh to discard it (a service: riskprop trigger --fresh)"
         )
     restored = RunSession.restore(
-        snapshot, session.bank, session.share, constant_time_noise=session.constant_time_noise
+        snapshot,
+        session.bank,
+        session.share,
+        constant_time_noise=session.constant_time_noise,
+        executor=session.executor,
     )
     _remember_served(restored, journal)
     log.info("%s: resuming from the checkpoint (%s)", session.name, snapshot.phase)
@@ -212,11 +229,28 @@ async def run_node(
     and the results are bound to the run's identity (``run_identity``), so a run id reused
     with other inputs is refused unless ``fresh``. Setting ``stop`` (the CLI does on
     SIGTERM) ends the node within about a second, whatever it is doing, with
-    ``StoppedError``; its checkpoint stays for the next start. ``progress`` is called with a
-    ``Tick`` twice a second, and with None at the end.
+    ``StoppedError``; its checkpoint stays for the next start (a batch already running in a
+    compute worker is finished first). ``progress`` is called with a ``Tick`` twice a
+    second, and with None at the end. The run's arithmetic goes to ``config.compute.workers``
+    worker processes, started when a step is first large enough to share out, or to the Dask
+    cluster at ``config.compute.dask`` (connected first: an unreachable scheduler fails the
+    run before it starts, ``ComputeError``).
     """
+    with make_executor(config.compute.workers, config.compute.dask) as executor:
+        return await _run_node(config, executor, fresh=fresh, stop=stop, progress=progress)
+
+
+async def _run_node(
+    config: PlayerConfig,
+    executor: SerialExecutor | ProcessExecutor | DaskExecutor,
+    *,
+    fresh: bool,
+    stop: asyncio.Event | None,
+    progress: Progress | None,
+) -> NodeReport:
     started = time.perf_counter()
-    session = await in_thread(prepare_session, config)  # the loop stays free for a stop
+    # the loop stays free for a stop
+    session = await in_thread(prepare_session, config, executor)
     check_output(config.output, config.results_mode)
     run_id = config.run.run_id
     key = state_key(session.share.secret)
@@ -246,7 +280,7 @@ async def run_node(
     settings = http_settings(config)
     log.info(
         "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d, "
-        "batched exponentiation: %s",
+        "batched exponentiation: %s, compute workers: %d%s",
         config.player,
         run_id,
         session.bank.n_accounts,
@@ -255,6 +289,8 @@ async def run_node(
         config.listen_host,
         config.listen_port,
         modexp.backend(),
+        executor.workers,
+        _on_dask(config),
     )
     transport = HttpTransport(settings, Codec.for_key(session.public))
     ticker = asyncio.create_task(_progress(session, transport, progress)) if progress else None
@@ -329,9 +365,22 @@ async def run_node(
             progress(None)
         journal.close()
     final = report()
+    if executor.workers > 1:
+        log.info(
+            "%s: %d compute batches in %d worker processes%s",
+            config.player,
+            executor.batches,
+            executor.workers,
+            _on_dask(config),
+        )
     storing(save_report, config.output)()  # with the figures of the whole run
     journal.discard()  # the run is complete: nothing left to resume
     return final
+
+
+def _on_dask(config: PlayerConfig) -> str:
+    dask = config.compute.dask
+    return f" on the Dask cluster at {dask}" if dask else ""
 
 
 async def _restore(

@@ -44,6 +44,7 @@ from enum import Enum
 from gmpy2 import mpz
 
 from riskprop.core import modexp
+from riskprop.core.batches import Executor
 from riskprop.core.data import BankData
 from riskprop.core.fixedpoint import FixedPoint
 from riskprop.core.graph import IncomingCSR, period_views, resolve_view
@@ -151,10 +152,15 @@ class RunSession:
         noise: NoiseSource | None = None,
         *,
         constant_time_noise: bool = False,
+        executor: Executor | None = None,
     ) -> None:
         """``noise`` defaults to the descriptor's kind; for ``djn`` a comb shaped for this run,
-        read in constant time (each read scans its sub-table) with ``constant_time_noise``."""
+        read in constant time (each read scans its sub-table) with ``constant_time_noise``.
+        ``executor`` runs the batches of each step's ``linear_step`` and of ``pack`` (default:
+        this process); it sees public data only (docs/design-compute.md), and the results do
+        not depend on it."""
         self.constant_time_noise = constant_time_noise
+        self.executor = executor
         self.descriptor = descriptor
         self.name = bank.name
         self.bank = bank
@@ -435,10 +441,16 @@ class RunSession:
         noise: NoiseSource | None = None,
         *,
         constant_time_noise: bool = False,
+        executor: Executor | None = None,
     ) -> RunSession:
         """A session that continues from ``snapshot`` (made by the same bank for this run)."""
         session = cls(
-            snapshot.descriptor, bank, share, noise, constant_time_noise=constant_time_noise
+            snapshot.descriptor,
+            bank,
+            share,
+            noise,
+            constant_time_noise=constant_time_noise,
+            executor=executor,
         )
         if snapshot.party != bank.name:
             raise ConfigError(f"checkpoint belongs to {snapshot.party!r}, not {bank.name!r}")
@@ -654,7 +666,14 @@ class RunSession:
             raise ProtocolError("imported scores do not match the rosters")  # invariant
         c_self, coefs = self.fixed.coefficients(self.schedule.delta(k), weights, csr.indptr)
         self._state = linear_step(
-            self.public, bases, csr.n_rows, c_self, csr.indptr, csr.indices, coefs
+            self.public,
+            bases,
+            csr.n_rows,
+            c_self,
+            csr.indptr,
+            csr.indices,
+            coefs,
+            executor=self.executor,
         )
         self.stats.lap(f"period {p} iteration {k}", started)
         log.info(
@@ -672,7 +691,7 @@ class RunSession:
     def _start_decryption(self) -> list[Message]:
         started = Stopwatch.start()
         self.phase = Phase.DECRYPTING  # first: its progress counts the work that follows
-        packed = pack(self.public, self._state, self.slot_bits, self.slots)
+        packed = pack(self.public, self._state, self.slot_bits, self.slots, executor=self.executor)
         self._packed = rerandomize(self.public, packed, self.noise)
         self._request = request_digest(self._packed)
         self._partials = {self.name: tuple(self._partial_decrypt(self._packed))}

@@ -75,6 +75,30 @@ def test_cli_keygen_then_secure_simulate(cycle_data: Path, tmp_path: Path) -> No
     assert secure_keys == plain_keys
     assert len(secure_keys) == 5
     assert np.max(np.abs(secure_scores - plain_scores)) <= TOL
+    pooled_out = tmp_path / "pooled.csv"
+    pooled = riskprop(
+        "simulate", cycle_data, "--secure", "--keys", keys, "-T", "2", "--workers", "2",
+        "--out", pooled_out,
+    )  # fmt: skip
+    assert pooled.returncode == 0, pooled.stderr
+    assert pooled_out.read_text() == secure_out.read_text()
+    refused = riskprop("simulate", cycle_data, "--secure", "--workers", "0")
+    assert refused.returncode == 2 and "--workers" in refused.stderr
+    from distributed import LocalCluster
+
+    dask_out = tmp_path / "dask.csv"
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: any port
+    ) as cluster:
+        on_dask = riskprop(
+            "simulate", cycle_data, "--secure", "--keys", keys, "-T", "2",
+            "--dask", cluster.scheduler_address, "--out", dask_out,
+        )  # fmt: skip
+    assert on_dask.returncode == 0, on_dask.stderr
+    assert dask_out.read_text() == secure_out.read_text()
 
 
 def test_cli_overflow_is_one_line_and_exit_1(cycle_data: Path, tmp_path: Path) -> None:

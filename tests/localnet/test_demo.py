@@ -129,6 +129,7 @@ def test_a_watched_demo_tells_each_step_and_gives_every_node_an_admin_listener(
         parties=3,
         keygen="dealer",
         watch=watch,
+        workers=2,
     )
     events = watch.events
     assert [e[1] for e in events if e[0] == "stage"] == [
@@ -149,6 +150,7 @@ def test_a_watched_demo_tells_each_step_and_gives_every_node_an_admin_listener(
     for bank in banks:
         player = yaml.safe_load((out / "configs" / f"{bank}.yaml").read_text())
         assert player["admin"] == {"host": "127.0.0.1", "port": player["admin"]["port"]}
+        assert player["compute"] == {"workers": 2}  # demo --workers: each node's
         assert watch.admin[bank] == f"http://127.0.0.1:{player['admin']['port']}"
         ports |= {player["admin"]["port"], player["listen"]["port"]}
     assert len(ports) == 2 * len(banks)

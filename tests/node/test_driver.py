@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
 import virtualtime
 from cycle import TOL, cycle_run
 
+from riskprop.core import paillier
 from riskprop.core.data import BankData
 from riskprop.core.paillier import Rerandomized
 from riskprop.core.threshold import KeyShare
-from riskprop.errors import ProtocolError
+from riskprop.errors import ComputeError, ProtocolError
 from riskprop.node.driver import drive
 from riskprop.node.journal import Journal, MemoryJournal
 from riskprop.node.transport import InMemoryNetwork, InMemoryTransport
@@ -34,6 +36,8 @@ from riskprop.protocol.messages import (
 )
 from riskprop.protocol.session import Phase, RunSession
 
+T = TypeVar("T")
+R = TypeVar("R")
 SessionRunner = Callable[[RunSession, InMemoryTransport, InMemoryNetwork], Awaitable[None]]
 
 
@@ -227,6 +231,48 @@ def test_a_protocol_error_aborts_every_peer(cycle_data: Path) -> None:
     assert str(bob).startswith("alice aborted the run: charlie sent 2 scores"), bob
     aborts = {(m.sender, m.recipient) for m in sent if m.kind == "abort"}
     assert {("alice", "bob"), ("alice", "charlie")} <= aborts
+
+
+class DeadWorkers:
+    """An executor whose workers always die: ``map`` fails as ``ProcessExecutor`` does after
+    its retry."""
+
+    workers = 2
+
+    def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
+        raise ComputeError(f"{len(batches)} of {len(batches)} compute batches failed twice")
+
+
+async def drive_with_dead_workers(
+    session: RunSession, transport: InMemoryTransport, network: InMemoryNetwork
+) -> None:
+    session.executor = DeadWorkers()
+    await drive(session, transport, idle_timeout=600.0)
+
+
+def test_dead_compute_workers_abort_every_peer(
+    cycle_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob's compute workers die at his first step: his driver stops the run with
+    ``ComputeError`` and tells his peers a generic reason (nothing of bob's data)."""
+    monkeypatch.setattr(paillier, "BATCH_TERMS", 1)  # the cycle's steps go to the executor
+    run = cycle_run(cycle_data)
+    sent: list[Message] = []
+    _, outcomes = run_sessions(
+        dict.fromkeys(run.dataset.names, run.descriptor),
+        run.dataset.banks,
+        run.shares,
+        idle_timeout=600.0,
+        runners={"bob": drive_with_dead_workers},
+        tap=lambda message, data: sent.append(message),
+    )
+    assert isinstance(outcomes["bob"], ComputeError), outcomes["bob"]
+    for peer in ("alice", "charlie"):
+        outcome = outcomes[peer]
+        assert isinstance(outcome, ProtocolError), outcome
+        assert str(outcome) == f"bob aborted the run: {ComputeError.PEER_REASON}", outcome
+    aborts = {(m.sender, m.recipient) for m in sent if m.kind == "abort"}
+    assert {("bob", "alice"), ("bob", "charlie")} <= aborts
 
 
 def test_only_a_node_that_may_have_lost_messages_asks_for_a_replay(cycle_data: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import subprocess
 import time
@@ -42,6 +43,64 @@ def test_nodes_in_reverse_order_match_plaintext(
         assert report.cpu_seconds.keys() == report.seconds.keys() >= {"decrypt", "write"}
         assert all(0 <= report.cpu_seconds[k] <= v + 1e-3 for k, v in report.seconds.items())
         assert NodeReport.from_json(report.to_json()) == report
+
+
+def test_nodes_with_compute_workers_match_plaintext(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Every node shares its linear steps (about 10,000 terms each, over the 4,096 of a batch)
+    out to its own pool of two worker processes; the results are the plaintext engine's."""
+    parties = ["alice", "bob", "charlie"]
+    network = make_network(tmp_path, parties, accounts=1000, edges=10_000, workers=2)
+    processes += [network.start(party) for party in parties]
+    codes = wait_all(processes, 300)
+    assert codes == [0] * len(parties), [network.log(p)[-2000:] for p in parties]
+    assert_matches_plaintext(network)
+    for party in parties:
+        log = network.log(party)
+        assert "compute workers: 2" in log
+        batches = re.search(r"(\d+) compute batches in 2 worker processes", log)
+        assert batches is not None and int(batches.group(1)) > 0, log[-2000:]
+
+
+def test_nodes_on_a_dask_cluster_match_plaintext(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """The three nodes send their linear steps (about 10,000 terms each) to one Dask
+    ``LocalCluster`` of two worker processes; the results are the plaintext engine's."""
+    from distributed import LocalCluster
+
+    parties = ["alice", "bob", "charlie"]
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: any port
+    ) as cluster:
+        address = cluster.scheduler_address
+        network = make_network(tmp_path, parties, accounts=1000, edges=10_000, dask=address)
+        processes += [network.start(party) for party in parties]
+        codes = wait_all(processes, 300)
+    assert codes == [0] * len(parties), [network.log(p)[-2000:] for p in parties]
+    assert_matches_plaintext(network)
+    for party in parties:
+        log = network.log(party)
+        assert f"compute workers: 2 on the Dask cluster at {address}" in log
+        batches = re.search(r"(\d+) compute batches in 2 worker processes on the Dask", log)
+        assert batches is not None and int(batches.group(1)) > 0, log[-2000:]
+
+
+def test_an_unreachable_dask_scheduler_is_one_line_naming_it(tmp_path: Path) -> None:
+    """``--dask`` overrides the file's ``workers``; the node fails before its run starts."""
+    network = make_network(tmp_path, ["alice", "bob"])
+    command = [*network.command("alice"), "--dask", "tcp://127.0.0.1:9"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "riskprop: error: cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 10 s"
+    ), done.stderr
 
 
 def test_missing_peer_fails_others_with_its_name(
