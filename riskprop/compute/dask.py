@@ -30,9 +30,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
-from types import TracebackType
 from typing import Any, TypeVar
 
+from riskprop.compute.executors import Closing
 from riskprop.errors import ComputeError
 
 T = TypeVar("T")
@@ -46,7 +46,7 @@ NO_WORKER_TIMEOUT = 60.0
 POLL = 1.0
 
 
-class DaskExecutor:
+class DaskExecutor(Closing):
     """Batches on the Dask cluster whose scheduler listens at ``address`` (module doc).
 
     ``batches`` counts the batches it was given, ``retries`` the resubmissions after a
@@ -171,17 +171,6 @@ class DaskExecutor:
         if not self._closed:
             self._closed = True
             self._client.close()
-
-    def __enter__(self) -> DaskExecutor:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _describe(exc: BaseException) -> str:

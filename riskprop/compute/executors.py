@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from riskprop.errors import ComputeError, ConfigError
 
@@ -48,7 +48,25 @@ def start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-class SerialExecutor:
+class Closing:
+    """``with executor:`` closes it at the end of the block (every executor's ``close``)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SerialExecutor(Closing):
     """Every batch in the calling process, one after the other (``workers == 1``: callers
     then do not cut their work at all). ``batches`` counts the batches it ran."""
 
@@ -64,19 +82,8 @@ class SerialExecutor:
     def close(self) -> None:
         """Nothing to release."""
 
-    def __enter__(self) -> SerialExecutor:
-        return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class ProcessExecutor:
+class ProcessExecutor(Closing):
     """A pool of ``workers`` processes on this machine (module doc: start method, failures).
 
     The pool starts on the first ``map`` and lives until ``close`` (or the ``with`` block
@@ -164,17 +171,6 @@ class ProcessExecutor:
         good: a later ``map`` raises ``ComputeError``."""
         self._closed = True
         self._discard()
-
-    def __enter__(self) -> ProcessExecutor:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def make_executor(

@@ -11,15 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from nodes import ITERATIONS, Network, make_network
+from nodes import Network, assert_matches_plaintext, make_network
 from service.services import Services, services
 from service.test_service import QUICK, metrics
 from stream.brokers import RedisBroker, redis_broker
 
 from riskprop.lab.rawgen import EPOCH, generate_raw
-from riskprop.lab.simulate import simulate_plaintext
 from riskprop.scoring.pipeline import score_bank
 from riskprop.stream.produce import RedisPublisher, network_records, produce
 
@@ -110,7 +108,8 @@ def test_streaming_nodes_alert_close_their_period_and_propagate(
             "the run at every bank",
             lambda: all("test-run" in running.succeeded(p) for p in PARTIES),
         )
-        check_results(network, batch)
+        # every bank's scores equal the plaintext engine's on the batch-scored files
+        assert_matches_plaintext(network, lambda p: network.out / p / "runs" / "test-run", batch)
         check_alerts(running, broker, network)
         for party in PARTIES:
             status = stream_status(running, party)
@@ -119,22 +118,6 @@ def test_streaming_nodes_alert_close_their_period_and_propagate(
             assert status["last_closed"]["period"] == 0
             assert status["last_closed"]["transactions"] == counts[party]
             assert running.stop(party) == 0
-
-
-def check_results(network: Network, batch: Path) -> None:
-    """Every bank's scores equal the plaintext engine's on the batch-scored files."""
-    reference = simulate_plaintext(batch, iterations=ITERATIONS, delta_a=0.5)
-    sizes = np.cumsum([len(i) for i in reference.account_ids])[:-1]
-    expected = {
-        (bank, account): score
-        for bank, ids, scores in zip(
-            reference.banks, reference.account_ids, np.split(reference.scores, sizes), strict=True
-        )
-        for account, score in zip(ids, scores.tolist(), strict=True)
-    }
-    found = network.scores(lambda party: network.out / party / "runs" / "test-run")
-    assert found.keys() == expected.keys()
-    assert max(abs(found[k] - expected[k]) for k in expected) < 1e-7
 
 
 def check_alerts(running: Services, broker: RedisBroker, network: Network) -> None:
