@@ -300,7 +300,7 @@ def _transaction(f: Mapping[str, str], rules: RecordRules) -> Transaction:
 # ------------------------------------------------------------------------------ batches
 
 # a plain record's bytes: ASCII, no quote, line break or NUL, not starting with blank, { or [
-_PLAIN: Final = re.compile(rb'[^\x00-\x20{\[\x7f-\xff][^"\r\n\x00\x80-\xff]*')
+_PLAIN: Final = re.compile(rb'[^\x00-\x20"{\[\x7f-\xff][^"\r\n\x00\x80-\xff]*')
 _FIELDS: Final = len(RISKPROP_HEADER)
 _DIGITS: Final = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
 _SEPARATORS: Final = ((4, ord("-")), (7, ord("-")), (10, ord("T")), (13, ord(":")), (16, ord(":")))
