@@ -104,11 +104,12 @@ def _echo(batch: paillier.StepBatch) -> bytes:
     return bytes(batch.n_rows * PublicKey(batch.modulus).ciphertext_bytes)
 
 
-def round_trip(step: Step, executor: Executor, batch_terms: int | None) -> float:
-    """Median seconds of 3 ``executor.map`` calls of the step's batches to :func:`_echo`."""
+def batches_of(step: Step, workers: int, batch_terms: int | None) -> list[paillier.StepBatch]:
+    """The step's batches for ``workers`` as ``linear_step`` cuts them (``batch_terms``: the
+    smallest batch, default the library's)."""
     terms = paillier.BATCH_TERMS if batch_terms is None else batch_terms
     exps = np.asarray(step.coefs, dtype=np.int64)
-    batches = step_batches(
+    return step_batches(
         step.key,
         step.bases,
         step.rows,
@@ -116,9 +117,14 @@ def round_trip(step: Step, executor: Executor, batch_terms: int | None) -> float
         step.indptr,
         step.indices,
         exps,
-        executor.workers,
+        workers,
         terms,
     )
+
+
+def round_trip(step: Step, executor: Executor, batch_terms: int | None) -> float:
+    """Median seconds of 3 ``executor.map`` calls of the step's batches to :func:`_echo`."""
+    batches = batches_of(step, executor.workers, batch_terms)
     times = []
     for _ in range(3):
         started = time.perf_counter()
@@ -143,19 +149,7 @@ def shipping(step: Step, serial: list[mpz], workers: int, batch_terms: int | Non
     """What crosses to the workers for one step (pickled batches out, result bytes back) and
     the parent's share of the work: cutting and encoding the batches, decoding the results."""
     started = time.perf_counter()
-    terms = paillier.BATCH_TERMS if batch_terms is None else batch_terms
-    exps = np.asarray(step.coefs, dtype=np.int64)
-    batches = step_batches(
-        step.key,
-        step.bases,
-        step.rows,
-        step.c_self,
-        step.indptr,
-        step.indices,
-        exps,
-        workers,
-        terms,
-    )
+    batches = batches_of(step, workers, batch_terms)
     cut = time.perf_counter() - started
     out = sum(len(pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)) for b in batches)
     width = step.key.ciphertext_bytes
