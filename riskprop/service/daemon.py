@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cronsim import CronSim
 from cryptography import x509
@@ -68,7 +68,9 @@ from riskprop.service.schedule import (
     upcoming_slot,
     utc_now,
 )
-from riskprop.service.streaming import StreamWorker, stream_root
+
+if TYPE_CHECKING:  # imported where a stream is configured: a batch node need not load it
+    from riskprop.service.streaming import StreamWorker
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +222,8 @@ class Service:
         self.streamer: StreamWorker | None = None
         if self.config.stream is not None:
             assert self.metrics.stream is not None
+            from riskprop.service.streaming import StreamWorker
+
             self.streamer = StreamWorker(self.config, self.metrics.stream)
         self.started = clock()
         self.history = History(self.config.output / HISTORY_FILE)
@@ -483,6 +487,8 @@ class Service:
     async def _close_period(self, at: datetime) -> Path:
         """Close, freeze and score the stream's period due at ``at``; the bank's scored files
         (the run's ``data``)."""
+        from riskprop.service.streaming import stream_root
+
         assert self.streamer is not None
         config = self.config
         close = functools.partial(

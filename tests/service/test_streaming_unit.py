@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -330,3 +331,17 @@ def test_a_period_close_purges_what_neither_the_folders_nor_the_windows_need(
     else:
         assert kept == {p: n for p, n in held.items() if p >= last - 1}
     assert len(list((tmp_path / "periods").iterdir())) == 1
+
+
+def test_a_node_without_a_stream_does_not_load_the_streaming_code() -> None:
+    """The service imports its stream worker only for a stream section: a batch node's
+    start-up pays nothing for it."""
+    probe = (
+        "import sys, riskprop.cli, riskprop.service.daemon; "
+        "print(sorted(m for m in sys.modules if m.startswith(('riskprop.stream', "
+        "'riskprop.service.streaming'))))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip() == "[]"
