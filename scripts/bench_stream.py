@@ -33,12 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import redis
+from prometheus_client import CollectorRegistry
 
 from riskprop.lab.rawgen import EPOCH, generate_raw
 from riskprop.scoring.rules import default_rules_path, load_rules
+from riskprop.service.metrics import StreamMetrics
 from riskprop.stream.alertlog import AlertLog
 from riskprop.stream.alerts import outbox
-from riskprop.stream.consumer import Consumer
+from riskprop.stream.consumer import Consumer, settle_gc
 from riskprop.stream.records import RecordRules, parse_batch
 from riskprop.stream.redis_source import RedisAlertSink, RedisStreamSource
 from riskprop.stream.source import Fanout, StreamSource
@@ -149,11 +151,21 @@ def consume_as_the_service(
     """Consume ``total`` records as a streaming node does (``riskprop.service.streaming``): the
     ``Consumer`` with the shipped rules' transaction-level and windowed alerts in the outbox,
     published to a Redis alert stream and the alert log, latencies of the published alerts
-    from the broker's append time. (seconds, {"cpu": s}, alert latencies in s)."""
+    from the broker's append time, each observed by the ``/metrics`` histogram. (seconds,
+    {"cpu": s}, alert latencies in s)."""
     client = redis.Redis(port=port)
     source = RedisStreamSource(client, stream, "node", "c1", dead_stream=f"{stream}.dead")
     ruleset = load_rules(default_rules_path())
     latencies: list[float] = []
+    histogram = StreamMetrics(CollectorRegistry()).latency
+
+    def observe(seconds: list[float]) -> None:
+        """What the service does with them (``StreamWorker._observe``): kept, and each one
+        observed by the ``/metrics`` latency histogram."""
+        latencies.extend(seconds)
+        for x in seconds:
+            histogram.observe(x)
+
     consumer = Consumer(
         source,
         store,
@@ -163,8 +175,9 @@ def consume_as_the_service(
         publish=Fanout(
             RedisAlertSink(redis.Redis(port=port), f"{stream}.alerts"), AlertLog(log)
         ).publish,
-        latencies=latencies.extend,
+        latencies=observe,
     )
+    settle_gc()  # as the service does once its consumer is built
     while consumer.step(1.0) is None:  # the first batch starts the clock
         pass
     started = time.perf_counter()

@@ -39,7 +39,7 @@ from riskprop.scoring.rules import RuleSet, default_rules_path, load_rules
 from riskprop.service.metrics import StreamMetrics
 from riskprop.stream.alertlog import AlertLog
 from riskprop.stream.alerts import outbox
-from riskprop.stream.consumer import Consumer
+from riskprop.stream.consumer import Consumer, settle_gc
 from riskprop.stream.period import ClosedPeriod, close_and_score
 from riskprop.stream.records import RecordRules
 from riskprop.stream.source import AlertSink, Fanout, StreamSource
@@ -186,6 +186,7 @@ class StreamWorker:
                     publish=self._publisher(sink),
                     latencies=self._observe,
                 )
+                settle_gc()  # the windows' state is built: scanned no more
                 self._up(f"consuming {settings.topic} on {settings.broker}")
                 backoff = 1.0
                 while not self._stop.is_set():
