@@ -1,11 +1,16 @@
 """A service stops on request in every phase of a run, and keeps what the slot resumes from.
 
-Three services in one process (real mutual TLS on loopback). bob is held at a chosen point of
-the protocol (his session's work blocks in its worker thread), so alice waits in the phase the
-test chose, not wherever a clock happened to be: the handshake (bob and charlie not started),
-iterating (bob never finishes an iteration), decrypting (bob never answers alice's decryption
-request) and finishing (bob never finishes his own decryption, so he never says Done). Then
-alice is asked to stop, as SIGTERM does (``Service.request_stop``).
+Three services in one process (real mutual TLS on loopback). A peer is held at a chosen point
+of the protocol (its session's work blocks in its worker thread), so alice waits in the phase
+the test chose, not wherever a clock happened to be: the handshake (bob and charlie not
+started), iterating (bob never finishes an iteration), decrypting (bob never answers alice's
+decryption request) and finishing (charlie never finishes his own decryption, so he never says
+Done). Then alice is asked to stop, as SIGTERM does (``Service.request_stop``).
+
+For finishing the held peer is charlie, not bob: alice asks bob, next after her in ring order,
+for her partial decryptions, and a held worker thread serves nobody; had bob been held, his own
+decryption could finish before alice's request reached him (it did on a busy machine), leaving
+alice in decrypting. Nobody needs charlie's worker for alice to finish.
 """
 
 from __future__ import annotations
@@ -42,16 +47,17 @@ def release() -> Iterator[threading.Event]:
 
 def hold(
     monkeypatch: pytest.MonkeyPatch,
+    party: str,
     method: str,
     release: threading.Event,
     when: Callable[..., bool],
 ) -> None:
-    """Make ``RunSession.<method>`` block in bob's worker thread while ``when(*args)``."""
+    """Make ``RunSession.<method>`` block in ``party``'s worker thread while ``when(*args)``."""
     honest = getattr(RunSession, method)
 
     @functools.wraps(honest)
     def held(self: RunSession, *args: Any, **kwargs: Any) -> Any:
-        if self.name == "bob" and when(*args):
+        if self.name == party and when(*args):
             release.wait()
         return honest(self, *args, **kwargs)
 
@@ -66,12 +72,13 @@ def asked_by_alice(requester: str, *args: Any) -> bool:
     return requester == "alice"
 
 
-#: phase -> (the session method bob is held in, when, whether bob and charlie start)
-PHASES: dict[str, tuple[str, Callable[..., bool], bool]] = {
-    "handshake": ("start", always, False),
-    "iterating": ("_iterate", always, True),
-    "decrypting": ("_answer", asked_by_alice, True),
-    "finishing": ("_finish_decryption", always, True),
+#: phase -> (the peer held, the session method it is held in, when, whether bob and charlie
+#: start)
+PHASES: dict[str, tuple[str, str, Callable[..., bool], bool]] = {
+    "handshake": ("bob", "start", always, False),
+    "iterating": ("bob", "_iterate", always, True),
+    "decrypting": ("bob", "_answer", asked_by_alice, True),
+    "finishing": ("charlie", "_finish_decryption", always, True),
 }
 
 
@@ -79,8 +86,8 @@ PHASES: dict[str, tuple[str, Callable[..., bool], bool]] = {
 def test_a_service_stops_on_request_in_every_phase(
     phase: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: threading.Event
 ) -> None:
-    method, when, others = PHASES[phase]
-    hold(monkeypatch, method, release, when)
+    held, method, when, others = PHASES[phase]
+    hold(monkeypatch, held, method, release, when)
     network = make_network(tmp_path, PARTIES, timeouts=PATIENT)
     Services(network, ALL_DAY)  # writes the schedule and admin ports into the player files
 
@@ -98,7 +105,7 @@ def test_a_service_stops_on_request_in_every_phase(
             for name, task in tasks.items():
                 assert not task.done(), f"{name} ended: {task}"
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)  # alice waits in the phase (bob is held)
+        await asyncio.sleep(0.3)  # alice waits in the phase (a peer is held)
         reached = alice.current.tracker.phase
         alice.request_stop()
         await asyncio.wait_for(tasks["alice"], PATIENCE)  # serve() returns: the CLI exits 0
