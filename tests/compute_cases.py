@@ -3,6 +3,7 @@ a secure simulation whose every step is checked against the serial code."""
 
 from __future__ import annotations
 
+import collections
 import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,15 +41,18 @@ CASES = [
 
 
 class Counting:
-    """Hands every call to ``inner`` and counts the batches."""
+    """Hands every call to ``inner`` and counts the batches, by function too."""
 
     def __init__(self, inner: Executor) -> None:
         self.inner = inner
         self.workers = inner.workers
+        self.private = inner.private
         self.batches = 0
+        self.functions: collections.Counter[str] = collections.Counter()
 
     def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
         self.batches += len(batches)
+        self.functions[fn.__name__] += len(batches)
         return self.inner.map(fn, batches)
 
 
@@ -102,13 +106,15 @@ def check_secure_simulation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Counting:
     """Every linear step and every packing of every bank, run through ``inner``, equals the
-    serial one; the decrypted scores are the plaintext engine's. Returns the counting wrapper
-    it used."""
+    serial one; noise is drawn by ``inner``'s workers when it is private (the node's own
+    processes) and never otherwise; the decrypted scores are the plaintext engine's. Returns
+    the counting wrapper it used."""
     rng = np.random.default_rng(len(banks) * 100 + periods)
     accounts, files = random_network(rng, banks, 12, 90, periods)
     data = write_dataset(tmp_path / "data", bank_specs(accounts, files))
     monkeypatch.setattr(paillier, "BATCH_TERMS", 1)
     monkeypatch.setattr(paillier, "PACK_BATCH_VALUES", 1)
+    monkeypatch.setattr(paillier, "NOISE_BATCH_DRAWS", 1)
     executor = Counting(inner)
     batched_steps = packings = 0
 
@@ -137,6 +143,8 @@ def check_secure_simulation(
     assert batched_steps == len(banks) * periods * 3
     assert packings > 0
     assert executor.batches > batched_steps  # the steps were cut into several batches each
+    # noise: drawn by the workers only when they are the node's own processes
+    assert (executor.functions["run_noise_batch"] > 0) == inner.private
     assert secure.account_ids == plain.account_ids
     assert float(np.max(np.abs(secure.scores - plain.scores))) <= TOL
     return executor

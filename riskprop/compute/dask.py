@@ -90,6 +90,12 @@ class DaskExecutor(Closing):
     def workers(self) -> int:
         return self._workers
 
+    @property
+    def private(self) -> bool:
+        """A cluster's workers (even a ``LocalCluster``'s) are not the node's own: they get
+        public batches only, never its noise."""
+        return False
+
     def _threads(self) -> int:
         """Worker threads in the cluster now (0 when the scheduler cannot tell)."""
         try:

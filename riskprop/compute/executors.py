@@ -71,6 +71,7 @@ class SerialExecutor(Closing):
     then do not cut their work at all). ``batches`` counts the batches it ran."""
 
     workers = 1
+    private = True  # this process
 
     def __init__(self) -> None:
         self.batches = 0
@@ -105,6 +106,11 @@ class ProcessExecutor(Closing):
     @property
     def workers(self) -> int:
         return self._workers
+
+    @property
+    def private(self) -> bool:
+        """The node's own children on this host, reached over pipes: they may draw its noise."""
+        return True
 
     def _running(self) -> ProcessPoolExecutor:
         if self._closed:  # e.g. a step still running in a thread after its node stopped

@@ -21,11 +21,17 @@ class Executor(Protocol):
     """Runs ``fn`` on every batch and returns the results in the order of the batches.
 
     ``workers`` is how many batches run at once (1: in the calling process, and callers then
-    skip cutting their work into batches). ``map`` raises ``riskprop.errors.ComputeError`` when
-    a batch cannot be run (its worker died twice); an exception ``fn`` raises is re-raised.
+    skip cutting their work into batches). ``private``: every worker is a process of this node
+    on this host (the calling process or its own children over pipes), so a batch may hold the
+    node's secrets other than key shares (its noise: ``paillier.PooledNoise``); a cluster's
+    workers are not. ``map`` raises ``riskprop.errors.ComputeError`` when a batch cannot be
+    run (its worker died twice); an exception ``fn`` raises is re-raised.
     """
 
     @property
     def workers(self) -> int: ...
+
+    @property
+    def private(self) -> bool: ...
 
     def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]: ...

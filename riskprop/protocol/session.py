@@ -53,6 +53,7 @@ from riskprop.core.paillier import (
     FixedBaseNoise,
     FreshNoise,
     NoiseSource,
+    PooledNoise,
     embed,
     linear_step,
     pack,
@@ -157,8 +158,9 @@ class RunSession:
         """``noise`` defaults to the descriptor's kind; for ``djn`` a comb shaped for this run,
         read in constant time (each read scans its sub-table) with ``constant_time_noise``.
         ``executor`` runs the batches of each step's ``linear_step`` and of ``pack`` (default:
-        this process); it sees public data only (docs/design-compute.md), and the results do
-        not depend on it."""
+        this process), and, when it is ``private`` (the node's own processes), large noise
+        draws of the default comb; a cluster sees public data only (docs/design-compute.md).
+        The decrypted results do not depend on it."""
         self.constant_time_noise = constant_time_noise
         self.executor = executor
         self.descriptor = descriptor
@@ -187,6 +189,9 @@ class RunSession:
                 self.public.bits, draws, native=modexp.native(), constant_time=constant_time_noise
             )
             noise = FixedBaseNoise(self.public, shape=shape, constant_time=constant_time_noise)
+            if executor is not None and executor.private and executor.workers > 1:
+                # large draws on the node's own worker processes (never a cluster's)
+                noise = PooledNoise(noise, executor)
         self.noise = noise
         self.stats = SessionStats()
 

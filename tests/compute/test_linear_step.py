@@ -31,6 +31,8 @@ R = TypeVar("R")
 class Recording:
     """An in-process executor that claims ``workers`` and keeps the batches it ran."""
 
+    private = True
+
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.batches: list[Any] = []

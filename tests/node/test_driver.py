@@ -238,6 +238,7 @@ class DeadWorkers:
     its retry."""
 
     workers = 2
+    private = True
 
     def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
         raise ComputeError(f"{len(batches)} of {len(batches)} compute batches failed twice")
