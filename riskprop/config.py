@@ -269,10 +269,13 @@ class ComputeSettings:
     """Where a node does the arithmetic of its runs (docs/design-compute.md): ``workers``
     processes on its machine (None: as many as the cores available to it; 1: in the node
     process itself), or the Dask cluster whose scheduler is at ``dask``
-    (``tcp://host:8786``, ``tls://...``). Never both."""
+    (``tcp://host:8786``, ``tls://...``). Never both. ``share_in_workers``: the operator lets
+    the node's own worker processes (never a cluster's) compute partial decryptions, which
+    sends them the key share over a pipe."""
 
     workers: int | None = None
     dask: str | None = None
+    share_in_workers: bool = False
 
 
 @dataclass(frozen=True)
@@ -871,7 +874,7 @@ def _compute(section: _Section, given: Mapping[str, object]) -> ComputeSettings:
     """``workers`` or ``dask``. An override of either replaces the file's choice (``--dask``
     on the command line wins over ``workers`` in the file, and the other way round); both in
     the file, or both overridden, is an error."""
-    section.only("workers", "dask")
+    section.only("workers", "dask", "share_in_workers")
     chosen = [key for key in ("workers", "dask") if key in given]
     for key in chosen:
         if len(chosen) == 1:
@@ -881,7 +884,13 @@ def _compute(section: _Section, given: Mapping[str, object]) -> ComputeSettings:
         raise section.error("dask", "give workers or dask, not both")
     workers = section.get("workers", _count) if section.given("workers") else None
     dask = section.get("dask", _scheduler_address) if section.given("dask") else None
-    return ComputeSettings(workers, dask)
+    shared = section.get("share_in_workers", _flag) if section.given("share_in_workers") else False
+    if shared and dask is not None:
+        raise section.error(
+            "share_in_workers",
+            "the key share goes only to the node's own worker processes, never to a Dask cluster",
+        )
+    return ComputeSettings(workers, dask, shared)
 
 
 def _scheduler_address(value: Any) -> str:

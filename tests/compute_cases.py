@@ -40,6 +40,18 @@ CASES = [
 ]
 
 
+class InProcess:
+    """A private executor that claims ``workers`` and runs each batch here, in order."""
+
+    def __init__(self, workers: int, *, private: bool = True) -> None:
+        self.workers, self.private = workers, private
+        self.calls: list[int] = []
+
+    def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
+        self.calls.append(len(batches))
+        return [fn(b) for b in batches]
+
+
 class Counting:
     """Hands every call to ``inner`` and counts the batches, by function too."""
 
@@ -106,9 +118,9 @@ def check_secure_simulation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Counting:
     """Every linear step and every packing of every bank, run through ``inner``, equals the
-    serial one; noise is drawn by ``inner``'s workers when it is private (the node's own
-    processes) and never otherwise; the decrypted scores are the plaintext engine's. Returns
-    the counting wrapper it used."""
+    serial one; noise draws and (the share allowed in workers) partial decryptions run on
+    ``inner``'s workers when it is private (the node's own processes) and never otherwise; the
+    decrypted scores are the plaintext engine's. Returns the counting wrapper it used."""
     rng = np.random.default_rng(len(banks) * 100 + periods)
     accounts, files = random_network(rng, banks, 12, 90, periods)
     data = write_dataset(tmp_path / "data", bank_specs(accounts, files))
@@ -138,13 +150,16 @@ def check_secure_simulation(
     monkeypatch.setattr(session_module, "linear_step", checked)
     monkeypatch.setattr(session_module, "pack", checked_pack)
     options: dict[str, Any] = {"iterations": 3, "delta_a": 0.6, "delta_b": 0.5}
-    secure = simulate_secure(data, key_bits=KEY_BITS, executor=executor, **options)
+    secure = simulate_secure(
+        data, key_bits=KEY_BITS, executor=executor, share_in_workers=True, **options
+    )
     plain = simulate_plaintext(data, **options)
     assert batched_steps == len(banks) * periods * 3
     assert packings > 0
     assert executor.batches > batched_steps  # the steps were cut into several batches each
     # noise: drawn by the workers only when they are the node's own processes
     assert (executor.functions["run_noise_batch"] > 0) == inner.private
+    assert (executor.functions["run_decrypt_batch"] > 0) == inner.private
     assert secure.account_ids == plain.account_ids
     assert float(np.max(np.abs(secure.scores - plain.scores))) <= TOL
     return executor

@@ -171,7 +171,33 @@ def test_compute_workers_from_the_file_and_the_command_line(configs: Path) -> No
     edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 0}))
     assert "compute.workers: must be >= 1 (got 0)" in failure(configs)
     edit(configs / "alice.yaml", lambda d: d.update(compute={"threads": 2}))
-    assert "compute.threads: unknown key (allowed: workers, dask)" in failure(configs)
+    assert "compute.threads: unknown key (allowed: workers, dask, share_in_workers)" in failure(
+        configs
+    )
+
+
+def test_the_key_share_goes_to_local_workers_only_when_the_operator_says_so(
+    configs: Path,
+) -> None:
+    assert load_player_config(configs, "alice").compute.share_in_workers is False
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 4}))
+    assert load_player_config(configs, "alice").compute.share_in_workers is False
+    shared = {"workers": 4, "share_in_workers": True}
+    edit(configs / "alice.yaml", lambda d: d.update(compute=shared))
+    assert load_player_config(configs, "alice").compute == ComputeSettings(4, None, True)
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"share_in_workers": "yes"}))
+    assert "compute.share_in_workers:" in failure(configs)
+    address = "tcp://scheduler.bank.internal:8786"
+    remote = {"dask": address, "share_in_workers": True}
+    edit(configs / "alice.yaml", lambda d: d.update(compute=remote))
+    text = failure(configs)
+    assert text.endswith(
+        "compute.share_in_workers: the key share goes only to the node's own worker processes, "
+        "never to a Dask cluster"
+    ), text
+    # nor through a --dask override of a file that allows it for its local workers
+    edit(configs / "alice.yaml", lambda d: d.update(compute=shared))
+    assert "never to a Dask cluster" in failure(configs, overrides={"dask": address})
 
 
 def test_compute_on_dask_from_the_file_and_the_command_line(configs: Path) -> None:

@@ -398,7 +398,7 @@ class PooledNoise:
         ]
         out: list[mpz] = []
         for raw in self.executor.map(run_noise_batch, batches):
-            out += _decode_values(raw, width)
+            out += decode_values(raw, width)
         return out
 
 
@@ -434,7 +434,7 @@ def run_noise_batch(batch: NoiseBatch) -> bytes:
             base=int.from_bytes(batch.base, "big"),
         )
         _WORKER_NOISE[ident] = noise
-    return _encode_values(noise.draw(batch.count), mpz(key.nsquare), key.ciphertext_bytes)
+    return encode_values(noise.draw(batch.count), mpz(key.nsquare), key.ciphertext_bytes)
 
 
 def encrypt(key: PublicKey, plaintexts: Sequence[int], noise: NoiseSource) -> list[mpz]:
@@ -580,7 +580,7 @@ def linear_step(
             width = key.ciphertext_bytes
             out: list[mpz] = []
             for raw in executor.map(run_step_batch, batches):
-                out += _decode_values(raw, width)
+                out += decode_values(raw, width)
             return out
     return _linear_rows(key, bases, n_rows, self_coef, ptr, cols, edge_exps, table_budget)
 
@@ -640,7 +640,7 @@ def step_batches(
         local[own] = cols[own] - r0
         local[~own] = (r1 - r0) + np.searchsorted(foreign, cols[~own])
         chosen = [*range(r0, r1), *foreign.tolist()]
-        blob = _encode_values([bases[i] for i in chosen], n2, width)
+        blob = encode_values([bases[i] for i in chosen], n2, width)
         batches.append(
             StepBatch(
                 key.n,
@@ -661,7 +661,7 @@ def run_step_batch(batch: StepBatch) -> bytes:
     """The rows of ``batch`` (as :func:`linear_step` computes them), fixed-width big-endian."""
     key = PublicKey(batch.modulus)
     width = key.ciphertext_bytes
-    bases = _decode_values(batch.bases, width)
+    bases = decode_values(batch.bases, width)
     rows = _linear_rows(
         key,
         bases,
@@ -672,14 +672,16 @@ def run_step_batch(batch: StepBatch) -> bytes:
         batch.coefs,
         batch.table_budget,
     )
-    return _encode_values(rows, mpz(key.nsquare), width)
+    return encode_values(rows, mpz(key.nsquare), width)
 
 
-def _encode_values(values: Sequence[mpz], modulus: mpz, width: int) -> bytes:
+def encode_values(values: Sequence[mpz], modulus: mpz, width: int) -> bytes:
+    """Values reduced mod ``modulus``, each ``width`` bytes big-endian (a batch's form)."""
     return b"".join(int(v % modulus).to_bytes(width, "big") for v in values)
 
 
-def _decode_values(raw: bytes, width: int) -> list[mpz]:
+def decode_values(raw: bytes, width: int) -> list[mpz]:
+    """Inverse of :func:`encode_values`."""
     return [mpz(int.from_bytes(raw[i : i + width], "big")) for i in range(0, len(raw), width)]
 
 
@@ -891,12 +893,12 @@ def pack(
         n2, width = mpz(key.nsquare), key.ciphertext_bytes
         bounds = [slots * (groups * i // k) for i in range(k)] + [len(ciphertexts)]
         batches = [
-            PackBatch(key.n, slot_bits, slots, _encode_values(ciphertexts[a:b], n2, width))
+            PackBatch(key.n, slot_bits, slots, encode_values(ciphertexts[a:b], n2, width))
             for a, b in itertools.pairwise(bounds)
         ]
         out: list[mpz] = []
         for raw in executor.map(run_pack_batch, batches):
-            out += _decode_values(raw, width)
+            out += decode_values(raw, width)
         return out
     return _pack(key, ciphertexts, slot_bits, slots)
 
@@ -916,9 +918,9 @@ def run_pack_batch(batch: PackBatch) -> bytes:
     """The packed groups of ``batch`` (as :func:`pack` computes them), fixed-width big-endian."""
     key = PublicKey(batch.modulus)
     width = key.ciphertext_bytes
-    values = _decode_values(batch.ciphertexts, width)
+    values = decode_values(batch.ciphertexts, width)
     packed = _pack(key, values, batch.slot_bits, batch.slots)
-    return _encode_values(packed, mpz(key.nsquare), width)
+    return encode_values(packed, mpz(key.nsquare), width)
 
 
 def _pack(key: PublicKey, ciphertexts: Sequence[mpz], slot_bits: int, slots: int) -> list[mpz]:

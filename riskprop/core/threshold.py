@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 import secrets
 from collections.abc import Mapping, Sequence
@@ -53,8 +54,9 @@ import gmpy2
 from gmpy2 import mpz
 
 from riskprop.core import modexp
+from riskprop.core.batches import Executor
 from riskprop.core.modexp import powmod_many
-from riskprop.core.paillier import PublicKey
+from riskprop.core.paillier import PublicKey, decode_values, encode_values
 from riskprop.errors import ConfigError, ProtocolError
 
 DEFAULT_STATISTICAL_SECURITY = 128
@@ -251,10 +253,58 @@ def _lagrange_at(indices: Sequence[int], i: int, x: int, delta: int) -> int:
     return num // den
 
 
-def partial_decrypt(share: KeyShare, ciphertexts: Sequence[mpz]) -> list[mpz]:
-    """``c**(2 Delta s_i) mod N**2`` for each ciphertext (constant time in ``s_i``)."""
+def partial_decrypt(
+    share: KeyShare, ciphertexts: Sequence[mpz], *, executor: Executor | None = None
+) -> list[mpz]:
+    """``c**(2 Delta s_i) mod N**2`` for each ciphertext (constant time in ``s_i``).
+
+    With an ``executor`` of more than one worker the ciphertexts are cut into one
+    :class:`DecryptBatch` per worker, each carrying the exponent ``2 Delta s_i``: the key
+    share leaves this process. Only a ``private`` executor (the node's own processes on its
+    host) is accepted, and the node gives one only when its operator allows it
+    (``compute.share_in_workers``). The values are the same integers however they are cut."""
     key = share.key
-    return powmod_many(ciphertexts, 2 * key.delta * share.secret, key.public.nsquare, secret=True)
+    exponent = 2 * key.delta * share.secret
+    workers = 1 if executor is None else executor.workers
+    k = min(workers, len(ciphertexts))
+    if k <= 1:
+        return powmod_many(ciphertexts, exponent, key.public.nsquare, secret=True)
+    assert executor is not None
+    if not executor.private:
+        raise ValueError("a key share goes only to the node's own processes, not a cluster")
+    n2, width = mpz(key.public.nsquare), key.public.ciphertext_bytes
+    bounds = [len(ciphertexts) * i // k for i in range(k + 1)]
+    batches = [
+        DecryptBatch(key.public.n, exponent, encode_values(ciphertexts[a:b], n2, width))
+        for a, b in itertools.pairwise(bounds)
+    ]
+    out: list[mpz] = []
+    for raw in executor.map(run_decrypt_batch, batches):
+        out += decode_values(raw, width)
+    return out
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class DecryptBatch:
+    """Ciphertexts (fixed-width big-endian, reduced mod ``N**2``) to raise to ``exponent`` =
+    ``2 Delta s_i``. Holds the key share: for the node's own worker processes only."""
+
+    modulus: int  # N
+    exponent: int
+    ciphertexts: bytes
+
+    def __repr__(self) -> str:  # never print the share
+        return f"DecryptBatch({len(self.ciphertexts)} bytes)"
+
+
+def run_decrypt_batch(batch: DecryptBatch) -> bytes:
+    """The partial decryptions of ``batch`` (as :func:`partial_decrypt` computes them)."""
+    public = PublicKey(batch.modulus)
+    n2, width = mpz(public.nsquare), public.ciphertext_bytes
+    values = decode_values(batch.ciphertexts, width)
+    return encode_values(
+        powmod_many(values, batch.exponent, public.nsquare, secret=True), n2, width
+    )
 
 
 def combine(key: ThresholdKey, partials: Mapping[str, Sequence[mpz]]) -> list[int]:

@@ -101,12 +101,14 @@ def simulate_secure(
     keys: Path | None = None,
     threshold: int | None = None,
     executor: Executor | None = None,
+    share_in_workers: bool = False,
 ) -> SimulationResult:
     """Run the secure protocol for every bank of ``data`` in one process (in-memory transport).
 
     Keys come from ``keys`` (a directory of share files) or are dealt afresh with ``key_bits``.
     The plaintext engine runs too, and the largest difference is reported. The banks share
-    ``executor`` for their linear steps (default: this process).
+    ``executor`` for their linear steps (default: this process), and for their partial
+    decryptions too with ``share_in_workers`` when it is private (the node's own processes).
     """
     started = time.perf_counter()
     dataset = load_dataset(data)
@@ -135,7 +137,9 @@ def simulate_secure(
         )
     descriptor = RunDescriptor.create(f"simulate-{secrets.token_hex(4)}", key, parameters)
     started = time.perf_counter()
-    outcomes = run_in_process(descriptor, dataset.banks, shares, executor=executor)
+    outcomes = run_in_process(
+        descriptor, dataset.banks, shares, executor=executor, share_in_workers=share_in_workers
+    )
     log.info(
         "ran the secure protocol for %d bank(s) (%d-bit key, threshold %d) in %.2f s",
         len(names),

@@ -37,14 +37,21 @@ async def run_parties(
     noise: Callable[[str], NoiseSource] | None = None,
     idle_timeout: float = 600.0,
     executor: Executor | None = None,
+    share_in_workers: bool = False,
 ) -> dict[str, PartyOutcome]:
     """Run one session per bank concurrently; every bank must have a share. The banks share
-    ``executor`` (default: each computes in this process)."""
+    ``executor`` (default: each computes in this process), with their key shares when
+    ``share_in_workers`` and it is private (``RunSession``)."""
     public = next(iter(shares.values())).key.public
     network = InMemoryNetwork(descriptor.parties, Codec.for_key(public), tap=tap)
     sessions = {
         b.name: RunSession(
-            descriptor, b, shares[b.name], noise(b.name) if noise else None, executor=executor
+            descriptor,
+            b,
+            shares[b.name],
+            noise(b.name) if noise else None,
+            executor=executor,
+            share_in_workers=share_in_workers,
         )
         for b in banks
     }

@@ -98,6 +98,7 @@ def prepare_session(config: PlayerConfig, executor: Executor | None = None) -> R
         share,
         constant_time_noise=config.constant_time_noise,
         executor=executor,
+        share_in_workers=config.compute.share_in_workers,
     )
 
 

@@ -154,15 +154,19 @@ class RunSession:
         *,
         constant_time_noise: bool = False,
         executor: Executor | None = None,
+        share_in_workers: bool = False,
     ) -> None:
         """``noise`` defaults to the descriptor's kind; for ``djn`` a comb shaped for this run,
         read in constant time (each read scans its sub-table) with ``constant_time_noise``.
         ``executor`` runs the batches of each step's ``linear_step`` and of ``pack`` (default:
         this process), and, when it is ``private`` (the node's own processes), large noise
         draws of the default comb; a cluster sees public data only (docs/design-compute.md).
-        The decrypted results do not depend on it."""
+        With ``share_in_workers`` (the operator's ``compute.share_in_workers``) and a private
+        executor, partial decryptions run there too, the key share crossing a pipe to the
+        node's own workers. The decrypted results do not depend on it."""
         self.constant_time_noise = constant_time_noise
         self.executor = executor
+        self.share_in_workers = share_in_workers
         self.descriptor = descriptor
         self.name = bank.name
         self.bank = bank
@@ -388,11 +392,21 @@ class RunSession:
         return own + served
 
     def _partial_decrypt(self, values: Sequence[mpz]) -> list[mpz]:
-        """``partial_decrypt`` in chunks, counting ``decrypted`` as it goes."""
+        """``partial_decrypt`` in chunks, counting ``decrypted`` as it goes; on the node's own
+        workers when the operator allows the share there (a chunk per worker and call)."""
+        executor = self.executor
+        pooled = (
+            self.share_in_workers
+            and executor is not None
+            and executor.private
+            and executor.workers > 1
+        )
+        chunk = DECRYPT_CHUNK * (executor.workers if pooled and executor else 1)
         out: list[mpz] = []
-        for start in range(0, len(values), DECRYPT_CHUNK):
-            out += partial_decrypt(self.share, values[start : start + DECRYPT_CHUNK])
-            self.decrypted += min(DECRYPT_CHUNK, len(values) - start)
+        for start in range(0, len(values), chunk):
+            part = values[start : start + chunk]
+            out += partial_decrypt(self.share, part, executor=executor if pooled else None)
+            self.decrypted += len(part)
         return out
 
     def waiting_for(self) -> str:

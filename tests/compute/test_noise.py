@@ -7,12 +7,13 @@ from __future__ import annotations
 import math
 import random
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import TypeVar
 
 import gmpy2
 import phe
 import pytest
+from compute_cases import InProcess
 from gmpy2 import mpz
 
 from riskprop.compute.executors import ProcessExecutor
@@ -33,18 +34,6 @@ R = TypeVar("R")
 PUBLIC, PRIVATE = phe.generate_paillier_keypair(n_length=512)
 KEY = PublicKey(PUBLIC.n)
 LAMBDA = math.lcm(PRIVATE.p - 1, PRIVATE.q - 1)
-
-
-class InProcess:
-    """A private executor that claims ``workers`` and runs each batch here, in order."""
-
-    def __init__(self, workers: int, *, private: bool = True) -> None:
-        self.workers, self.private = workers, private
-        self.calls: list[int] = []
-
-    def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]:
-        self.calls.append(len(batches))
-        return [fn(b) for b in batches]
 
 
 @pytest.fixture(scope="module")
