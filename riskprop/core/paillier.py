@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -544,8 +544,11 @@ def linear_step(
 
     With an ``executor`` of more than one worker, the rows are cut into contiguous batches of
     at least ``batch_terms`` (default ``BATCH_TERMS``) terms, edges plus one self term per row
-    (:func:`step_batches`), each a :class:`StepBatch` of public data that
+    (:func:`step_bounds`), each a :class:`StepBatch` of public data that
     :func:`run_step_batch` computes the same way, ``table_budget`` shared among the workers.
+    Batches are built and handed to the executor in waves of ``workers * BATCHES_PER_WORKER``
+    (a wave's results decoded before the next is built): the node holds one wave's batches at
+    a time, at most that many times ``MAX_BATCH_TERMS`` terms, however large the step.
     Every row is the same integer in ``[0, N**2)`` whatever the batching, so the result is
     bit-identical to the serial one.
     """
@@ -563,24 +566,19 @@ def linear_step(
         raise ValueError("indices name a base that does not exist")
     workers = 1 if executor is None else executor.workers
     if workers > 1:
-        batches = step_batches(
-            key,
-            bases,
-            n_rows,
-            self_coef,
-            ptr,
-            cols,
-            edge_exps,
-            workers,
-            BATCH_TERMS if batch_terms is None else batch_terms,
-            table_budget // workers,
-        )
-        if len(batches) > 1:
+        least = BATCH_TERMS if batch_terms is None else batch_terms
+        bounds = step_bounds(n_rows, ptr, workers, least)
+        if len(bounds) > 2:
             assert executor is not None
+            batches = iter_step_batches(
+                key, bases, self_coef, ptr, cols, edge_exps, bounds, table_budget // workers
+            )
             width = key.ciphertext_bytes
             out: list[mpz] = []
-            for raw in executor.map(run_step_batch, batches):
-                out += decode_values(raw, width)
+            # built and sent a wave at a time: the node holds one wave's batches, not a step's
+            while wave := list(itertools.islice(batches, workers * BATCHES_PER_WORKER)):
+                for raw in executor.map(run_step_batch, wave):
+                    out += decode_values(raw, width)
             return out
     return _linear_rows(key, bases, n_rows, self_coef, ptr, cols, edge_exps, table_budget)
 
@@ -607,6 +605,59 @@ class StepBatch:
     table_budget: int
 
 
+def step_bounds(
+    n_rows: int, indptr: IntArray, workers: int, min_terms: int = BATCH_TERMS
+) -> list[int]:
+    """Row bounds ``[0, r_1, ..., n_rows]`` of ``k`` contiguous ranges of about equal terms
+    (edges plus one self term a row): ``k = workers * BATCHES_PER_WORKER``, fewer if a batch
+    would hold under ``min_terms`` terms, more if one would hold over ``MAX_BATCH_TERMS``,
+    never more than the rows."""
+    terms = indptr + np.arange(n_rows + 1, dtype=np.int64)  # terms before each row
+    total = int(terms[-1])
+    k = min(workers * BATCHES_PER_WORKER, total // max(1, min_terms))
+    k = min(n_rows, max(1, k, -(-total // MAX_BATCH_TERMS)))
+    cuts = np.searchsorted(terms, np.arange(1, k, dtype=np.int64) * total / k)
+    bounds: list[int] = np.unique(np.concatenate(([0], cuts, [n_rows]))).tolist()
+    return bounds
+
+
+def iter_step_batches(
+    key: PublicKey,
+    bases: Sequence[mpz],
+    self_coef: int,
+    indptr: IntArray,
+    indices: IntArray,
+    coefs: IntArray,
+    bounds: Sequence[int],
+    table_budget: int = TABLE_BUDGET,
+) -> Iterator[StepBatch]:
+    """The :class:`StepBatch` of each range of rows between consecutive ``bounds``, built as
+    it is asked for."""
+    n2 = mpz(key.nsquare)
+    width = key.ciphertext_bytes
+    for r0, r1 in itertools.pairwise(bounds):
+        lo, hi = int(indptr[r0]), int(indptr[r1])
+        cols = indices[lo:hi]
+        own = (cols >= r0) & (cols < r1)
+        foreign = np.unique(cols[~own])
+        local = np.empty(len(cols), dtype=np.int64)
+        local[own] = cols[own] - r0
+        local[~own] = (r1 - r0) + np.searchsorted(foreign, cols[~own])
+        chosen = [*range(r0, r1), *foreign.tolist()]
+        blob = encode_values([bases[i] for i in chosen], n2, width)
+        yield StepBatch(
+            key.n,
+            r0,
+            r1 - r0,
+            self_coef,
+            blob,
+            indptr[r0 : r1 + 1] - lo,
+            local,
+            coefs[lo:hi],
+            table_budget,
+        )
+
+
 def step_batches(
     key: PublicKey,
     bases: Sequence[mpz],
@@ -619,42 +670,11 @@ def step_batches(
     min_terms: int = BATCH_TERMS,
     table_budget: int = TABLE_BUDGET,
 ) -> list[StepBatch]:
-    """Cut the rows into ``k`` contiguous ranges of about equal terms: ``k = workers *
-    BATCHES_PER_WORKER``, fewer if a batch would hold under ``min_terms`` terms, more if one
-    would hold over ``MAX_BATCH_TERMS``, never more than the rows."""
-    terms = indptr + np.arange(n_rows + 1, dtype=np.int64)  # terms before each row
-    total = int(terms[-1])
-    k = min(workers * BATCHES_PER_WORKER, total // max(1, min_terms))
-    k = min(n_rows, max(1, k, -(-total // MAX_BATCH_TERMS)))
-    cuts = np.searchsorted(terms, np.arange(1, k, dtype=np.int64) * total / k)
-    bounds = np.unique(np.concatenate(([0], cuts, [n_rows]))).tolist()
-    n2 = mpz(key.nsquare)
-    width = key.ciphertext_bytes
-    batches = []
-    for r0, r1 in itertools.pairwise(bounds):
-        lo, hi = int(indptr[r0]), int(indptr[r1])
-        cols = indices[lo:hi]
-        own = (cols >= r0) & (cols < r1)
-        foreign = np.unique(cols[~own])
-        local = np.empty(len(cols), dtype=np.int64)
-        local[own] = cols[own] - r0
-        local[~own] = (r1 - r0) + np.searchsorted(foreign, cols[~own])
-        chosen = [*range(r0, r1), *foreign.tolist()]
-        blob = encode_values([bases[i] for i in chosen], n2, width)
-        batches.append(
-            StepBatch(
-                key.n,
-                r0,
-                r1 - r0,
-                self_coef,
-                blob,
-                indptr[r0 : r1 + 1] - lo,
-                local,
-                coefs[lo:hi],
-                table_budget,
-            )
-        )
-    return batches
+    """Every batch of a step at once (:func:`step_bounds`, :func:`iter_step_batches`)."""
+    bounds = step_bounds(n_rows, indptr, workers, min_terms)
+    return list(
+        iter_step_batches(key, bases, self_coef, indptr, indices, coefs, bounds, table_budget)
+    )
 
 
 def run_step_batch(batch: StepBatch) -> bytes:

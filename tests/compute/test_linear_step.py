@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from compute_cases import CASES, KEY, SIMULATIONS, check_secure_simulation, random_case
+from compute_cases import CASES, KEY, SIMULATIONS, InProcess, check_secure_simulation, random_case
 from gmpy2 import mpz
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -86,6 +86,38 @@ def test_any_worker_count_gives_the_serial_integers(workers: int) -> None:
     assert got == serial
     # about equal terms each; a cut that falls inside a row's terms merges two batches
     assert 1 < len(executor.batches) <= workers * paillier.BATCHES_PER_WORKER
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_large_step_goes_in_waves_of_batches(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More batches than a wave (batches capped at 40 terms): the executor gets them a wave
+    of ``workers * BATCHES_PER_WORKER`` at a time, built as they are sent, and the rows are
+    the serial ones."""
+    monkeypatch.setattr(paillier, "MAX_BATCH_TERMS", 40)
+    bases, indptr, indices, coefs = random_case(11, 300, 100, 2.0, 32)
+    serial = linear_step(KEY, bases, 300, 5, indptr, indices, coefs)
+    executor = InProcess(workers)
+    built: list[int] = []
+    honest = paillier.iter_step_batches
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[paillier.StepBatch]:
+        for batch in honest(*args, **kwargs):
+            built.append(len(executor.calls))  # how many waves were sent before this one
+            yield batch
+
+    monkeypatch.setattr(paillier, "iter_step_batches", counted)
+    got = linear_step(KEY, bases, 300, 5, indptr, indices, coefs, executor=executor)
+    assert got == serial
+    wave = workers * paillier.BATCHES_PER_WORKER
+    total = int(indptr[-1]) + 300
+    assert sum(executor.calls) == len(built) >= total // 40
+    assert executor.calls == [wave] * (len(built) // wave) + (
+        [len(built) % wave] * (len(built) % wave > 0)
+    )
+    # each batch is built when its wave is: after the waves before it were sent
+    assert built == [k // wave for k in range(len(built))]
 
 
 @given(
