@@ -122,6 +122,28 @@ def batches_of(step: Step, workers: int, batch_terms: int | None) -> list[pailli
     )
 
 
+def cut_figure(step: Step, batches: int, repeat: int) -> str:
+    """Median seconds of cutting the step into about ``batches`` batches (``MAX_BATCH_TERMS``
+    set to make that many), as ``linear_step`` cuts a bank-sized step: µs a term, bytes out."""
+    saved = paillier.MAX_BATCH_TERMS
+    paillier.MAX_BATCH_TERMS = max(1, step.terms // batches)
+    try:
+        times, made = [], []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            made = batches_of(step, 2, 1)
+            times.append(time.perf_counter() - started)
+    finally:
+        paillier.MAX_BATCH_TERMS = saved
+    median = statistics.median(times)
+    out = sum(len(b.bases) for b in made)
+    return (
+        f"cut into {len(made)} batches: median {median:.3f} s (min {min(times):.3f}, max "
+        f"{max(times):.3f}, {repeat} runs), {median / step.terms * 1e6:.2f} us a term, "
+        f"{out / 1e6:.0f} MB of bases out"
+    )
+
+
 def round_trip(step: Step, executor: Executor, batch_terms: int | None) -> float:
     """Median seconds of 3 ``executor.map`` calls of the step's batches to :func:`_echo`."""
     batches = batches_of(step, executor.workers, batch_terms)
@@ -178,6 +200,13 @@ def main() -> None:
     parser.add_argument(
         "--dask", action="store_true", help="also a Dask LocalCluster beside the pool"
     )
+    parser.add_argument(
+        "--cut",
+        type=int,
+        default=None,
+        metavar="BATCHES",
+        help="only time cutting the step into about BATCHES batches (no arithmetic)",
+    )
     args = parser.parse_args()
 
     step = make_step(args.rows, args.imported, args.degree, args.bits, args.seed)
@@ -186,6 +215,9 @@ def main() -> None:
         f"step: {step.rows} rows, {args.imported} imported, {step.terms} terms, {args.bits}-bit "
         f"N, 32-bit exponents; load average {os.getloadavg()[0]:.2f} at start"
     )
+    if args.cut is not None:
+        print(cut_figure(step, args.cut, args.repeat))
+        return
     serial = step.run(None, None)
     top = max(args.workers)
     if top > 1:

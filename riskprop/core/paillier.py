@@ -571,7 +571,14 @@ def linear_step(
         if len(bounds) > 2:
             assert executor is not None
             batches = iter_step_batches(
-                key, bases, self_coef, ptr, cols, edge_exps, bounds, table_budget // workers
+                key,
+                encoded_values(bases, key),
+                self_coef,
+                ptr,
+                cols,
+                edge_exps,
+                bounds,
+                table_budget // workers,
             )
             width = key.ciphertext_bytes
             out: list[mpz] = []
@@ -621,9 +628,18 @@ def step_bounds(
     return bounds
 
 
+def encoded_values(values: Sequence[mpz], key: PublicKey) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """Every value reduced mod ``N**2`` and encoded once (:func:`encode_values`), one row of
+    ``ciphertext_bytes`` a value: a batch's bases are then a gather of rows, whatever the
+    number of batches that name a value."""
+    width = key.ciphertext_bytes
+    raw = encode_values(values, mpz(key.nsquare), width)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(values), width)
+
+
 def iter_step_batches(
     key: PublicKey,
-    bases: Sequence[mpz],
+    encoded: np.ndarray[Any, np.dtype[np.uint8]],
     self_coef: int,
     indptr: IntArray,
     indices: IntArray,
@@ -632,9 +648,8 @@ def iter_step_batches(
     table_budget: int = TABLE_BUDGET,
 ) -> Iterator[StepBatch]:
     """The :class:`StepBatch` of each range of rows between consecutive ``bounds``, built as
-    it is asked for."""
-    n2 = mpz(key.nsquare)
-    width = key.ciphertext_bytes
+    it is asked for, its bases gathered from ``encoded`` (:func:`encoded_values` of the
+    step's bases)."""
     for r0, r1 in itertools.pairwise(bounds):
         lo, hi = int(indptr[r0]), int(indptr[r1])
         cols = indices[lo:hi]
@@ -643,8 +658,8 @@ def iter_step_batches(
         local = np.empty(len(cols), dtype=np.int64)
         local[own] = cols[own] - r0
         local[~own] = (r1 - r0) + np.searchsorted(foreign, cols[~own])
-        chosen = [*range(r0, r1), *foreign.tolist()]
-        blob = encode_values([bases[i] for i in chosen], n2, width)
+        chosen = np.concatenate((np.arange(r0, r1, dtype=np.int64), foreign))
+        blob = encoded[chosen].tobytes()
         yield StepBatch(
             key.n,
             r0,
@@ -673,7 +688,16 @@ def step_batches(
     """Every batch of a step at once (:func:`step_bounds`, :func:`iter_step_batches`)."""
     bounds = step_bounds(n_rows, indptr, workers, min_terms)
     return list(
-        iter_step_batches(key, bases, self_coef, indptr, indices, coefs, bounds, table_budget)
+        iter_step_batches(
+            key,
+            encoded_values(bases, key),
+            self_coef,
+            indptr,
+            indices,
+            coefs,
+            bounds,
+            table_budget,
+        )
     )
 
 
