@@ -200,6 +200,7 @@ def resume_session(
         session.share,
         constant_time_noise=session.constant_time_noise,
         executor=session.executor,
+        share_in_workers=session.share_in_workers,
     )
     _remember_served(restored, journal)
     log.info("%s: resuming from the checkpoint (%s)", session.name, snapshot.phase)
@@ -281,7 +282,7 @@ async def _run_node(
     settings = http_settings(config)
     log.info(
         "%s: run %s, %d accounts, %d iteration(s) x %d period(s), listening on %s:%d, "
-        "batched exponentiation: %s, compute workers: %d%s",
+        "batched exponentiation: %s, compute workers: %d%s%s",
         config.player,
         run_id,
         session.bank.n_accounts,
@@ -292,6 +293,7 @@ async def _run_node(
         modexp.backend(),
         executor.workers,
         _on_dask(config),
+        ", the key share in them" if session.share_in_workers and executor.workers > 1 else "",
     )
     transport = HttpTransport(settings, Codec.for_key(session.public))
     ticker = asyncio.create_task(_progress(session, transport, progress)) if progress else None

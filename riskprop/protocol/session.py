@@ -461,6 +461,7 @@ class RunSession:
         *,
         constant_time_noise: bool = False,
         executor: Executor | None = None,
+        share_in_workers: bool = False,
     ) -> RunSession:
         """A session that continues from ``snapshot`` (made by the same bank for this run)."""
         session = cls(
@@ -470,6 +471,7 @@ class RunSession:
             noise,
             constant_time_noise=constant_time_noise,
             executor=executor,
+            share_in_workers=share_in_workers,
         )
         if snapshot.party != bank.name:
             raise ConfigError(f"checkpoint belongs to {snapshot.party!r}, not {bank.name!r}")
@@ -489,7 +491,8 @@ class RunSession:
             session._packed = snapshot.packed
             session._request = request_digest(snapshot.packed)
             session._asked = list(snapshot.asked)
-            session._partials = {bank.name: tuple(partial_decrypt(share, snapshot.packed))}
+            # own partials again, where a fresh decryption makes them (the workers, with leave)
+            session._partials = {bank.name: tuple(session._partial_decrypt(snapshot.packed))}
         session.safe_points = 1
         return session
 

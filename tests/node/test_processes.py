@@ -51,9 +51,14 @@ def test_nodes_with_compute_workers_match_plaintext(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     """Every node shares its linear steps (about 10,000 terms each, over the 4,096 of a batch)
-    out to its own pool of two worker processes; the results are the plaintext engine's."""
+    out to its own pool of two worker processes, alice her partial decryptions too (her
+    operator's ``share_in_workers``); the results are the plaintext engine's."""
     parties = ["alice", "bob", "charlie"]
     network = make_network(tmp_path, parties, accounts=1000, edges=10_000, workers=2)
+    path = network.configs / "alice.yaml"
+    settings = yaml.safe_load(path.read_text())
+    settings["compute"]["share_in_workers"] = True
+    path.write_text(yaml.safe_dump(settings))
     processes += [network.start(party) for party in parties]
     codes = wait_all(processes, 300)
     assert codes == [0] * len(parties), [network.log(p)[-2000:] for p in parties]
@@ -61,6 +66,7 @@ def test_nodes_with_compute_workers_match_plaintext(
     for party in parties:
         log = network.log(party)
         assert "compute workers: 2" in log
+        assert ("compute workers: 2, the key share in them" in log) == (party == "alice")
         batches = re.search(r"(\d+) compute batches in 2 worker processes", log)
         assert batches is not None and int(batches.group(1)) > 0, log[-2000:]
 

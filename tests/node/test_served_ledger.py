@@ -15,11 +15,15 @@ import json
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from compute_cases import InProcess
 from cycle import CycleRun, cycle_run
+from gmpy2 import mpz
 from protocol.link import Link
 
+from riskprop.core import threshold
 from riskprop.core.paillier import FreshNoise, rerandomize
 from riskprop.core.threshold import verify
 from riskprop.errors import ConfigError, InputError
@@ -27,6 +31,7 @@ from riskprop.files.sealed import DamagedFileError, seal, state_key, unseal
 from riskprop.node.driver import drive
 from riskprop.node.journal import LEDGER_MAGIC, REMEDY, FileJournal
 from riskprop.node.runner import resume_session
+from riskprop.protocol import session as session_module
 from riskprop.protocol.checkpoint import decode_checkpoint, request_digest
 from riskprop.protocol.messages import (
     Abort,
@@ -165,6 +170,41 @@ def test_the_restored_helper_answers_the_same_request_again(crashed: Crashed) ->
     context = b"|".join((descriptor.digest(), b"alice", request_digest(request.values).encode()))
     key = crashed.run.shares["bob"].key
     assert verify(key, "bob", request.values, body.values, body.proof, context)
+
+
+def test_the_restored_helper_keeps_its_compute_settings(
+    crashed: Crashed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner's restore keeps the executor, the noise mode and the operator's leave for
+    the key share in the workers: the restored bob hands his partial decryptions to them."""
+    given: list[object] = []
+    honest = threshold.partial_decrypt  # what the session module imported
+
+    def recorded(*args: Any, **kwargs: Any) -> list[mpz]:
+        given.append(kwargs.get("executor"))
+        return honest(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "partial_decrypt", recorded)
+    bank = next(b for b in crashed.run.dataset.banks if b.name == "bob")
+    executor = InProcess(2)
+    fresh = RunSession(
+        crashed.run.descriptor,
+        bank,
+        crashed.run.shares["bob"],
+        constant_time_noise=True,
+        executor=executor,
+        share_in_workers=True,
+    )
+    journal = crashed.journal()
+    try:
+        bob, _ = resume_session(fresh, journal)
+    finally:
+        journal.close()
+    assert bob is not fresh  # restored from the checkpoint
+    assert (bob.executor, bob.constant_time_noise, bob.share_in_workers) == (executor, True, True)
+    out = bob.receive(crashed.request)
+    assert [m.recipient for m in out if isinstance(m.body, Partial)] == ["alice"]
+    assert given and all(e is executor for e in given)  # to the (in-process) workers
 
 
 def test_without_the_ledger_the_checkpoint_alone_would_serve_twice(crashed: Crashed) -> None:
