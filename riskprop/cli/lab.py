@@ -88,6 +88,8 @@ def simulate(
                 key_bits=key_bits,
                 keys=keys,
                 executor=executor,
+                # every bank's share is in this process already: its own workers may hold them
+                share_in_workers=True,
             )
         log.info("largest difference from the plaintext engine: %.3g", result.max_difference)
     else:
