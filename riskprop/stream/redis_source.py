@@ -139,9 +139,9 @@ class RedisAlertSink:
     alert <json>``, a batch's in one call of a server-side script (:data:`XADD_ALL`): one
     command and one reply a batch, where a pipeline of XADDs cost the client about 9 us an
     alert in redis-py's command packing and reply reading, the script about 2 us. The entries
-    are those the XADDs make, in order; the script runs atomically (a batch of 500 alerts
-    holds the server well under a millisecond). Needs ``EVALSHA`` (and ``SCRIPT LOAD``) in the
-    node's ACL."""
+    are those the XADDs make, in order; the script runs atomically (the server does a batch's
+    XADDs at once: 0.65 ms for 500 alerts by ``INFO commandstats``). Needs ``EVALSHA`` (and
+    ``SCRIPT LOAD``) in the node's ACL."""
 
     def __init__(self, client: redis.Redis, stream: str, *, maxlen: int | None = None) -> None:
         self.client, self.stream, self.maxlen = client, stream, maxlen
