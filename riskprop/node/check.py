@@ -10,8 +10,9 @@ than report the same problem twice.
 
 Nothing is changed or sent, except a temporary file made and removed in the output directory
 (which is created if missing, as a run would), a ping to each peer's
-``GET /riskprop/v1/ping`` over mutual TLS and, for a streaming node, a ping to its broker (the
-store is opened read-only).
+``GET /riskprop/v1/ping`` over mutual TLS, for a streaming node a ping to its broker (the
+store is opened read-only) and, for a node that computes on Dask, a connection to its
+scheduler.
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def check_node(
             check_stream(config, report, network=network, timeout=timeout)
     with report.guard("output"):
         check_output_dir(config, report)
+    with report.guard("compute"):
+        check_compute(config, report, network=network, timeout=timeout)
     errors = report.count("error")
     if config.insecure:
         report.warning("TLS off (--insecure): plain HTTP, peers are not authenticated")
@@ -341,6 +344,48 @@ def _broker_problem(broker: str, address: str, topic: str, timeout: float) -> st
         return None if topic in found.topics else f"no topic {topic}"
     except Exception as exc:  # the clients' own errors: one line
         return f"{type(exc).__name__}: {exc}"
+
+
+def check_compute(config: PlayerConfig, report: Report, *, network: bool, timeout: float) -> None:
+    """Where the node computes: its worker processes (more than the cores it may use is a
+    warning; where its noise and key share go), or the Dask scheduler, connected to as a run
+    connects (its workers counted) unless ``network`` is off."""
+    from riskprop.compute import default_workers
+
+    compute = config.compute
+    if compute.dask is None:
+        cores = default_workers()
+        workers = cores if compute.workers is None else compute.workers
+        if workers == 1:
+            report.ok("compute: in the node process (compute.workers: 1)")
+            return
+        share = (
+            "the key share too (compute.share_in_workers)"
+            if compute.share_in_workers
+            else "the key share stays in the node process"
+        )
+        report.ok(f"compute: {workers} worker processes on this host (noise drawn there; {share})")
+        if workers > cores:
+            report.warning(
+                f"{config.path}: compute.workers: {workers} processes on the {cores} core(s) "
+                "available to this node: they will share cores"
+            )
+        return
+    if not network:
+        report.ok(f"compute: Dask scheduler {compute.dask} (not contacted: --no-network)")
+        return
+    from riskprop.compute.dask import DaskExecutor
+
+    try:
+        executor = DaskExecutor(compute.dask, connect_timeout=timeout)
+    except ImportError:
+        raise ConfigError(
+            f"{config.path}: compute.dask: Dask is not installed (pip install 'riskprop[dask]')"
+        ) from None
+    except RiskpropError as exc:
+        raise ConfigError(f"{config.path}: compute.dask: {exc}") from None
+    with executor:
+        report.ok(f"compute: Dask scheduler {compute.dask}: {executor.workers} worker thread(s)")
 
 
 def check_output_dir(config: PlayerConfig, report: Report) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -62,7 +63,9 @@ def check(configs: Path, *args: str, player: str = "alice") -> tuple[int, list[s
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert "Traceback" not in result.output
     lines = result.output.splitlines()
-    assert lines and all(ln.startswith(("ok: ", "warning: ", "error: ")) for ln in lines[:-1])
+    assert lines and all(ln.startswith(("ok: ", "warning: ", "error: ")) for ln in lines[:-1]), [
+        ln for ln in lines[:-1] if not ln.startswith(("ok: ", "warning: ", "error: "))
+    ]
     assert f"{player}: check " in lines[-1]  # the summary
     return result.exit_code, lines
 
@@ -388,3 +391,58 @@ def test_a_streaming_node_is_checked_for_its_stream(configs: Path, tmp_path: Pat
         code, lines = check(configs)
         assert f"ok: stream broker {stream['address']}: reachable" in lines
         assert f"ok: stream store {store}: 0 transactions" in lines
+
+
+def test_where_the_node_computes(configs: Path) -> None:
+    """Its worker processes (and whether the key share goes to them), more than the cores a
+    warning; a Dask scheduler connected to as a run connects, or one line when it cannot be."""
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 1}))
+    code, lines = check(configs, "--no-network")
+    assert "ok: compute: in the node process (compute.workers: 1)" in lines
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 2}))
+    code, lines = check(configs, "--no-network")
+    assert (
+        "ok: compute: 2 worker processes on this host (noise drawn there; the key share stays "
+        "in the node process)"
+    ) in lines
+    shared = {"workers": 10_000, "share_in_workers": True}
+    edit(configs / "alice.yaml", lambda d: d.update(compute=shared))
+    code, lines = check(configs, "--no-network")
+    assert code == 0, lines
+    assert (
+        "ok: compute: 10000 worker processes on this host (noise drawn there; the key share "
+        "too (compute.share_in_workers))"
+    ) in lines
+    (warning,) = level(lines, "warning")
+    assert warning.startswith(f"warning: {configs / 'alice.yaml'}: compute.workers: 10000 ")
+    closed = "tcp://127.0.0.1:9"
+    edit(configs / "alice.yaml", lambda d: d.update(compute={"dask": closed}))
+    code, lines = check(configs, "--no-network")
+    assert f"ok: compute: Dask scheduler {closed} (not contacted: --no-network)" in lines
+    code, lines = check(configs, "--timeout", "1")
+    (error,) = level(lines, "error")
+    assert code == 1 and error.startswith(
+        f"error: {configs / 'alice.yaml'}: compute.dask: cannot reach the Dask scheduler at "
+        f"{closed} within 1 s"
+    ), lines
+
+
+def test_a_reachable_dask_scheduler_is_ok(configs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from distributed import LocalCluster
+
+    # the scheduler runs in this process here (at a bank, on its own host): its log is not
+    # the check's output
+    monkeypatch.setattr(logging.getLogger("distributed"), "level", logging.WARNING)
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        protocol="tcp://",  # a network address, as a node is given, with the workers in-process
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    ) as cluster:
+        address = cluster.scheduler_address
+        edit(configs / "alice.yaml", lambda d: d.update(compute={"dask": address}))
+        _, lines = check(configs)
+    assert f"ok: compute: Dask scheduler {address}: 2 worker thread(s)" in lines, lines
+    assert not level(lines, "error"), lines
