@@ -364,7 +364,8 @@ def check_compute(config: PlayerConfig, report: Report, *, network: bool, timeou
             if compute.share_in_workers
             else "the key share stays in the node process"
         )
-        report.ok(f"compute: {workers} worker processes on this host (noise drawn there; {share})")
+        where = f"{workers} worker processes on this host"
+        report.ok(f"compute: {where} (large noise draws there; {share})")
         if workers > cores:
             report.warning(
                 f"{config.path}: compute.workers: {workers} processes on the {cores} core(s) "

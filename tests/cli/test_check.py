@@ -402,15 +402,15 @@ def test_where_the_node_computes(configs: Path) -> None:
     edit(configs / "alice.yaml", lambda d: d.update(compute={"workers": 2}))
     code, lines = check(configs, "--no-network")
     assert (
-        "ok: compute: 2 worker processes on this host (noise drawn there; the key share stays "
-        "in the node process)"
+        "ok: compute: 2 worker processes on this host (large noise draws there; the key share "
+        "stays in the node process)"
     ) in lines
     shared = {"workers": 10_000, "share_in_workers": True}
     edit(configs / "alice.yaml", lambda d: d.update(compute=shared))
     code, lines = check(configs, "--no-network")
     assert code == 0, lines
     assert (
-        "ok: compute: 10000 worker processes on this host (noise drawn there; the key share "
+        "ok: compute: 10000 worker processes on this host (large noise draws there; the key share "
         "too (compute.share_in_workers))"
     ) in lines
     (warning,) = level(lines, "warning")
