@@ -4,7 +4,6 @@ a secure simulation whose every step is checked against the serial code."""
 from __future__ import annotations
 
 import collections
-import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +13,7 @@ import phe
 import pytest
 from cycle import TOL
 from gmpy2 import mpz
-from helpers import KEY_BITS, TxRow, bank_specs, spread, write_dataset
+from helpers import KEY_BITS, TxRow, bank_specs, random_csr, spread, write_dataset
 
 from riskprop.core import paillier
 from riskprop.core.batches import Executor
@@ -71,14 +70,8 @@ class Counting:
 def random_case(
     seed: int, n_rows: int, extra: int, degree: float, bits: int
 ) -> tuple[list[mpz], IntArray, IntArray, list[int]]:
-    rng = np.random.default_rng(seed)
-    bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(max(1, n_rows + extra))]
-    counts = rng.poisson(degree, n_rows)
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    indices = rng.integers(0, len(bases), int(indptr[-1])).astype(np.int64)
-    coefs = [int(v) for v in rng.integers(0, 2**bits, int(indptr[-1]), dtype=np.int64)]
-    return bases, indptr, indices, coefs
+    """:func:`helpers.random_csr` under ``KEY``, its edges from ``seed``."""
+    return random_csr(np.random.default_rng(seed), KEY, n_rows, extra, degree, bits)
 
 
 def random_network(

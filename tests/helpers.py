@@ -6,17 +6,21 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import secrets
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import phe
 import pytest
 from gmpy2 import mpz
 
+from riskprop.core.paillier import PublicKey
 from riskprop.core.threshold import KeyShare, combine, deal, partial_decrypt
+from riskprop.core.types import IntArray
 
 #: The repository's root (this file is tests/helpers.py).
 REPO = Path(__file__).resolve().parent.parent
@@ -157,3 +161,17 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         code = int(exit_info.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def random_csr(
+    rng: np.random.Generator, key: PublicKey, n_rows: int, extra: int, degree: float, bits: int
+) -> tuple[list[mpz], IntArray, IntArray, list[int]]:
+    """A random ``linear_step`` input: ``n_rows + extra`` bases mod ``key``'s ``N**2`` (from
+    ``secrets``), Poisson(``degree``) edges a row to uniform bases, ``bits``-bit exponents."""
+    bases = [mpz(secrets.randbelow(key.nsquare)) for _ in range(max(1, n_rows + extra))]
+    counts = rng.poisson(degree, n_rows)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    indices = rng.integers(0, len(bases), int(indptr[-1])).astype(np.int64)
+    coefs = [int(v) for v in rng.integers(0, 2**bits, int(indptr[-1]), dtype=np.int64)]
+    return bases, indptr, indices, coefs

@@ -14,6 +14,7 @@ import numpy as np
 import phe
 import pytest
 from gmpy2 import mpz
+from helpers import random_csr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -265,18 +266,6 @@ def naive_step(
     return out
 
 
-def random_case(
-    rng: np.random.Generator, n_rows: int, extra: int, degree: float, bits: int
-) -> tuple[list[mpz], IntArray, IntArray, list[int]]:
-    bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(max(1, n_rows + extra))]
-    counts = rng.poisson(degree, n_rows)
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    indices = rng.integers(0, len(bases), int(indptr[-1])).astype(np.int64)
-    coefs = [int(v) for v in rng.integers(0, 2**bits, int(indptr[-1]), dtype=np.int64)]
-    return bases, indptr, indices, coefs
-
-
 @pytest.mark.parametrize(
     ("n_rows", "extra", "degree", "bits", "self_coef"),
     [
@@ -296,7 +285,7 @@ def test_linear_step_equals_powmod_per_term(
     n_rows: int, extra: int, degree: float, bits: int, self_coef: int
 ) -> None:
     rng = np.random.default_rng(n_rows * 1000 + bits)
-    bases, indptr, indices, coefs = random_case(rng, n_rows, extra, degree, bits)
+    bases, indptr, indices, coefs = random_csr(rng, KEY, n_rows, extra, degree, bits)
     got = linear_step(KEY, bases, n_rows, self_coef, indptr, indices, coefs)
     assert got == naive_step(bases, n_rows, self_coef, indptr, indices, coefs)
 
@@ -342,7 +331,7 @@ def test_linear_step_windows_chunks_and_budgets(
     monkeypatch.setattr(paillier, "CHUNK_ROWS", chunk_rows)
     rng = np.random.default_rng(budget % 1000 + chunk_rows)
     n_rows = 120
-    bases, indptr, indices, coefs = random_case(rng, n_rows, 30, 2.5, 48)
+    bases, indptr, indices, coefs = random_csr(rng, KEY, n_rows, 30, 2.5, 48)
     hub = n_rows + 3
     lists = [[*indices[indptr[x] : indptr[x + 1]].tolist(), hub] for x in range(n_rows)]
     indptr = np.array([0, *np.cumsum([len(c) for c in lists])], dtype=np.int64)
