@@ -192,6 +192,17 @@ def consume_as_the_service(
     return seconds / scale, {"cpu": (time.process_time() - cpu) / scale}, latencies
 
 
+def consume_with(
+    args: argparse.Namespace, port: int, stream: str, store: PeriodStore, total: int, folder: Path
+) -> tuple[float, dict[str, float], list[float]]:
+    """``total`` records of ``stream`` through the consumer ``args`` chose: the hand loop
+    (``--stages``) or the service's, whose alert log is ``folder/<stream>.jsonl``."""
+    if args.stages:
+        return consume(port, stream, store, total, args.batch)
+    log = folder / f"{stream}.jsonl"
+    return consume_as_the_service(port, stream, store, total, args.batch, log, args.alert_level)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--transactions", type=int, default=200_000)
@@ -229,18 +240,7 @@ def main() -> None:
             produced = time.perf_counter() - started
             print(f"producer (one process, pipelines of 100): {len(lines) / produced:.0f} rec/s")
             store = PeriodStore(folder / "backlog.db", origin=origin, length=DAY)
-            if args.stages:
-                seconds, stages, _ = consume(port, "backlog", store, len(lines), args.batch)
-            else:
-                seconds, stages, _ = consume_as_the_service(
-                    port,
-                    "backlog",
-                    store,
-                    len(lines),
-                    args.batch,
-                    folder / "backlog.jsonl",
-                    args.alert_level,
-                )
+            seconds, stages, _ = consume_with(args, port, "backlog", store, len(lines), folder)
             print(f"backlog consumer: {len(lines) / seconds:.0f} rec/s")
             for name, spent in stages.items():
                 print(f"  {name:12s} {spent:7.2f} s  {spent / len(lines) * 1e6:6.1f} us/record")
@@ -251,18 +251,7 @@ def main() -> None:
                 target=produce, args=(port, "live", lines, args.rate)
             )
             producer.start()
-            if args.stages:
-                seconds, live, latency = consume(port, "live", store, len(lines), args.batch)
-            else:
-                seconds, live, latency = consume_as_the_service(
-                    port,
-                    "live",
-                    store,
-                    len(lines),
-                    args.batch,
-                    folder / "live.jsonl",
-                    args.alert_level,
-                )
+            seconds, live, latency = consume_with(args, port, "live", store, len(lines), folder)
             producer.join()
             store.close()
             p50, p99 = np.percentile(latency, [50, 99])
