@@ -147,6 +147,8 @@ class PeriodStore:
         self._db.close()
 
     def event_period(self, time: int) -> int:
+        """The period a transaction at ``time`` falls in by its own time (before the late
+        rule moves it past closed periods)."""
         return (time - self.origin) // self.length
 
     def put(self, entries: Sequence[Entry], outbox: Outbox | None = None) -> Put:
@@ -175,7 +177,7 @@ class PeriodStore:
                 if record.tx_id in seen:
                     continue
                 seen.add(record.tx_id)
-                event = period = (record.time - self.origin) // self.length
+                event = period = self.event_period(record.time)
                 while period in closed:
                     period += 1
                 late += period != event
