@@ -1,7 +1,9 @@
-"""Batched modular exponentiation: the native IFMA kernel and the gmpy2 path agree with pow()."""
+"""Batched modular exponentiation: the native IFMA kernel, the portable path (the constant-time
+mpn module for secret exponents) and gmpy2 alone agree with pow()."""
 
 from __future__ import annotations
 
+import ctypes.util
 import functools
 import platform
 import random
@@ -239,10 +241,11 @@ def test_constant_time_and_public_paths_agree_with_pow(arithmetic: str, bits: in
         assert [int(x) for x in secret] == [int(x) for x in public] == powers, exponent
 
 
-def test_the_gmp_path_sends_secret_exponents_to_powmod_sec(
+def test_the_gmpy2_path_sends_secret_exponents_to_powmod_sec(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
+    monkeypatch.setenv(modexp.ENVIRONMENT, "gmpy2")
+    assert not modexp.mpn()
     modulus = (1 << 521) - 1  # odd
     bases = [3, 5, modulus + 7]
     calls: list[str] = []
@@ -607,3 +610,137 @@ def test_odd_moduli_take_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     expected = _naive_product(bases, exponents, modulus)
     monkeypatch.setattr(modexp, "_gmp_product_of_powers", refuse)
     assert modexp.product_of_powers(bases, exponents, modulus) == expected
+
+
+# ------------------------------------------------------------- the constant-time mpn module
+
+MPN = modexp._MPN is not None
+needs_mpn = pytest.mark.skipif(not MPN, reason="riskprop.core._mpn was not built (no libgmp)")
+
+
+def test_the_mpn_module_is_built_wherever_gmp_is() -> None:
+    # a failed build would silently cost a quarter of every partial decryption without IFMA
+    if ctypes.util.find_library("gmp") and platform.machine() in ("x86_64", "aarch64"):
+        assert MPN
+
+
+@needs_mpn
+def test_the_portable_path_sends_secret_exponents_to_mpn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
+    assert modexp.mpn() and not modexp.native()
+    assert "GMP mpn" in modexp.describe()
+
+    def refuse(*args: object) -> object:
+        raise AssertionError("powmod_sec called on the mpn path")
+
+    monkeypatch.setattr(gmpy2, "powmod_sec", refuse)
+    modulus, bases, _ = _agreement_problem(2048)
+    for exponent in (1, secrets.randbits(2446), -secrets.randbits(300)):
+        got = modexp.powmod_many(bases, exponent, modulus, secret=True)
+        assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
+    monkeypatch.setenv(modexp.ENVIRONMENT, "gmpy2")
+    assert not modexp.mpn() and "gmpy2 (forced" in modexp.describe()
+
+
+def _mpn_call(
+    traced: bool, bases: list[int], exponent: int, modulus: int, w: int | None = None
+) -> tuple[list[int], bytes, int, int]:
+    """``_mpn``'s powers of ``bases`` (reduced), its operation codes, entries read and window."""
+    from riskprop.core import _mpn
+
+    nbytes, raw, r2, k0 = modexp._mpn_modulus(modulus)
+    size = (exponent.bit_length() + 7) // 8
+    w = modexp.mpn_window(size, nbytes // 8) if w is None else w
+    args = (
+        modexp._encode(bases, modulus, nbytes),
+        exponent.to_bytes(size, "little"),
+        raw,
+        r2,
+        k0,
+        w,
+    )
+    if traced:
+        out, ops, reads = _mpn.powmod_traced(*args)
+    else:
+        out, ops, reads = _mpn.powmod(*args), b"", 0
+    got = [
+        int.from_bytes(out[i : i + nbytes], "little") % modulus for i in range(0, len(out), nbytes)
+    ]
+    return got, ops, reads, w
+
+
+@needs_mpn
+@settings(max_examples=120, deadline=None)
+@given(
+    bits=st.integers(2, 1300),
+    exponent=st.one_of(st.integers(1, 3), st.integers(1, 1 << 1500), st.just(1 << 128)),
+    w=st.integers(1, modexp.MAX_WINDOW),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_mpn_powers_equal_pow_at_every_size_and_window(
+    bits: int, exponent: int, w: int, seed: int
+) -> None:
+    rng = random.Random(seed)
+    modulus = max(3, rng.getrandbits(bits) | 1 | (1 << (bits - 1)))
+    edges = [0, 1, 2, modulus - 1, modulus, modulus + 1, 3 * modulus + 5]
+    bases = edges + [rng.randrange(modulus) for _ in range(4)]
+    got, _, _, _ = _mpn_call(False, bases, exponent, modulus, w)
+    assert got == [pow(b, exponent, modulus) for b in bases]
+
+
+@needs_mpn
+@pytest.mark.parametrize("bits", [2048, 4096])
+def test_mpn_secret_exponents_take_one_operation_sequence_whatever_their_bits(bits: int) -> None:
+    """Same length, very different density: the same squarings and products in the same order,
+    and every window's product reads the whole table."""
+    modulus = secrets.randbits(bits) | 1 | (1 << (bits - 1))
+    bases = [secrets.randbelow(modulus) for _ in range(3)]
+    top = bits + 398  # key-share-sized, the top bit of byte nbytes - 1
+    nbytes = top // 8 + 1
+    exponents = [
+        (1 << top) + 1,  # sparse
+        (1 << (top + 1)) - 1,  # all ones
+        secrets.randbits(top) | 1 << top,  # random
+        1 << top,  # a single bit
+        1 << (8 * nbytes - 8),  # shorter, but as many bytes
+    ]
+    traces = set()
+    for exponent in exponents:
+        got, ops, reads, w = _mpn_call(True, bases, exponent, modulus)
+        assert got == [pow(b, exponent, modulus) for b in bases]
+        windows = -(-8 * nbytes // w)
+        one = b"XX" + b"T" * (2**w - 2) + (b"S" * w + b"C") * (windows - 1) + b"X"
+        assert ops == one * len(bases)
+        assert reads == len(bases) * windows * 2**w  # the first window's read, then every product's
+        traces.add((ops, reads))
+        assert _mpn_call(False, bases, exponent, modulus)[0] == got
+    assert len(traces) == 1
+
+
+@needs_mpn
+def test_mpn_refuses_what_it_cannot_compute() -> None:
+    from riskprop.core import _mpn
+
+    eight = (3).to_bytes(8, "little")
+    odd = ((1 << 63) | 5).to_bytes(8, "little")
+    with pytest.raises(ValueError, match="must be odd"):
+        _mpn.powmod(eight, b"\x03", (1 << 62).to_bytes(8, "little"), eight, 1, 4)  # even
+    with pytest.raises(ValueError, match="whole 8-byte limbs"):
+        _mpn.powmod(eight, b"\x03", b"\x0b\x01", eight, 1, 4)  # not a limb
+    with pytest.raises(ValueError, match="bases and R"):
+        _mpn.powmod(eight + b"\x01", b"\x03", odd, eight, 1, 4)  # ragged bases
+    with pytest.raises(ValueError, match="exponent non-empty"):
+        _mpn.powmod(eight, b"", odd, eight, 1, 4)
+    with pytest.raises(ValueError, match="window 1 to 8"):
+        _mpn.powmod(eight, b"\x03", odd, eight, 1, 9)
+
+
+def test_the_mpn_window_minimises_the_cost() -> None:
+    # a 2446-bit share (306 bytes) mod a 2048-bit N**2 (32 limbs): 2**w - 1 table products,
+    # then per window one product and a scan of 2**w entries (MPN_SCAN_COST / 32 products each)
+    scan = modexp.MPN_SCAN_COST / 32
+    cost = {w: 2**w - 1 + -(-2448 // w) * (1 + 2**w * scan) for w in (4, 5, 6)}
+    assert cost[5] < min(cost[4], cost[6])
+    assert modexp.mpn_window(306, 32) == 5
+    # a 4497-bit share mod a 4096-bit N**2 (64 limbs): a wider window pays
+    assert modexp.mpn_window(563, 64) == 6

@@ -1,0 +1,9 @@
+"""Types of the constant-time mpn exponentiation (riskprop/core/_mpn.c); see modexp.py."""
+
+def powmod(
+    bases: bytes, exponent: bytes, modulus: bytes, r2: bytes, k0: int, window: int, /
+) -> bytes: ...
+def powmod_traced(
+    bases: bytes, exponent: bytes, modulus: bytes, r2: bytes, k0: int, window: int, /
+) -> tuple[bytes, bytes, int]: ...
+def gmp_version() -> str: ...
