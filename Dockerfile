@@ -1,13 +1,14 @@
 # riskprop node image: slim Python, runtime dependencies only, non-root user (uid 10001).
-# The build stage has a C compiler for the optional AVX-512 IFMA kernel (riskprop/core/_mbx.c);
-# the image itself gets only the built wheels. Nothing secret goes in: certificates, keys, key
+# The build stage has a C compiler for the optional native modules (riskprop/core/_mbx.c, the
+# AVX-512 IFMA kernel; riskprop/core/_mpn.c, constant-time exponentiation over GMP's shared
+# library, which both stages install); the image itself gets only the built wheels. Nothing secret goes in: certificates, keys, key
 # shares, data and configuration are mounted at run time (docs/deployment.md), under /app:
 #   /app/config   network.yaml and <bank>.yaml        /app/bank/tls    certificate, TLS key, CA
 #   /app/bank/keys   the bank's key share             /app/bank/data   the bank's input
 #   /app/bank/out    results (the only writable path besides /tmp)
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libgmp10 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
@@ -17,6 +18,8 @@ RUN pip wheel --wheel-dir /wheels '.[stream]'
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update && apt-get install -y --no-install-recommends libgmp10 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --gid 10001 riskprop \
     && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin riskprop
 

@@ -20,8 +20,9 @@ Compute: every node has ``--workers N`` worker processes (default 1: the nodes s
 machine), or with ``--dask ADDRESS`` computes on that Dask scheduler's workers; ``--dask
 local`` starts a ``LocalCluster`` of ``--workers`` one-thread worker processes (default 2)
 here for all nodes, and adds their CPU time to the nodes'. Every figure is printed with the
-arithmetic path: the CPU, the AVX-512 IFMA kernel or gmpy2 for batched exponentiations
-(``RISKPROP_ARITHMETIC=gmp`` forces gmpy2), gmpy2 for ``linear_step``.
+arithmetic path: the CPU, the AVX-512 IFMA kernel or the portable path for batched
+exponentiations (``RISKPROP_ARITHMETIC=gmp`` forces it: key shares in ``_mpn``, the rest in
+gmpy2; ``RISKPROP_ARITHMETIC=gmpy2`` all in gmpy2), gmpy2 for ``linear_step``.
 
     python scripts/bench.py a --runs 5 --tno-python /tmp/tno-venv/bin/python
     python scripts/bench.py a --runs 3 --workers 2
@@ -53,7 +54,7 @@ import numpy as np
 import riskprop
 from riskprop.core.data import load_dataset
 from riskprop.core.graph import build_global
-from riskprop.core.modexp import backend, describe
+from riskprop.core.modexp import describe, path
 from riskprop.core.plaintext import propagate
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.files.keys import load_share, share_file
@@ -447,7 +448,7 @@ def report(
     )
     print(
         "modular arithmetic the protocol performs (all banks, from operation counts; "
-        f"batched exponentiation: {backend()}):"
+        f"batched exponentiation: {path()}):"
     )
     for label, value in estimate.items():
         unit = "" if "(" in label else " s"
@@ -505,7 +506,7 @@ def main() -> None:
 
 def bench(args: argparse.Namespace, compute: Compute) -> None:
     """Every workload of ``args.workload``: its runs, TNO's, the report."""
-    tag = f"[{backend()}, {compute}]"
+    tag = f"[{path()}, {compute}]"
     # An installed package has its bytecode (pip compiles it, as it did TNO's); an editable one
     # under PYTHONDONTWRITEBYTECODE=1 would make every node compile riskprop's sources anew.
     compileall.compile_dir(Path(riskprop.__file__).parent, quiet=1)

@@ -101,6 +101,14 @@ def backend() -> str:
     return "avx512-ifma" if native() else "gmp"
 
 
+def path() -> str:
+    """Where exponentiations run, for logs: ``"avx512-ifma"``, ``"gmp"`` (key shares in
+    ``_mpn``, the rest in gmpy2) or ``"gmpy2"``."""
+    if native():
+        return "avx512-ifma"
+    return "gmp" if mpn() else "gmpy2"
+
+
 def cpu_model() -> str:
     """The CPU's model name and whether it has AVX-512 IFMA and AVX2 (from /proc/cpuinfo;
     "unknown CPU" elsewhere)."""

@@ -290,7 +290,7 @@ async def _run_node(
         len(config.run.parameters.periods),
         config.listen_host,
         config.listen_port,
-        modexp.backend(),
+        modexp.path(),
         executor.workers,
         _on_dask(config),
         ", the key share in them" if session.share_in_workers and executor.workers > 1 else "",

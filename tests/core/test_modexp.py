@@ -627,7 +627,7 @@ def test_the_mpn_module_is_built_wherever_gmp_is() -> None:
 @needs_mpn
 def test_the_portable_path_sends_secret_exponents_to_mpn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
-    assert modexp.mpn() and not modexp.native()
+    assert modexp.mpn() and not modexp.native() and modexp.path() == "gmp"
     assert "GMP mpn" in modexp.describe()
 
     def refuse(*args: object) -> object:
@@ -640,6 +640,7 @@ def test_the_portable_path_sends_secret_exponents_to_mpn(monkeypatch: pytest.Mon
         assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
     monkeypatch.setenv(modexp.ENVIRONMENT, "gmpy2")
     assert not modexp.mpn() and "gmpy2 (forced" in modexp.describe()
+    assert modexp.path() == "gmpy2" and modexp.backend() == "gmp"
 
 
 def _mpn_call(
