@@ -6,7 +6,8 @@ load on the machine counts less) of: one multiplication and one squaring mod ``N
 (``a * b % n2`` with gmpy2), a fresh noise value ``r**N mod N**2``, a ``FixedBaseNoise`` draw
 (and its one-off table), one ``powmod`` with a 48-, 32- and 24-bit exponent, one partial
 decryption exponent of ``2|N| + 130`` bits (also per value in a batch of eight through
-``powmod_many``: the native IFMA kernel where available, and gmpy2), and ``linear_step`` per
+``powmod_many``: the native IFMA kernel where available, the constant-time mpn module and
+``gmpy2.powmod_sec``), and ``linear_step`` per
 CSR term (the self term of each row included) on a random CSR of ``--rows`` rows with
 Poisson(``--degree``) terms per row over ``rows + rows/3`` bases, for f = 48, 32 and 24-bit
 coefficients, three ways:
@@ -197,9 +198,12 @@ def bench_size(bits: int, args: argparse.Namespace, clock: Callable[[], float]) 
     add("partial decryption, 2|N|+130-bit exponent", "ms", measure(clock, partial, 3, repeat))
     share = secrets.randbits(2 * bits + 130) | 1 << (2 * bits + 129)
     lanes = [a] * 8
-    for label, path in (("native kernel", None), ("gmpy2", "gmp")):
+    portable = (("GMP mpn, constant time", "gmp"), ("gmpy2 powmod_sec", "gmpy2"))
+    for label, path in (("native kernel", None), *portable):
         if path is None and not native():
-            continue  # this CPU or build has only the gmpy2 path
+            continue  # this CPU or build has only the portable path
+        if path == "gmp" and modexp._MPN is None:
+            continue  # _mpn was not built
         os.environ.pop(ENVIRONMENT, None) if path is None else os.environ.update(
             {ENVIRONMENT: path}
         )
