@@ -109,18 +109,43 @@ def path() -> str:
     return "gmp" if mpn() else "gmpy2"
 
 
-def cpu_model() -> str:
-    """The CPU's model name and whether it has AVX-512 IFMA and AVX2 (from /proc/cpuinfo;
-    "unknown CPU" elsewhere)."""
+def _cpuinfo() -> tuple[str, list[str]] | None:
+    """The first CPU's model name and flags from /proc/cpuinfo (None where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             lines = handle.read().splitlines()
     except OSError:
-        return "unknown CPU"
+        return None
     model = next((ln.split(":", 1)[1].strip() for ln in lines if "model name" in ln), "?")
     flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    return model, flags
+
+
+def cpu_model() -> str:
+    """The CPU's model name and whether it has AVX-512 IFMA and AVX2 (from /proc/cpuinfo;
+    "unknown CPU" elsewhere)."""
+    info = _cpuinfo()
+    if info is None:
+        return "unknown CPU"
+    model, flags = info
     features = [f for f in ("avx512ifma", "avx2") if f in flags]
     return f"{model} ({', '.join(features) or 'no AVX2'})"
+
+
+def cpu_has_ifma() -> bool:
+    """Whether /proc/cpuinfo lists AVX-512 F and IFMA (what the native kernel needs)."""
+    info = _cpuinfo()
+    return info is not None and {"avx512f", "avx512ifma"} <= set(info[1])
+
+
+def kernel_built() -> bool:
+    """Whether the native kernel was built and this CPU runs it (turned off or not)."""
+    return _KERNEL is not None
+
+
+def mpn_built() -> bool:
+    """Whether ``_mpn`` was built (turned off or not)."""
+    return _MPN is not None
 
 
 def describe() -> str:

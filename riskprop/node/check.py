@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,6 +145,7 @@ def check_node(
         check_output_dir(config, report)
     with report.guard("compute"):
         check_compute(config, report, network=network, timeout=timeout)
+    check_arithmetic(report)
     errors = report.count("error")
     if config.insecure:
         report.warning("TLS off (--insecure): plain HTTP, peers are not authenticated")
@@ -387,6 +389,34 @@ def check_compute(config: PlayerConfig, report: Report, *, network: bool, timeou
         raise ConfigError(f"{config.path}: compute.dask: {exc}") from None
     with executor:
         report.ok(f"compute: Dask scheduler {compute.dask}: {executor.workers} worker thread(s)")
+
+
+def check_arithmetic(report: Report) -> None:
+    """Which code runs the modular arithmetic. A native module that was not built costs time,
+    never correctness: a warning naming what its build needs."""
+    from riskprop.core import modexp
+
+    forced = os.environ.get(modexp.ENVIRONMENT, "").lower()
+    note = f" (forced by {modexp.ENVIRONMENT}={forced})" if forced in ("gmp", "gmpy2") else ""
+    if modexp.native():
+        report.ok("arithmetic: the AVX-512 IFMA kernel")
+        return
+    if modexp.cpu_has_ifma() and not modexp.kernel_built():
+        report.warning(
+            "arithmetic: this CPU has AVX-512 IFMA but riskprop's kernel was not built (it needs "
+            "a C compiler and the Python headers when riskprop is installed): partial "
+            "decryptions cost about five times as much"
+        )
+    if modexp.mpn():
+        report.ok(f"arithmetic: GMP mpn for key shares (constant time), gmpy2 for the rest{note}")
+    elif modexp.mpn_built():
+        report.ok(f"arithmetic: gmpy2{note}")
+    else:
+        report.warning(
+            "arithmetic: riskprop.core._mpn was not built (it needs GMP's libgmp.so.10 and a C "
+            "compiler when riskprop is installed): key shares go to gmpy2.powmod_sec, about "
+            "1.25 times slower"
+        )
 
 
 def check_output_dir(config: PlayerConfig, report: Report) -> None:

@@ -393,6 +393,43 @@ def test_a_streaming_node_is_checked_for_its_stream(configs: Path, tmp_path: Pat
         assert f"ok: stream store {store}: 0 transactions" in lines
 
 
+def test_which_code_runs_the_arithmetic(configs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel, the portable path (mpn for key shares) or gmpy2 alone; a module that was
+    not built is a warning naming what its build needs, never an error."""
+    from riskprop.core import modexp
+
+    monkeypatch.delenv(modexp.ENVIRONMENT, raising=False)
+    code, lines = check(configs, "--no-network")
+    expected = (
+        "ok: arithmetic: the AVX-512 IFMA kernel"
+        if modexp.native()
+        else "ok: arithmetic: GMP mpn for key shares (constant time), gmpy2 for the rest"
+    )
+    assert expected in lines
+    monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
+    code, lines = check(configs, "--no-network")
+    assert code == 0 and not level(lines, "warning"), lines
+    assert (
+        "ok: arithmetic: GMP mpn for key shares (constant time), gmpy2 for the rest (forced by "
+        "RISKPROP_ARITHMETIC=gmp)"
+    ) in lines
+    monkeypatch.setenv(modexp.ENVIRONMENT, "gmpy2")
+    code, lines = check(configs, "--no-network")
+    assert "ok: arithmetic: gmpy2 (forced by RISKPROP_ARITHMETIC=gmpy2)" in lines
+    # neither module built, on a CPU with IFMA: two warnings, the run still checks out
+    monkeypatch.delenv(modexp.ENVIRONMENT)
+    monkeypatch.setattr(modexp, "_KERNEL", None)
+    monkeypatch.setattr(modexp, "_MPN", None)
+    monkeypatch.setattr(modexp, "cpu_has_ifma", lambda: True)
+    code, lines = check(configs, "--no-network")
+    assert code == 0, lines
+    kernel, mpn = level(lines, "warning")
+    assert kernel.startswith("warning: arithmetic: this CPU has AVX-512 IFMA but riskprop's kernel")
+    assert "C compiler and the Python headers" in kernel
+    assert mpn.startswith("warning: arithmetic: riskprop.core._mpn was not built")
+    assert "libgmp.so.10" in mpn
+
+
 def test_where_the_node_computes(configs: Path) -> None:
     """Its worker processes (and whether the key share goes to them), more than the cores a
     warning; a Dask scheduler connected to as a run connects, or one line when it cannot be."""
