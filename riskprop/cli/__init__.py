@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from riskprop import __version__
+from riskprop.cli import _env  # noqa: F401  (before anything imports numpy)
 from riskprop.cli.check import check
 from riskprop.cli.data import import_group
 from riskprop.cli.lab import detection, generate, simulate
