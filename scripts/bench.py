@@ -246,9 +246,9 @@ def run_riskprop(
 
 
 #: TNO 2.3.4 fails now and then inside an iteration ("The scheme of your first ciphertext is not
-#: equal to the scheme of your second ciphertext"; about one run in three of workload (b) here):
+#: equal to the scheme of your second ciphertext"; one run in three to half of workload (b) here):
 #: such a run is repeated, at most this many times in all, and each failure is printed.
-TNO_ATTEMPTS = 4
+TNO_ATTEMPTS = 6
 TNO_FLAKE = "The scheme of your first ciphertext is not equal"
 
 
