@@ -12,10 +12,16 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("riskprop.core._mbx", ["riskprop/core/_mbx.c"], optional=True),
+        Extension(
+            "riskprop.core._mbx",
+            ["riskprop/core/_mbx.c"],
+            depends=["riskprop/core/_trace.h"],
+            optional=True,
+        ),
         Extension(
             "riskprop.core._mpn",
             ["riskprop/core/_mpn.c"],
+            depends=["riskprop/core/_trace.h"],
             extra_link_args=["-l:libgmp.so.10"],
             optional=True,
         ),

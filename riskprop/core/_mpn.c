@@ -59,34 +59,7 @@ extern const char *const __gmp_version;
 #define MAX_WINDOW 8
 #define MAX_LIMBS 1024
 
-/* Operation codes of a trace (the IFMA kernel's codes for the same steps) */
-#define OP_TABLE 'T'   /* a product that builds the window table */
-#define OP_SQUARE 'S'  /* a squaring of the accumulator */
-#define OP_SCAN 'C'    /* a product by a table entry found by a scan of the table */
-#define OP_CONVERT 'X' /* into or out of Montgomery form */
-
-typedef struct {
-    unsigned char *ops;
-    size_t len, cap;
-    uint64_t reads; /* table entries read */
-    int failed;
-} Trace;
-
-static void traced_op(Trace *tr, unsigned char op)
-{
-    if (!tr || tr->failed) return;
-    if (tr->len == tr->cap) {
-        size_t cap = tr->cap ? 2 * tr->cap : 4096;
-        unsigned char *grown = realloc(tr->ops, cap);
-        if (!grown) {
-            tr->failed = 1;
-            return;
-        }
-        tr->ops = grown;
-        tr->cap = cap;
-    }
-    tr->ops[tr->len++] = op;
-}
+#include "_trace.h"
 
 typedef struct {
     mp_size_t n;
@@ -189,7 +162,7 @@ static void powmod_one(Plan *p, mp_limb_t *out, const mp_limb_t *b)
     /* the top window starts the accumulator (a read like any other) */
     size_t pos = (windows - 1) * (size_t)p->w;
     __gmpn_sec_tabselect(p->acc, table, n, entries, window_digit(p->e, p->ebits, pos, p->w));
-    if (p->trace) p->trace->reads += (uint64_t)entries;
+    traced_reads(p->trace, (uint64_t)entries);
     for (size_t win = windows - 1; win-- > 0;) {
         for (int s = 0; s < p->w; s++) {
             mont_sqr(c, p->acc, p->acc);
@@ -197,7 +170,7 @@ static void powmod_one(Plan *p, mp_limb_t *out, const mp_limb_t *b)
         }
         pos = win * (size_t)p->w;
         __gmpn_sec_tabselect(p->factor, table, n, entries, window_digit(p->e, p->ebits, pos, p->w));
-        if (p->trace) p->trace->reads += (uint64_t)entries;
+        traced_reads(p->trace, (uint64_t)entries);
         mont_mul(c, p->acc, p->acc, p->factor);
         traced_op(p->trace, OP_SCAN);
     }
@@ -206,23 +179,6 @@ static void powmod_one(Plan *p, mp_limb_t *out, const mp_limb_t *b)
     p->one[0] = 1;
     mont_mul(c, out, p->acc, p->one);
     traced_op(p->trace, OP_CONVERT);
-}
-
-static PyObject *finish(PyObject *result, Trace *tr)
-{
-    if (!tr || !result) {
-        if (tr) free(tr->ops);
-        return result;
-    }
-    if (tr->failed) {
-        free(tr->ops);
-        Py_DECREF(result);
-        return PyErr_NoMemory();
-    }
-    PyObject *out = Py_BuildValue("(Ny#K)", result, (const char *)tr->ops, (Py_ssize_t)tr->len,
-                                  (unsigned long long)tr->reads);
-    free(tr->ops);
-    return out;
 }
 
 static PyObject *powmod_call(PyObject *args, int traced)

@@ -171,6 +171,19 @@ def _kernel_call(
     return got, ops, reads, w
 
 
+def _one_length_exponents(top: int) -> tuple[int, list[int]]:
+    """Exponents of one length in bytes (``top // 8 + 1``; ``top`` a key share's top bit) and
+    very different density."""
+    nbytes = top // 8 + 1
+    return nbytes, [
+        (1 << top) + 1,  # sparse
+        (1 << (top + 1)) - 1,  # all ones
+        secrets.randbits(top) | 1 << top,  # random
+        1 << top,  # a single bit
+        1 << (8 * nbytes - 8),  # shorter, but as many bytes
+    ]
+
+
 @needs_kernel
 @pytest.mark.parametrize("bits", [2048, 4096])
 def test_secret_exponents_take_one_operation_sequence_whatever_their_bits(bits: int) -> None:
@@ -178,15 +191,7 @@ def test_secret_exponents_take_one_operation_sequence_whatever_their_bits(bits: 
     and every window's product reads the whole table."""
     modulus = secrets.randbits(bits) | 1 | (1 << (bits - 1))
     bases = [secrets.randbelow(modulus) for _ in range(8)]
-    top = bits + 210  # key-share-sized, the top bit of byte nbytes - 1
-    nbytes = top // 8 + 1
-    exponents = [
-        (1 << top) + 1,  # sparse
-        (1 << (top + 1)) - 1,  # all ones
-        secrets.randbits(top) | 1 << top,  # random
-        1 << top,  # a single bit
-        1 << (8 * nbytes - 8),  # shorter, but as many bytes
-    ]
+    nbytes, exponents = _one_length_exponents(bits + 210)
     traces = set()
     for exponent in exponents:
         got, ops, reads, w = _kernel_call(True, bases, exponent, modulus, secret=True)
@@ -696,15 +701,7 @@ def test_mpn_secret_exponents_take_one_operation_sequence_whatever_their_bits(bi
     and every window's product reads the whole table."""
     modulus = secrets.randbits(bits) | 1 | (1 << (bits - 1))
     bases = [secrets.randbelow(modulus) for _ in range(3)]
-    top = bits + 398  # key-share-sized, the top bit of byte nbytes - 1
-    nbytes = top // 8 + 1
-    exponents = [
-        (1 << top) + 1,  # sparse
-        (1 << (top + 1)) - 1,  # all ones
-        secrets.randbits(top) | 1 << top,  # random
-        1 << top,  # a single bit
-        1 << (8 * nbytes - 8),  # shorter, but as many bytes
-    ]
+    nbytes, exponents = _one_length_exponents(bits + 398)
     traces = set()
     for exponent in exponents:
         got, ops, reads, w = _mpn_call(True, bases, exponent, modulus)
