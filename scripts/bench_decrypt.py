@@ -14,7 +14,8 @@ Decryption without proofs is ``2 partial + combine`` (all the exponentiations of
 requester and helper together); the overhead is ``(prove + verify)`` over that. The wall-clock
 view of a node that waits for its helper is ``partial + prove + verify + combine`` against
 ``partial + combine`` (the helper and the requester compute their partials at the same time).
-The arithmetic path is printed (``RISKPROP_ARITHMETIC=gmp`` forces gmpy2).
+The arithmetic path is printed (``RISKPROP_ARITHMETIC=gmp`` forces the portable path, ``gmpy2``
+the portable path without ``_mpn``).
 
 ``--chunked`` prints instead what a session's progress costs: ``partial`` in one call next to
 the same work in chunks of ``DECRYPT_CHUNK`` ciphertexts (the session counts decrypted

@@ -8,7 +8,8 @@ call), ``--repeat`` times per worker count; prints the median, minimum and maxim
 seconds. With 1 worker the work runs here; with more, a ``ProcessExecutor`` of that many
 workers runs it (its first call, which starts the workers and builds each one's comb, is
 timed apart as the warm-up). Prints the CPU's arithmetic path with the figures
-(``RISKPROP_ARITHMETIC=gmp`` forces gmpy2). Not a test: run it on an idle machine.
+(``RISKPROP_ARITHMETIC=gmp`` forces the portable path, ``gmpy2`` the portable path without
+``_mpn``). Not a test: run it on an idle machine.
 
     python scripts/bench_secret_work.py --bits 2048 --workers 1 2 --repeat 5
 """
