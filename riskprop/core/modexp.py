@@ -8,8 +8,8 @@ Montgomery exponentiations at once in the eight 64-bit lanes of AVX-512 IFMA reg
 ``2**52``, Gueron and Krasnov, ARITH 2016). On a CPU without IFMA, or if the extension was not
 built, or with ``RISKPROP_ARITHMETIC=gmp`` in the environment, each base goes to the portable
 path: secret exponents to ``riskprop.core._mpn`` (constant-time Montgomery exponentiation over
-GMP's mpn functions, about 1.3 times faster than ``gmpy2.powmod_sec``, whose GMP squares with
-a full multiplication) and public ones to gmpy2. ``RISKPROP_ARITHMETIC=gmpy2`` (or a missing
+GMP's mpn functions, 1.2 times faster than ``gmpy2.powmod_sec``, whose GMP squares with a
+full multiplication) and public ones to gmpy2. ``RISKPROP_ARITHMETIC=gmpy2`` (or a missing
 ``_mpn``) sends secret exponents to gmpy2 too. All paths give the same integers; tests
 compare them.
 
@@ -150,8 +150,9 @@ def mpn_built() -> bool:
 
 def describe() -> str:
     """The arithmetic paths of this process, for benchmark figures: the CPU, where batched
-    exponentiations run (the IFMA kernel, or gmpy2 without it or with
-    ``RISKPROP_ARITHMETIC=gmp``) and the gmpy2 that runs ``linear_step`` on every CPU."""
+    exponentiations run (the IFMA kernel; else ``_mpn`` with its GMP for secret exponents and
+    gmpy2 for public ones, or gmpy2 alone) and the gmpy2 that runs ``linear_step`` on every
+    CPU."""
     if native():
         batched = "AVX-512 IFMA kernel"
     elif mpn():
