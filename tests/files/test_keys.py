@@ -254,3 +254,35 @@ def test_an_altered_verification_base_is_refused(key_dir: Path) -> None:
     assert "public.json" in str(info.value)
     with pytest.raises(ConfigError, match="verification_base"):
         load_share(share_file(key_dir, "alice"), "alice")
+
+
+def test_a_share_is_verified_once_per_contents(
+    key_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same file read again is not verified again (a run reads it twice); its mode is
+    checked every time, and new contents, good or altered, are verified."""
+    calls: list[str] = []
+    verify = KeyShare.verification_key
+
+    def counted(self: KeyShare) -> object:
+        calls.append(self.party)
+        return verify(self)
+
+    monkeypatch.setattr(KeyShare, "verification_key", counted)
+    path = share_file(key_dir, "bob")
+    first = load_share(path, "bob")
+    assert load_share(path, "bob") is first and calls == ["bob"]
+    with pytest.raises(ConfigError, match="share belongs to 'bob', not 'alice'"):
+        load_share(path, "alice")
+    path.chmod(0o640)
+    with pytest.raises(ConfigError, match="key share"):
+        load_share(path, "bob")
+    path.chmod(0o600)
+    share = json.loads(path.read_text())["share"]
+    _rewrite(path, share=_altered(share, 1))
+    with pytest.raises(ConfigError, match="does not match its verification key"):
+        load_share(path, "bob")
+    data = json.loads(path.read_text()) | {"share": share}
+    path.write_text(json.dumps(data, indent=1))  # the same share, other bytes: verified again
+    again = load_share(path, "bob")
+    assert again.secret == first.secret and calls == ["bob", "bob", "bob"]
