@@ -52,6 +52,10 @@ MAX_WINDOW = 8
 #: 1024- and 2048-bit N): bench_arith.py --constant-time.
 SCAN_COST = 0.5
 SHARED_SCAN_COST = 0.2
+#: ``_mpn`` takes about this many times the kernel's time per value for a secret exponent (4.85
+#: and 5.05 at 1024- and 2048-bit N): a batch the kernel would run in mostly empty lanes (a
+#: single base) goes to ``_mpn`` instead.
+MPN_KERNEL_RATIO = 5
 #: One table entry of ``n`` 64-bit limbs read by ``mpn_sec_tabselect`` costs about
 #: ``MPN_SCAN_COST / n`` of ``_mpn``'s Montgomery products of that size (0.27 and 0.32 measured
 #: at 32 and 64 limbs on this project's machine).
@@ -260,6 +264,9 @@ def powmod_many(
         if mpn():
             return _mpn_powmod(bases, exponent, modulus)
         return [gmpy2.powmod_sec(mpz(b), e, m) for b in bases]
+    lanes = -(-len(bases) // LANES) * LANES
+    if secret and exponent > 0 and mpn() and len(bases) * MPN_KERNEL_RATIO < lanes:
+        return _mpn_powmod(bases, exponent, modulus)  # a lone base (a verification key)
     assert _KERNEL is not None
     mod = _modulus(modulus)
     raw = _KERNEL.powmod(

@@ -742,3 +742,35 @@ def test_the_mpn_window_minimises_the_cost() -> None:
     assert modexp.mpn_window(306, 32) == 5
     # a 4497-bit share mod a 4096-bit N**2 (64 limbs): a wider window pays
     assert modexp.mpn_window(563, 64) == 6
+
+
+@needs_kernel
+@needs_mpn
+def test_a_lone_secret_base_goes_to_mpn_not_to_seven_empty_lanes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kernel computes eight lanes whatever the batch: one base (a verification key) costs
+    it eight, and _mpn about five; two or more bases stay in the kernel."""
+    monkeypatch.delenv(modexp.ENVIRONMENT, raising=False)
+    assert modexp._MPN is not None
+    calls: list[int] = []
+    powmod = modexp._MPN.powmod
+
+    def counted(bases: bytes, *args: object) -> bytes:
+        calls.append(len(bases))
+        out: bytes = powmod(bases, *args)
+        return out
+
+    monkeypatch.setattr(modexp._MPN, "powmod", counted)
+    modulus, bases, want = _agreement_problem(2048)
+    share = max(want, key=abs)
+    for count in (1, 2, 8, 9):
+        calls.clear()
+        got = modexp.powmod_many(bases[:count], share, modulus, secret=True)
+        assert [int(x) for x in got] == want[share][:count]
+        assert len(calls) == (1 if count == 1 else 0), count
+    calls.clear()
+    assert [int(x) for x in modexp.powmod_many(bases[:1], share, modulus, secret=False)] == [
+        want[share][0]
+    ]
+    assert calls == []  # a public exponent keeps the kernel's public path
