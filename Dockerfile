@@ -1,8 +1,9 @@
 # riskprop node image: slim Python, runtime dependencies only, non-root user (uid 10001).
 # The build stage has a C compiler for the optional native modules (riskprop/core/_mbx.c, the
 # AVX-512 IFMA kernel; riskprop/core/_mpn.c, constant-time exponentiation over GMP's shared
-# library, which both stages install); the image itself gets only the built wheels. Nothing secret goes in: certificates, keys, key
-# shares, data and configuration are mounted at run time (docs/deployment.md), under /app:
+# library, which both stages install); the image itself gets only the built wheels. Nothing
+# secret goes in: certificates, keys, key shares, data and configuration are mounted at run
+# time (docs/deployment.md), under /app:
 #   /app/config   network.yaml and <bank>.yaml        /app/bank/tls    certificate, TLS key, CA
 #   /app/bank/keys   the bank's key share             /app/bank/data   the bank's input
 #   /app/bank/out    results (the only writable path besides /tmp)
