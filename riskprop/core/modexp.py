@@ -85,19 +85,21 @@ _KERNEL = _load_kernel()
 _MPN = _load_mpn()
 
 
-def _forced() -> str:
-    return os.environ.get(ENVIRONMENT, "").lower()
+def forced() -> str:
+    """The path ``RISKPROP_ARITHMETIC`` forces: ``"gmp"``, ``"gmpy2"``, or ``""`` (none)."""
+    value = os.environ.get(ENVIRONMENT, "").lower()
+    return value if value in ("gmp", "gmpy2") else ""
 
 
 def native() -> bool:
     """Whether batches run in the native kernel (built, supported, not turned off)."""
-    return _KERNEL is not None and _forced() not in ("gmp", "gmpy2")
+    return _KERNEL is not None and not forced()
 
 
 def mpn() -> bool:
     """Whether secret exponents off the kernel run in ``_mpn`` (built, not turned off with
     ``RISKPROP_ARITHMETIC=gmpy2``)."""
-    return _MPN is not None and _forced() != "gmpy2"
+    return _MPN is not None and forced() != "gmpy2"
 
 
 def backend() -> str:
@@ -164,9 +166,9 @@ def describe() -> str:
         batched = f"GMP mpn {_MPN.gmp_version()} (secret exponents), gmpy2 (public ones)"
     else:
         batched = "gmpy2"
-    forced = _forced()
-    if forced in ("gmp", "gmpy2") and (_KERNEL is not None or forced == "gmpy2"):
-        batched += f" (forced by {ENVIRONMENT}={forced})"
+    chosen = forced()
+    if chosen and (_KERNEL is not None or chosen == "gmpy2"):
+        batched += f" (forced by {ENVIRONMENT}={chosen})"
     return (
         f"{cpu_model()}; batched exponentiation: {batched}; linear_step: gmpy2 "
         f"{gmpy2.version()} ({gmpy2.mp_version()})"

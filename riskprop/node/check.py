@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -396,8 +395,8 @@ def check_arithmetic(report: Report) -> None:
     never correctness: a warning naming what its build needs."""
     from riskprop.core import modexp
 
-    forced = os.environ.get(modexp.ENVIRONMENT, "").lower()
-    note = f" (forced by {modexp.ENVIRONMENT}={forced})" if forced in ("gmp", "gmpy2") else ""
+    forced = modexp.forced()
+    note = f" (forced by {modexp.ENVIRONMENT}={forced})" if forced else ""
     if modexp.native():
         report.ok("arithmetic: the AVX-512 IFMA kernel")
         return
