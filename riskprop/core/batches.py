@@ -11,7 +11,7 @@ function's result depends on nothing else, which is why every executor gives the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeGuard, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,3 +35,9 @@ class Executor(Protocol):
     def private(self) -> bool: ...
 
     def map(self, fn: Callable[[T], R], batches: Sequence[T]) -> list[R]: ...
+
+
+def own_pool(executor: Executor | None) -> TypeGuard[Executor]:
+    """Whether ``executor`` is a pool of this node's own worker processes (private, more than
+    one worker): where its noise, and with the operator's leave its key share, may go."""
+    return executor is not None and executor.private and executor.workers > 1

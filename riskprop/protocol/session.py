@@ -44,7 +44,7 @@ from enum import Enum
 from gmpy2 import mpz
 
 from riskprop.core import modexp
-from riskprop.core.batches import Executor
+from riskprop.core.batches import Executor, own_pool
 from riskprop.core.data import BankData
 from riskprop.core.fixedpoint import FixedPoint
 from riskprop.core.graph import IncomingCSR, period_views, resolve_view
@@ -193,7 +193,7 @@ class RunSession:
                 self.public.bits, draws, native=modexp.native(), constant_time=constant_time_noise
             )
             noise = FixedBaseNoise(self.public, shape=shape, constant_time=constant_time_noise)
-            if executor is not None and executor.private and executor.workers > 1:
+            if own_pool(executor):
                 # large draws on the node's own worker processes (never a cluster's)
                 noise = PooledNoise(noise, executor)
         self.noise = noise
@@ -395,12 +395,7 @@ class RunSession:
         """``partial_decrypt`` in chunks, counting ``decrypted`` as it goes; on the node's own
         workers when the operator allows the share there (a chunk per worker and call)."""
         executor = self.executor
-        pooled = (
-            self.share_in_workers
-            and executor is not None
-            and executor.private
-            and executor.workers > 1
-        )
+        pooled = self.share_in_workers and own_pool(executor)
         chunk = DECRYPT_CHUNK * (executor.workers if pooled and executor else 1)
         out: list[mpz] = []
         for start in range(0, len(values), chunk):
