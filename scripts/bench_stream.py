@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from riskprop.lab.rawgen import EPOCH, generate_raw
+from riskprop.localnet.harness import free_ports
 from riskprop.scoring.rules import default_rules_path, load_rules
 from riskprop.service.metrics import StreamMetrics
 from riskprop.stream.alertlog import AlertLog
@@ -54,9 +54,7 @@ def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     program = shutil.which("redis-server")
     if program is None:
         raise SystemExit("redis-server is not installed (Debian package redis-server)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_ports(1)[0]
     process = subprocess.Popen(
         [
             *(program, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)),

@@ -7,9 +7,11 @@ would, with its log in ``LOGS/<bank>.log``.
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,16 +37,71 @@ def party_names(count: int) -> list[str]:
     return [f"bank{i}" for i in range(1, count + 1)]
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel reports free on loopback now (a later bind may still race)."""
-    sockets = [socket.socket() for _ in range(count)]
+#: Where the kernel keeps the ports it gives outgoing connections (Linux), and the range
+#: assumed where that file is missing (IANA's dynamic ports, as macOS and Windows use).
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+DEFAULT_EPHEMERAL = (49152, 65535)
+#: The lowest port handed out: above the registered services most hosts run.
+LOWEST_PORT = 10000
+_handed: set[int] = set()
+_handed_lock = threading.Lock()
+
+
+def ephemeral_range(source: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (inclusive)."""
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        low, high = (int(word) for word in source.read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL
+    return low, high
+
+
+def port_candidates(ephemeral: tuple[int, int]) -> list[int]:
+    """Ports from ``LOWEST_PORT`` up that lie outside ``ephemeral``."""
+    low, high = ephemeral
+    return [port for port in range(LOWEST_PORT, 65536) if not low <= port <= high]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on loopback now, for listeners started a moment later.
+
+    Drawn at random outside the kernel's ephemeral range: a port inside it may be taken by any
+    outgoing connection (another node's, a test's) between this check and the listener's bind.
+    A port is never handed out twice by one process, so two calls (peer ports, then admin
+    ports) cannot collide. Another process may still bind one first; the bind then fails with
+    a clear error. Where the range leaves too few ports, the kernel's own choice is used."""
+    chooser = random.SystemRandom()
+    with _handed_lock:
+        pool = [port for port in port_candidates(ephemeral_range()) if port not in _handed]
+        chooser.shuffle(pool)
+        chosen: list[int] = []
+        for port in pool:
+            if len(chosen) == count:
+                break
+            if _bindable(port):
+                chosen.append(port)
+        while len(chosen) < count:  # the pool ran out: the kernel's choice
+            port = _kernel_port()
+            if port not in chosen:
+                chosen.append(port)
+        _handed.update(chosen)
+        return chosen
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def write_configs(

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from riskprop.cli import cli
 from riskprop.config import load_player_config
 from riskprop.files.keys import dealer_keygen, load_public, spaced
-from riskprop.localnet.harness import write_configs
+from riskprop.localnet.harness import free_ports, write_configs
 from riskprop.localnet.setup import setup_local
 from riskprop.node.check import check_node
 from riskprop.node.http import HttpTransport
@@ -346,15 +346,12 @@ def listening(configs: Path, player: str) -> Iterator[None]:
 def test_a_streaming_node_is_checked_for_its_stream(configs: Path, tmp_path: Path) -> None:
     """The stream replaces the data directory; a store of other periods is an error; the
     broker is pinged (a warning while it is down, ok once it answers)."""
-    import socket
 
     from stream.brokers import redis_broker
 
     from riskprop.stream.store import PeriodStore
 
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_ports(1)[0]  # a port nothing listens on
     store = tmp_path / "store.db"
     stream = {
         "broker": "redis",

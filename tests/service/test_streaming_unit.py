@@ -7,7 +7,6 @@ import dataclasses
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from stream.brokers import ALERTS, DEAD, IN_CI, STREAM, kafka_broker, redis_brok
 from riskprop.config import StreamSettings
 from riskprop.errors import ConfigError
 from riskprop.lab.rawgen import EPOCH, generate_raw
+from riskprop.localnet.harness import free_ports
 from riskprop.scoring.rules import default_rules_path
 from riskprop.service.metrics import NodeMetrics
 from riskprop.service.streaming import StreamWorker, known_accounts, prune_periods
@@ -42,13 +42,6 @@ def eventually(condition: Callable[[], bool], what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"never: {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -107,7 +100,7 @@ def settings(tmp: Path, port: int) -> StreamSettings:
 def test_a_worker_waits_for_its_broker_and_then_consumes(tmp_path: Path) -> None:
     generate_raw(tmp_path / "gen", banks=["alice", "bob"], accounts=200, transactions=800, days=3)
     rows = (tmp_path / "gen" / "alice" / "raw.csv").read_bytes().splitlines()[1:]
-    port = free_port()
+    port = free_ports(1)[0]
     metrics = NodeMetrics("alice", stream=True)
     assert metrics.stream is not None
     worker = StreamWorker(Config(settings(tmp_path, port)), metrics.stream)  # type: ignore[arg-type]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import pytest
 import redis
 
+from riskprop.localnet.harness import free_ports
 from riskprop.stream.source import StreamSource
 
 IN_CI = os.environ.get("CI") == "true"
@@ -57,13 +57,6 @@ def make_source(kind: str, address: str, consumer: str) -> StreamSource:
     return KafkaStreamSource({"bootstrap.servers": address}, STREAM, group=GROUP, dead_topic=DEAD)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _poll(ready: Callable[[], bool], process: subprocess.Popen[bytes]) -> bool:
     """Poll until ``ready()`` or the process exits (a count of tries, not a time limit)."""
     for _ in range(1000):
@@ -81,7 +74,7 @@ def _poll(ready: Callable[[], bool], process: subprocess.Popen[bytes]) -> bool:
 @contextmanager
 def _started(command: Callable[[int], list[str]], ready: Callable[[int], bool]) -> Iterator[int]:
     for _ in range(5):  # another process may take the free port before the server binds it
-        port = _free_port()
+        port = free_ports(1)[0]
         process = subprocess.Popen(
             command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
         )
