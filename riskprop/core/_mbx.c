@@ -25,10 +25,13 @@
  * full-width loads and keeps the one whose index equals the digit by and/or with a mask made by
  * a vector comparison (scan_vectors).  No branch and no address depends on the digit.
  *
- * The comb (comb_products) multiplies table entries chosen per lane.  Given positions it gathers
- * them, so which cache lines it touches depends on them; given a sub-table size s (a power of
- * two) it instead scans, for each product, the aligned run of s entries that holds every lane's
- * entry (the run is public: it is the same in all lanes), as above but with a mask per lane.
+ * The comb (comb_products) multiplies table entries chosen per lane, squaring the accumulator
+ * a fixed number of times between blocks of products.  Given positions it gathers them, so
+ * which cache lines it touches depends on them; given a sub-table size s (a power of two) it
+ * instead scans, for each product, the aligned run of s entries that holds every lane's entry
+ * (the run is public: it is the same in all lanes), as above but with a mask per lane.  Over a
+ * table of the powers b^0 .. b^(2^w - 1) of each base (power_table), with w squarings between
+ * blocks, it is a fixed-window multi-exponentiation of eight rows at once (public exponents).
  *
  * The multi-exponentiation (multiexp_windows: prod_j b_j^e_j for public e_j) is Pippenger's
  * bucket method with the lanes on different windows of the exponents: lane l keeps its own
@@ -332,16 +335,46 @@ MBX_TARGET static void to_montgomery(uint64_t *table, const unsigned char *value
     }
 }
 
+/* table[(v count + k) n ...] = values[v]^k R mod M (< 2M, n limbs) for k < count: the powers
+ * 0 .. count - 1 of each value in Montgomery form, eight values at a time, count - 2 products
+ * and one conversion each.  vectors: 4 n + 1. */
+MBX_TARGET static void power_table(uint64_t *table, const unsigned char *values, Py_ssize_t nvalues,
+                                   Py_ssize_t count, Py_ssize_t nbytes, int n, const uint64_t *mod,
+                                   uint64_t k0, const unsigned char *r2, unsigned char *padded,
+                                   uint64_t *lanes, __m512i *vectors)
+{
+    __m512i *x = vectors, *p = vectors + n, *r2v = vectors + 2 * n, *one_r = vectors + 3 * n;
+    __m512i *t = vectors + 4 * n; /* n + 1 */
+    broadcast(r2v, r2, nbytes, n, padded);
+    for (int j = 0; j < n; j++) one_r[j] = _mm512_setzero_si512();
+    one_r[0] = _mm512_set1_epi64(1);
+    amm(one_r, one_r, r2v, mod, k0, n, t); /* R mod M: one in Montgomery form */
+    for (Py_ssize_t g = 0; g < nvalues; g += LANES) {
+        load_lanes(x, values, g, nvalues, nbytes, n, padded, lanes);
+        amm(x, x, r2v, mod, k0, n, t);
+        for (Py_ssize_t k = 0; k < count; k++) {
+            const __m512i *v = k == 0 ? one_r : (k == 1 ? x : p);
+            if (k == 2) amm(p, x, x, mod, k0, n, t);
+            if (k > 2) amm(p, p, x, mod, k0, n, t);
+            spill_lanes(lanes, v, n);
+            for (int l = 0; l < LANES && g + l < nvalues; l++) {
+                uint64_t *entry = table + ((size_t)(g + l) * (size_t)count + (size_t)k) * (size_t)n;
+                for (int j = 0; j < n; j++) entry[j] = lanes[(size_t)j * LANES + l];
+            }
+        }
+    }
+}
+
 /* Products along one schedule, eight at a time: for each value, with p its per_value table
- * positions, acc = T[p_0]; for k >= 1: square acc when k is a multiple of blocks, then
- * acc = acc T[p_k].  Lanes read different entries but do the same products.  sub = 0: each
+ * positions, acc = T[p_0]; for k >= 1: square acc `squarings` times when k is a multiple of
+ * blocks, then acc = acc T[p_k].  Lanes read different entries but do the same products.  sub = 0: each
  * lane's entry is gathered.  sub > 0 (a power of two): position k of the eight values lies in
  * one aligned run of sub entries, which is scanned whole (see scan_scalars). */
 MBX_TARGET static void comb_products(unsigned char *out, Py_ssize_t count, Py_ssize_t nbytes,
                                      int n, const uint64_t *table, const uint32_t *positions,
                                      Py_ssize_t per_value, Py_ssize_t blocks, Py_ssize_t sub,
-                                     const uint64_t *mod, uint64_t k0, uint64_t *lanes,
-                                     __m512i *vectors, Trace *tr)
+                                     Py_ssize_t squarings, const uint64_t *mod, uint64_t k0,
+                                     uint64_t *lanes, __m512i *vectors, Trace *tr)
 {
     __m512i *acc = vectors, *entry = vectors + n, *one = vectors + 2 * n;
     __m512i *t = vectors + 3 * n; /* n + 1 */
@@ -371,10 +404,11 @@ MBX_TARGET static void comb_products(unsigned char *out, Py_ssize_t count, Py_ss
                 traced_reads(tr, 1);
             }
             if (k == 0) continue;
-            if (k % blocks == 0) {
-                amm(acc, acc, acc, mod, k0, n, t);
-                traced_op(tr, OP_SQUARE);
-            }
+            if (k % blocks == 0)
+                for (Py_ssize_t q = 0; q < squarings; q++) {
+                    amm(acc, acc, acc, mod, k0, n, t);
+                    traced_op(tr, OP_SQUARE);
+                }
             amm(acc, acc, entry, mod, k0, n, t);
             traced_op(tr, sub ? OP_SCAN : OP_GATHER);
         }
@@ -636,16 +670,74 @@ done:
     return result;
 }
 
-/* comb(table, positions, per_value, blocks, modulus, k0, subtable=0) -> bytes: len(positions) /
- * (4 per_value) products (len(modulus) little-endian bytes each), at most M; see modexp.py.
- * subtable > 0: position k of every value must lie in the same aligned run of subtable entries. */
+/* powers(values, modulus, r2, k0, count) -> bytes: for each value (len(modulus) bytes, < M) the
+ * Montgomery forms of its powers 0 .. count - 1, n little-endian uint64 limbs each: a table for
+ * comb() in which entry v count + d is values[v]^d. */
+static PyObject *powers(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer values, modulus, r2;
+    unsigned long long k0;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "y*y*y*Kn", &values, &modulus, &r2, &k0, &count)) return NULL;
+    PyObject *result = NULL;
+    uint64_t *mod = NULL;
+#ifdef MBX_X86
+    const Py_ssize_t nbytes = modulus.len;
+    const int n = modulus_limbs(&modulus, &mod);
+    if (!n) goto done;
+    if (values.len % nbytes || r2.len != nbytes || count < 1 || count > (1 << 16)) {
+        PyErr_SetString(PyExc_ValueError, "powers: bad buffer lengths or count");
+        goto done;
+    }
+    const Py_ssize_t nvalues = values.len / nbytes;
+    if (nvalues > PY_SSIZE_T_MAX / count / n / (Py_ssize_t)sizeof(uint64_t)) {
+        PyErr_SetString(PyExc_OverflowError, "powers: table too large");
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, nvalues * count * n * (Py_ssize_t)sizeof(uint64_t));
+    if (!result) goto done;
+    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
+    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
+    void *scratch = aligned_alloc(64, (size_t)(5 * n + 1) * 64);
+    if (padded && lanes && scratch) {
+        uint64_t *table = (uint64_t *)PyBytes_AS_STRING(result);
+        Py_BEGIN_ALLOW_THREADS
+        power_table(table, values.buf, nvalues, count, nbytes, n, mod, k0, r2.buf, padded, lanes,
+                    scratch);
+        Py_END_ALLOW_THREADS
+    } else {
+        Py_CLEAR(result);
+        PyErr_NoMemory();
+    }
+    free(padded);
+    free(lanes);
+    free(scratch);
+#else
+    (void)k0;
+    (void)count;
+    PyErr_SetString(PyExc_RuntimeError, "powers: built without the AVX-512 IFMA kernel");
+    goto done;
+#endif
+done:
+    free(mod);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&modulus);
+    PyBuffer_Release(&r2);
+    return result;
+}
+
+/* comb(table, positions, per_value, blocks, modulus, k0, subtable=0, squarings=1) -> bytes:
+ * len(positions) / (4 per_value) products (len(modulus) little-endian bytes each), at most M;
+ * see modexp.py.  subtable > 0: position k of every value must lie in the same aligned run of
+ * subtable entries. */
 static PyObject *comb_call(PyObject *args, int traced)
 {
     Py_buffer table, positions, modulus;
-    Py_ssize_t per_value, blocks, sub = 0;
+    Py_ssize_t per_value, blocks, sub = 0, squarings = 1;
     unsigned long long k0;
-    if (!PyArg_ParseTuple(args, "y*y*nny*K|n", &table, &positions, &per_value, &blocks, &modulus,
-                          &k0, &sub))
+    if (!PyArg_ParseTuple(args, "y*y*nny*K|nn", &table, &positions, &per_value, &blocks, &modulus,
+                          &k0, &sub, &squarings))
         return NULL;
     PyObject *result = NULL;
     uint64_t *mod = NULL;
@@ -655,8 +747,8 @@ static PyObject *comb_call(PyObject *args, int traced)
     const int n = modulus_limbs(&modulus, &mod);
     if (!n) goto done;
     const Py_ssize_t entry = n * (Py_ssize_t)sizeof(uint64_t);
-    if (per_value < 1 || blocks < 1 || positions.len % (4 * per_value) || table.len % entry ||
-        table.len == 0) {
+    if (per_value < 1 || blocks < 1 || squarings < 0 || squarings > 64 ||
+        positions.len % (4 * per_value) || table.len % entry || table.len == 0) {
         PyErr_SetString(PyExc_ValueError, "comb: bad table, positions or schedule");
         goto done;
     }
@@ -683,8 +775,8 @@ static PyObject *comb_call(PyObject *args, int traced)
     if (lanes && scratch) {
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
         Py_BEGIN_ALLOW_THREADS
-        comb_products(out, count, nbytes, n, table.buf, pos, per_value, blocks, sub, mod, k0,
-                      lanes, scratch, tr);
+        comb_products(out, count, nbytes, n, table.buf, pos, per_value, blocks, sub, squarings,
+                      mod, k0, lanes, scratch, tr);
         Py_END_ALLOW_THREADS
     } else {
         Py_CLEAR(result);
@@ -697,6 +789,7 @@ static PyObject *comb_call(PyObject *args, int traced)
     (void)per_value;
     (void)blocks;
     (void)sub;
+    (void)squarings;
     PyErr_SetString(PyExc_RuntimeError, "comb: built without the AVX-512 IFMA kernel");
     goto done;
 #endif
@@ -788,6 +881,7 @@ static PyMethodDef methods[] = {
     {"available", available, METH_NOARGS, "True if this CPU runs the AVX-512 IFMA kernel."},
     {"powmod", powmod, METH_VARARGS, "Eight-lane Montgomery exponentiation (see modexp.py)."},
     {"montgomery", montgomery, METH_VARARGS, "Values in Montgomery form, as limbs (modexp.py)."},
+    {"powers", powers, METH_VARARGS, "Tables of powers in Montgomery form (modexp.py)."},
     {"powmod_traced", powmod_traced, METH_VARARGS, "powmod, and its operations (for tests)."},
     {"comb", comb, METH_VARARGS, "Eight-lane products of table entries (see modexp.py)."},
     {"comb_traced", comb_traced, METH_VARARGS, "comb, and its operations (for tests)."},

@@ -22,6 +22,7 @@ def powmod_traced(
     /,
 ) -> tuple[bytes, bytes, int]: ...
 def montgomery(values: bytes, modulus: bytes, r2: bytes, k0: int, /) -> bytes: ...
+def powers(values: bytes, modulus: bytes, r2: bytes, k0: int, count: int, /) -> bytes: ...
 def comb(
     table: bytes,
     positions: bytes,
@@ -30,6 +31,7 @@ def comb(
     modulus: bytes,
     k0: int,
     subtable: int = 0,
+    squarings: int = 1,
     /,
 ) -> bytes: ...
 def comb_traced(
@@ -40,6 +42,7 @@ def comb_traced(
     modulus: bytes,
     k0: int,
     subtable: int = 0,
+    squarings: int = 1,
     /,
 ) -> tuple[bytes, bytes, int]: ...
 def multiexp(

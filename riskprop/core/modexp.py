@@ -10,8 +10,10 @@ built, or with ``RISKPROP_ARITHMETIC=gmp`` in the environment, each base goes to
 path: secret exponents to ``riskprop.core._mpn`` (constant-time Montgomery exponentiation over
 GMP's mpn functions, 1.2 times faster than ``gmpy2.powmod_sec``, whose GMP squares with a
 full multiplication) and public ones to gmpy2. ``RISKPROP_ARITHMETIC=gmpy2`` (or a missing
-``_mpn``) sends secret exponents to gmpy2 too. All paths give the same integers; tests
-compare them.
+``_mpn``) sends secret exponents to gmpy2 too. The kernel also runs products of table entries
+along one schedule (:class:`ProductTable`): the noise comb, and the iterations'
+multi-exponentiations over tables of powers (``paillier.linear_step``, eight rows at once). All
+paths give the same integers; tests compare them.
 
 Constant time. A *secret* exponent (a key share) must not steer the computation. In the kernel
 its operations and the memory they touch depend only on its length in bytes: a fixed window, a
@@ -157,8 +159,8 @@ def mpn_built() -> bool:
 def describe() -> str:
     """The arithmetic paths of this process, for benchmark figures: the CPU, where batched
     exponentiations run (the IFMA kernel; else ``_mpn`` with its GMP for secret exponents and
-    gmpy2 for public ones, or gmpy2 alone) and the gmpy2 that runs ``linear_step`` on every
-    CPU."""
+    gmpy2 for public ones, or gmpy2 alone) and where ``linear_step`` runs (the kernel's lanes,
+    else gmpy2, named with its GMP)."""
     if native():
         batched = "AVX-512 IFMA kernel"
     elif mpn():
@@ -169,10 +171,9 @@ def describe() -> str:
     chosen = forced()
     if chosen and (_KERNEL is not None or chosen == "gmpy2"):
         batched += f" (forced by {ENVIRONMENT}={chosen})"
-    return (
-        f"{cpu_model()}; batched exponentiation: {batched}; linear_step: gmpy2 "
-        f"{gmpy2.version()} ({gmpy2.mp_version()})"
-    )
+    gmp = f"gmpy2 {gmpy2.version()} ({gmpy2.mp_version()})"
+    steps = "AVX-512 IFMA kernel" if native() else gmp
+    return f"{cpu_model()}; batched exponentiation: {batched}; linear_step: {steps}"
 
 
 @dataclass(frozen=True)
@@ -449,17 +450,22 @@ def _gmp_product_of_powers(bases: Sequence[int], exponents: Sequence[int], modul
 #: A Montgomery product of the kernel, per lane, in multiplications ``a * b % M`` of gmpy2 at
 #: Paillier sizes (0.16 at 1024-bit N, 0.21 at 2048 on this project's machine: bench_arith.py).
 NATIVE_PRODUCT_COST = 0.2
+#: Most squarings :meth:`ProductTable.products` does between blocks (the kernel's bound).
+MAX_SQUARINGS = 64
 
 
 class ProductTable:
     """A fixed table ``T`` of values mod ``M`` and products of its entries along one schedule.
 
     For positions ``p_0 .. p_{K-1}`` (``K = per_value``): ``acc = T[p_0]``, then for ``k >= 1``
-    square ``acc`` when ``blocks`` divides ``k`` and multiply by ``T[p_k]``, all mod ``M``:
-    ``K - 1`` multiplications and ``(K - 1) // blocks`` squarings. A Lim-Lee comb is this with
-    ``K = blocks * columns``. In the kernel the table is kept in Montgomery form (``n`` limbs of
-    52 bits in ``uint64`` each) and eight schedules run at once, each lane reading its own
-    entries; otherwise gmpy2 multiplies entry by entry.
+    square ``acc`` ``s`` times (``squarings``, default 1) when ``blocks`` divides ``k`` and
+    multiply by ``T[p_k]``, all mod ``M``: ``K - 1`` multiplications and ``s (K - 1) // blocks``
+    squarings. A Lim-Lee comb is this with ``K = blocks * columns``; a multi-exponentiation
+    with fixed windows of ``s`` bits is this over a table of powers (:meth:`of_powers`), with
+    ``blocks`` the number of bases and one position per base and window, highest window first.
+    In the kernel the table is kept in Montgomery form (``n`` limbs of 52 bits in ``uint64``
+    each) and eight schedules run at once, each lane reading its own entries; otherwise gmpy2
+    multiplies entry by entry.
 
     Which entries are read depends on the positions, unless :meth:`products` is given a
     ``subtable`` size and runs in the kernel: then each read scans the whole aligned run of
@@ -468,11 +474,13 @@ class ProductTable:
     products are the same but the reads are list indexing, not constant-time.
     """
 
-    def __init__(self, values: Sequence[int], modulus: int) -> None:
+    def __init__(self, values: Sequence[int], modulus: int, *, powers: int = 0) -> None:
         if modulus <= 1 or modulus % 2 == 0:
             raise ValueError("modulus must be odd and greater than 1")
+        if powers < 0:
+            raise ValueError("powers must be non-negative")
         self.modulus = mpz(modulus)
-        self.entries = len(values)
+        self.entries = len(values) * (powers or 1)
         self.native = native()
         self._values: list[mpz] = []
         self._limbs = b""
@@ -480,9 +488,27 @@ class ProductTable:
             assert _KERNEL is not None
             mod = _modulus(modulus)
             blob = _encode(values, modulus, mod.nbytes)
-            self._limbs = _KERNEL.montgomery(blob, mod.raw, mod.r2, mod.k0)
+            if powers:
+                self._limbs = _KERNEL.powers(blob, mod.raw, mod.r2, mod.k0, powers)
+            else:
+                self._limbs = _KERNEL.montgomery(blob, mod.raw, mod.r2, mod.k0)
+        elif powers:
+            m = self.modulus
+            for v in values:
+                base, acc = mpz(v) % m, mpz(1) % m
+                for _ in range(powers):
+                    self._values.append(acc)
+                    acc = acc * base % m
         else:
             self._values = [mpz(v) % self.modulus for v in values]
+
+    @classmethod
+    def of_powers(cls, values: Sequence[int], modulus: int, count: int) -> ProductTable:
+        """The table whose entry ``v count + d`` is ``values[v]**d mod M`` for ``d < count``:
+        ``count - 2`` products a value (in the kernel, eight values at once)."""
+        if count < 1:
+            raise ValueError("a table of powers holds at least the power 0")
+        return cls(values, modulus, powers=count)
 
     @property
     def nbytes(self) -> int:
@@ -491,14 +517,19 @@ class ProductTable:
             return len(self._limbs)
         return sum(sys.getsizeof(v) for v in self._values) + sys.getsizeof(self._values)
 
-    def products(self, positions: IntArray, blocks: int, *, subtable: int = 0) -> list[mpz]:
+    def products(
+        self, positions: IntArray, blocks: int, *, subtable: int = 0, squarings: int = 1
+    ) -> list[mpz]:
         """One product per row of ``positions`` (shape ``(count, K)``, entries < ``entries``).
 
         ``subtable`` (a power of two dividing ``entries``; 0: none): column ``k`` of every row
         lies in one aligned run of that many entries, which the kernel scans for each read.
+        ``squarings`` (0 to 64): squarings of the accumulator at each multiple of ``blocks``.
         """
         if positions.ndim != 2 or blocks < 1:
             raise ValueError("positions must be a (count, K) array and blocks >= 1")
+        if not 0 <= squarings <= MAX_SQUARINGS:
+            raise ValueError(f"squarings must lie in [0, {MAX_SQUARINGS}]")
         count, per_value = positions.shape
         if count == 0:
             return []
@@ -511,7 +542,7 @@ class ProductTable:
             if (runs != runs[0]).any():
                 raise ValueError("a column's positions lie in different sub-tables")
         if not self.native:
-            return [self._product(row, blocks) for row in positions.tolist()]
+            return [self._product(row, blocks, squarings) for row in positions.tolist()]
         assert _KERNEL is not None
         mod = _modulus(int(self.modulus))
         raw = _KERNEL.comb(
@@ -522,14 +553,16 @@ class ProductTable:
             mod.raw,
             mod.k0,
             subtable,
+            squarings,
         )
         return _decode(raw, mod.nbytes, self.modulus)
 
-    def _product(self, row: Sequence[int], blocks: int) -> mpz:
+    def _product(self, row: Sequence[int], blocks: int, squarings: int) -> mpz:
         values, m = self._values, self.modulus
         acc = values[row[0]]
         for k in range(1, len(row)):
             if k % blocks == 0:
-                acc = acc * acc % m
+                for _ in range(squarings):
+                    acc = acc * acc % m
             acc = acc * values[row[k]] % m
         return acc

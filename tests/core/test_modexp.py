@@ -41,6 +41,8 @@ def test_the_kernel_is_built_and_used_exactly_where_the_cpu_has_ifma(
     # a failed build on an IFMA machine would silently cost 4x; this makes it a failure
     monkeypatch.delenv(modexp.ENVIRONMENT, raising=False)  # also when the suite runs with gmp
     assert modexp.backend() == ("avx512-ifma" if _cpu_has_ifma() else "gmp")
+    steps = "AVX-512 IFMA kernel" if _cpu_has_ifma() else "gmpy2 "
+    assert f"linear_step: {steps}" in modexp.describe()
 
 
 def test_the_environment_forces_the_portable_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -281,11 +283,13 @@ def test_the_gmpy2_path_sends_secret_exponents_to_powmod_sec(
     assert calls == []
 
 
-def _schedule_reference(values: list[int], row: list[int], blocks: int, modulus: int) -> int:
+def _schedule_reference(
+    values: list[int], row: list[int], blocks: int, modulus: int, squarings: int = 1
+) -> int:
     acc = values[row[0]] % modulus
     for k in range(1, len(row)):
         if k % blocks == 0:
-            acc = acc * acc % modulus
+            acc = pow(acc, 2**squarings, modulus)
         acc = acc * values[row[k]] % modulus
     return acc
 
@@ -301,19 +305,82 @@ def _schedule_reference(values: list[int], row: list[int], blocks: int, modulus:
     count=st.integers(0, 19),
     per_value=st.integers(1, 12),
     blocks=st.integers(1, 5),
+    squarings=st.sampled_from([0, 1, 2, 4, 7]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_table_products_follow_the_schedule(
-    arithmetic: str, bits: int, entries: int, count: int, per_value: int, blocks: int, seed: int
+    arithmetic: str,
+    bits: int,
+    entries: int,
+    count: int,
+    per_value: int,
+    blocks: int,
+    squarings: int,
+    seed: int,
 ) -> None:
     rng = np.random.default_rng(seed)
     modulus = random.Random(seed).getrandbits(bits) | (1 << (bits - 1)) | 1  # odd, >= 3
     values = [secrets.randbelow(4 * modulus) for _ in range(entries)]  # some above M
     positions = rng.integers(0, entries, size=(count, per_value))
     table = modexp.ProductTable(values, modulus)
-    got = table.products(positions, blocks)
-    want = [_schedule_reference(values, row, blocks, modulus) for row in positions.tolist()]
+    got = table.products(positions, blocks, squarings=squarings)
+    want = [
+        _schedule_reference(values, row, blocks, modulus, squarings) for row in positions.tolist()
+    ]
     assert [int(x) for x in got] == want
+
+
+@pytest.mark.parametrize("bits", [2, 61, 520, 1100, 4096])
+@pytest.mark.parametrize("count", [1, 2, 3, 16, 33])
+def test_a_table_of_powers_holds_every_power(arithmetic: str, bits: int, count: int) -> None:
+    """Entry ``v count + d`` is ``values[v]**d``: 0, 1, M - 1, values above M and 0 < M
+    among the values, more than eight of them (two groups of lanes)."""
+    modulus = secrets.randbits(bits) | (1 << (bits - 1)) | 1
+    values = [0, 1, modulus - 1, modulus, 5 * modulus + 2]
+    values += [secrets.randbelow(modulus) for _ in range(6)]
+    table = modexp.ProductTable.of_powers(values, modulus, count)
+    assert table.entries == len(values) * count
+    positions = np.arange(table.entries).reshape(-1, 1)
+    got = [int(x) for x in table.products(positions, 1)]
+    assert got == [pow(v, d, modulus) for v in values for d in range(count)]
+
+
+def test_a_fixed_window_multi_exponentiation_is_a_schedule_of_powers(arithmetic: str) -> None:
+    """``prod_j b_j**e_j`` with windows of ``w`` bits: one position per base and window from
+    the top, ``blocks`` = the bases, ``squarings`` = w (what linear_step's kernel rows run)."""
+    modulus = secrets.randbits(1024) | (1 << 1023) | 1
+    bases = [secrets.randbelow(modulus) for _ in range(5)]
+    for w in (1, 3, 4, 8):
+        table = modexp.ProductTable.of_powers(bases, modulus, 1 << w)
+        rows = [[secrets.randbits(40) for _ in bases] for _ in range(11)]
+        windows = -(-40 // w)
+        positions = np.array(
+            [
+                [j * (1 << w) + ((e[j] >> (w * i)) & ((1 << w) - 1)) for j in range(len(bases))]
+                for e in rows
+                for i in reversed(range(windows))
+            ]
+        ).reshape(len(rows), windows * len(bases))
+        got = [int(x) for x in table.products(positions, len(bases), squarings=w)]
+        want = [
+            functools.reduce(
+                lambda a, j: a * pow(bases[j], e[j], modulus) % modulus, range(len(bases)), 1
+            )
+            for e in rows
+        ]
+        assert got == want
+
+
+def test_tables_and_schedules_refuse_what_they_cannot_hold(arithmetic: str) -> None:
+    with pytest.raises(ValueError, match="power 0"):
+        modexp.ProductTable.of_powers([2, 3], 1009, 0)
+    table = modexp.ProductTable.of_powers([2, 3], 1009, 4)
+    with pytest.raises(ValueError, match="outside the table"):
+        table.products(np.array([[0, 8]]), 1)
+    with pytest.raises(ValueError, match="squarings"):
+        table.products(np.array([[0, 1]]), 1, squarings=modexp.MAX_SQUARINGS + 1)
+    with pytest.raises(ValueError, match="squarings"):
+        table.products(np.array([[0, 1]]), 1, squarings=-1)
 
 
 def test_table_products_refuse_positions_outside_the_table(arithmetic: str) -> None:
@@ -345,6 +412,43 @@ def test_the_comb_kernel_checks_bounds_itself() -> None:
         _mbx.comb(table, good[:4], 2, 2, constants.raw, constants.k0)
     with pytest.raises(ValueError, match="bad buffer"):
         _mbx.montgomery(b"\x02", constants.raw, constants.r2, constants.k0)
+
+
+@needs_kernel
+def test_the_powers_kernel_checks_its_arguments_itself() -> None:
+    from riskprop.core import _mbx
+
+    constants = modexp._modulus(1009)
+    values = b"".join(v.to_bytes(2, "little") for v in (2, 3))
+    table = _mbx.powers(values, constants.raw, constants.r2, constants.k0, 3)
+    assert len(table) == 2 * 3 * 8  # 1009 fits one limb
+    with pytest.raises(ValueError, match="count"):
+        _mbx.powers(values, constants.raw, constants.r2, constants.k0, 0)
+    with pytest.raises(ValueError, match="count"):
+        _mbx.powers(values, constants.raw, constants.r2, constants.k0, (1 << 16) + 1)
+    with pytest.raises(ValueError, match="bad buffer"):
+        _mbx.powers(values[:3], constants.raw, constants.r2, constants.k0, 3)
+    good = np.array([[0, 1]], dtype="<u4").tobytes()
+    with pytest.raises(ValueError, match="schedule"):
+        _mbx.comb(table, good, 2, 1, constants.raw, constants.k0, 0, 65)
+    # squarings 0: no squaring between blocks, 1 * 2
+    out = _mbx.comb(table, good, 2, 1, constants.raw, constants.k0, 0, 0)
+    assert int.from_bytes(out, "little") % 1009 == 2
+
+
+@needs_kernel
+def test_the_comb_traces_its_squarings() -> None:
+    from riskprop.core import _mbx
+
+    constants = modexp._modulus(1009)
+    values = b"".join(v.to_bytes(2, "little") for v in (2, 3))
+    table = _mbx.powers(values, constants.raw, constants.r2, constants.k0, 4)
+    positions = np.array([[1, 5, 2, 7, 3, 4]], dtype="<u4").tobytes()  # blocks of 2
+    out, ops, reads = _mbx.comb_traced(table, positions, 6, 2, constants.raw, constants.k0, 0, 3)
+    assert ops == b"G" + b"SSSG" + b"G" + b"SSSG" + b"G" + b"X"
+    assert reads == 6
+    want = pow(pow(pow(2, 1, 1009) * 3, 8, 1009) * 4 * 3**3, 8, 1009) * 2**3 * 1 % 1009
+    assert int.from_bytes(out, "little") % 1009 == want
 
 
 @needs_kernel
@@ -634,6 +738,7 @@ def test_the_portable_path_sends_secret_exponents_to_mpn(monkeypatch: pytest.Mon
     monkeypatch.setenv(modexp.ENVIRONMENT, "gmp")
     assert modexp.mpn() and not modexp.native() and modexp.path() == "gmp"
     assert "GMP mpn" in modexp.describe()
+    assert "linear_step: gmpy2 " in modexp.describe()
 
     def refuse(*args: object) -> object:
         raise AssertionError("powmod_sec called on the mpn path")
