@@ -13,9 +13,9 @@ the round trip of the same batches to a function that does no arithmetic: the ex
 shipping and scheduling overhead). Each result is checked equal
 to the serial one. Before and after, a probe says whether the cores are free (the same gmpy2
 work alone and in parallel): on a shared machine a speed-up means little without it. Prints
-the CPU and its arithmetic paths with the figures: ``linear_step`` itself runs in gmpy2 on
-every CPU; the batched exponentiations (partial decryptions, packing) use the AVX-512 IFMA
-kernel where there is one.
+the CPU and its arithmetic paths with the figures: ``linear_step`` runs in the AVX-512 IFMA
+kernel's lanes where there is one (``RISKPROP_ARITHMETIC=gmp`` forces gmpy2), as do the batched
+exponentiations (partial decryptions, packing).
 
     python scripts/bench_linear_step.py --rows 4000 --workers 1 2 --repeat 3 --dask
 """

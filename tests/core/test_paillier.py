@@ -282,7 +282,7 @@ def naive_step(
     ],
 )
 def test_linear_step_equals_powmod_per_term(
-    n_rows: int, extra: int, degree: float, bits: int, self_coef: int
+    arithmetic: str, n_rows: int, extra: int, degree: float, bits: int, self_coef: int
 ) -> None:
     rng = np.random.default_rng(n_rows * 1000 + bits)
     bases, indptr, indices, coefs = random_csr(rng, KEY, n_rows, extra, degree, bits)
@@ -290,7 +290,7 @@ def test_linear_step_equals_powmod_per_term(
     assert got == naive_step(bases, n_rows, self_coef, indptr, indices, coefs)
 
 
-def test_linear_step_zero_coefficients_empty_rows_and_duplicates() -> None:
+def test_linear_step_zero_coefficients_empty_rows_and_duplicates(arithmetic: str) -> None:
     bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(8)]
     # row 0: duplicate column 5 and its own column; row 1 empty; row 2 all-zero coefficients;
     # row 3: one term with exponent 1 (the base itself); row 4: a zero among others
@@ -312,7 +312,7 @@ def test_linear_step_zero_coefficients_empty_rows_and_duplicates() -> None:
     assert got[3] == bases[6]
 
 
-def test_linear_step_reduces_unreduced_bases() -> None:
+def test_linear_step_reduces_unreduced_bases(arithmetic: str) -> None:
     bases = [mpz(secrets.randbelow(KEY.nsquare)) + N2 * k for k in (1, 2, 3)]
     indptr = np.array([0, 1, 2], dtype=np.int64)
     indices = np.array([2, 0], dtype=np.int64)
@@ -324,10 +324,12 @@ def test_linear_step_reduces_unreduced_bases() -> None:
 @pytest.mark.parametrize("budget", [0, 2_000, 50_000, 1 << 40])
 @pytest.mark.parametrize("chunk_rows", [1, 7, 2048])
 def test_linear_step_windows_chunks_and_budgets(
-    monkeypatch: pytest.MonkeyPatch, budget: int, chunk_rows: int
+    monkeypatch: pytest.MonkeyPatch, arithmetic: str, budget: int, chunk_rows: int
 ) -> None:
-    """Budget 0 forces window 1 (no tables); a hub base used by every row gets the widest
-    window; tiny chunks build and drop tables across chunk boundaries."""
+    """gmpy2: budget 0 forces window 1 (no tables); a hub base used by every row gets the
+    widest window; tiny chunks build and drop tables across chunk boundaries. Kernel: budgets
+    too small for a row send the step to gmpy2; 50,000 bytes narrow the window and cut the
+    rows into runs that each build their own tables."""
     monkeypatch.setattr(paillier, "CHUNK_ROWS", chunk_rows)
     rng = np.random.default_rng(budget % 1000 + chunk_rows)
     n_rows = 120
@@ -339,6 +341,71 @@ def test_linear_step_windows_chunks_and_budgets(
     coefs = [int(v) for v in rng.integers(0, 2**48, len(indices), dtype=np.int64)]
     got = linear_step(KEY, bases, n_rows, 2**47 + 1, indptr, indices, coefs, table_budget=budget)
     assert got == naive_step(bases, n_rows, 2**47 + 1, indptr, indices, coefs)
+
+
+def _rows_csr(
+    counts: Sequence[int], n_bases: int, bits: int, rng: np.random.Generator
+) -> tuple[list[mpz], IntArray, IntArray, list[int]]:
+    bases = [mpz(secrets.randbelow(KEY.nsquare)) for _ in range(n_bases)]
+    indptr = np.array([0, *np.cumsum(counts)], dtype=np.int64)
+    indices = rng.integers(0, n_bases, int(indptr[-1])).astype(np.int64)
+    coefs = [int(v) for v in rng.integers(0, 2**bits, int(indptr[-1]), dtype=np.int64)]
+    return bases, indptr, indices, coefs
+
+
+@pytest.mark.parametrize("budget", [1 << 30, 60_000, 9_000])
+def test_kernel_rows_equal_powmod_per_term_whatever_the_lanes_and_runs(
+    arithmetic: str, budget: int
+) -> None:
+    """The lanes' rows (``_lane_rows``, a ``ProductTable`` on either path): row sizes from 0
+    to 40 terms in no order (padded eights, several calls), zero exponents; a budget that
+    cuts the rows into runs and one that also narrows the window."""
+    rng = np.random.default_rng(budget % 997)
+    counts = [int(c) for c in rng.permutation([0, 0, 1, 2, 3, 3, 5, 8, 13, 21, 40] * 4)]
+    bases, indptr, indices, coefs = _rows_csr(counts, 70, 48, rng)
+    coefs[::5] = [0] * len(coefs[::5])
+    for self_coef in (0, 2**47 + 3):
+        rows, cols, exps = paillier._terms(
+            len(counts), self_coef, indptr, indices, np.array(coefs, dtype=np.int64)
+        )
+        got = paillier._lane_rows(KEY, bases, len(counts), rows, cols, exps, budget)
+        assert got == naive_step(bases, len(counts), self_coef, indptr, indices, coefs)
+
+
+def test_kernel_rows_leave_a_row_beyond_the_budget_to_gmpy2() -> None:
+    rng = np.random.default_rng(3)
+    bases, indptr, indices, coefs = _rows_csr([2, 30], 40, 32, rng)
+    rows, cols, exps = paillier._terms(2, 1, indptr, indices, np.array(coefs, dtype=np.int64))
+    entry = 8 * modexp.limbs(KEY.nsquare.bit_length())
+    assert paillier._lane_rows(KEY, bases, 2, rows, cols, exps, 31 * 2 * entry - 1) is None
+    got = paillier._lane_rows(KEY, bases, 2, rows, cols, exps, 31 * 2 * entry)
+    assert got == naive_step(bases, 2, 1, indptr, indices, coefs)
+    empty = np.zeros(0, dtype=np.int64)
+    assert paillier._lane_rows(KEY, bases, 3, empty, empty, empty, 0) == [1, 1, 1]
+
+
+def test_the_kernel_window_follows_the_uses_of_a_base() -> None:
+    assert paillier.lane_window(1, 1000, 10, 100) == 1  # 0/1 exponents: no table
+    once = paillier.lane_window(32, 5000, 5000, 1000)  # each base used once
+    hub = paillier.lane_window(32, 5000, 10, 1000)  # ten bases, used 500 times each
+    assert 2 <= once <= 4 < hub <= paillier.LANE_WINDOW_MAX
+
+
+@pytest.mark.skipif(not modexp.native(), reason="the kernel does not run on this machine")
+def test_linear_step_runs_in_the_lanes_where_the_kernel_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(11)
+    bases, indptr, indices, coefs = random_csr(rng, KEY, 50, 20, 3.0, 32)
+    want = naive_step(bases, 50, 7, indptr, indices, coefs)
+
+    def refuse(*_args: object) -> list[mpz]:
+        raise AssertionError("the gmpy2 rows ran")
+
+    monkeypatch.setattr(paillier, "_gmp_rows", refuse)
+    assert linear_step(KEY, bases, 50, 7, indptr, indices, coefs) == want
+    with pytest.raises(AssertionError, match="gmpy2 rows"):  # a budget below one row's table
+        linear_step(KEY, bases, 50, 7, indptr, indices, coefs, table_budget=100)
 
 
 def test_table_plan_respects_the_budget() -> None:
