@@ -72,6 +72,25 @@ def test_powmod_many_equals_pow(arithmetic: str, problem: tuple[list[int], int, 
     assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases]
 
 
+@needs_kernel
+def test_the_kernel_squares_at_every_limb_count() -> None:
+    """The kernel's squaring (column by column, its own index bounds at each end) against pow
+    at every count of 52-bit limbs up to 4,700-bit moduli, each at the shortest and the longest
+    modulus of that count (an almost empty and a full top limb), on the largest values (M - 1
+    and M - 2) and random ones, with exponents that are all squarings, and dense ones."""
+    sizes: dict[int, list[int]] = {}
+    for bits in range(2, 4700):
+        sizes.setdefault(modexp.limbs(bits), []).append(bits)
+    assert sorted(sizes) == list(range(1, len(sizes) + 1))
+    for bits in sorted({b for run in sizes.values() for b in (run[0], run[-1])}):
+        modulus = secrets.randbits(bits) | 1 | (1 << (bits - 1)) if bits > 2 else 3
+        bases = [modulus - 1, modulus - 2, *(secrets.randbelow(modulus) for _ in range(6))]
+        for exponent in (1 << 70, secrets.randbits(130)):
+            for secret in (False, True):
+                got = modexp.powmod_many(bases, exponent, modulus, secret=secret)
+                assert [int(x) for x in got] == [pow(b, exponent, modulus) for b in bases], bits
+
+
 @pytest.mark.parametrize("bits", [1024, 2048, 4096, 4100])
 def test_key_sized_moduli_and_share_sized_exponents(arithmetic: str, bits: int) -> None:
     modulus = secrets.randbits(bits) | 1 | (1 << (bits - 1))
