@@ -399,8 +399,10 @@ def verify(
         return False
     v_i = key.verification_key(party)
     e, z = mpz(proof.challenge), mpz(proof.response)
-    commit_c = gmpy2.powmod(big_c, 4 * z, n2) * gmpy2.powmod(big_x, -2 * e, n2) % n2
-    commit_v = gmpy2.powmod(key.base, z, n2) * gmpy2.powmod(v_i, -e, n2) % n2
+    # the two long exponentiations share the exponent z: one batch (two lanes of the kernel)
+    long_c, long_v = powmod_many([big_c**4 % n2, key.base], int(z), int(n2), secret=False)
+    commit_c = long_c * gmpy2.powmod(big_x, -2 * e, n2) % n2
+    commit_v = long_v * gmpy2.powmod(v_i, -e, n2) % n2
     return proof.challenge == _challenge(seed, key, v_i, commit_c, commit_v)
 
 
