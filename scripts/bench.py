@@ -22,7 +22,8 @@ local`` starts a ``LocalCluster`` of ``--workers`` one-thread worker processes (
 here for all nodes, and adds their CPU time to the nodes'. Every figure is printed with the
 arithmetic path: the CPU, the AVX-512 IFMA kernel or the portable path for batched
 exponentiations (``RISKPROP_ARITHMETIC=gmp`` forces it: key shares in ``_mpn``, the rest in
-gmpy2; ``RISKPROP_ARITHMETIC=gmpy2`` all in gmpy2), gmpy2 for ``linear_step``.
+gmpy2; ``RISKPROP_ARITHMETIC=gmpy2`` all in gmpy2), and the same for ``linear_step`` (the
+kernel's lanes, or gmpy2).
 
     python scripts/bench.py a --runs 5 --tno-python /tmp/tno-venv/bin/python
     python scripts/bench.py a --runs 3 --workers 2
@@ -54,7 +55,7 @@ import numpy as np
 import riskprop
 from riskprop.core.data import load_dataset
 from riskprop.core.graph import build_global
-from riskprop.core.modexp import describe, path
+from riskprop.core.modexp import describe, native, path
 from riskprop.core.plaintext import propagate
 from riskprop.core.schedule import DeltaSchedule
 from riskprop.files.keys import load_share, share_file
@@ -308,6 +309,21 @@ def _window_digits(exponent: int, window: int) -> int:
     return digits
 
 
+def lane_products(terms: np.ndarray, bases: int, bits: int) -> int:
+    """Montgomery products of ``linear_step`` in the kernel's lanes for rows of ``terms`` terms
+    each over ``bases`` distinct bases and ``bits``-bit exponents: the tables of powers, the
+    digits of every row padded to the most terms of its eight, and ``w`` squarings a window."""
+    from riskprop.core.paillier import lane_window
+
+    counts = np.sort(terms[terms > 0])
+    if not len(counts):
+        return 0
+    w = lane_window(bits, int(counts.sum()), bases, len(terms))
+    windows = -(-bits // w)
+    padded = int(counts[np.minimum(np.arange(len(counts)) | 7, len(counts) - 1)].sum())
+    return bases * ((1 << w) - 1) + padded * windows + len(counts) * w * (windows - 1)
+
+
 def arithmetic_estimate(
     work: Workload, data: Path, precision: int, share_bits: int
 ) -> dict[str, float]:
@@ -317,7 +333,9 @@ def arithmetic_estimate(
     draw (the squarings and multiplications of the comb the node shapes for its draws, each
     timed as a comb product, plus building that comb and converting it for the kernel); each
     iteration: per account f squarings, per base of each bank's
-    multi-exponentiation its sliding-window digit multiplications and table of odd powers;
+    multi-exponentiation its sliding-window digit multiplications and table of odd powers (in
+    the IFMA kernel: the products of its lanes' fixed-window schedule, :func:`lane_products`,
+    each timed as a comb product);
     decryption: per packed ciphertext its packing shifts (``c**(2**slot_bits)``), a noise draw
     and t + 1 = 2 partial decryptions (exponents of ``share_bits`` bits, the length of the run's
     key shares); shifts and partial decryptions are timed per value in full batches of
@@ -381,6 +399,8 @@ def arithmetic_estimate(
         ]
     )
     iteration = accounts * precision * square + float(per_base.min(axis=0).sum()) * mul
+    degree = np.diff(csr.indptr) + 1  # terms a row: its edges and its self term
+    bank_bases = np.bincount(bases // accounts, minlength=len(graph.banks))
     fixed = FixedPoint.for_packing(precision, work.iterations, work.bits)
     slot_bits = fixed.slot_bits(work.iterations)
     slots = fixed.slots_per_plaintext(work.iterations, work.bits)
@@ -402,6 +422,11 @@ def arithmetic_estimate(
         draw_products += bank_draws * comb.draw_multiplications
         draws += bank_draws
     noise = draw_products / max(1, draws) * product
+    if native():  # the kernel's lanes: its fixed-window schedule, timed as comb products
+        iteration = product * sum(
+            lane_products(degree[bank_of == bank], int(bank_bases[bank]), precision)
+            for bank in range(len(graph.banks))
+        )
     shift = timed(lambda: powmod_many(lanes, 1 << slot_bits, int(n2), secret=False), 5)
     decrypt = packed * ((slots - 1) * shift / len(lanes) + noise + 2 * partial)
     return {
