@@ -398,13 +398,13 @@ def check_arithmetic(report: Report) -> None:
     forced = modexp.forced()
     note = f" (forced by {modexp.ENVIRONMENT}={forced})" if forced else ""
     if modexp.native():
-        report.ok("arithmetic: the AVX-512 IFMA kernel")
+        report.ok("arithmetic: the AVX-512 IFMA kernel (exponentiations and iterations)")
         return
     if modexp.cpu_has_ifma() and not modexp.kernel_built():
         report.warning(
             "arithmetic: this CPU has AVX-512 IFMA but riskprop's kernel was not built (it needs "
             "a C compiler and the Python headers when riskprop is installed): partial "
-            "decryptions cost about five times as much"
+            "decryptions cost about five times as much, iterations three to four times"
         )
     if modexp.mpn():
         report.ok(f"arithmetic: GMP mpn for key shares (constant time), gmpy2 for the rest{note}")
