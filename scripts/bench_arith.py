@@ -10,11 +10,13 @@ decryption exponent of ``2|N| + 130`` bits (also per value in a batch of eight t
 ``gmpy2.powmod_sec``), and ``linear_step`` per
 CSR term (the self term of each row included) on a random CSR of ``--rows`` rows with
 Poisson(``--degree``) terms per row over ``rows + rows/3`` bases, for f = 48, 32 and 24-bit
-coefficients, three ways:
+coefficients, three or four ways:
 
 * ``powmod per term``: one ``gmpy2.powmod`` per term (before commit f1519e7);
 * ``Straus, 3-bit fixed windows``: the version of commit f1519e7 (copied below);
-* ``sliding windows (current)``: ``riskprop.core.paillier.linear_step``.
+* ``sliding windows (gmpy2)``: ``riskprop.core.paillier.linear_step``'s gmpy2 path, the one a
+  CPU without IFMA runs;
+* ``kernel lanes (current, IFMA)``: ``linear_step`` itself, where the IFMA kernel runs.
 
 Each ``linear_step`` figure also appears in multiplications mod ``N**2`` (time / the
 multiplication above), which is what a lower-bound count of a run's arithmetic multiplies.
@@ -58,7 +60,7 @@ import numpy as np
 import phe
 from gmpy2 import mpz
 
-from riskprop.core import modexp
+from riskprop.core import modexp, paillier
 from riskprop.core.modexp import ENVIRONMENT, backend, native, powmod_many
 from riskprop.core.paillier import FixedBaseNoise, FreshNoise, PublicKey, linear_step
 from riskprop.core.types import IntArray
@@ -154,11 +156,28 @@ def straus_fixed_window(
     return out
 
 
+def sliding_windows(
+    key: PublicKey,
+    bases: Sequence[mpz],
+    n_rows: int,
+    self_coef: int,
+    indptr: IntArray,
+    indices: IntArray,
+    coefs: Sequence[int],
+) -> list[mpz]:
+    """``linear_step``'s gmpy2 path (sliding windows per base), whatever the CPU."""
+    ptr, cols = np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64)
+    terms = paillier._terms(n_rows, self_coef, ptr, cols, np.asarray(coefs, dtype=np.int64))
+    return paillier._gmp_rows(key, bases, n_rows, *terms, paillier.TABLE_BUDGET)
+
+
 STEP_METHODS = {
     "powmod per term": powmod_per_term,
     "Straus 3-bit fixed (f1519e7)": straus_fixed_window,
-    "sliding windows (current)": linear_step,
+    "sliding windows (gmpy2)": sliding_windows,
 }
+if native():
+    STEP_METHODS["kernel lanes (current, IFMA)"] = linear_step
 
 
 def bench_size(bits: int, args: argparse.Namespace, clock: Callable[[], float]) -> list[Row]:

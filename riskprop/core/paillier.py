@@ -544,7 +544,7 @@ def linear_step(
     (at most ``table_budget``), the output, 8 bytes per table slot and one chunk's digit arrays.
     Where the AVX-512 IFMA kernel runs, the rows go to its lanes instead (:func:`_lane_rows`:
     fixed windows over a table of powers per base, eight rows at once, tables within
-    ``table_budget``), about 3.5 times less CPU for the same integers.
+    ``table_budget``), 3 to 4 times less CPU for the same integers.
 
     With an ``executor`` of more than one worker, the rows are cut into contiguous batches of
     at least ``batch_terms`` (default ``BATCH_TERMS``) terms, edges plus one self term per row
