@@ -967,10 +967,11 @@ def _lane_rows(
     ``W m`` positions, window by window, with ``blocks = m`` and ``squarings = w``. Eight rows
     share one schedule, so rows are sorted by their number of terms and each eight padded to
     the most of them with the table's entry 0 (``b**0 = 1``). Tables take ``2**w`` entries of
-    ``limbs(|N**2|)`` 8-byte limbs per base; the rows are taken in runs whose terms (at least
-    their distinct bases) fit ``table_budget``, narrowing ``w`` if one row alone would not.
-    ``None`` if a row does not fit even at ``w = 1`` (the gmpy2 path then runs the step).
-    Every row is the same integer in ``[0, N**2)`` as on the gmpy2 path.
+    ``limbs(|N**2|)`` 8-byte limbs per base; the rows are taken in runs whose distinct bases'
+    tables fit ``table_budget`` (a base that several runs use is built in each), narrowing
+    ``w`` if one row's terms would not fit. ``None`` if they do not even at ``w = 1`` (the
+    gmpy2 path then runs the step). Every row is the same integer in ``[0, N**2)`` as on the
+    gmpy2 path.
     """
     one = mpz(1)
     if not len(term_exps):
@@ -981,19 +982,24 @@ def _lane_rows(
     w = lane_window(bits, len(term_exps), len(np.unique(term_cols)), n_rows)
     while w > 1 and int(counts.max()) << w > table_budget // entry_bytes:
         w -= 1
-    cap = table_budget // (entry_bytes << w)  # terms a run of rows may hold
+    cap = table_budget // (entry_bytes << w)  # distinct bases a run of rows may hold
     if int(counts.max()) > cap:
         return None
     ends = np.cumsum(counts)
     term_start = ends - counts
     windows = -(-bits // w)
     shifts = w * np.arange(windows - 1, -1, -1, dtype=np.int64)  # the top window first
+    previous = _previous_use(term_cols)
     out = [one] * n_rows
     r0 = 0
     while r0 < n_rows:
-        before = int(term_start[r0])
-        r1 = max(r0 + 1, int(np.searchsorted(ends, before + cap, side="right")))
-        lo, hi = before, int(ends[r1 - 1])
+        lo = int(term_start[r0])
+        # bases new to a run from lo: those whose previous use lies before it
+        distinct = np.zeros(len(term_cols) - lo + 1, dtype=np.int64)
+        np.cumsum(previous[lo:] < lo, out=distinct[1:])
+        at_row_ends = distinct[ends[r0:] - lo]
+        r1 = r0 + max(1, int(np.searchsorted(at_row_ends, cap, side="right")))
+        hi = int(ends[r1 - 1])
         if hi > lo:
             used, local = np.unique(term_cols[lo:hi], return_inverse=True)
             table = ProductTable.of_powers([bases[b] for b in used.tolist()], key.nsquare, 1 << w)
@@ -1002,6 +1008,15 @@ def _lane_rows(
             _lane_run(table, positions, counts[r0:r1], term_start[r0:r1] - lo, w, out, r0)
         r0 = r1
     return out
+
+
+def _previous_use(cols: IntArray) -> IntArray:
+    """For each term, the index of the previous term with the same base (-1: none)."""
+    order = np.argsort(cols, kind="stable")
+    previous = np.full(len(cols), -1, dtype=np.int64)
+    same = cols[order[1:]] == cols[order[:-1]]
+    previous[order[1:][same]] = order[:-1][same]
+    return previous
 
 
 def _lane_run(

@@ -355,21 +355,32 @@ def _rows_csr(
 
 @pytest.mark.parametrize("budget", [1 << 30, 60_000, 9_000])
 def test_kernel_rows_equal_powmod_per_term_whatever_the_lanes_and_runs(
-    arithmetic: str, budget: int
+    monkeypatch: pytest.MonkeyPatch, arithmetic: str, budget: int
 ) -> None:
     """The lanes' rows (``_lane_rows``, a ``ProductTable`` on either path): row sizes from 0
     to 40 terms in no order (padded eights, several calls), zero exponents; a budget that
-    cuts the rows into runs and one that also narrows the window."""
+    cuts the rows into runs and one that also narrows the window. Every table fits the
+    budget."""
     rng = np.random.default_rng(budget % 997)
     counts = [int(c) for c in rng.permutation([0, 0, 1, 2, 3, 3, 5, 8, 13, 21, 40] * 4)]
     bases, indptr, indices, coefs = _rows_csr(counts, 70, 48, rng)
     coefs[::5] = [0] * len(coefs[::5])
+    tables: list[int] = []
+    build = modexp.ProductTable.of_powers.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[modexp.ProductTable], values: list[int], m: int, count: int) -> object:
+        tables.append(len(values) * count * 8 * modexp.limbs(m.bit_length()))
+        return build(cls, values, m, count)
+
+    monkeypatch.setattr(modexp.ProductTable, "of_powers", classmethod(spy))
     for self_coef in (0, 2**47 + 3):
         rows, cols, exps = paillier._terms(
             len(counts), self_coef, indptr, indices, np.array(coefs, dtype=np.int64)
         )
         got = paillier._lane_rows(KEY, bases, len(counts), rows, cols, exps, budget)
         assert got == naive_step(bases, len(counts), self_coef, indptr, indices, coefs)
+    assert tables and max(tables) <= budget
+    assert (len(tables) > 2) == (budget < 1 << 30)  # one run per self_coef, or several
 
 
 def test_kernel_rows_leave_a_row_beyond_the_budget_to_gmpy2() -> None:
