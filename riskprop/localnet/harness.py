@@ -70,14 +70,14 @@ def free_ports(count: int) -> list[int]:
     A port is never handed out twice by one process, so two calls (peer ports, then admin
     ports) cannot collide. Another process may still bind one first; the bind then fails with
     a clear error. Where the range leaves too few ports, the kernel's own choice is used."""
-    chooser = random.SystemRandom()
+    chooser = random.Random()
     with _handed_lock:
         pool = [port for port in port_candidates(ephemeral_range()) if port not in _handed]
-        chooser.shuffle(pool)
         chosen: list[int] = []
-        for port in pool:
-            if len(chosen) == count:
-                break
+        while pool and len(chosen) < count:
+            at = chooser.randrange(len(pool))
+            pool[at], pool[-1] = pool[-1], pool[at]
+            port = pool.pop()
             if _bindable(port):
                 chosen.append(port)
         while len(chosen) < count:  # the pool ran out: the kernel's choice
