@@ -475,6 +475,8 @@ class ProductTable:
     """
 
     def __init__(self, values: Sequence[int], modulus: int, *, powers: int = 0) -> None:
+        """The table of ``values`` mod ``M``, or with ``powers > 0`` of their first ``powers``
+        powers (:meth:`of_powers`)."""
         if modulus <= 1 or modulus % 2 == 0:
             raise ValueError("modulus must be odd and greater than 1")
         if powers < 0:
