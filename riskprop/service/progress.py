@@ -56,10 +56,14 @@ class ProgressTracker:
         estimates: Mapping[str, float] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        session_clock: Callable[[], float] = time.monotonic,
         name: str = "",
     ) -> None:
+        """``clock`` is the tracker's own; ``session_clock`` the one the session's phase records
+        use (``time.monotonic``), mapped onto ``clock`` at each tick."""
         self.estimates = dict(estimates or {})
         self.clock = clock
+        self.session_clock = session_clock
         self.name = name
         self.started = clock()
         self.phase = "starting"
@@ -128,7 +132,7 @@ class ProgressTracker:
         the time between two ticks): a phase ends when the next one begins."""
         if not state.began:
             return
-        offset = now - time.monotonic() if self.clock is not time.monotonic else 0.0
+        offset = now - self.session_clock() if self.clock is not self.session_clock else 0.0
         began = [(phase, at + offset) for phase, at in state.began]
         if state.phase in PHASES:  # phases the session entered but does not report yet
             reported = PHASES[: PHASES.index(state.phase) + 1]

@@ -5,7 +5,6 @@ run's fraction, and what ``/status`` and the terminal show."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ PHASE_KEYS = {"name", "state", "done", "total", "fraction", "elapsed_seconds", "
 
 
 class Clock:
-    """A monotonic clock the test moves by hand."""
+    """A monotonic clock the test moves by hand; ``session`` is the session's clock, the same
+    time at another origin (as ``time.monotonic`` is to a tracker's own clock)."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -38,14 +38,20 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+    def session(self) -> float:
+        return self.now + SESSION_ORIGIN
+
+
+#: Where the fake session clock's zero lies on a test's clock.
+SESSION_ORIGIN = 5000.0
+
 
 def state(
     clock: Clock, phase: str, done: int, total: int, detail: str = "", /, **began: float
 ) -> PhaseProgress:
     """A session's progress; ``began`` gives the fake clock time each phase began. The session
-    records ``time.monotonic()``, which the tracker maps onto its own clock."""
-    real = time.monotonic() - clock.now
-    record = tuple((name, real + at) for name, at in began.items())
+    records its own clock's times (``clock.session``), which the tracker maps onto its clock."""
+    record = tuple((name, at + SESSION_ORIGIN) for name, at in began.items())
     return PhaseProgress(phase, done, total, detail or f"{phase} {done}/{total}", record)
 
 
@@ -59,7 +65,7 @@ def by_name(tracker: ProgressTracker) -> dict[str, dict[str, object]]:
 
 def iterating(clock: Clock, estimates: dict[str, float] | None = None) -> ProgressTracker:
     """A tracker 12 s into a run: a 2 s handshake, then iterations 4 of 10 done in 10 s."""
-    tracker = ProgressTracker(estimates, clock=clock, name="alice")
+    tracker = ProgressTracker(estimates, clock=clock, session_clock=clock.session, name="alice")
     clock.now += 12
     tick(
         tracker,
@@ -69,7 +75,8 @@ def iterating(clock: Clock, estimates: dict[str, float] | None = None) -> Progre
 
 
 def test_a_new_tracker_knows_nothing_yet() -> None:
-    tracker = ProgressTracker(clock=Clock(), name="alice")
+    clock = Clock()
+    tracker = ProgressTracker(clock=clock, session_clock=clock.session, name="alice")
     assert tracker.phase == "starting" and tracker.line() == "alice: starting"
     assert tracker.eta() is None and tracker.fraction() == 0.0
     assert tracker.durations() == {}
@@ -80,7 +87,8 @@ def test_a_new_tracker_knows_nothing_yet() -> None:
 
 
 def test_before_the_first_tick_the_last_run_is_the_estimate() -> None:
-    tracker = ProgressTracker(LAST_RUN, clock=Clock())
+    clock = Clock()
+    tracker = ProgressTracker(LAST_RUN, clock=clock, session_clock=clock.session)
     assert tracker.eta() == pytest.approx(53.0)
     assert [p["eta_seconds"] for p in tracker.phases()] == [2.0, 20.0, 30.0, 1.0]
     assert tracker.fraction() == 0.0
@@ -125,7 +133,7 @@ def test_decryption_time_left_follows_the_ciphertexts_done() -> None:
 
 def test_pending_and_waiting_phases_use_the_last_run() -> None:
     clock = Clock()
-    tracker = ProgressTracker({"handshake": 5.0}, clock=clock)
+    tracker = ProgressTracker({"handshake": 5.0}, clock=clock, session_clock=clock.session)
     clock.now += 3
     tick(tracker, state(clock, "handshake", 1, 2, handshake=clock.now - 3))
     assert tracker.phase_eta("handshake") == pytest.approx(2.0, abs=1e-3)  # 5 s minus 3 s
@@ -137,7 +145,7 @@ def test_pending_and_waiting_phases_use_the_last_run() -> None:
 
 def test_a_counted_phase_that_has_not_moved_uses_the_last_run() -> None:
     clock = Clock()
-    tracker = ProgressTracker(LAST_RUN, clock=clock)
+    tracker = ProgressTracker(LAST_RUN, clock=clock, session_clock=clock.session)
     clock.now += 3
     tick(
         tracker, state(clock, "iterating", 0, 10, handshake=clock.now - 3, iterating=clock.now - 1)
@@ -181,7 +189,7 @@ def test_phases_for_status() -> None:
 def test_a_finished_phase_keeps_its_counts() -> None:
     """``/status`` shows a done handshake as 2/2 and done iterations as 10/10."""
     clock = Clock()
-    tracker = ProgressTracker(clock=clock)
+    tracker = ProgressTracker(clock=clock, session_clock=clock.session)
     tick(tracker, state(clock, "handshake", 1, 2, handshake=clock.now))
     clock.now += 1
     tick(tracker, state(clock, "iterating", 10, 10, handshake=999.0, iterating=1000.5))
@@ -198,7 +206,7 @@ def test_durations_come_from_the_session_even_for_phases_shorter_than_a_tick() -
     """One tick, in the decryption: the iterations (0.25 s) were never seen running, yet
     each phase's time is exact, from when the session entered each phase."""
     clock = Clock()
-    tracker = ProgressTracker(clock=clock)
+    tracker = ProgressTracker(clock=clock, session_clock=clock.session)
     clock.now += 10
     began = {"handshake": 1000.0, "iterating": 1000.5, "decrypting": 1000.75}
     tick(tracker, state(clock, "decrypting", 1, 4, **began))
@@ -219,7 +227,7 @@ def test_durations_come_from_the_session_even_for_phases_shorter_than_a_tick() -
 
 def test_durations_without_the_session_record_use_the_ticks() -> None:
     clock = Clock()
-    tracker = ProgressTracker(clock=clock)
+    tracker = ProgressTracker(clock=clock, session_clock=clock.session)
     tick(tracker, PhaseProgress("handshake", 0, 2, "handshake 0/2"))
     clock.now += 4
     tick(tracker, PhaseProgress("decrypting", 0, 5, "decrypting 0/5"))
@@ -239,7 +247,7 @@ def test_a_session_still_decrypting_for_a_peer_is_in_the_decryption() -> None:
     entered ``finishing`` but reports the decryption (what it still has to do), so the
     decryption is the running phase, with its counts, and the finishing phase is pending."""
     clock = Clock()
-    tracker = ProgressTracker(clock=clock)
+    tracker = ProgressTracker(clock=clock, session_clock=clock.session)
     clock.now += 10
     began = {"handshake": 1000.0, "iterating": 1001.0, "decrypting": 1005.0}
     tick(tracker, state(clock, "decrypting", 20, 40, **began))
@@ -264,7 +272,7 @@ def test_a_session_still_decrypting_for_a_peer_is_in_the_decryption() -> None:
 def test_a_resumed_run_that_starts_in_the_decryption() -> None:
     """A restored session enters the decryption at once: earlier phases take no time."""
     clock = Clock()
-    tracker = ProgressTracker(LAST_RUN, clock=clock)
+    tracker = ProgressTracker(LAST_RUN, clock=clock, session_clock=clock.session)
     clock.now += 4
     tick(tracker, state(clock, "decrypting", 10, 20, handshake=1000.0, decrypting=1000.0))
     assert [p["state"] for p in tracker.phases()] == ["done", "done", "running", "pending"]
@@ -277,7 +285,7 @@ def test_a_resumed_run_that_starts_in_the_decryption() -> None:
 
 def test_the_decryption_logs_each_quarter_once(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    tracker = ProgressTracker(clock=clock, name="alice")
+    tracker = ProgressTracker(clock=clock, session_clock=clock.session, name="alice")
     caplog.set_level(logging.INFO, logger="riskprop.service.progress")
     began = {"handshake": 1000.0, "iterating": 1000.0, "decrypting": 1000.0}
     for done in (1, 9, 10, 16, 20, 25, 29, 30, 31, 40):
@@ -442,7 +450,7 @@ def test_a_bank_asked_in_place_of_a_silent_helper_counts_the_extra_ciphertexts(
 
 def test_the_bytes_sent_to_each_peer_follow_the_ticks() -> None:
     clock = Clock()
-    tracker = ProgressTracker(clock=clock)
+    tracker = ProgressTracker(clock=clock, session_clock=clock.session)
     assert (tracker.bytes_by_peer, tracker.messages_by_peer) == ({}, {})
     first = state(clock, "iterating", 1, 4)
     tracker.update(Tick(first, 300, {"bob": 100, "carol": 200}, {"bob": 1}))
