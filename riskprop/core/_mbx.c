@@ -626,6 +626,33 @@ static int modulus_limbs(const Py_buffer *modulus, uint64_t **mod)
     free(padded);
     return n;
 }
+
+/* What a call computes in: a zero-padded copy of one number (nbytes + 8 bytes), the lanes'
+ * limbs transposed (n x 8) and `vectors` 64-byte-aligned vectors of scratch. */
+typedef struct {
+    unsigned char *padded;
+    uint64_t *lanes;
+    void *scratch;
+} Work;
+
+static void work_free(Work *w)
+{
+    free(w->padded);
+    free(w->lanes);
+    free(w->scratch);
+}
+
+/* 1 with all of it allocated; else 0, nothing held and MemoryError set */
+static int work_alloc(Work *w, Py_ssize_t nbytes, int n, size_t vectors)
+{
+    w->padded = calloc((size_t)nbytes + 8, 1);
+    w->lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
+    w->scratch = aligned_alloc(64, vectors * 64);
+    if (w->padded && w->lanes && w->scratch) return 1;
+    work_free(w);
+    PyErr_NoMemory();
+    return 0;
+}
 #endif
 
 /* powmod(bases, exponent, modulus, r2, k0, window, secret) -> bytes; see riskprop/core/modexp.py.
@@ -651,25 +678,20 @@ static PyObject *powmod_call(PyObject *args, int traced)
     const Py_ssize_t count = bases.len / nbytes;
     result = PyBytes_FromStringAndSize(NULL, bases.len);
     if (!result) goto done;
-    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
-    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
-    void *scratch = aligned_alloc(64, ((size_t)n * (7 + ((size_t)1 << w)) + 1) * 64);
-    if (padded && lanes && scratch) {
-        Plan plan = {.n = n, .w = w, .secret = secret, .k0 = k0, .mod = mod, .e = exponent.buf,
-                     .trace = tr};
-        plan.ebits = exponent.len * 8;
-        while (!secret && plan.ebits > 0 && !exponent_bit(plan.e, plan.ebits - 1)) plan.ebits--;
-        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-        Py_BEGIN_ALLOW_THREADS
-        run(&plan, out, bases.buf, count, nbytes, r2.buf, padded, lanes, scratch);
-        Py_END_ALLOW_THREADS
-    } else {
+    Work work;
+    if (!work_alloc(&work, nbytes, n, (size_t)n * (7 + ((size_t)1 << w)) + 1)) {
         Py_CLEAR(result);
-        PyErr_NoMemory();
+        goto done;
     }
-    free(padded);
-    free(lanes);
-    free(scratch);
+    Plan plan = {.n = n, .w = w, .secret = secret, .k0 = k0, .mod = mod, .e = exponent.buf,
+                 .trace = tr};
+    plan.ebits = exponent.len * 8;
+    while (!secret && plan.ebits > 0 && !exponent_bit(plan.e, plan.ebits - 1)) plan.ebits--;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    run(&plan, out, bases.buf, count, nbytes, r2.buf, work.padded, work.lanes, work.scratch);
+    Py_END_ALLOW_THREADS
+    work_free(&work);
 #else
     (void)k0;
     (void)w;
@@ -718,21 +740,17 @@ static PyObject *montgomery(PyObject *self, PyObject *args)
     const Py_ssize_t count = values.len / nbytes;
     result = PyBytes_FromStringAndSize(NULL, count * n * (Py_ssize_t)sizeof(uint64_t));
     if (!result) goto done;
-    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
-    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
-    void *scratch = aligned_alloc(64, (size_t)(3 * n + 1) * 64);
-    if (padded && lanes && scratch) {
-        uint64_t *table = (uint64_t *)PyBytes_AS_STRING(result);
-        Py_BEGIN_ALLOW_THREADS
-        to_montgomery(table, values.buf, count, nbytes, n, mod, k0, r2.buf, padded, lanes, scratch);
-        Py_END_ALLOW_THREADS
-    } else {
+    Work work;
+    if (!work_alloc(&work, nbytes, n, (size_t)(3 * n + 1))) {
         Py_CLEAR(result);
-        PyErr_NoMemory();
+        goto done;
     }
-    free(padded);
-    free(lanes);
-    free(scratch);
+    uint64_t *table = (uint64_t *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    to_montgomery(table, values.buf, count, nbytes, n, mod, k0, r2.buf, work.padded, work.lanes,
+                  work.scratch);
+    Py_END_ALLOW_THREADS
+    work_free(&work);
 #else
     (void)k0;
     PyErr_SetString(PyExc_RuntimeError, "montgomery: built without the AVX-512 IFMA kernel");
@@ -773,22 +791,17 @@ static PyObject *powers(PyObject *self, PyObject *args)
     }
     result = PyBytes_FromStringAndSize(NULL, nvalues * count * n * (Py_ssize_t)sizeof(uint64_t));
     if (!result) goto done;
-    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
-    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
-    void *scratch = aligned_alloc(64, (size_t)(5 * n + 1) * 64);
-    if (padded && lanes && scratch) {
-        uint64_t *table = (uint64_t *)PyBytes_AS_STRING(result);
-        Py_BEGIN_ALLOW_THREADS
-        power_table(table, values.buf, nvalues, count, nbytes, n, mod, k0, r2.buf, padded, lanes,
-                    scratch);
-        Py_END_ALLOW_THREADS
-    } else {
+    Work work;
+    if (!work_alloc(&work, nbytes, n, (size_t)(5 * n + 1))) {
         Py_CLEAR(result);
-        PyErr_NoMemory();
+        goto done;
     }
-    free(padded);
-    free(lanes);
-    free(scratch);
+    uint64_t *table = (uint64_t *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    power_table(table, values.buf, nvalues, count, nbytes, n, mod, k0, r2.buf, work.padded,
+                work.lanes, work.scratch);
+    Py_END_ALLOW_THREADS
+    work_free(&work);
 #else
     (void)k0;
     (void)count;
@@ -846,20 +859,17 @@ static PyObject *comb_call(PyObject *args, int traced)
     }
     result = PyBytes_FromStringAndSize(NULL, count * nbytes);
     if (!result) goto done;
-    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
-    void *scratch = aligned_alloc(64, (size_t)(4 * n + 1) * 64);
-    if (lanes && scratch) {
-        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-        Py_BEGIN_ALLOW_THREADS
-        comb_products(out, count, nbytes, n, table.buf, pos, per_value, blocks, sub, squarings,
-                      mod, k0, lanes, scratch, tr);
-        Py_END_ALLOW_THREADS
-    } else {
+    Work work;
+    if (!work_alloc(&work, nbytes, n, (size_t)(4 * n + 1))) {
         Py_CLEAR(result);
-        PyErr_NoMemory();
+        goto done;
     }
-    free(lanes);
-    free(scratch);
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    Py_BEGIN_ALLOW_THREADS
+    comb_products(out, count, nbytes, n, table.buf, pos, per_value, blocks, sub, squarings, mod,
+                  k0, work.lanes, work.scratch, tr);
+    Py_END_ALLOW_THREADS
+    work_free(&work);
 #else
     (void)k0;
     (void)per_value;
@@ -917,26 +927,26 @@ static PyObject *multiexp(PyObject *self, PyObject *args)
     const Py_ssize_t count = bases.len / nbytes, windows = (bits + c - 1) / c;
     result = PyBytes_FromStringAndSize(NULL, windows * nbytes);
     if (!result) goto done;
-    unsigned char *padded = calloc((size_t)nbytes + 8, 1);
-    uint64_t *lanes = calloc((size_t)n * LANES, sizeof(uint64_t));
+    Work work;
+    if (!work_alloc(&work, nbytes, n, (size_t)(7 * n + 1))) {
+        Py_CLEAR(result);
+        goto done;
+    }
     uint64_t *table = malloc(((size_t)count + 1) * (size_t)n * sizeof(uint64_t));
     uint64_t *buckets = malloc(((size_t)LANES << c) * (size_t)n * sizeof(uint64_t));
-    void *scratch = aligned_alloc(64, (size_t)(7 * n + 1) * 64);
-    if (padded && lanes && table && buckets && scratch) {
+    if (table && buckets) {
         unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
         Py_BEGIN_ALLOW_THREADS
         multiexp_run(out, bases.buf, count, exponents.buf, ebytes, windows, c, nbytes, n, mod, k0,
-                     r2.buf, table, buckets, padded, lanes, scratch);
+                     r2.buf, table, buckets, work.padded, work.lanes, work.scratch);
         Py_END_ALLOW_THREADS
     } else {
         Py_CLEAR(result);
         PyErr_NoMemory();
     }
-    free(padded);
-    free(lanes);
     free(table);
     free(buckets);
-    free(scratch);
+    work_free(&work);
 #else
     (void)bits;
     (void)k0;
