@@ -313,15 +313,13 @@ def lane_products(terms: np.ndarray, bases: int, bits: int) -> int:
     """Montgomery products of ``linear_step`` in the kernel's lanes for rows of ``terms`` terms
     each over ``bases`` distinct bases and ``bits``-bit exponents: the tables of powers, the
     digits of every row padded to the most terms of its eight, and ``w`` squarings a window."""
-    from riskprop.core.paillier import lane_window
+    from riskprop.core.paillier import lane_cost, lane_widths, lane_window
 
     counts = np.sort(terms[terms > 0])
     if not len(counts):
         return 0
     w = lane_window(bits, int(counts.sum()), bases, len(terms))
-    windows = -(-bits // w)
-    padded = int(counts[np.minimum(np.arange(len(counts)) | 7, len(counts) - 1)].sum())
-    return bases * ((1 << w) - 1) + padded * windows + len(counts) * w * (windows - 1)
+    return lane_cost(w, bits, int(lane_widths(counts).sum()), bases, len(counts))
 
 
 def arithmetic_estimate(

@@ -935,18 +935,26 @@ def _run_rows(
 LANE_WINDOW_MAX = 8
 
 
+def lane_cost(w: int, bits: int, terms: int, bases: int, rows: int) -> int:
+    """Montgomery products of :func:`_lane_rows` with windows of ``w`` bits for ``terms``
+    exponents of ``bits`` bits over ``bases`` distinct bases in ``rows`` rows: ``bases (2**w -
+    1)`` for the tables (a conversion and ``2**w - 2`` products each), ``terms ceil(bits / w)``
+    for the digits (zero digits too: the lanes share one schedule; count padded terms for the
+    exact figure, :func:`lane_widths`) and ``rows w (ceil(bits / w) - 1)`` squarings."""
+    windows = -(-bits // w)
+    return bases * ((1 << w) - 1) + terms * windows + rows * w * (windows - 1)
+
+
 def lane_window(bits: int, terms: int, bases: int, rows: int) -> int:
-    """The fixed window ``w`` of :func:`_lane_rows` for ``terms`` exponents of ``bits`` bits
-    over ``bases`` distinct bases in ``rows`` rows, minimising its Montgomery products: ``bases
-    (2**w - 1)`` for the tables (a conversion and ``2**w - 2`` products each), ``terms
-    ceil(bits / w)`` for the digits (zero digits too: the lanes share one schedule) and ``rows
-    w (ceil(bits / w) - 1)`` squarings."""
+    """The fixed window ``w`` of :func:`_lane_rows`: the fewest products (:func:`lane_cost`)."""
+    return min(range(1, LANE_WINDOW_MAX + 1), key=lambda w: lane_cost(w, bits, terms, bases, rows))
 
-    def cost(w: int) -> int:
-        windows = -(-bits // w)
-        return bases * ((1 << w) - 1) + terms * windows + rows * w * (windows - 1)
 
-    return min(range(1, LANE_WINDOW_MAX + 1), key=cost)
+def lane_widths(counts: IntArray) -> IntArray:
+    """For rows' term counts sorted ascending, each row's width in the lanes: the most terms
+    among its eight (rows ``8 i .. 8 i + 7``), to which it is padded."""
+    widths: IntArray = counts[np.minimum(np.arange(len(counts)) | 7, len(counts) - 1)]
+    return widths
 
 
 def _lane_rows(
@@ -1034,10 +1042,9 @@ def _lane_run(
     windows = positions.shape[1]
     order = np.argsort(counts, kind="stable")
     order = order[counts[order] > 0]
-    live = counts[order]
-    lane_max = live[np.minimum((np.arange(len(live)) | 7), len(live) - 1)]
+    lane_max = lane_widths(counts[order])
     cuts = np.flatnonzero(np.diff(lane_max)) + 1
-    for a, b in itertools.pairwise([0, *cuts.tolist(), len(live)]):
+    for a, b in itertools.pairwise([0, *cuts.tolist(), len(order)]):
         width = int(lane_max[a])
         group = order[a:b]
         sizes = counts[group]
