@@ -380,25 +380,10 @@ def arithmetic_estimate(
     cross = bank_of[rows] != bank_of[csr.indices]
     senders = np.unique(csr.indices[cross])
     sent = len(senders)
-    # Every bank's multi-exponentiation has its own bases (own accounts, imported ones): per
-    # (bank, base) the uses (self terms and edges) and the sliding window linear_step picks
-    # for them, w minimising uses * f / (w + 1) digit multiplications + 2**(w - 1) for its
-    # table of odd powers; plus about f squarings per account.
+    # Every bank's multi-exponentiation has its own bases (own accounts, imported ones)
     keys = np.concatenate([bank_of[rows] * accounts + csr.indices, bank_of * accounts + own])
     is_self = np.concatenate([np.zeros(len(rows), dtype=bool), np.ones(accounts, dtype=bool)])
     bases, inverse = np.unique(keys, return_inverse=True)
-    edge_uses = np.bincount(inverse[~is_self], minlength=len(bases))
-    self_uses = np.bincount(inverse[is_self], minlength=len(bases))
-    c_self, _ = FixedPoint(precision).coefficients(0.5, np.zeros(0))
-    per_base = np.stack(
-        [
-            edge_uses * precision / (w + 1) + self_uses * _window_digits(c_self, w) + 2 ** (w - 1)
-            for w in range(1, 7)
-        ]
-    )
-    iteration = accounts * precision * square + float(per_base.min(axis=0).sum()) * mul
-    degree = np.diff(csr.indptr) + 1  # terms a row: its edges and its self term
-    bank_bases = np.bincount(bases // accounts, minlength=len(graph.banks))
     fixed = FixedPoint.for_packing(precision, work.iterations, work.bits)
     slot_bits = fixed.slot_bits(work.iterations)
     slots = fixed.slots_per_plaintext(work.iterations, work.bits)
@@ -421,10 +406,27 @@ def arithmetic_estimate(
         draws += bank_draws
     noise = draw_products / max(1, draws) * product
     if native():  # the kernel's lanes: its fixed-window schedule, timed as comb products
+        degree = np.diff(csr.indptr) + 1  # terms a row: its edges and its self term
+        bank_bases = np.bincount(bases // accounts, minlength=len(graph.banks))
         iteration = product * sum(
             lane_products(degree[bank_of == bank], int(bank_bases[bank]), precision)
             for bank in range(len(graph.banks))
         )
+    else:  # per (bank, base) its uses (self terms and edges) and the sliding window gmpy2
+        # picks, w minimising uses * f / (w + 1) digit multiplications + 2**(w - 1) for its
+        # table of odd powers; plus about f squarings per account
+        edge_uses = np.bincount(inverse[~is_self], minlength=len(bases))
+        self_uses = np.bincount(inverse[is_self], minlength=len(bases))
+        c_self, _ = FixedPoint(precision).coefficients(0.5, np.zeros(0))
+        per_base = np.stack(
+            [
+                edge_uses * precision / (w + 1)
+                + self_uses * _window_digits(c_self, w)
+                + 2 ** (w - 1)
+                for w in range(1, 7)
+            ]
+        )
+        iteration = accounts * precision * square + float(per_base.min(axis=0).sum()) * mul
     shift = timed(lambda: powmod_many(lanes, 1 << slot_bits, int(n2), secret=False), 5)
     decrypt = packed * ((slots - 1) * shift / len(lanes) + noise + 2 * partial)
     return {
