@@ -987,7 +987,8 @@ def _lane_rows(
     bits = int(term_exps.max()).bit_length()
     entry_bytes = 8 * limbs(key.nsquare.bit_length())
     counts = np.bincount(rows, minlength=n_rows)
-    w = lane_window(bits, len(term_exps), len(np.unique(term_cols)), n_rows)
+    previous = _previous_use(term_cols)
+    w = lane_window(bits, len(term_exps), int((previous < 0).sum()), n_rows)
     while w > 1 and int(counts.max()) << w > table_budget // entry_bytes:
         w -= 1
     cap = table_budget // (entry_bytes << w)  # distinct bases a run of rows may hold
@@ -997,7 +998,6 @@ def _lane_rows(
     term_start = ends - counts
     windows = -(-bits // w)
     shifts = w * np.arange(windows - 1, -1, -1, dtype=np.int64)  # the top window first
-    previous = _previous_use(term_cols)
     out = [one] * n_rows
     r0 = 0
     while r0 < n_rows:
